@@ -1,0 +1,681 @@
+//! ACPI for dom0: parsing and validating the tables Xen and the firmware give it (and, later,
+//! building MADT/XSDT/RSDP for a container and tables for DomUs).
+//!
+//! Parsers take byte slices (dom0 copies a table out of guest memory once it knows its
+//! length) and never trust a length field: every error names the table and the byte offset
+//! where it went wrong. Xen's crafted tables for a PVH dom0 are placed with alignment 1
+//! (`pvh_setup_acpi()`), so nothing here assumes alignment.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Which table an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableId {
+    Rsdp,
+    /// A system description table, by its 4-byte signature (as found, maybe garbage).
+    Sdt([u8; 4]),
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableId::Rsdp => f.write_str("RSDP"),
+            TableId::Sdt(sig) => write_signature(f, sig),
+        }
+    }
+}
+
+/// A signature as text, non-printable bytes as `\xNN`.
+fn write_signature(f: &mut fmt::Formatter<'_>, sig: &[u8]) -> fmt::Result {
+    for &b in sig {
+        if b.is_ascii_graphic() || b == b' ' {
+            f.write_str(core::str::from_utf8(&[b]).unwrap_or("?"))?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a table was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcpiError {
+    /// The table needs `needed` bytes but only `available` were given; `offset` is where the
+    /// missing part starts.
+    Truncated {
+        table: TableId,
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    /// The signature at offset 0 is not the expected one.
+    BadSignature {
+        table: TableId,
+        expected: &'static str,
+    },
+    /// The bytes `[0, len)` do not sum to 0 mod 256; `checksum_offset` is the checksum field.
+    BadChecksum {
+        table: TableId,
+        len: usize,
+        sum: u8,
+        checksum_offset: usize,
+    },
+    /// A length field (at `offset`) says `length`, less than the table's fixed part `min`.
+    BadLength {
+        table: TableId,
+        offset: usize,
+        length: u32,
+        min: usize,
+    },
+    /// The entry array at `offset` is `len` bytes, not a multiple of `entry_size`.
+    RaggedEntries {
+        table: TableId,
+        offset: usize,
+        len: usize,
+        entry_size: usize,
+    },
+}
+
+impl fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcpiError::Truncated {
+                table,
+                offset,
+                needed,
+                available,
+            } => write!(
+                f,
+                "{table}: truncated at offset {offset:#x}: needs {needed:#x} bytes, only \
+                 {available:#x} available"
+            ),
+            AcpiError::BadSignature { table, expected } => {
+                write!(
+                    f,
+                    "{table}: bad signature at offset 0x0 (expected \"{expected}\")"
+                )
+            }
+            AcpiError::BadChecksum {
+                table,
+                len,
+                sum,
+                checksum_offset,
+            } => write!(
+                f,
+                "{table}: checksum over bytes [0x0, {len:#x}) sums to {sum:#04x}, not 0 \
+                 (checksum byte at offset {checksum_offset:#x})"
+            ),
+            AcpiError::BadLength {
+                table,
+                offset,
+                length,
+                min,
+            } => write!(
+                f,
+                "{table}: length field at offset {offset:#x} says {length:#x}, less than the \
+                 {min:#x}-byte fixed part"
+            ),
+            AcpiError::RaggedEntries {
+                table,
+                offset,
+                len,
+                entry_size,
+            } => write!(
+                f,
+                "{table}: entries at offset {offset:#x} are {len:#x} bytes, not a multiple of \
+                 {entry_size}"
+            ),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(raw)
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(raw)
+}
+
+fn checksum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b))
+}
+
+fn need(table: TableId, bytes: &[u8], needed: usize) -> Result<(), AcpiError> {
+    if bytes.len() < needed {
+        Err(AcpiError::Truncated {
+            table,
+            offset: bytes.len(),
+            needed,
+            available: bytes.len(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The Root System Description Pointer (ACPI 6.5 section 5.2.5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rsdp {
+    pub oem_id: [u8; 6],
+    /// 0 for ACPI 1.0 (20-byte RSDP); 2 or more adds length, XSDT address and the extended
+    /// checksum.
+    pub revision: u8,
+    pub rsdt_address: u32,
+    /// 20 for revision < 2, else the length field.
+    pub length: u32,
+    /// `None` for revision < 2.
+    pub xsdt_address: Option<u64>,
+}
+
+impl Rsdp {
+    pub const SIGNATURE: &'static [u8; 8] = b"RSD PTR ";
+    /// Size of the ACPI 1.0 part the first checksum covers.
+    pub const V1_SIZE: usize = 20;
+    /// Size of the revision 2 structure.
+    pub const V2_SIZE: usize = 36;
+
+    /// Parse and validate an RSDP. `bytes` may be longer than the structure.
+    pub fn parse(bytes: &[u8]) -> Result<Rsdp, AcpiError> {
+        let table = TableId::Rsdp;
+        need(table, bytes, Self::V1_SIZE)?;
+        if &bytes[0..8] != Self::SIGNATURE {
+            return Err(AcpiError::BadSignature {
+                table,
+                expected: "RSD PTR ",
+            });
+        }
+        let sum = checksum(&bytes[..Self::V1_SIZE]);
+        if sum != 0 {
+            return Err(AcpiError::BadChecksum {
+                table,
+                len: Self::V1_SIZE,
+                sum,
+                checksum_offset: 8,
+            });
+        }
+        let mut oem_id = [0u8; 6];
+        oem_id.copy_from_slice(&bytes[9..15]);
+        let revision = bytes[15];
+        let rsdt_address = u32_at(bytes, 16);
+        if revision < 2 {
+            return Ok(Rsdp {
+                oem_id,
+                revision,
+                rsdt_address,
+                length: Self::V1_SIZE as u32,
+                xsdt_address: None,
+            });
+        }
+        need(table, bytes, Self::V2_SIZE)?;
+        let length = u32_at(bytes, 20);
+        let len = length as usize;
+        if len < Self::V2_SIZE {
+            return Err(AcpiError::BadLength {
+                table,
+                offset: 20,
+                length,
+                min: Self::V2_SIZE,
+            });
+        }
+        need(table, bytes, len)?;
+        let sum = checksum(&bytes[..len]);
+        if sum != 0 {
+            return Err(AcpiError::BadChecksum {
+                table,
+                len,
+                sum,
+                checksum_offset: 32,
+            });
+        }
+        Ok(Rsdp {
+            oem_id,
+            revision,
+            rsdt_address,
+            length,
+            xsdt_address: Some(u64_at(bytes, 24)),
+        })
+    }
+
+    /// The root table to follow: the XSDT if there is one (non-zero), else the RSDT.
+    pub fn root_table(&self) -> RootTable {
+        match self.xsdt_address {
+            Some(x) if x != 0 => RootTable::Xsdt(x),
+            _ => RootTable::Rsdt(self.rsdt_address),
+        }
+    }
+}
+
+/// Where the root table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootTable {
+    Xsdt(u64),
+    Rsdt(u32),
+}
+
+/// The 36-byte header every system description table starts with (ACPI 6.5 5.2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdtHeader {
+    pub signature: [u8; 4],
+    pub length: u32,
+    pub revision: u8,
+    pub checksum: u8,
+    pub oem_id: [u8; 6],
+    pub oem_table_id: [u8; 8],
+    pub oem_revision: u32,
+    pub creator_id: [u8; 4],
+    pub creator_revision: u32,
+}
+
+impl SdtHeader {
+    pub const SIZE: usize = 36;
+
+    /// Parse the header and validate the whole table: `length` at least the header, all
+    /// `length` bytes present in `bytes`, and their checksum 0. `bytes` may be longer.
+    pub fn parse(bytes: &[u8]) -> Result<SdtHeader, AcpiError> {
+        let mut signature = [0u8; 4];
+        let n = bytes.len().min(4);
+        signature[..n].copy_from_slice(&bytes[..n]);
+        let table = TableId::Sdt(signature);
+        need(table, bytes, Self::SIZE)?;
+        let length = u32_at(bytes, 4);
+        let len = length as usize;
+        if len < Self::SIZE {
+            return Err(AcpiError::BadLength {
+                table,
+                offset: 4,
+                length,
+                min: Self::SIZE,
+            });
+        }
+        need(table, bytes, len)?;
+        let sum = checksum(&bytes[..len]);
+        if sum != 0 {
+            return Err(AcpiError::BadChecksum {
+                table,
+                len,
+                sum,
+                checksum_offset: 9,
+            });
+        }
+        let mut oem_id = [0u8; 6];
+        oem_id.copy_from_slice(&bytes[10..16]);
+        let mut oem_table_id = [0u8; 8];
+        oem_table_id.copy_from_slice(&bytes[16..24]);
+        let mut creator_id = [0u8; 4];
+        creator_id.copy_from_slice(&bytes[28..32]);
+        Ok(SdtHeader {
+            signature,
+            length,
+            revision: bytes[8],
+            checksum: bytes[9],
+            oem_id,
+            oem_table_id,
+            oem_revision: u32_at(bytes, 24),
+            creator_id,
+            creator_revision: u32_at(bytes, 32),
+        })
+    }
+
+    /// Like [`SdtHeader::parse`], and the signature must be `expected`.
+    pub fn parse_expecting(bytes: &[u8], expected: &'static str) -> Result<SdtHeader, AcpiError> {
+        let hdr = Self::parse(bytes)?;
+        if hdr.signature[..] != *expected.as_bytes() {
+            return Err(AcpiError::BadSignature {
+                table: TableId::Sdt(hdr.signature),
+                expected,
+            });
+        }
+        Ok(hdr)
+    }
+
+    /// The table's body (after the header), given the bytes it was parsed from.
+    pub fn body<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        bytes.get(Self::SIZE..self.length as usize).unwrap_or(&[])
+    }
+}
+
+fn parse_entries(
+    bytes: &[u8],
+    signature: &'static str,
+    entry_size: usize,
+) -> Result<Vec<u64>, AcpiError> {
+    let hdr = SdtHeader::parse_expecting(bytes, signature)?;
+    let body = hdr.body(bytes);
+    if body.len() % entry_size != 0 {
+        return Err(AcpiError::RaggedEntries {
+            table: TableId::Sdt(hdr.signature),
+            offset: SdtHeader::SIZE,
+            len: body.len(),
+            entry_size,
+        });
+    }
+    Ok(body
+        .chunks_exact(entry_size)
+        .map(|e| {
+            if entry_size == 8 {
+                u64_at(e, 0)
+            } else {
+                u64::from(u32_at(e, 0))
+            }
+        })
+        .collect())
+}
+
+/// The table addresses in an XSDT: 8-byte entries, read unaligned (Xen's crafted XSDT is at
+/// alignment 1, and 8-byte entries after a 36-byte header are never 8-aligned anyway).
+/// Zero entries are returned as they are.
+pub fn parse_xsdt_entries(bytes: &[u8]) -> Result<Vec<u64>, AcpiError> {
+    parse_entries(bytes, "XSDT", 8)
+}
+
+/// The table addresses in an RSDT: 4-byte entries.
+pub fn parse_rsdt_entries(bytes: &[u8]) -> Result<Vec<u64>, AcpiError> {
+    parse_entries(bytes, "RSDT", 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix_checksum(bytes: &mut [u8], at: usize, len: usize) {
+        bytes[at] = 0;
+        bytes[at] = 0u8.wrapping_sub(checksum(&bytes[..len]));
+    }
+
+    /// An RSDP like the one Xen crafts for a PVH dom0 (revision 2, OEM "Xen").
+    fn rsdp_v2(xsdt: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RSD PTR ");
+        b.push(0);
+        b.extend_from_slice(b"Xen\0\0\0");
+        b.push(2);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&36u32.to_le_bytes());
+        b.extend_from_slice(&xsdt.to_le_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        fix_checksum(&mut b, 8, 20);
+        fix_checksum(&mut b, 32, 36);
+        b
+    }
+
+    fn sdt(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(sig);
+        b.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+        b.push(1);
+        b.push(0);
+        b.extend_from_slice(b"Xen\0\0\0");
+        b.extend_from_slice(b"HVM\0\0\0\0\0");
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(b"HVML");
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(body);
+        let len = b.len();
+        fix_checksum(&mut b, 9, len);
+        b
+    }
+
+    #[test]
+    fn good_rsdp_v2() {
+        let b = rsdp_v2(0x7f60f3a);
+        let r = Rsdp::parse(&b).unwrap();
+        assert_eq!(r.revision, 2);
+        assert_eq!(&r.oem_id, b"Xen\0\0\0");
+        assert_eq!(r.length, 36);
+        assert_eq!(r.xsdt_address, Some(0x7f60f3a));
+        assert_eq!(r.root_table(), RootTable::Xsdt(0x7f60f3a));
+        // Longer buffers are fine.
+        let mut longer = b.clone();
+        longer.extend_from_slice(&[0xff; 10]);
+        assert_eq!(Rsdp::parse(&longer), Ok(r));
+    }
+
+    #[test]
+    fn good_rsdp_v1() {
+        let mut b = rsdp_v2(0);
+        b.truncate(20);
+        b[15] = 0;
+        b[16..20].copy_from_slice(&0xe1000u32.to_le_bytes());
+        fix_checksum(&mut b, 8, 20);
+        let r = Rsdp::parse(&b).unwrap();
+        assert_eq!((r.revision, r.length, r.xsdt_address), (0, 20, None));
+        assert_eq!(r.root_table(), RootTable::Rsdt(0xe1000));
+        // A v2 RSDP with a zero XSDT address falls back to the RSDT.
+        let mut b = rsdp_v2(0);
+        b[16..20].copy_from_slice(&0xe1000u32.to_le_bytes());
+        fix_checksum(&mut b, 8, 20);
+        fix_checksum(&mut b, 32, 36);
+        assert_eq!(
+            Rsdp::parse(&b).unwrap().root_table(),
+            RootTable::Rsdt(0xe1000)
+        );
+    }
+
+    #[test]
+    fn broken_rsdps() {
+        let good = rsdp_v2(0x1000);
+        for len in 0..20 {
+            assert!(
+                matches!(
+                    Rsdp::parse(&good[..len]),
+                    Err(AcpiError::Truncated { needed: 20, .. })
+                ),
+                "{len}"
+            );
+        }
+        let err = Rsdp::parse(&good[..30]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RSDP: truncated at offset 0x1e: needs 0x24 bytes, only 0x1e available"
+        );
+
+        let mut b = good.clone();
+        b[0] = b'r';
+        assert_eq!(
+            Rsdp::parse(&b).unwrap_err().to_string(),
+            "RSDP: bad signature at offset 0x0 (expected \"RSD PTR \")"
+        );
+
+        let mut b = good.clone();
+        b[10] ^= 1;
+        let err = Rsdp::parse(&b).unwrap_err();
+        assert_eq!(
+            err,
+            AcpiError::BadChecksum {
+                table: TableId::Rsdp,
+                len: 20,
+                sum: 0xff,
+                checksum_offset: 8
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "RSDP: checksum over bytes [0x0, 0x14) sums to 0xff, not 0 (checksum byte at offset 0x8)"
+        );
+
+        // Extended checksum broken (the first one still good).
+        let mut b = good.clone();
+        b[24] ^= 0x10;
+        let err = Rsdp::parse(&b).unwrap_err();
+        assert!(matches!(
+            err,
+            AcpiError::BadChecksum {
+                len: 36,
+                checksum_offset: 32,
+                ..
+            }
+        ));
+
+        // Length lies: too small, and beyond the buffer.
+        for (length, expect_trunc) in [(0u32, false), (35, false), (37, true), (u32::MAX, true)] {
+            let mut b = good.clone();
+            b[20..24].copy_from_slice(&length.to_le_bytes());
+            fix_checksum(&mut b, 8, 20);
+            let err = Rsdp::parse(&b).unwrap_err();
+            if expect_trunc {
+                assert!(
+                    matches!(err, AcpiError::Truncated { offset: 36, .. }),
+                    "{err:?}"
+                );
+            } else {
+                assert_eq!(
+                    err,
+                    AcpiError::BadLength {
+                        table: TableId::Rsdp,
+                        offset: 20,
+                        length,
+                        min: 36
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn good_sdt_and_xsdt() {
+        let mut body = Vec::new();
+        for addr in [0x7f60f16u64, 0x7f60fa2, 0] {
+            body.extend_from_slice(&addr.to_le_bytes());
+        }
+        let xsdt = sdt(b"XSDT", &body);
+        let h = SdtHeader::parse(&xsdt).unwrap();
+        assert_eq!(&h.signature, b"XSDT");
+        assert_eq!(h.length, 60);
+        assert_eq!(h.revision, 1);
+        assert_eq!(&h.oem_id, b"Xen\0\0\0");
+        assert_eq!(&h.oem_table_id, b"HVM\0\0\0\0\0");
+        assert_eq!(&h.creator_id, b"HVML");
+        assert_eq!(h.body(&xsdt).len(), 24);
+        assert_eq!(parse_xsdt_entries(&xsdt), Ok(vec![0x7f60f16, 0x7f60fa2, 0]));
+
+        // Unaligned: the same table at an odd offset in a buffer.
+        let mut buf = vec![0u8; 3];
+        buf.extend_from_slice(&xsdt);
+        assert_eq!(
+            parse_xsdt_entries(&buf[3..]),
+            Ok(vec![0x7f60f16, 0x7f60fa2, 0])
+        );
+
+        // Empty XSDT.
+        assert_eq!(parse_xsdt_entries(&sdt(b"XSDT", &[])), Ok(vec![]));
+
+        let mut body = Vec::new();
+        for addr in [0xe1000u32, 0xe2000] {
+            body.extend_from_slice(&addr.to_le_bytes());
+        }
+        assert_eq!(
+            parse_rsdt_entries(&sdt(b"RSDT", &body)),
+            Ok(vec![0xe1000, 0xe2000])
+        );
+    }
+
+    #[test]
+    fn broken_sdts() {
+        let good = sdt(b"APIC", &[1, 2, 3, 4]);
+        let err = SdtHeader::parse(&good[..35]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "APIC: truncated at offset 0x23: needs 0x24 bytes, only 0x23 available"
+        );
+        let err = SdtHeader::parse(&good[..2]).unwrap_err();
+        assert_eq!(
+            err,
+            AcpiError::Truncated {
+                table: TableId::Sdt(*b"AP\0\0"),
+                offset: 2,
+                needed: 36,
+                available: 2
+            }
+        );
+        assert!(
+            err.to_string().starts_with("AP\\x00\\x00: truncated"),
+            "{err}"
+        );
+        assert!(SdtHeader::parse(&[]).is_err());
+        // Table longer than the buffer.
+        let err = SdtHeader::parse(&good[..39]).unwrap_err();
+        assert_eq!(
+            err,
+            AcpiError::Truncated {
+                table: TableId::Sdt(*b"APIC"),
+                offset: 39,
+                needed: 40,
+                available: 39
+            }
+        );
+        // Length lies.
+        for length in [0u32, 35, 41, u32::MAX] {
+            let mut b = good.clone();
+            b[4..8].copy_from_slice(&length.to_le_bytes());
+            fix_checksum(&mut b, 9, 36);
+            let err = SdtHeader::parse(&b).unwrap_err();
+            if length < 36 {
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "APIC: length field at offset 0x4 says {length:#x}, less than the 0x24-byte fixed part"
+                    )
+                );
+            } else {
+                assert!(matches!(err, AcpiError::Truncated { .. }), "{err:?}");
+            }
+        }
+        // Checksum covers the body too.
+        let mut b = good.clone();
+        b[37] = 0x42;
+        let err = SdtHeader::parse(&b).unwrap_err();
+        assert!(matches!(
+            err,
+            AcpiError::BadChecksum {
+                len: 40,
+                checksum_offset: 9,
+                ..
+            }
+        ));
+        assert!(
+            err.to_string()
+                .starts_with("APIC: checksum over bytes [0x0, 0x28)"),
+            "{err}"
+        );
+        // Wrong table for the entries parser; garbage signature shown escaped.
+        assert_eq!(
+            parse_xsdt_entries(&good).unwrap_err().to_string(),
+            "APIC: bad signature at offset 0x0 (expected \"XSDT\")"
+        );
+        let weird = sdt(&[0xff, b'S', b'D', 0x01], &[]);
+        assert_eq!(
+            parse_xsdt_entries(&weird).unwrap_err().to_string(),
+            "\\xffSD\\x01: bad signature at offset 0x0 (expected \"XSDT\")"
+        );
+    }
+
+    #[test]
+    fn ragged_xsdt() {
+        let xsdt = sdt(b"XSDT", &[0; 12]);
+        let err = parse_xsdt_entries(&xsdt).unwrap_err();
+        assert_eq!(
+            err,
+            AcpiError::RaggedEntries {
+                table: TableId::Sdt(*b"XSDT"),
+                offset: 36,
+                len: 12,
+                entry_size: 8
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "XSDT: entries at offset 0x24 are 0xc bytes, not a multiple of 8"
+        );
+        assert!(parse_rsdt_entries(&sdt(b"RSDT", &[0; 6])).is_err());
+    }
+}

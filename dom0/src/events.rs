@@ -1,0 +1,210 @@
+//! Event channels: the shared_info page, the upcall vector, and VIRQ_TIMER.
+//!
+//! Xen delivers events as IDT vector [`UPCALL_VECTOR`] (`HVM_PARAM_CALLBACK_IRQ`, vector type,
+//! needs `XENFEAT_hvm_callback_vector`; no LAPIC EOI is needed for this delivery type). The
+//! handler uses the 2-level ABI: clear `evtchn_upcall_pending`, take `evtchn_pending_sel`, then
+//! clear and handle each pending, unmasked port.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use xen::events::{VcpuTimeInfo, for_each_pending, layout, port_word_bit};
+use xen::ops::{self, EvtchnPort};
+use xen::{Hypercall, XenError};
+
+use crate::trap::UPCALL_VECTOR;
+
+#[repr(C, align(4096))]
+struct SharedPage(UnsafeCell<[u8; 4096]>);
+
+// SAFETY: after XENMEM_add_to_physmap this page *is* Xen's shared_info; it is only accessed
+// through atomics (below), which is how both sides share it.
+unsafe impl Sync for SharedPage {}
+
+static SHARED: SharedPage = SharedPage(UnsafeCell::new([0; 4096]));
+
+fn a8(off: usize) -> &'static AtomicU8 {
+    assert!(off < 4096);
+    // SAFETY: in bounds of a static page; AtomicU8 has alignment 1; the page lives forever and
+    // is only accessed atomically.
+    unsafe { AtomicU8::from_ptr(SHARED.0.get().cast::<u8>().add(off)) }
+}
+
+fn a32(off: usize) -> &'static AtomicU32 {
+    assert!(off + 4 <= 4096 && off.is_multiple_of(4));
+    // SAFETY: in bounds, 4-byte aligned (the page is 4096-aligned), static, atomic-only access.
+    unsafe { AtomicU32::from_ptr(SHARED.0.get().cast::<u8>().add(off).cast()) }
+}
+
+fn a64(off: usize) -> &'static AtomicU64 {
+    assert!(off + 8 <= 4096 && off.is_multiple_of(8));
+    // SAFETY: in bounds, 8-byte aligned, static, atomic-only access.
+    unsafe { AtomicU64::from_ptr(SHARED.0.get().cast::<u8>().add(off).cast()) }
+}
+
+const VCPU0: usize = layout::VCPU_INFO;
+
+static TIMER_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
+static TIMER_FIRED: AtomicU64 = AtomicU64::new(0);
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+static OTHER_EVENTS: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+
+/// Map shared_info, route events to the upcall vector and bind VIRQ_TIMER on vCPU 0.
+pub fn init(x: &dyn Hypercall) -> Result<EvtchnPort, (&'static str, XenError)> {
+    let gfn = SHARED.0.get() as u64 >> 12;
+    ops::map_shared_info(x, gfn).map_err(|e| ("XENMEM_add_to_physmap(shared_info)", e))?;
+    ops::hvm_set_param(
+        x,
+        ops::HVM_PARAM_CALLBACK_IRQ,
+        ops::callback_via_vector(UPCALL_VECTOR),
+    )
+    .map_err(|e| ("HVMOP_set_param(CALLBACK_IRQ)", e))?;
+    let port =
+        ops::bind_virq(x, ops::VIRQ_TIMER, 0).map_err(|e| ("EVTCHNOP_bind_virq(TIMER)", e))?;
+    TIMER_PORT.store(port.0, Ordering::Release);
+    ops::evtchn_unmask(x, port).map_err(|e| ("EVTCHNOP_unmask", e))?;
+    a8(VCPU0 + layout::UPCALL_MASK).store(0, Ordering::Release);
+    Ok(port)
+}
+
+/// The upcall (interrupts are off: interrupt gate).
+pub fn upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    a8(VCPU0 + layout::UPCALL_PENDING).store(0, Ordering::SeqCst);
+    loop {
+        let sel = a64(VCPU0 + layout::PENDING_SEL).swap(0, Ordering::AcqRel);
+        if sel == 0 {
+            break;
+        }
+        let mut pending = [0u64; 64];
+        let mut mask = [0u64; 64];
+        for w in 0..64 {
+            pending[w] = a64(layout::EVTCHN_PENDING + 8 * w).load(Ordering::Acquire);
+            mask[w] = a64(layout::EVTCHN_MASK + 8 * w).load(Ordering::Acquire);
+        }
+        for_each_pending(sel, &pending, &mask, |port| {
+            if let Some((w, bit)) = port_word_bit(port) {
+                a64(layout::EVTCHN_PENDING + 8 * w).fetch_and(!bit, Ordering::AcqRel);
+            }
+            if port == TIMER_PORT.load(Ordering::Relaxed) {
+                TIMER_FIRED.fetch_add(1, Ordering::AcqRel);
+            } else {
+                OTHER_EVENTS.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+/// An interrupt on a vector nobody asked for: counted, reported, ignored.
+pub fn note_spurious(_vector: u8) {
+    SPURIOUS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Xen system time (ns) from vCPU 0's pvclock record.
+pub fn system_time_ns() -> u64 {
+    let t = time_info();
+    t.system_time_at(crate::arch::rdtsc())
+}
+
+/// A consistent copy of vCPU 0's `vcpu_time_info` (retry while Xen updates it: odd version).
+pub fn time_info() -> VcpuTimeInfo {
+    let base = VCPU0 + layout::TIME;
+    for _ in 0..1000 {
+        let v1 = a32(base).load(Ordering::Acquire);
+        let mut b = [0u8; 32];
+        for (i, chunk) in b.chunks_exact_mut(4).enumerate() {
+            chunk.copy_from_slice(&a32(base + 4 * i).load(Ordering::Acquire).to_le_bytes());
+        }
+        let v2 = a32(base).load(Ordering::Acquire);
+        if v1 == v2 && v1 & 1 == 0 {
+            return VcpuTimeInfo::from_bytes(&b);
+        }
+    }
+    VcpuTimeInfo::default()
+}
+
+/// Outcome of arming the one-shot timer and sleeping until VIRQ_TIMER arrives.
+#[derive(Debug)]
+pub struct TimerCheck {
+    pub requested_ns: u64,
+    pub delivered_ns: u64,
+    pub polls: u32,
+}
+
+/// Arm the timer `delay_ns` ahead, sleep in `SCHEDOP_poll` on the timer port until Xen raises
+/// VIRQ_TIMER, then let the upcall take it.
+///
+/// Interrupts stay off while polling so the port's pending bit is still set when Xen checks it;
+/// `sti; SCHEDOP_block` would race: an upcall landing between the two consumes the one-shot
+/// event and the block then sleeps forever.
+pub fn timer_check(
+    x: &dyn Hypercall,
+    delay_ns: u64,
+) -> Result<TimerCheck, (&'static str, XenError)> {
+    let port = EvtchnPort(TIMER_PORT.load(Ordering::Acquire));
+    let (w, bit) = port_word_bit(port.0).ok_or(("VIRQ_TIMER port", XenError::EINVAL))?;
+    let before = TIMER_FIRED.load(Ordering::Acquire);
+    let was_on = crate::arch::interrupts_enabled();
+    crate::arch::cli();
+    let start = system_time_ns();
+    let deadline = start + delay_ns;
+    ops::set_timer(x, deadline).map_err(|e| ("set_timer_op", e))?;
+    let mut polls = 0u32;
+    let tsc0 = crate::arch::rdtsc();
+    while a64(layout::EVTCHN_PENDING + 8 * w).load(Ordering::Acquire) & bit == 0 {
+        // Bounded by the TSC (not by Xen time, which is part of what is tested).
+        if crate::time::ticks_to_ns(crate::arch::rdtsc() - tsc0) > 1_000_000_000 {
+            if was_on {
+                crate::arch::sti();
+            }
+            return Err(("VIRQ_TIMER not pending within 1 s", XenError::EAGAIN));
+        }
+        ops::sched_poll(x, &[port], deadline + 1_000_000_000).map_err(|e| ("SCHEDOP_poll", e))?;
+        polls += 1;
+    }
+    let fired_at = system_time_ns();
+    crate::arch::sti();
+    // The upcall is injected as soon as interrupts are on; give it a bounded moment.
+    let tsc1 = crate::arch::rdtsc();
+    while TIMER_FIRED.load(Ordering::Acquire) == before {
+        if crate::time::ticks_to_ns(crate::arch::rdtsc() - tsc1) > 100_000_000 {
+            return Err((
+                "VIRQ_TIMER pending but no upcall within 100 ms",
+                XenError::EAGAIN,
+            ));
+        }
+        core::hint::spin_loop();
+    }
+    if !was_on {
+        crate::arch::cli();
+    }
+    Ok(TimerCheck {
+        requested_ns: delay_ns,
+        delivered_ns: fired_at.saturating_sub(start),
+        polls,
+    })
+}
+
+/// Counters for the report: (upcalls, timer events, other events, spurious vectors).
+pub fn counters() -> (u64, u64, u64, u64) {
+    (
+        UPCALLS.load(Ordering::Relaxed),
+        TIMER_FIRED.load(Ordering::Relaxed),
+        OTHER_EVENTS.load(Ordering::Relaxed),
+        SPURIOUS.load(Ordering::Relaxed),
+    )
+}
+
+/// Idle forever: serve events, sleeping in `SCHEDOP_block` between them. All work happens in
+/// the upcall, so a wakeup that lands just before the block costs nothing: the loop has nothing
+/// to do but sleep again. (Xen's `do_block()` returns at once while an upcall is deliverable.)
+pub fn idle(x: &dyn Hypercall) -> ! {
+    crate::arch::sti();
+    loop {
+        if ops::sched_block(x).is_err() {
+            // Not expected; don't spin hot if Xen refuses.
+            let _ = ops::sched_yield(x);
+        }
+    }
+}

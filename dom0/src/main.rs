@@ -1,0 +1,409 @@
+//! dom0: a PVH hardware domain for Xen.
+//!
+//! Boot flow (see `shared/DESIGN.md`): PVH entry stub → traps → Xen detection and hypercall page
+//! → console → start_info header → memory map (start_info v1, or `XENMEM_memory_map`: Xen gives
+//! a PVH dom0 start_info version 0 with no map) → start_info validated → options → cache
+//! attributes → heap → events and timer → vCPUs → modules → report → ready.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod boot;
+mod console;
+mod events;
+mod exit;
+mod heap;
+mod hypercall;
+mod mem;
+mod time;
+mod trap;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::fmt::Write as _;
+
+use log::{error, info, warn};
+use report::{BootReport, HeapStats, ModuleSummary, Phase, StartInfoSummary, TimerCheck, XenInfo};
+use xen::cmdline::{ConsoleChoice, Dom0Options, LogLevel, OnReady, ReportFormat};
+use xen::memmap::MemoryMap;
+use xen::start_info::{PhysRead, StartInfo, StartInfoHeader};
+
+use crate::mem::IdentityMem;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Room for `XENMEM_memory_map` (Xen's E820MAX is 1024 entries on x86).
+const E820_BUF_ENTRIES: usize = 256;
+
+/// The first Rust code, on the boot stack, interrupts off, identity map of the low 4 GiB.
+#[unsafe(no_mangle)]
+extern "C" fn rust_start(start_info_paddr: u32) -> ! {
+    trap::init();
+    let mut rep = BootReport {
+        dom0_version: VERSION.to_string(),
+        ..Default::default()
+    };
+
+    // --- Xen? -------------------------------------------------------------------------------
+    let leaves = xen::cpuid::find_xen(&arch::cpuid);
+    let x = leaves.as_ref().map(hypercall::init);
+    match (&leaves, x) {
+        (Some(l), Some(_)) => {
+            console::enable(console::XEN);
+            if let Some(k) = l.tsc_khz {
+                time::set_khz(u64::from(k), "Xen CPUID leaf base+3");
+            }
+        }
+        _ => {
+            console::enable(console::SERIAL);
+            if let Some(k) = time::calibrate_with_pit() {
+                time::set_khz(k, "PIT channel 2");
+            }
+        }
+    }
+    console::init_log(log::LevelFilter::Info);
+    time::phase("console");
+    rep.under_xen = x.is_some();
+    info!("dom0 {VERSION}: PVH entry, start_info at {start_info_paddr:#x}");
+    match (&leaves, x) {
+        (Some(l), Some(x)) => {
+            let insn = hypercall::page_insn();
+            let (maj, min) = xen::ops::xen_version(&x).unwrap_or((l.major, l.minor));
+            let extra = xen::ops::xen_extraversion(&x).unwrap_or_default();
+            let caps = xen::ops::xen_capabilities(&x).unwrap_or_default();
+            let feats = xen::ops::xen_features(&x, 0).unwrap_or(0);
+            info!(
+                "running under Xen {maj}.{min}{extra} (CPUID base {:#x}, hypercall page uses {insn}), features {feats:#x}",
+                l.base
+            );
+            rep.xen = Some(XenInfo {
+                major: maj,
+                minor: min,
+                extra,
+                features: xen::ops::feature_names(feats),
+                caps,
+                hypercall_insn: insn.to_string(),
+            });
+        }
+        _ => {
+            let sig = xen::cpuid::hypervisor_signature(&arch::cpuid);
+            let what = match sig {
+                Some(s) => format!("hypervisor signature {:?}", String::from_utf8_lossy(&s)),
+                None => "no hypervisor".to_string(),
+            };
+            warn!("not running under Xen ({what}): Xen services are unavailable, diagnostics only");
+            rep.warnings.push(format!("not running under Xen ({what})"));
+        }
+    }
+    rep.tsc_khz = time::khz();
+    info!("TSC {} kHz (from {})", time::khz(), time::khz_source());
+
+    // --- start_info and the memory map --------------------------------------------------------
+    let phys = IdentityMem;
+    let si_paddr = u64::from(start_info_paddr);
+    let hdr = match StartInfoHeader::read(si_paddr, &phys) {
+        Ok(h) => h,
+        Err(e) => stop(&format!("start_info at {si_paddr:#x} is unusable: {e}")),
+    };
+    rep.start_info = Some(StartInfoSummary {
+        paddr: si_paddr,
+        version: hdr.version,
+        flags: hdr.flags,
+        nr_modules: hdr.nr_modules,
+        rsdp: hdr.rsdp_paddr,
+    });
+    let map = match xen::start_info::read_memmap(&hdr, &phys) {
+        Ok(Some(m)) => {
+            rep.memmap_source = "start_info".to_string();
+            m
+        }
+        Ok(None) => match x {
+            Some(x) => {
+                rep.memmap_source = "XENMEM_memory_map".to_string();
+                match xenmem_memory_map(&x) {
+                    Ok(m) => m,
+                    Err(e) => stop(&e),
+                }
+            }
+            None => stop("start_info has no memory map and there is no Xen to ask for one"),
+        },
+        Err(e) => stop(&format!("start_info memory map: {e}")),
+    };
+    time::phase("memory map");
+    let si = match StartInfo::load(si_paddr, hdr, &map, boot::image_range(), &phys) {
+        Ok(s) => s,
+        Err(e) => stop(&format!("start_info: {e}")),
+    };
+    for w in map.warnings().iter().chain(si.warnings.iter()) {
+        warn!("{w}");
+        rep.warnings.push(w.clone());
+    }
+    time::phase("start_info");
+
+    // --- options ------------------------------------------------------------------------------
+    let (opts, opt_errors) = Dom0Options::parse(&si.cmdline);
+    if opts.on_ready == OnReady::QemuExit {
+        exit::enable_qemu_exit();
+    }
+    log::set_max_level(match opts.loglevel {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    });
+    match opts.console {
+        ConsoleChoice::Auto => {}
+        ConsoleChoice::Xen if x.is_some() => console::enable(console::XEN),
+        ConsoleChoice::Serial if x.is_none() => console::enable(console::SERIAL),
+        ConsoleChoice::E9 => console::enable(console::enabled() | console::E9),
+        other => {
+            let m = format!("console={other:?} is not available here; keeping the default");
+            warn!("{m}");
+            rep.warnings.push(m);
+        }
+    }
+    info!("command line: {:?}", si.cmdline);
+    for e in &opt_errors {
+        if e.is_note() {
+            warn!("command line: {e}");
+            rep.warnings.push(format!("command line: {e}"));
+        } else {
+            error!("command line: {e}; ignored");
+            rep.errors.push(format!("command line: {e}"));
+        }
+    }
+    rep.cmdline = si.cmdline.clone();
+    rep.options = opts.given.clone();
+
+    // --- memory -------------------------------------------------------------------------------
+    let (wb, uc) = mem::refine_cacheability(&map);
+    info!("identity map: 4 GiB in 2 MiB pages, {wb} write-back, {uc} uncached");
+    let image = boot::image_range();
+    if !map.is_ram(image.start, image.end - image.start) {
+        let m = format!(
+            "dom0 image [{:#x}, {:#x}) is not wholly in RAM",
+            image.start, image.end
+        );
+        warn!("{m}");
+        rep.warnings.push(m);
+    }
+    let mut taken = si.taken_ranges();
+    taken.push(image.clone());
+    taken.push(0..0x10_0000); // keep the first MiB for firmware data and AP trampolines
+    let free = map.free_ram(&taken, 4096);
+    let best = free
+        .iter()
+        .map(|r| r.start..r.end.min(mem::MAPPED_LIMIT))
+        .filter(|r| r.end > r.start)
+        .max_by_key(|r| r.end - r.start);
+    match best {
+        Some(r) => {
+            // SAFETY: `free_ram` excluded the image, start_info, its strings and modules, and
+            // the first MiB; the range is RAM below the identity-mapped limit and nothing else
+            // in dom0 allocates from RAM.
+            unsafe { heap::add_main(r.start, r.end) };
+            info!(
+                "heap: [{:#x}, {:#x}) = {} KiB",
+                r.start,
+                r.end,
+                (r.end - r.start) / 1024
+            );
+        }
+        None => {
+            let m = "no free RAM for the heap beyond the built-in 256 KiB".to_string();
+            warn!("{m}");
+            rep.warnings.push(m);
+        }
+    }
+    rep.memory_map = map.regions().to_vec();
+    rep.ram_bytes = map.total(xen::memmap::MemType::Ram);
+    time::phase("heap");
+
+    // --- events, timer, vCPUs -------------------------------------------------------------------
+    if let Some(x) = x {
+        match events::init(&x) {
+            Ok(port) => {
+                info!(
+                    "events: shared_info mapped, upcall vector {:#x}, VIRQ_TIMER on port {}",
+                    trap::UPCALL_VECTOR,
+                    port.0
+                );
+                match events::timer_check(&x, 1_000_000) {
+                    Ok(t) => {
+                        info!(
+                            "timer: 1 ms one-shot delivered as VIRQ_TIMER after {} us ({} SCHEDOP_poll)",
+                            t.delivered_ns / 1000,
+                            t.polls
+                        );
+                        rep.timer = Some(TimerCheck {
+                            requested_ns: t.requested_ns,
+                            delivered_ns: t.delivered_ns,
+                            via: "VIRQ_TIMER".to_string(),
+                        });
+                    }
+                    Err((what, e)) => {
+                        error!("timer: {what}: {e}");
+                        rep.errors.push(format!("timer: {what}: {e}"));
+                    }
+                }
+            }
+            Err((what, e)) => {
+                error!("events: {what} failed: {e}");
+                rep.errors.push(format!("events: {what} failed: {e}"));
+            }
+        }
+        if time::khz_source() == "none" {
+            time::set_khz(events::time_info().tsc_khz(), "Xen pvclock");
+            rep.tsc_khz = time::khz();
+        }
+        match xen::ops::count_vcpus(&x, 128) {
+            Ok(n) => rep.vcpus = n,
+            Err(e) => rep.errors.push(format!("VCPUOP_is_up: {e}")),
+        }
+        info!("vCPUs: {} (VCPUOP_is_up), vCPU 0 running", rep.vcpus);
+    } else {
+        rep.vcpus = 1;
+        info!(
+            "vCPUs: counting APs without Xen needs the MADT (ACPI issue); reporting the boot CPU"
+        );
+    }
+    time::phase("events");
+
+    // --- modules ------------------------------------------------------------------------------
+    for m in &si.modules {
+        let mut head = [0u8; 16];
+        let n = head.len().min(m.size as usize);
+        let kind = match phys.read(m.paddr, &mut head[..n]) {
+            Ok(()) => classify(&head[..n]),
+            Err(e) => Err(format!("unreadable: {e}")),
+        };
+        let (kind, status) = match kind {
+            Ok(k) => {
+                info!(
+                    "module {}: {} bytes at {:#x}: {k}",
+                    m.index, m.size, m.paddr
+                );
+                (
+                    k.to_string(),
+                    "recognised; nothing consumes it yet".to_string(),
+                )
+            }
+            Err(why) => {
+                let msg = format!(
+                    "module {} ({} bytes at {:#x}): not recognised ({why}); ignored",
+                    m.index, m.size, m.paddr
+                );
+                error!("{msg}");
+                rep.errors.push(msg);
+                (
+                    "unknown".to_string(),
+                    format!("rejected: not recognised ({why})"),
+                )
+            }
+        };
+        rep.modules.push(ModuleSummary {
+            index: m.index,
+            paddr: m.paddr,
+            size: m.size,
+            cmdline: m.cmdline.clone(),
+            kind,
+            status,
+        });
+    }
+    time::phase("modules");
+
+    // --- ready --------------------------------------------------------------------------------
+    time::phase("ready");
+    rep.ready = true;
+    let (size, used, peak) = heap::stats();
+    rep.heap = HeapStats { size, used, peak };
+    rep.phases = time::phases()
+        .into_iter()
+        .map(|(n, ns)| Phase {
+            name: n.to_string(),
+            at_ns: ns,
+        })
+        .collect();
+    emit_report(&rep, opts.report);
+    let ready_ms = rep.phases.last().map_or(0, |p| p.at_ns) as f64 / 1e6;
+    if rep.under_xen {
+        let (upcalls, timer, other, spurious) = events::counters();
+        info!(
+            "events so far: {upcalls} upcalls, {timer} timer, {other} other, {spurious} spurious vectors"
+        );
+    }
+    info!("ready {ready_ms:.3} ms after entry");
+    println!("DOM0-RESULT: ready");
+
+    match (opts.on_ready, x) {
+        (OnReady::Idle, Some(x)) => {
+            info!("idle: serving events in SCHEDOP_block");
+            events::idle(&x)
+        }
+        (OnReady::Idle, None) => {
+            info!("idle: no Xen, halting");
+            arch::halt_forever()
+        }
+        (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
+    }
+}
+
+/// Read the memory map from Xen (`XENMEM_memory_map`, memory_op 9).
+fn xenmem_memory_map(x: &dyn xen::Hypercall) -> Result<MemoryMap, String> {
+    let mut buf = alloc::vec![0u8; E820_BUF_ENTRIES * xen::ops::E820_ENTRY_SIZE];
+    let n =
+        xen::ops::memory_map(x, &mut buf).map_err(|e| format!("XENMEM_memory_map failed: {e}"))?;
+    MemoryMap::from_e820_bytes(&buf, n)
+        .map_err(|e| format!("XENMEM_memory_map returned a bad map: {e}"))
+}
+
+/// What a module looks like from its first bytes.
+fn classify(head: &[u8]) -> Result<&'static str, String> {
+    match head {
+        [0x7f, b'E', b'L', b'F', ..] => Ok("ELF image"),
+        [0x1f, 0x8b, ..] => Ok("gzip data"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Ok("xz data"),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok("zstd data"),
+        [b'0', b'7', b'0', b'7', b'0', b'1' | b'2', ..] => Ok("cpio archive"),
+        _ => {
+            let mut s = String::new();
+            for b in head.iter().take(8) {
+                let _ = write!(s, "{b:02x} ");
+            }
+            Err(format!("first bytes {}", s.trim_end()))
+        }
+    }
+}
+
+fn emit_report(rep: &BootReport, fmt: ReportFormat) {
+    if matches!(fmt, ReportFormat::Text | ReportFormat::Both) {
+        let mut s = String::new();
+        let _ = rep.write_text(&mut s);
+        console::print_str(&s);
+    }
+    if matches!(fmt, ReportFormat::Json | ReportFormat::Both) {
+        let mut s = String::from("DOM0-REPORT-JSON ");
+        let _ = rep.write_json(&mut s);
+        s.push('\n');
+        console::print_str(&s);
+    }
+}
+
+/// A clean stop after an error that makes going on pointless (bad start_info, no memory map).
+fn stop(why: &str) -> ! {
+    error!("{why}");
+    error!(
+        "dom0 cannot continue: check the boot loader configuration (Xen: dom0=pvh, one dom0 module)"
+    );
+    exit::fail_clean(why)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut w = console::Emergency;
+    let _ = writeln!(w, "\ndom0: PANIC: {info}");
+    exit::fail_hard("panic")
+}

@@ -1,0 +1,90 @@
+//! Guest time since entry, from the TSC. The TSC frequency comes from Xen (CPUID leaf `base+3`,
+//! or the pvclock record), or, without Xen, from the PIT.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::rdtsc;
+
+static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+static SOURCE: spin::Mutex<&'static str> = spin::Mutex::new("none");
+
+pub fn set_khz(khz: u64, source: &'static str) {
+    if khz != 0 {
+        TSC_KHZ.store(khz, Ordering::Relaxed);
+        *SOURCE.lock() = source;
+    }
+}
+
+pub fn khz() -> u64 {
+    TSC_KHZ.load(Ordering::Relaxed)
+}
+
+pub fn khz_source() -> &'static str {
+    *SOURCE.lock()
+}
+
+/// TSC ticks to ns (0 before calibration).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    let k = khz();
+    if k == 0 {
+        return 0;
+    }
+    (u128::from(ticks) * 1_000_000 / u128::from(k)).min(u128::from(u64::MAX)) as u64
+}
+
+/// ns since the entry stub's first instruction.
+pub fn since_entry_ns() -> u64 {
+    ticks_to_ns(rdtsc().saturating_sub(crate::boot::entry_tsc()))
+}
+
+/// Calibrate against PIT channel 2 (not under Xen: Xen owns the PIT and denies its ports).
+/// Returns kHz, or None if the PIT gate never finished (no PIT).
+pub fn calibrate_with_pit() -> Option<u64> {
+    const PIT_HZ: u64 = 1_193_182;
+    const MS: u64 = 10;
+    let count = (PIT_HZ * MS / 1000) as u16;
+    // SAFETY: ports 0x61 (gate/speaker), 0x43 and 0x42 (PIT channel 2) only program the timer.
+    unsafe {
+        let p61 = crate::arch::inb(0x61);
+        crate::arch::outb(0x61, (p61 & !0x02) | 0x01); // gate on, speaker off
+        crate::arch::outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0
+        crate::arch::outb(0x42, count as u8);
+        crate::arch::outb(0x42, (count >> 8) as u8);
+        let t0 = rdtsc();
+        let mut spins = 0u64;
+        while crate::arch::inb(0x61) & 0x20 == 0 {
+            spins += 1;
+            if spins > 50_000_000 {
+                return None;
+            }
+        }
+        let t1 = rdtsc();
+        crate::arch::outb(0x61, p61);
+        Some((t1 - t0) / MS)
+    }
+}
+
+const MAX_PHASES: usize = 32;
+static PHASES: spin::Mutex<[(&str, u64); MAX_PHASES]> = spin::Mutex::new([("", 0); MAX_PHASES]);
+static NPHASES: AtomicUsize = AtomicUsize::new(0);
+
+/// Mark the end of a boot phase (TSC now).
+pub fn phase(name: &'static str) {
+    let t = rdtsc();
+    let mut p = PHASES.lock();
+    let n = NPHASES.load(Ordering::Relaxed);
+    if n < MAX_PHASES {
+        p[n] = (name, t);
+        NPHASES.store(n + 1, Ordering::Relaxed);
+    }
+}
+
+/// Phases as (name, ns since entry).
+pub fn phases() -> alloc::vec::Vec<(&'static str, u64)> {
+    let p = PHASES.lock();
+    let e = crate::boot::entry_tsc();
+    p[..NPHASES.load(Ordering::Relaxed)]
+        .iter()
+        .map(|&(n, t)| (n, ticks_to_ns(t.saturating_sub(e))))
+        .collect()
+}

@@ -1,0 +1,798 @@
+//! dom0's boot report: what Xen, the firmware and the machine gave dom0 and how its boot went,
+//! as one line of JSON (for the test bench and other tools) and as text (for people).
+//!
+//! The JSON document is one line, ASCII only, keys in snake_case, addresses and sizes as
+//! numbers. Its top-level keys (in order): `report_version` (1), `dom0_version`, `under_xen`,
+//! `ready`, `xen` (object or null), `start_info` (object or null), `cmdline`, `options`
+//! (object name → value), `memmap_source`, `memory_map` (array of
+//! `{"addr","size","end","type","type_raw"}`), `ram_bytes`, `heap` `{"size","used","peak"}`,
+//! `vcpus`, `tsc_khz`, `phases` (array of `{"name","at_ns"}`), `timer` (object or null),
+//! `modules`, `warnings`, `errors`.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod json;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write as _};
+
+pub use json::{JsonError, JsonWriter};
+use xen::memmap::MemRegion;
+
+/// The version of the JSON layout; bumped when a key changes meaning or goes away.
+pub const REPORT_VERSION: u64 = 1;
+
+/// What Xen said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XenInfo {
+    pub major: u32,
+    pub minor: u32,
+    /// `XENVER_extraversion`, e.g. ".0" or "-unstable".
+    pub extra: String,
+    /// Names of the `XENVER_get_features` bits that are set.
+    pub features: Vec<String>,
+    /// `XENVER_capabilities`, e.g. "xen-3.0-x86_64 hvm-3.0-x86_32 ...".
+    pub caps: String,
+    /// "vmcall" (Intel) or "vmmcall" (AMD), as the hypercall page uses.
+    pub hypercall_insn: String,
+}
+
+/// The start_info header fields worth reporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartInfoSummary {
+    pub paddr: u64,
+    pub version: u32,
+    pub flags: u32,
+    pub nr_modules: u32,
+    pub rsdp: u64,
+}
+
+/// dom0's heap, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    pub size: u64,
+    pub used: u64,
+    pub peak: u64,
+}
+
+/// A boot milestone, `at_ns` after dom0's entry point.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phase {
+    pub name: String,
+    pub at_ns: u64,
+}
+
+/// The timer self-check: a one-shot timer asked for `requested_ns` from now fired after
+/// `delivered_ns`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimerCheck {
+    pub requested_ns: u64,
+    pub delivered_ns: u64,
+    /// How it was armed and delivered, e.g. "VCPUOP_set_singleshot_timer + VIRQ_TIMER".
+    pub via: String,
+}
+
+/// One start_info module and what dom0 made of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSummary {
+    pub index: u32,
+    pub paddr: u64,
+    pub size: u64,
+    pub cmdline: String,
+    /// What it was recognised as, e.g. "bundle", "unknown".
+    pub kind: String,
+    /// What happened to it, e.g. "ok", "ignored", or an error.
+    pub status: String,
+}
+
+/// Everything dom0 reports about its boot. All owned, so it can be filled step by step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BootReport {
+    pub dom0_version: String,
+    pub under_xen: bool,
+    pub xen: Option<XenInfo>,
+    pub start_info: Option<StartInfoSummary>,
+    pub cmdline: String,
+    /// Options that took effect (name, value).
+    pub options: Vec<(String, String)>,
+    pub memory_map: Vec<MemRegion>,
+    /// "start_info" or "XENMEM_memory_map".
+    pub memmap_source: String,
+    pub ram_bytes: u64,
+    pub heap: HeapStats,
+    pub vcpus: u32,
+    /// Milestones in boot order.
+    pub phases: Vec<Phase>,
+    pub timer: Option<TimerCheck>,
+    pub modules: Vec<ModuleSummary>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+    /// dom0 reached the point where it serves (or would serve) its purpose.
+    pub ready: bool,
+    /// 0 if unknown.
+    pub tsc_khz: u64,
+}
+
+impl BootReport {
+    /// The report as one line of JSON (no newline at the end).
+    pub fn write_json(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        let mut j = JsonWriter::new(w);
+        self.json(&mut j)?;
+        j.finish()?;
+        Ok(())
+    }
+
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.u64_field("report_version", REPORT_VERSION)?;
+        j.str_field("dom0_version", &self.dom0_version)?;
+        j.bool_field("under_xen", self.under_xen)?;
+        j.bool_field("ready", self.ready)?;
+
+        j.key("xen")?;
+        match &self.xen {
+            None => j.null()?,
+            Some(x) => {
+                j.begin_object()?;
+                j.u64_field("major", x.major.into())?;
+                j.u64_field("minor", x.minor.into())?;
+                j.str_field("extra", &x.extra)?;
+                j.key("version")?;
+                j.str(&XenVersion(x).to_compact())?;
+                j.key("features")?;
+                j.begin_array()?;
+                for f in &x.features {
+                    j.str(f)?;
+                }
+                j.end_array()?;
+                j.str_field("caps", &x.caps)?;
+                j.str_field("hypercall_insn", &x.hypercall_insn)?;
+                j.end_object()?;
+            }
+        }
+
+        j.key("start_info")?;
+        match &self.start_info {
+            None => j.null()?,
+            Some(s) => {
+                j.begin_object()?;
+                j.u64_field("paddr", s.paddr)?;
+                j.u64_field("version", s.version.into())?;
+                j.u64_field("flags", s.flags.into())?;
+                j.u64_field("nr_modules", s.nr_modules.into())?;
+                j.u64_field("rsdp", s.rsdp)?;
+                j.end_object()?;
+            }
+        }
+
+        j.str_field("cmdline", &self.cmdline)?;
+        j.key("options")?;
+        j.begin_object()?;
+        for (name, value) in &self.options {
+            j.str_field(name, value)?;
+        }
+        j.end_object()?;
+
+        j.str_field("memmap_source", &self.memmap_source)?;
+        j.key("memory_map")?;
+        j.begin_array()?;
+        for r in &self.memory_map {
+            j.begin_object()?;
+            j.u64_field("addr", r.addr)?;
+            j.u64_field("size", r.size)?;
+            j.u64_field("end", r.end())?;
+            j.str_field("type", r.kind.name())?;
+            j.u64_field("type_raw", r.kind.raw().into())?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+        j.u64_field("ram_bytes", self.ram_bytes)?;
+
+        j.key("heap")?;
+        j.begin_object()?;
+        j.u64_field("size", self.heap.size)?;
+        j.u64_field("used", self.heap.used)?;
+        j.u64_field("peak", self.heap.peak)?;
+        j.end_object()?;
+        j.u64_field("vcpus", self.vcpus.into())?;
+        j.u64_field("tsc_khz", self.tsc_khz)?;
+
+        j.key("phases")?;
+        j.begin_array()?;
+        for p in &self.phases {
+            j.begin_object()?;
+            j.str_field("name", &p.name)?;
+            j.u64_field("at_ns", p.at_ns)?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+
+        j.key("timer")?;
+        match &self.timer {
+            None => j.null()?,
+            Some(t) => {
+                j.begin_object()?;
+                j.u64_field("requested_ns", t.requested_ns)?;
+                j.u64_field("delivered_ns", t.delivered_ns)?;
+                j.str_field("via", &t.via)?;
+                j.end_object()?;
+            }
+        }
+
+        j.key("modules")?;
+        j.begin_array()?;
+        for m in &self.modules {
+            j.begin_object()?;
+            j.u64_field("index", m.index.into())?;
+            j.u64_field("paddr", m.paddr)?;
+            j.u64_field("size", m.size)?;
+            j.str_field("cmdline", &m.cmdline)?;
+            j.str_field("kind", &m.kind)?;
+            j.str_field("status", &m.status)?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+
+        for (name, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
+            j.key(name)?;
+            j.begin_array()?;
+            for s in list {
+                j.str(s)?;
+            }
+            j.end_array()?;
+        }
+        j.end_object()
+    }
+
+    /// The report as text for people, one item per line, each line ending in '\n'. Strings
+    /// from outside (cmdlines, Xen's strings, messages) have control characters escaped so
+    /// they cannot break the layout.
+    pub fn write_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        write!(w, "dom0 boot report: {}", Clean(&self.dom0_version))?;
+        match (&self.xen, self.under_xen) {
+            (Some(x), _) => writeln!(w, ", under Xen {}", XenVersion(x))?,
+            (None, true) => writeln!(w, ", under Xen")?,
+            (None, false) => writeln!(w, ", not under Xen")?,
+        }
+        if let Some(x) = &self.xen {
+            writeln!(
+                w,
+                "Xen: {}, caps \"{}\", hypercall instruction {}",
+                XenVersion(x),
+                Clean(&x.caps),
+                Clean(&x.hypercall_insn)
+            )?;
+            w.write_str("Xen features:")?;
+            if x.features.is_empty() {
+                w.write_str(" (none)")?;
+            }
+            for f in &x.features {
+                write!(w, " {}", Clean(f))?;
+            }
+            w.write_char('\n')?;
+        }
+        match &self.start_info {
+            None => writeln!(w, "start_info: none")?,
+            Some(s) => {
+                write!(
+                    w,
+                    "start_info: at {:#x}, version {}, flags {:#x}",
+                    s.paddr, s.version, s.flags
+                )?;
+                let names = [(1, "privileged"), (2, "initdomain")];
+                let mut sep = " (";
+                for (bit, name) in names {
+                    if s.flags & bit != 0 {
+                        write!(w, "{sep}{name}")?;
+                        sep = ", ";
+                    }
+                }
+                if sep == ", " {
+                    w.write_char(')')?;
+                }
+                let plural = if s.nr_modules == 1 { "" } else { "s" };
+                write!(w, ", {} module{plural}, rsdp ", s.nr_modules)?;
+                if s.rsdp == 0 {
+                    writeln!(w, "none")?;
+                } else {
+                    writeln!(w, "{:#x}", s.rsdp)?;
+                }
+            }
+        }
+        writeln!(w, "cmdline: \"{}\"", Clean(&self.cmdline))?;
+        w.write_str("options:")?;
+        if self.options.is_empty() {
+            w.write_str(" (defaults)")?;
+        }
+        for (name, value) in &self.options {
+            write!(w, " {}={}", Clean(name), Clean(value))?;
+        }
+        w.write_char('\n')?;
+
+        let source = if self.memmap_source.is_empty() {
+            "unknown source"
+        } else {
+            &self.memmap_source
+        };
+        let n = self.memory_map.len();
+        let plural = if n == 1 { "y" } else { "ies" };
+        writeln!(w, "memory map ({}, {n} entr{plural}):", Clean(source))?;
+        for r in &self.memory_map {
+            // Inclusive end, as Xen and Linux print e820 maps.
+            let last = r.end().saturating_sub(u64::from(r.size != 0));
+            writeln!(
+                w,
+                "  [mem {:#018x}-{:#018x}] {:>10}  {}",
+                r.addr,
+                last,
+                Size(r.size),
+                r.kind
+            )?;
+        }
+        writeln!(
+            w,
+            "RAM: {} ({} bytes)",
+            Size(self.ram_bytes),
+            self.ram_bytes
+        )?;
+        writeln!(w, "vCPUs: {}", self.vcpus)?;
+        if self.tsc_khz == 0 {
+            writeln!(w, "TSC: unknown")?;
+        } else {
+            writeln!(w, "TSC: {} kHz", self.tsc_khz)?;
+        }
+        writeln!(
+            w,
+            "heap: {} used of {} (peak {})",
+            Size(self.heap.used),
+            Size(self.heap.size),
+            Size(self.heap.peak)
+        )?;
+
+        writeln!(w, "timeline (ms since entry):")?;
+        let mut prev = 0u64;
+        for p in &self.phases {
+            let delta = p.at_ns.saturating_sub(prev);
+            writeln!(
+                w,
+                "  {:>12}  (+{})  {}",
+                Ms(p.at_ns),
+                Ms(delta),
+                Clean(&p.name)
+            )?;
+            prev = p.at_ns;
+        }
+        if self.phases.is_empty() {
+            writeln!(w, "  (none)")?;
+        }
+        match &self.timer {
+            None => writeln!(w, "timer: not checked")?,
+            Some(t) => writeln!(
+                w,
+                "timer: requested {} ms, delivered after {} ms via {}",
+                Ms(t.requested_ns),
+                Ms(t.delivered_ns),
+                Clean(&t.via)
+            )?,
+        }
+
+        writeln!(w, "modules ({}):", self.modules.len())?;
+        for m in &self.modules {
+            writeln!(
+                w,
+                "  #{} [{:#x}, +{:#x}) {}  kind {}  status {}  cmdline \"{}\"",
+                m.index,
+                m.paddr,
+                m.size,
+                Size(m.size),
+                Clean(&m.kind),
+                Clean(&m.status),
+                Clean(&m.cmdline)
+            )?;
+        }
+        for (title, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
+            write!(w, "{title} ({})", list.len())?;
+            if list.is_empty() {
+                w.write_str(": none")?;
+            }
+            w.write_char('\n')?;
+            for s in list {
+                writeln!(w, "  - {}", Clean(s))?;
+            }
+        }
+        writeln!(
+            w,
+            "result: {}",
+            if self.ready { "READY" } else { "NOT READY" }
+        )
+    }
+}
+
+/// "4.17.0" from major, minor and extraversion.
+struct XenVersion<'a>(&'a XenInfo);
+
+impl XenVersion<'_> {
+    fn to_compact(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{}.{}{}", self.0.major, self.0.minor, self.0.extra);
+        s
+    }
+}
+
+impl fmt::Display for XenVersion<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}{}",
+            self.0.major,
+            self.0.minor,
+            Clean(&self.0.extra)
+        )
+    }
+}
+
+/// A string with control characters shown as `\xNN`, so it stays on its line.
+struct Clean<'a>(&'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let mut plain_from = 0;
+        for (i, c) in s.char_indices() {
+            if c.is_control() {
+                f.write_str(&s[plain_from..i])?;
+                write!(f, "\\x{{{:x}}}", u32::from(c))?;
+                plain_from = i + c.len_utf8();
+            }
+        }
+        f.write_str(&s[plain_from..])
+    }
+}
+
+/// Nanoseconds as milliseconds with three decimals.
+struct Ms(u64);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = String::new();
+        write!(
+            buf,
+            "{}.{:03}",
+            self.0 / 1_000_000,
+            self.0 % 1_000_000 / 1000
+        )?;
+        f.pad(&buf)
+    }
+}
+
+/// A byte count in B, KiB, MiB, GiB or TiB, with one decimal when not exact.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+        let bytes = self.0;
+        let mut buf = String::new();
+        match UNITS.iter().find(|(_, shift)| bytes >> shift != 0) {
+            None => write!(buf, "{bytes} B")?,
+            Some(&(unit, shift)) => {
+                let whole = bytes >> shift;
+                let rest = bytes & ((1u64 << shift) - 1);
+                if rest == 0 {
+                    write!(buf, "{whole} {unit}")?;
+                } else {
+                    let tenths = (u128::from(rest) * 10) >> shift;
+                    write!(buf, "{whole}.{tenths} {unit}")?;
+                }
+            }
+        }
+        f.pad(&buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use xen::memmap::MemType;
+
+    fn sample() -> BootReport {
+        BootReport {
+            dom0_version: "rust-dom0 0.1.0".into(),
+            under_xen: true,
+            xen: Some(XenInfo {
+                major: 4,
+                minor: 17,
+                extra: ".0".into(),
+                features: vec!["writable_page_tables".into(), "hvm_callback_vector".into()],
+                caps: "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64".into(),
+                hypercall_insn: "vmmcall".into(),
+            }),
+            start_info: Some(StartInfoSummary {
+                paddr: 0x202030,
+                version: 0,
+                flags: 3,
+                nr_modules: 1,
+                rsdp: 0x7f60f16,
+            }),
+            cmdline: "loglevel=debug on-ready=qemu-exit".into(),
+            options: vec![
+                ("loglevel".into(), "debug".into()),
+                ("on-ready".into(), "qemu-exit".into()),
+            ],
+            memory_map: vec![
+                MemRegion::new(0, 0x9f000, MemType::Ram),
+                MemRegion::new(0x9f000, 0x61000, MemType::Reserved),
+                MemRegion::new(0x100000, 0x7f60f16 - 0x100000, MemType::Ram),
+                MemRegion::new(0x7f60f16, 0xea, MemType::Acpi),
+                MemRegion::new(0xb000_0000, 0x1000_0000, MemType::Reserved),
+                MemRegion::new(0xfed0_0000, 0x400, MemType::Other(12)),
+            ],
+            memmap_source: "XENMEM_memory_map".into(),
+            ram_bytes: 0x9f000 + 0x7f60f16 - 0x100000,
+            heap: HeapStats {
+                size: 4 << 20,
+                used: 12345,
+                peak: 20480,
+            },
+            vcpus: 2,
+            phases: vec![
+                Phase {
+                    name: "entry".into(),
+                    at_ns: 0,
+                },
+                Phase {
+                    name: "console".into(),
+                    at_ns: 1_234_567,
+                },
+                Phase {
+                    name: "ready".into(),
+                    at_ns: 12_000_000,
+                },
+            ],
+            timer: Some(TimerCheck {
+                requested_ns: 1_000_000,
+                delivered_ns: 1_002_000,
+                via: "VCPUOP_set_singleshot_timer".into(),
+            }),
+            modules: vec![ModuleSummary {
+                index: 0,
+                paddr: 0x200000,
+                size: 0x1000,
+                cmdline: "bundle.cpio".into(),
+                kind: "bundle".into(),
+                status: "ok".into(),
+            }],
+            warnings: vec!["memory map entry 5 has unknown type 12".into()],
+            errors: vec![],
+            ready: true,
+            tsc_khz: 2_000_000,
+        }
+    }
+
+    fn json(r: &BootReport) -> (String, Value) {
+        let mut s = String::new();
+        r.write_json(&mut s).unwrap();
+        let v = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
+        (s, v)
+    }
+
+    fn text(r: &BootReport) -> String {
+        let mut s = String::new();
+        r.write_text(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn json_has_the_values() {
+        let (s, v) = json(&sample());
+        assert!(!s.contains('\n') && s.is_ascii());
+        assert_eq!(v["report_version"], 1);
+        assert_eq!(v["dom0_version"], "rust-dom0 0.1.0");
+        assert_eq!(v["under_xen"], true);
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["xen"]["major"], 4);
+        assert_eq!(v["xen"]["minor"], 17);
+        assert_eq!(v["xen"]["extra"], ".0");
+        assert_eq!(v["xen"]["version"], "4.17.0");
+        assert_eq!(v["xen"]["features"][1], "hvm_callback_vector");
+        assert_eq!(v["xen"]["hypercall_insn"], "vmmcall");
+        assert_eq!(v["start_info"]["paddr"], 0x202030);
+        assert_eq!(v["start_info"]["flags"], 3);
+        assert_eq!(v["start_info"]["rsdp"], 0x7f60f16);
+        assert_eq!(v["cmdline"], "loglevel=debug on-ready=qemu-exit");
+        assert_eq!(v["options"]["on-ready"], "qemu-exit");
+        assert_eq!(v["memmap_source"], "XENMEM_memory_map");
+        let map = v["memory_map"].as_array().unwrap();
+        assert_eq!(map.len(), 6);
+        assert_eq!(map[2]["addr"], 0x100000);
+        assert_eq!(map[2]["end"], 0x7f60f16);
+        assert_eq!(map[2]["type"], "ram");
+        assert_eq!(map[3]["size"], 0xea);
+        assert_eq!(map[3]["type"], "acpi");
+        assert_eq!(map[5]["type"], "other");
+        assert_eq!(map[5]["type_raw"], 12);
+        assert_eq!(v["ram_bytes"], 0x9f000 + 0x7f60f16 - 0x100000);
+        assert_eq!(v["heap"]["used"], 12345);
+        assert_eq!(v["vcpus"], 2);
+        assert_eq!(v["tsc_khz"], 2_000_000);
+        assert_eq!(v["phases"][1]["name"], "console");
+        assert_eq!(v["phases"][1]["at_ns"], 1_234_567);
+        assert_eq!(v["timer"]["delivered_ns"], 1_002_000);
+        assert_eq!(v["modules"][0]["kind"], "bundle");
+        assert_eq!(v["modules"][0]["size"], 0x1000);
+        assert_eq!(v["warnings"][0], "memory map entry 5 has unknown type 12");
+        assert_eq!(v["errors"], Value::Array(vec![]));
+    }
+
+    #[test]
+    fn json_of_an_empty_report() {
+        let (_, v) = json(&BootReport::default());
+        assert_eq!(v["xen"], Value::Null);
+        assert_eq!(v["start_info"], Value::Null);
+        assert_eq!(v["timer"], Value::Null);
+        assert_eq!(v["under_xen"], false);
+        assert_eq!(v["options"], serde_json::json!({}));
+        assert_eq!(v["memory_map"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn json_extreme_numbers() {
+        let mut r = sample();
+        r.memory_map = vec![MemRegion::new(u64::MAX - 1, 1, MemType::Ram)];
+        r.ram_bytes = u64::MAX;
+        r.phases = vec![Phase {
+            name: String::new(),
+            at_ns: u64::MAX,
+        }];
+        let (_, v) = json(&r);
+        assert_eq!(v["ram_bytes"].as_u64(), Some(u64::MAX));
+        assert_eq!(v["memory_map"][0]["end"].as_u64(), Some(u64::MAX));
+        assert_eq!(v["phases"][0]["at_ns"].as_u64(), Some(u64::MAX));
+        // A region whose end does not fit saturates rather than wrapping.
+        r.memory_map = vec![MemRegion::new(u64::MAX, 5, MemType::Ram)];
+        let (_, v) = json(&r);
+        assert_eq!(v["memory_map"][0]["end"].as_u64(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn hostile_strings_in_json_and_text() {
+        let evil = "a\"b\\c\n{\"injected\":1}\r\u{1b}[2J\u{0}\u{e9}\u{1f600}";
+        let mut r = sample();
+        r.cmdline = evil.into();
+        r.options = vec![(evil.into(), evil.into())];
+        r.errors = vec![evil.into()];
+        r.modules[0].cmdline = evil.into();
+        r.phases[0].name = evil.into();
+        r.xen.as_mut().unwrap().features = vec![evil.into()];
+        let (s, v) = json(&r);
+        assert!(!s.contains('\n') && s.is_ascii());
+        assert_eq!(v["cmdline"], evil);
+        assert_eq!(v["options"][evil], evil);
+        assert_eq!(v["errors"][0], evil);
+        assert_eq!(v["modules"][0]["cmdline"], evil);
+        assert!(v.get("injected").is_none());
+
+        let t = text(&r);
+        assert!(!t.contains('\r') && !t.contains('\u{1b}') && !t.contains('\u{0}'));
+        assert!(t.contains(
+            "cmdline: \"a\"b\\c\\x{a}{\"injected\":1}\\x{d}\\x{1b}[2J\\x{0}\u{e9}\u{1f600}\""
+        ));
+        // Every line is one of ours: the newline in the string did not start a new line.
+        assert!(t.lines().all(|l| !l.starts_with("{\"injected\"")));
+    }
+
+    #[test]
+    fn text_has_the_key_lines() {
+        let t = text(&sample());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "dom0 boot report: rust-dom0 0.1.0, under Xen 4.17.0"
+        );
+        for expected in [
+            "Xen: 4.17.0, caps \"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64\", hypercall instruction vmmcall",
+            "Xen features: writable_page_tables hvm_callback_vector",
+            "start_info: at 0x202030, version 0, flags 0x3 (privileged, initdomain), 1 module, rsdp 0x7f60f16",
+            "cmdline: \"loglevel=debug on-ready=qemu-exit\"",
+            "options: loglevel=debug on-ready=qemu-exit",
+            "memory map (XENMEM_memory_map, 6 entries):",
+            "  [mem 0x0000000000000000-0x000000000009efff]    636 KiB  ram",
+            "  [mem 0x000000000009f000-0x00000000000fffff]    388 KiB  reserved",
+            "  [mem 0x0000000000100000-0x0000000007f60f15]  126.3 MiB  ram",
+            "  [mem 0x0000000007f60f16-0x0000000007f60fff]      234 B  acpi",
+            "  [mem 0x00000000b0000000-0x00000000bfffffff]    256 MiB  reserved",
+            "  [mem 0x00000000fed00000-0x00000000fed003ff]      1 KiB  other(12)",
+            "RAM: 126.9 MiB (133168918 bytes)",
+            "vCPUs: 2",
+            "TSC: 2000000 kHz",
+            "heap: 12.0 KiB used of 4 MiB (peak 20 KiB)",
+            "timeline (ms since entry):",
+            "         0.000  (+0.000)  entry",
+            "         1.234  (+1.234)  console",
+            "        12.000  (+10.765)  ready",
+            "timer: requested 1.000 ms, delivered after 1.002 ms via VCPUOP_set_singleshot_timer",
+            "modules (1):",
+            "  #0 [0x200000, +0x1000) 4 KiB  kind bundle  status ok  cmdline \"bundle.cpio\"",
+            "warnings (1)",
+            "  - memory map entry 5 has unknown type 12",
+            "errors (0): none",
+            "result: READY",
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{t}");
+        }
+        assert!(t.ends_with('\n'));
+    }
+
+    #[test]
+    fn text_of_an_empty_report() {
+        let t = text(&BootReport::default());
+        for expected in [
+            "dom0 boot report: , not under Xen",
+            "start_info: none",
+            "options: (defaults)",
+            "memory map (unknown source, 0 entries):",
+            "TSC: unknown",
+            "  (none)",
+            "timer: not checked",
+            "result: NOT READY",
+        ] {
+            assert!(
+                t.lines().any(|l| l == expected),
+                "missing {expected:?} in\n{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_start_info_variants() {
+        let mut r = sample();
+        r.start_info = Some(StartInfoSummary {
+            paddr: 0x6000,
+            version: 1,
+            flags: 0,
+            nr_modules: 0,
+            rsdp: 0,
+        });
+        r.xen = None;
+        let t = text(&r);
+        assert!(
+            t.contains("start_info: at 0x6000, version 1, flags 0x0, 0 modules, rsdp none\n"),
+            "{t}"
+        );
+        assert!(t.starts_with("dom0 boot report: rust-dom0 0.1.0, under Xen\n"));
+    }
+
+    #[test]
+    fn sizes_and_times() {
+        let s = |b| Size(b).to_string();
+        assert_eq!(s(0), "0 B");
+        assert_eq!(s(1023), "1023 B");
+        assert_eq!(s(1024), "1 KiB");
+        assert_eq!(s(1536), "1.5 KiB");
+        assert_eq!(s(1 << 20), "1 MiB");
+        assert_eq!(s(3 << 30), "3 GiB");
+        assert_eq!(s(u64::MAX), "16777215.9 TiB");
+        assert_eq!(Ms(0).to_string(), "0.000");
+        assert_eq!(Ms(999).to_string(), "0.000");
+        assert_eq!(Ms(1_500_000).to_string(), "1.500");
+        assert_eq!(Ms(u64::MAX).to_string(), "18446744073709.551");
+        assert_eq!(format!("{:>8}", Ms(1_000)), "   0.001");
+    }
+
+    #[test]
+    fn write_errors_propagate() {
+        struct Fails;
+        impl fmt::Write for Fails {
+            fn write_str(&mut self, _: &str) -> fmt::Result {
+                Err(fmt::Error)
+            }
+        }
+        assert!(sample().write_json(&mut Fails).is_err());
+        assert!(sample().write_text(&mut Fails).is_err());
+    }
+}

@@ -1,0 +1,620 @@
+//! dom0's own command-line options, from the start_info cmdline.
+//!
+//! Syntax: options separated by whitespace, each `name=value` or a bare `name`. Names accept
+//! `_` for `-` (as Xen and Linux do). Values are matched without regard to ASCII case. There
+//! is no quoting.
+//!
+//! Bad input loses nothing: an unknown option, a bad value, a missing value or an empty name is
+//! reported and skipped, and parsing goes on with the next word. A repeated option: the last
+//! one wins, and the repeat is reported (as [`OptionError::Repeated`]) so a report shows it.
+//! At most [`MAX_ERRORS`] problems are kept; the rest are counted in one
+//! [`OptionError::Suppressed`]. Names and values quoted in errors are cut to
+//! [`MAX_QUOTED`] characters.
+//!
+//! Xen strips the image name from the module string for most loaders; when the first word
+//! still looks like a path (contains `/` or ends in `.elf`/`.gz`) it is skipped silently.
+//!
+//! To add an option: add a field to [`Dom0Options`] and one [`OptSpec`] line to `OPTIONS`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Declares a keyword-valued option type: the enum, its words and the "expected" text
+/// (checked against the words by a unit test).
+macro_rules! keyword_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident expected $expected:literal {
+            $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order of [`Self::EXPECTED`].
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The accepted words, for error messages.
+            pub const EXPECTED: &'static str = $expected;
+
+            /// The word that selects this value.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+
+            /// The value a word selects (ASCII case ignored).
+            pub fn from_name(word: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(word))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+keyword_enum! {
+    /// `loglevel=`: the most detailed messages dom0 prints (more verbose compares greater).
+    pub enum LogLevel expected "error|warn|info|debug|trace" {
+        Error = "error",
+        Warn = "warn",
+        #[default]
+        Info = "info",
+        Debug = "debug",
+        Trace = "trace",
+    }
+}
+
+keyword_enum! {
+    /// `on-ready=`: what dom0 does once it is ready.
+    pub enum OnReady expected "idle|poweroff|qemu-exit" {
+        /// Serve events forever, blocked in `SCHEDOP_block` between them.
+        #[default]
+        Idle = "idle",
+        /// `SCHEDOP_shutdown(SHUTDOWN_poweroff)`.
+        Poweroff = "poweroff",
+        /// Write the result to QEMU's isa-debug-exit port (the test bench).
+        QemuExit = "qemu-exit",
+    }
+}
+
+keyword_enum! {
+    /// `report=`: which boot report forms dom0 prints.
+    pub enum ReportFormat expected "text|json|both|none" {
+        Text = "text",
+        Json = "json",
+        #[default]
+        Both = "both",
+        None = "none",
+    }
+}
+
+keyword_enum! {
+    /// `console=`: where dom0 writes its console.
+    pub enum ConsoleChoice expected "auto|xen|serial|e9" {
+        /// Xen's console (CONSOLEIO_write) under Xen, else the serial port.
+        #[default]
+        Auto = "auto",
+        /// `CONSOLEIO_write` only.
+        Xen = "xen",
+        /// The 16550 UART at COM1.
+        Serial = "serial",
+        /// The 0xE9 debug port (Xen's and QEMU's debugcon).
+        E9 = "e9",
+    }
+}
+
+impl ReportFormat {
+    pub fn wants_text(self) -> bool {
+        matches!(self, ReportFormat::Text | ReportFormat::Both)
+    }
+    pub fn wants_json(self) -> bool {
+        matches!(self, ReportFormat::Json | ReportFormat::Both)
+    }
+}
+
+/// dom0's options after parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dom0Options {
+    pub loglevel: LogLevel,
+    pub on_ready: OnReady,
+    pub report: ReportFormat,
+    pub console: ConsoleChoice,
+    /// The options that took effect, one per name (canonical name, value as given), in the
+    /// order first given; a repeat updates the value in place.
+    pub given: Vec<(String, String)>,
+}
+
+/// What was wrong with one word of the command line. The word was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionError {
+    /// No option of that name.
+    Unknown { name: String },
+    /// The value is not one the option accepts.
+    BadValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+    /// A bare name for an option that needs a value.
+    MissingValue {
+        name: String,
+        expected: &'static str,
+    },
+    /// `=value` with nothing before the `=`.
+    EmptyName { word: String },
+    /// Given more than once: the last one wins (not an error in itself, reported so it shows).
+    Repeated {
+        name: String,
+        previous: String,
+        value: String,
+    },
+    /// More problems than [`MAX_ERRORS`]; this many more were not kept.
+    Suppressed { count: usize },
+}
+
+impl OptionError {
+    /// True for a note rather than an error: a repeated option still took effect (the last
+    /// value wins), so a report may list it under warnings.
+    pub fn is_note(&self) -> bool {
+        matches!(self, OptionError::Repeated { .. })
+    }
+}
+
+/// The most problems kept from one command line.
+pub const MAX_ERRORS: usize = 16;
+/// The most characters of a name or value quoted in an error.
+pub const MAX_QUOTED: usize = 64;
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionError::Unknown { name } => {
+                write!(f, "unknown option '{name}' (known: ")?;
+                for (i, known) in Dom0Options::known_names().iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(known)?;
+                }
+                f.write_str(")")
+            }
+            OptionError::BadValue {
+                name,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "option '{name}': bad value '{value}' (expected one of {expected})"
+                )
+            }
+            OptionError::MissingValue { name, expected } => {
+                write!(
+                    f,
+                    "option '{name}' needs a value (expected one of {expected})"
+                )
+            }
+            OptionError::EmptyName { word } => {
+                write!(f, "'{word}': option name before '=' is empty")
+            }
+            OptionError::Repeated {
+                name,
+                previous,
+                value,
+            } => write!(
+                f,
+                "option '{name}' given more than once ('{previous}', then '{value}'); the last \
+                 one wins"
+            ),
+            OptionError::Suppressed { count } => {
+                write!(f, "{count} more command-line problems not shown")
+            }
+        }
+    }
+}
+
+/// One known option: its name, what it accepts, and how it sets [`Dom0Options`].
+/// `apply` gets `None` for a bare name and returns false if the value is not accepted.
+struct OptSpec {
+    name: &'static str,
+    expected: &'static str,
+    apply: fn(&mut Dom0Options, Option<&str>) -> bool,
+}
+
+/// Sets a keyword field from a value; a bare name is refused.
+macro_rules! keyword_opt {
+    ($name:literal, $ty:ident, $field:ident) => {
+        OptSpec {
+            name: $name,
+            expected: $ty::EXPECTED,
+            apply: |o, v| match v.and_then($ty::from_name) {
+                Some(x) => {
+                    o.$field = x;
+                    true
+                }
+                None => false,
+            },
+        }
+    };
+}
+
+const OPTIONS: &[OptSpec] = &[
+    keyword_opt!("loglevel", LogLevel, loglevel),
+    keyword_opt!("on-ready", OnReady, on_ready),
+    keyword_opt!("report", ReportFormat, report),
+    keyword_opt!("console", ConsoleChoice, console),
+];
+
+const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console"];
+
+/// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => {
+            let mut out = String::from(&s[..cut]);
+            out.push_str("...");
+            out
+        }
+        None => String::from(s),
+    }
+}
+
+/// True for a first word that is a path to the image rather than an option.
+fn looks_like_path(word: &str) -> bool {
+    let name = word.split_once('=').map_or(word, |(n, _)| n);
+    if find_option(name).is_some() {
+        return false;
+    }
+    word.contains('/') || word.ends_with(".elf") || word.ends_with(".gz")
+}
+
+fn find_option(name: &str) -> Option<&'static OptSpec> {
+    OPTIONS.iter().find(|o| {
+        o.name.len() == name.len()
+            && o.name
+                .bytes()
+                .zip(name.bytes())
+                .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+    })
+}
+
+impl Dom0Options {
+    /// Parse a command line; returns the options and every problem found (see the module
+    /// docs: bad words are skipped, the rest still applies).
+    pub fn parse(cmdline: &str) -> (Dom0Options, Vec<OptionError>) {
+        let mut opts = Dom0Options::default();
+        let mut errors = Vec::new();
+        let mut suppressed = 0usize;
+        let mut report = |e: OptionError| {
+            if errors.len() < MAX_ERRORS {
+                errors.push(e);
+            } else {
+                suppressed += 1;
+            }
+        };
+        for (i, word) in cmdline.split_whitespace().enumerate() {
+            if i == 0 && looks_like_path(word) {
+                continue;
+            }
+            let (name, value) = match word.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (word, None),
+            };
+            if name.is_empty() {
+                report(OptionError::EmptyName { word: quoted(word) });
+                continue;
+            }
+            let Some(spec) = find_option(name) else {
+                report(OptionError::Unknown { name: quoted(name) });
+                continue;
+            };
+            if !(spec.apply)(&mut opts, value) {
+                report(match value {
+                    None => OptionError::MissingValue {
+                        name: spec.name.into(),
+                        expected: spec.expected,
+                    },
+                    Some(v) => OptionError::BadValue {
+                        name: spec.name.into(),
+                        value: quoted(v),
+                        expected: spec.expected,
+                    },
+                });
+                continue;
+            }
+            let value = String::from(value.unwrap_or(""));
+            match opts.given.iter_mut().find(|(n, _)| n == spec.name) {
+                Some((_, previous)) => {
+                    report(OptionError::Repeated {
+                        name: spec.name.into(),
+                        previous: quoted(previous),
+                        value: quoted(&value),
+                    });
+                    *previous = value;
+                }
+                None => opts.given.push((spec.name.into(), value)),
+            }
+        }
+        if suppressed > 0 {
+            errors.push(OptionError::Suppressed { count: suppressed });
+        }
+        (opts, errors)
+    }
+
+    /// The option names this dom0 knows.
+    pub fn known_names() -> &'static [&'static str] {
+        KNOWN_NAMES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> (Dom0Options, Vec<String>) {
+        let (o, e) = Dom0Options::parse(s);
+        (o, e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn tables_agree() {
+        assert_eq!(KNOWN_NAMES.len(), OPTIONS.len());
+        for (a, b) in KNOWN_NAMES.iter().zip(OPTIONS) {
+            assert_eq!(*a, b.name);
+        }
+        fn joined(names: impl Iterator<Item = &'static str>) -> String {
+            names.collect::<Vec<_>>().join("|")
+        }
+        assert_eq!(
+            LogLevel::EXPECTED,
+            joined(LogLevel::ALL.iter().map(|v| v.name()))
+        );
+        assert_eq!(
+            OnReady::EXPECTED,
+            joined(OnReady::ALL.iter().map(|v| v.name()))
+        );
+        assert_eq!(
+            ReportFormat::EXPECTED,
+            joined(ReportFormat::ALL.iter().map(|v| v.name()))
+        );
+        assert_eq!(
+            ConsoleChoice::EXPECTED,
+            joined(ConsoleChoice::ALL.iter().map(|v| v.name()))
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let (o, e) = parse("");
+        assert!(e.is_empty());
+        assert_eq!(o, Dom0Options::default());
+        assert_eq!(o.loglevel, LogLevel::Info);
+        assert_eq!(o.on_ready, OnReady::Idle);
+        assert_eq!(o.report, ReportFormat::Both);
+        assert_eq!(o.console, ConsoleChoice::Auto);
+        assert!(o.report.wants_text() && o.report.wants_json());
+        assert!(!ReportFormat::None.wants_text() && !ReportFormat::None.wants_json());
+        assert!(ReportFormat::Json.wants_json() && !ReportFormat::Json.wants_text());
+    }
+
+    #[test]
+    fn all_options() {
+        let (o, e) = parse("loglevel=trace on-ready=qemu-exit report=json console=e9");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.loglevel, LogLevel::Trace);
+        assert_eq!(o.on_ready, OnReady::QemuExit);
+        assert_eq!(o.report, ReportFormat::Json);
+        assert_eq!(o.console, ConsoleChoice::E9);
+        assert_eq!(
+            o.given,
+            [
+                ("loglevel".into(), "trace".into()),
+                ("on-ready".into(), "qemu-exit".into()),
+                ("report".into(), "json".into()),
+                ("console".into(), "e9".into()),
+            ]
+        );
+        for v in ["error", "warn", "info", "debug", "trace"] {
+            let (o, _) = parse(&format!("loglevel={v}"));
+            assert_eq!(o.loglevel.name(), v);
+        }
+    }
+
+    #[test]
+    fn underscores_and_case() {
+        let (o, e) = parse("on_ready=PowerOff REPORT=text");
+        assert_eq!(o.on_ready, OnReady::Poweroff);
+        assert_eq!(o.given, [("on-ready".into(), "PowerOff".into())]);
+        // Names are case-sensitive (as Xen's and Linux's are); values are not.
+        assert_eq!(
+            e,
+            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console)"]
+        );
+    }
+
+    #[test]
+    fn unknown_and_bad_values_are_skipped() {
+        let (o, e) = parse("foo loglevel=loud console=serial bar=1 report=");
+        assert_eq!(o.console, ConsoleChoice::Serial);
+        assert_eq!(o.loglevel, LogLevel::Info);
+        assert_eq!(o.report, ReportFormat::Both);
+        assert_eq!(
+            e,
+            [
+                "unknown option 'foo' (known: loglevel, on-ready, report, console)",
+                "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console)",
+                "option 'report': bad value '' (expected one of text|json|both|none)",
+            ]
+        );
+        assert_eq!(o.given, [("console".into(), "serial".into())]);
+    }
+
+    #[test]
+    fn bare_name_and_empty_name() {
+        let (o, e) = Dom0Options::parse("loglevel =debug = ==");
+        assert_eq!(o, Dom0Options::default());
+        assert_eq!(
+            e,
+            [
+                OptionError::MissingValue {
+                    name: "loglevel".into(),
+                    expected: LogLevel::EXPECTED
+                },
+                OptionError::EmptyName {
+                    word: "=debug".into()
+                },
+                OptionError::EmptyName { word: "=".into() },
+                OptionError::EmptyName { word: "==".into() },
+            ]
+        );
+        assert_eq!(
+            e[0].to_string(),
+            "option 'loglevel' needs a value (expected one of error|warn|info|debug|trace)"
+        );
+        assert_eq!(
+            e[1].to_string(),
+            "'=debug': option name before '=' is empty"
+        );
+        // A second '=' belongs to the value.
+        let (_, e) = parse("loglevel=debug=x");
+        assert_eq!(
+            e,
+            [
+                "option 'loglevel': bad value 'debug=x' (expected one of error|warn|info|debug|trace)"
+            ]
+        );
+    }
+
+    #[test]
+    fn repeats_last_wins_and_are_reported() {
+        let (o, e) = parse("loglevel=warn report=none loglevel=debug");
+        assert_eq!(o.loglevel, LogLevel::Debug);
+        assert_eq!(
+            o.given,
+            [
+                ("loglevel".into(), "debug".into()),
+                ("report".into(), "none".into())
+            ]
+        );
+        assert_eq!(
+            e,
+            ["option 'loglevel' given more than once ('warn', then 'debug'); the last one wins"]
+        );
+        assert!(Dom0Options::parse("report=json report=text").1[0].is_note());
+        assert!(!Dom0Options::parse("foo").1[0].is_note());
+        // A bad repeat does not undo the good value.
+        let (o, e) = parse("loglevel=warn loglevel=x");
+        assert_eq!(o.loglevel, LogLevel::Warn);
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn weird_whitespace() {
+        let (o, e) = parse("\t\n  loglevel=debug\r\n\x0b\x0c console=xen \u{a0}report=text  ");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.loglevel, LogLevel::Debug);
+        assert_eq!(o.console, ConsoleChoice::Xen);
+        assert_eq!(o.report, ReportFormat::Text);
+        let (o, e) = parse(" \t \n ");
+        assert!(e.is_empty());
+        assert_eq!(o, Dom0Options::default());
+    }
+
+    #[test]
+    fn image_path_first_word_is_skipped() {
+        for first in ["/boot/dom0.elf", "dom0.elf", "dom0.gz", "(hd0)/dom0", "./d"] {
+            let (o, e) = parse(&format!("{first} loglevel=debug"));
+            assert!(e.is_empty(), "{first}: {e:?}");
+            assert_eq!(o.loglevel, LogLevel::Debug);
+        }
+        // Only the first word.
+        let (_, e) = parse("loglevel=debug /boot/x.elf");
+        assert_eq!(e.len(), 1);
+        // Not a path, or a known option whose value has a slash: parsed as usual.
+        let (_, e) = parse("dom0 loglevel=debug");
+        assert_eq!(e.len(), 1);
+        let (_, e) = parse("console=/dev/ttyS0");
+        assert_eq!(
+            e,
+            ["option 'console': bad value '/dev/ttyS0' (expected one of auto|xen|serial|e9)"]
+        );
+    }
+
+    #[test]
+    fn non_ascii() {
+        let (o, e) = parse("l\u{f6}glevel=debug loglevel=d\u{e9}bug console=\u{1f600} report=json");
+        assert_eq!(o.report, ReportFormat::Json);
+        assert_eq!(
+            e,
+            [
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console)",
+                "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
+                "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
+            ]
+        );
+        // A Turkish dotless i is not ASCII-case-equal to "i".
+        let (o, e) = parse("loglevel=\u{131}nfo");
+        assert_eq!(o.loglevel, LogLevel::Info);
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn very_long_input_is_bounded() {
+        let long_name: String = "\u{e9}".repeat(10_000);
+        let (_, e) = Dom0Options::parse(&format!("{long_name}=1"));
+        let OptionError::Unknown { name } = &e[0] else {
+            panic!("{e:?}")
+        };
+        assert_eq!(name.chars().count(), MAX_QUOTED + 3);
+        assert!(name.ends_with("..."));
+
+        let long_value = "x".repeat(100_000);
+        let (_, e) = Dom0Options::parse(&format!("loglevel={long_value}"));
+        assert!(e[0].to_string().len() < 200);
+
+        let mut many = "junk ".repeat(10_000);
+        many.push_str("loglevel=trace");
+        let (o, e) = Dom0Options::parse(&many);
+        assert_eq!(o.loglevel, LogLevel::Trace);
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        assert_eq!(
+            e[MAX_ERRORS],
+            OptionError::Suppressed {
+                count: 10_000 - MAX_ERRORS
+            }
+        );
+        assert_eq!(
+            e[MAX_ERRORS].to_string(),
+            "9984 more command-line problems not shown"
+        );
+    }
+
+    #[test]
+    fn known_names() {
+        assert_eq!(
+            Dom0Options::known_names(),
+            ["loglevel", "on-ready", "report", "console"]
+        );
+    }
+
+    #[test]
+    fn keyword_helpers() {
+        assert_eq!(LogLevel::from_name("DEBUG"), Some(LogLevel::Debug));
+        assert_eq!(LogLevel::from_name(""), None);
+        assert_eq!(OnReady::QemuExit.to_string(), "qemu-exit");
+        assert_eq!(ConsoleChoice::ALL.len(), 4);
+        // More verbose levels compare greater (as in the `log` crate).
+        assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Debug < LogLevel::Trace);
+    }
+}

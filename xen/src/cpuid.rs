@@ -1,0 +1,331 @@
+//! Finding Xen through CPUID (public/arch-x86/cpuid.h), and choosing the hypercall instruction.
+//!
+//! Pure functions over a `cpuid(leaf, subleaf)` closure, so the scan is tested on the host
+//! against crafted leaves.
+
+/// The four registers a CPUID leaf returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// The CPU vendor from leaf 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Intel,
+    Amd,
+    Hygon,
+    Other([u8; 12]),
+}
+
+impl Vendor {
+    /// Xen's hypercall page uses `vmmcall` on AMD and Hygon (SVM), `vmcall` elsewhere (VMX).
+    pub fn hypercall_insn(self) -> HypercallInsn {
+        match self {
+            Vendor::Amd | Vendor::Hygon => HypercallInsn::Vmmcall,
+            _ => HypercallInsn::Vmcall,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Vendor::Intel => "GenuineIntel",
+            Vendor::Amd => "AuthenticAMD",
+            Vendor::Hygon => "HygonGenuine",
+            Vendor::Other(s) => core::str::from_utf8(s).unwrap_or("?"),
+        }
+    }
+}
+
+/// The instruction that enters Xen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HypercallInsn {
+    Vmcall,
+    Vmmcall,
+}
+
+impl HypercallInsn {
+    pub fn name(self) -> &'static str {
+        match self {
+            HypercallInsn::Vmcall => "vmcall",
+            HypercallInsn::Vmmcall => "vmmcall",
+        }
+    }
+}
+
+fn sig(order: [u32; 3]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    s[0..4].copy_from_slice(&order[0].to_le_bytes());
+    s[4..8].copy_from_slice(&order[1].to_le_bytes());
+    s[8..12].copy_from_slice(&order[2].to_le_bytes());
+    s
+}
+
+/// The vendor (leaf 0: EBX, EDX, ECX).
+pub fn vendor(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Vendor {
+    let r = cpuid(0, 0);
+    let s = sig([r.ebx, r.edx, r.ecx]);
+    match &s {
+        b"GenuineIntel" => Vendor::Intel,
+        b"AuthenticAMD" => Vendor::Amd,
+        b"HygonGenuine" => Vendor::Hygon,
+        _ => Vendor::Other(s),
+    }
+}
+
+/// CPUID.1:ECX bit 31: "running under a hypervisor".
+pub fn hypervisor_bit(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> bool {
+    cpuid(1, 0).ecx & (1 << 31) != 0
+}
+
+/// The signature at leaf 0x4000_0000 (EBX, ECX, EDX), whatever hypervisor it names
+/// (`XenVMMXenVMM`, `KVMKVMKVM\0\0\0`, `TCGTCGTCGTCG`, ...), if the hypervisor bit is set.
+pub fn hypervisor_signature(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<[u8; 12]> {
+    if !hypervisor_bit(cpuid) {
+        return None;
+    }
+    let r = cpuid(0x4000_0000, 0);
+    Some(sig([r.ebx, r.ecx, r.edx]))
+}
+
+/// What Xen's CPUID leaves say (`base` .. `base + 4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XenLeaves {
+    /// 0x4000_0000 normally; 0x4000_0100 when Viridian leaves come first.
+    pub base: u32,
+    pub max_leaf: u32,
+    pub major: u32,
+    pub minor: u32,
+    /// MSR to write the hypercall page address to (`base+2` EBX).
+    pub hypercall_msr: u32,
+    pub hypercall_pages: u32,
+    /// TSC frequency in kHz (`base+3` subleaf 0 ECX), if Xen gave one.
+    pub tsc_khz: Option<u32>,
+    /// HVM feature flags (`base+4` EAX), if the leaf exists.
+    pub hvm_flags: Option<u32>,
+    /// This vCPU's id, when `XEN_HVM_CPUID_VCPU_ID_PRESENT` is set.
+    pub vcpu_id: Option<u32>,
+    /// This domain's id, when `XEN_HVM_CPUID_DOMID_PRESENT` is set.
+    pub domid: Option<u16>,
+}
+
+pub const XEN_HVM_CPUID_APIC_ACCESS_VIRT: u32 = 1 << 0;
+pub const XEN_HVM_CPUID_X2APIC_VIRT: u32 = 1 << 1;
+pub const XEN_HVM_CPUID_IOMMU_MAPPINGS: u32 = 1 << 2;
+pub const XEN_HVM_CPUID_VCPU_ID_PRESENT: u32 = 1 << 3;
+pub const XEN_HVM_CPUID_DOMID_PRESENT: u32 = 1 << 4;
+
+/// Scan for Xen's leaves the way Linux, FreeBSD and XTF do: bases 0x4000_0000 + n·0x100,
+/// signature `XenVMMXenVMM` and at least two leaves beyond the base.
+pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
+    if !hypervisor_bit(cpuid) {
+        return None;
+    }
+    for n in 0..0x100u32 {
+        let base = 0x4000_0000 + n * 0x100;
+        let r = cpuid(base, 0);
+        if &sig([r.ebx, r.ecx, r.edx]) != b"XenVMMXenVMM" {
+            continue;
+        }
+        let max_leaf = r.eax;
+        if max_leaf < base || max_leaf - base < 2 {
+            continue;
+        }
+        let v = cpuid(base + 1, 0);
+        let hc = cpuid(base + 2, 0);
+        let tsc_khz = if max_leaf - base >= 3 {
+            Some(cpuid(base + 3, 0).ecx).filter(|&k| k != 0)
+        } else {
+            None
+        };
+        let (hvm_flags, vcpu_id, domid) = if max_leaf - base >= 4 {
+            let h = cpuid(base + 4, 0);
+            (
+                Some(h.eax),
+                (h.eax & XEN_HVM_CPUID_VCPU_ID_PRESENT != 0).then_some(h.ebx),
+                (h.eax & XEN_HVM_CPUID_DOMID_PRESENT != 0).then_some(h.ecx as u16),
+            )
+        } else {
+            (None, None, None)
+        };
+        return Some(XenLeaves {
+            base,
+            max_leaf,
+            major: v.eax >> 16,
+            minor: v.eax & 0xffff,
+            hypercall_msr: hc.ebx,
+            hypercall_pages: hc.eax,
+            tsc_khz,
+            hvm_flags,
+            vcpu_id,
+            domid,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regs(s: &[u8; 12]) -> (u32, u32, u32) {
+        let w = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap());
+        (w(0), w(4), w(8))
+    }
+
+    /// A CPU like QEMU TCG's qemu64 under Xen 4.17.
+    fn xen_cpu(leaf: u32, _sub: u32) -> CpuidResult {
+        let (b, c, d) = regs(b"XenVMMXenVMM");
+        match leaf {
+            0 => {
+                let (b, d, c) = regs(b"AuthenticAMD");
+                CpuidResult {
+                    eax: 0xd,
+                    ebx: b,
+                    ecx: c,
+                    edx: d,
+                }
+            }
+            1 => CpuidResult {
+                ecx: 1 << 31,
+                ..Default::default()
+            },
+            0x4000_0000 => CpuidResult {
+                eax: 0x4000_0005,
+                ebx: b,
+                ecx: c,
+                edx: d,
+            },
+            0x4000_0001 => CpuidResult {
+                eax: (4 << 16) | 17,
+                ..Default::default()
+            },
+            0x4000_0002 => CpuidResult {
+                eax: 1,
+                ebx: 0x4000_0000,
+                ..Default::default()
+            },
+            0x4000_0003 => CpuidResult {
+                ecx: 2_000_000,
+                ..Default::default()
+            },
+            0x4000_0004 => CpuidResult {
+                eax: 0x5c,
+                ebx: 0,
+                ecx: 0,
+                edx: 0,
+            },
+            _ => CpuidResult::default(),
+        }
+    }
+
+    #[test]
+    fn finds_xen_and_reads_its_leaves() {
+        let x = find_xen(&xen_cpu).unwrap();
+        assert_eq!((x.base, x.major, x.minor), (0x4000_0000, 4, 17));
+        assert_eq!(x.hypercall_msr, 0x4000_0000);
+        assert_eq!(x.tsc_khz, Some(2_000_000));
+        assert_eq!(x.vcpu_id, Some(0));
+        assert_eq!(x.domid, Some(0));
+        assert_eq!(vendor(&xen_cpu), Vendor::Amd);
+        assert_eq!(vendor(&xen_cpu).hypercall_insn(), HypercallInsn::Vmmcall);
+        assert_eq!(&hypervisor_signature(&xen_cpu).unwrap(), b"XenVMMXenVMM");
+    }
+
+    #[test]
+    fn finds_xen_behind_viridian_leaves() {
+        let f = |leaf: u32, sub: u32| {
+            let (b, c, d) = regs(b"Microsoft Hv");
+            match leaf {
+                0x4000_0000 => CpuidResult {
+                    eax: 0x4000_0006,
+                    ebx: b,
+                    ecx: c,
+                    edx: d,
+                },
+                l if (0x4000_0100..0x4000_0200).contains(&l) => xen_cpu(l - 0x100, sub),
+                _ => xen_cpu(leaf, sub),
+            }
+        };
+        let fixed = |leaf: u32, sub: u32| {
+            let mut r = f(leaf, sub);
+            if leaf == 0x4000_0100 {
+                r.eax = 0x4000_0105;
+            }
+            r
+        };
+        assert_eq!(find_xen(&fixed).unwrap().base, 0x4000_0100);
+    }
+
+    #[test]
+    fn no_xen_on_bare_metal_or_other_hypervisors() {
+        let bare = |leaf: u32, sub: u32| {
+            let mut r = xen_cpu(leaf, sub);
+            if leaf == 1 {
+                r.ecx = 0;
+            }
+            r
+        };
+        assert_eq!(find_xen(&bare), None);
+        assert_eq!(hypervisor_signature(&bare), None);
+        let kvm = |leaf: u32, sub: u32| {
+            if leaf == 0x4000_0000 {
+                let (b, c, d) = regs(b"KVMKVMKVM\0\0\0");
+                CpuidResult {
+                    eax: 0x4000_0001,
+                    ebx: b,
+                    ecx: c,
+                    edx: d,
+                }
+            } else if leaf >= 0x4000_0000 {
+                CpuidResult::default()
+            } else {
+                xen_cpu(leaf, sub)
+            }
+        };
+        assert_eq!(find_xen(&kvm), None);
+        assert_eq!(&hypervisor_signature(&kvm).unwrap(), b"KVMKVMKVM\0\0\0");
+    }
+
+    #[test]
+    fn rejects_xen_signature_with_too_few_leaves() {
+        let short = |leaf: u32, sub: u32| {
+            let mut r = xen_cpu(leaf, sub);
+            if leaf == 0x4000_0000 {
+                r.eax = 0x4000_0001;
+            }
+            r
+        };
+        assert_eq!(find_xen(&short), None);
+        let wrapped = |leaf: u32, sub: u32| {
+            let mut r = xen_cpu(leaf, sub);
+            if leaf == 0x4000_0000 {
+                r.eax = 3; // below the base: garbage
+            }
+            r
+        };
+        assert_eq!(find_xen(&wrapped), None);
+    }
+
+    #[test]
+    fn intel_uses_vmcall() {
+        let intel = |leaf: u32, sub: u32| {
+            if leaf == 0 {
+                let (b, d, c) = regs(b"GenuineIntel");
+                CpuidResult {
+                    eax: 0xd,
+                    ebx: b,
+                    ecx: c,
+                    edx: d,
+                }
+            } else {
+                xen_cpu(leaf, sub)
+            }
+        };
+        assert_eq!(vendor(&intel).hypercall_insn(), HypercallInsn::Vmcall);
+        assert_eq!(vendor(&intel).name(), "GenuineIntel");
+    }
+}

@@ -1,0 +1,321 @@
+//! A fake hypervisor for host tests: decodes the same argument structs the real Xen does, keeps
+//! the state dom0 would observe, and can be told to fail any hypercall.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use crate::errno::XenError;
+use crate::hypercall::{Arg, Call, Hypercall, nr};
+use crate::ops;
+
+#[derive(Debug, Default)]
+struct State {
+    console: Vec<u8>,
+    fail: Vec<(u32, XenError)>,
+    next_port: u32,
+    bound_virqs: Vec<(u32, u32, u32)>, // (virq, vcpu, port)
+    timer: Option<u64>,
+    shutdown: Option<u32>,
+    params: Vec<(u32, u64)>,
+    shared_info_gfn: Option<u64>,
+    lying_count: bool,
+    last_poll: Option<(Vec<u32>, u64)>,
+}
+
+/// The fake. `FakeXen::new(4, 17)` behaves like the Xen 4.17 a PVH dom0 meets.
+#[derive(Debug)]
+pub struct FakeXen {
+    major: u32,
+    minor: u32,
+    vcpus: u32,
+    e820: Vec<(u64, u64, u32)>,
+    state: RefCell<State>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+impl FakeXen {
+    /// A Xen `major.minor` with one vCPU and a small dom0 memory map.
+    pub fn new(major: u32, minor: u32) -> Self {
+        FakeXen {
+            major,
+            minor,
+            vcpus: 1,
+            // What Xen 4.17 gives a 64 MiB PVH dom0 under QEMU q35 (from a real run).
+            e820: alloc::vec![
+                (0, 0x9f000, 1),
+                (0x9f000, 0x1000, 2),
+                (0xf0000, 0x10000, 2),
+                (0x100000, 0x3f00000, 1),
+                (0x4000000, 0x1000, 3),
+                (0xb0000000, 0x10000000, 2),
+            ],
+            state: RefCell::new(State {
+                next_port: 1,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// Give the domain `n` vCPUs.
+    pub fn with_vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n;
+        self
+    }
+
+    /// Make every call of hypercall `op` fail with `err`.
+    pub fn fail_op(&self, op: u32, err: XenError) {
+        self.state.borrow_mut().fail.push((op, err));
+    }
+
+    /// Make `XENMEM_memory_map` claim more entries than the buffer holds (a hostile hypervisor).
+    pub fn set_lying_memory_map_count(&self, lie: bool) {
+        self.state.borrow_mut().lying_count = lie;
+    }
+
+    /// Everything written with `CONSOLEIO_write`.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&self.state.borrow().console).into_owned()
+    }
+
+    /// The memory map the fake hands out: (addr, size, type).
+    pub fn e820(&self) -> &[(u64, u64, u32)] {
+        &self.e820
+    }
+
+    /// The armed single-shot timer deadline.
+    pub fn timer_deadline(&self) -> Option<u64> {
+        self.state.borrow().timer
+    }
+
+    /// The reason of the last `SCHEDOP_shutdown`.
+    pub fn shutdown_reason(&self) -> Option<u32> {
+        self.state.borrow().shutdown
+    }
+
+    /// The ports and timeout of the last `SCHEDOP_poll`.
+    pub fn last_poll(&self) -> Option<(Vec<u32>, u64)> {
+        self.state.borrow().last_poll.clone()
+    }
+
+    /// Where shared_info was mapped.
+    pub fn shared_info_gfn(&self) -> Option<u64> {
+        self.state.borrow().shared_info_gfn
+    }
+
+    fn dispatch(&self, call: &mut Call<'_>) -> Result<u64, XenError> {
+        let op = call.op();
+        let (regs, extras) = call.split();
+        let sub = regs.first().map(Arg::addr).unwrap_or(0);
+        let mut st = self.state.borrow_mut();
+        match op {
+            nr::CONSOLE_IO if sub == ops::CONSOLEIO_WRITE => match regs.get(2) {
+                Some(Arg::In(b)) => {
+                    let n = (regs[1].addr() as usize).min(b.len());
+                    st.console.extend_from_slice(&b[..n]);
+                    Ok(0)
+                }
+                _ => Err(XenError::EFAULT),
+            },
+            nr::XEN_VERSION => match (sub, regs.get_mut(1)) {
+                (ops::XENVER_VERSION, _) => Ok(u64::from((self.major << 16) | self.minor)),
+                (ops::XENVER_EXTRAVERSION, Some(Arg::InOut(b))) => {
+                    let s: &[u8] = if self.minor == 17 { b".7" } else { b".3" };
+                    b[..s.len()].copy_from_slice(s);
+                    Ok(0)
+                }
+                (ops::XENVER_CAPABILITIES, Some(Arg::InOut(b))) => {
+                    let s = b"xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64";
+                    b[..s.len()].copy_from_slice(s);
+                    Ok(0)
+                }
+                (ops::XENVER_GET_FEATURES, Some(Arg::InOut(b))) => {
+                    let idx = u32_at(b, 0).ok_or(XenError::EFAULT)?;
+                    // What 4.17 reports to a PVH dom0: writable_page_tables,
+                    // auto_translated_physmap, hvm_callback_vector, hvm_safe_pvclock, dom0,
+                    // memory_op_vnode_supported, not_direct_mapped.
+                    let map: u32 = if idx == 0 {
+                        (1 << 0)
+                            | (1 << 2)
+                            | (1 << 9)
+                            | (1 << 10)
+                            | (1 << 11)
+                            | (1 << 13)
+                            | (1 << 16)
+                    } else {
+                        0
+                    };
+                    b[4..8].copy_from_slice(&map.to_le_bytes());
+                    Ok(0)
+                }
+                _ => Err(XenError::EFAULT),
+            },
+            nr::MEMORY_OP if sub == ops::XENMEM_MEMORY_MAP => {
+                let Some(Arg::InOut(arg)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let cap = u32_at(arg, 0).ok_or(XenError::EFAULT)? as usize;
+                let addr = u64_at(arg, 8).ok_or(XenError::EFAULT)?;
+                // Follow the guest handle: it must name one of the extra buffers.
+                let buf = extras
+                    .iter_mut()
+                    .find_map(|e| match e {
+                        Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(b),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                if cap < self.e820.len() || buf.len() < cap * ops::E820_ENTRY_SIZE {
+                    return Err(XenError::E2BIG);
+                }
+                for (i, &(a, s, t)) in self.e820.iter().enumerate() {
+                    let o = i * ops::E820_ENTRY_SIZE;
+                    buf[o..o + 8].copy_from_slice(&a.to_le_bytes());
+                    buf[o + 8..o + 16].copy_from_slice(&s.to_le_bytes());
+                    buf[o + 16..o + 20].copy_from_slice(&t.to_le_bytes());
+                }
+                let n = if st.lying_count {
+                    cap as u32 + 5
+                } else {
+                    self.e820.len() as u32
+                };
+                arg[0..4].copy_from_slice(&n.to_le_bytes());
+                Ok(0)
+            }
+            nr::MEMORY_OP if sub == ops::XENMEM_ADD_TO_PHYSMAP => {
+                let Some(Arg::In(arg)) = regs.get(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                if u32_at(arg, 4) != Some(ops::XENMAPSPACE_SHARED_INFO) {
+                    return Err(XenError::EINVAL);
+                }
+                st.shared_info_gfn = u64_at(arg, 16);
+                Ok(0)
+            }
+            nr::SCHED_OP => match sub {
+                ops::SCHEDOP_BLOCK | ops::SCHEDOP_YIELD => Ok(0),
+                ops::SCHEDOP_POLL => {
+                    let Some(Arg::In(arg)) = regs.get(1) else {
+                        return Err(XenError::EFAULT);
+                    };
+                    let addr = u64_at(arg, 0).ok_or(XenError::EFAULT)?;
+                    let n = u32_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
+                    let timeout = u64_at(arg, 16).ok_or(XenError::EFAULT)?;
+                    let list = extras
+                        .iter()
+                        .find_map(|e| match e {
+                            Arg::In(b) if b.as_ptr() as u64 == addr => Some(b),
+                            _ => None,
+                        })
+                        .ok_or(XenError::EFAULT)?;
+                    let ports = (0..n)
+                        .map(|i| u32_at(list, 4 * i))
+                        .collect::<Option<Vec<_>>>();
+                    st.last_poll = Some((ports.ok_or(XenError::EFAULT)?, timeout));
+                    Ok(0)
+                }
+                ops::SCHEDOP_SHUTDOWN => match regs.get(1) {
+                    Some(Arg::In(b)) => {
+                        st.shutdown = u32_at(b, 0);
+                        Ok(0)
+                    }
+                    _ => Err(XenError::EFAULT),
+                },
+                _ => Err(XenError::ENOSYS),
+            },
+            nr::SET_TIMER_OP => {
+                st.timer = Some(sub);
+                Ok(0)
+            }
+            nr::EVENT_CHANNEL_OP => match (sub, regs.get_mut(1)) {
+                (ops::EVTCHNOP_BIND_VIRQ, Some(Arg::InOut(b))) => {
+                    let virq = u32_at(b, 0).ok_or(XenError::EFAULT)?;
+                    let vcpu = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                    if vcpu >= self.vcpus {
+                        return Err(XenError::ENOENT);
+                    }
+                    if st
+                        .bound_virqs
+                        .iter()
+                        .any(|&(v, c, _)| v == virq && c == vcpu)
+                    {
+                        return Err(XenError::EEXIST);
+                    }
+                    let port = st.next_port;
+                    st.next_port += 1;
+                    st.bound_virqs.push((virq, vcpu, port));
+                    b[8..12].copy_from_slice(&port.to_le_bytes());
+                    Ok(0)
+                }
+                (ops::EVTCHNOP_UNMASK | ops::EVTCHNOP_SEND | ops::EVTCHNOP_CLOSE, Some(a)) => {
+                    let port = match a {
+                        Arg::In(b) => u32_at(b, 0).ok_or(XenError::EFAULT)?,
+                        _ => return Err(XenError::EFAULT),
+                    };
+                    if st.bound_virqs.iter().any(|&(_, _, p)| p == port) {
+                        Ok(0)
+                    } else {
+                        Err(XenError::EINVAL)
+                    }
+                }
+                _ => Err(XenError::ENOSYS),
+            },
+            nr::VCPU_OP if sub == ops::VCPUOP_IS_UP => {
+                let id = regs.get(1).map(Arg::addr).unwrap_or(u64::MAX);
+                if id >= u64::from(self.vcpus) {
+                    Err(XenError::ENOENT)
+                } else {
+                    Ok(u64::from(id == 0))
+                }
+            }
+            nr::HVM_OP => {
+                let Some(Arg::InOut(b)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let index = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                match sub {
+                    ops::HVMOP_SET_PARAM => {
+                        let v = u64_at(b, 8).ok_or(XenError::EFAULT)?;
+                        st.params.retain(|&(i, _)| i != index);
+                        st.params.push((index, v));
+                        Ok(0)
+                    }
+                    ops::HVMOP_GET_PARAM => {
+                        let v = st
+                            .params
+                            .iter()
+                            .find(|&&(i, _)| i == index)
+                            .map_or(0, |&(_, v)| v);
+                        b[8..16].copy_from_slice(&v.to_le_bytes());
+                        Ok(0)
+                    }
+                    _ => Err(XenError::ENOSYS),
+                }
+            }
+            _ => Err(XenError::ENOSYS),
+        }
+    }
+}
+
+impl Hypercall for FakeXen {
+    fn hypercall(&self, call: &mut Call<'_>) -> i64 {
+        if let Some(&(_, e)) = self
+            .state
+            .borrow()
+            .fail
+            .iter()
+            .find(|(op, _)| *op == call.op())
+        {
+            return -i64::from(e.0);
+        }
+        match self.dispatch(call) {
+            Ok(v) => v as i64,
+            Err(e) => -i64::from(e.0),
+        }
+    }
+}

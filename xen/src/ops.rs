@@ -1,0 +1,521 @@
+//! Typed, safe wrappers for the hypercalls dom0 makes.
+//!
+//! Struct layouts are the x86-64 ones from Xen's public headers (offsets checked against the
+//! 4.17 headers, see `shared/reference/xen-pvh-dom0.md` §2). Each wrapper builds its argument
+//! structs as little-endian byte arrays, so the same code runs against the real hypervisor and
+//! against [`crate::fake::FakeXen`].
+
+use crate::errno::XenError;
+use crate::hypercall::{Arg, Hypercall, call, nr};
+
+/// `DOMID_SELF` (public/xen.h).
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+fn get_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
+    XenError::check(h.hypercall(&mut c))
+}
+
+// --- console_io (public/xen.h CONSOLEIO_*) -----------------------------------------------------
+
+pub const CONSOLEIO_WRITE: u64 = 0;
+pub const CONSOLEIO_READ: u64 = 1;
+
+/// Write bytes to Xen's console (the hardware domain's writes go unfiltered to the serial line).
+pub fn console_write(h: &dyn Hypercall, bytes: &[u8]) -> Result<(), XenError> {
+    // Xen copies at most INT_MAX bytes per call; dom0 never writes that much at once, but chunk
+    // anyway so a huge buffer cannot turn into -E2BIG.
+    for chunk in bytes.chunks(1 << 16) {
+        issue(
+            h,
+            call!(
+                nr::CONSOLE_IO,
+                Arg::Val(CONSOLEIO_WRITE),
+                Arg::Val(chunk.len() as u64),
+                Arg::In(chunk)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+// --- xen_version (public/version.h) ------------------------------------------------------------
+
+pub const XENVER_VERSION: u64 = 0;
+pub const XENVER_EXTRAVERSION: u64 = 1;
+pub const XENVER_CAPABILITIES: u64 = 3;
+pub const XENVER_GET_FEATURES: u64 = 6;
+
+/// `(major, minor)` of the running Xen.
+pub fn xen_version(h: &dyn Hypercall) -> Result<(u32, u32), XenError> {
+    let v = issue(
+        h,
+        call!(nr::XEN_VERSION, Arg::Val(XENVER_VERSION), Arg::Val(0)),
+    )?;
+    Ok(((v >> 16) as u32 & 0xffff, v as u32 & 0xffff))
+}
+
+/// Bytes up to the first NUL, as text (lossy: Xen's strings are ASCII).
+fn c_string(buf: &[u8]) -> alloc::string::String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    alloc::string::String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The extra version string (`xen_extraversion_t`, 16 bytes), e.g. `.7` or `-unstable`.
+pub fn xen_extraversion(h: &dyn Hypercall) -> Result<alloc::string::String, XenError> {
+    let mut buf = [0u8; 16];
+    issue(
+        h,
+        call!(
+            nr::XEN_VERSION,
+            Arg::Val(XENVER_EXTRAVERSION),
+            Arg::InOut(&mut buf)
+        ),
+    )?;
+    Ok(c_string(&buf))
+}
+
+/// The capabilities string (`xen_capabilities_info_t`, 1024 bytes), e.g. `xen-3.0-x86_64 hvm-3.0-x86_64`.
+pub fn xen_capabilities(h: &dyn Hypercall) -> Result<alloc::string::String, XenError> {
+    let mut buf = [0u8; 1024];
+    issue(
+        h,
+        call!(
+            nr::XEN_VERSION,
+            Arg::Val(XENVER_CAPABILITIES),
+            Arg::InOut(&mut buf)
+        ),
+    )?;
+    Ok(c_string(&buf))
+}
+
+/// Feature submap `idx` (`struct xen_feature_info { u32 submap_idx; u32 submap; }`).
+pub fn xen_features(h: &dyn Hypercall, idx: u32) -> Result<u32, XenError> {
+    let mut buf = [0u8; 8];
+    put_u32(&mut buf, 0, idx);
+    issue(
+        h,
+        call!(
+            nr::XEN_VERSION,
+            Arg::Val(XENVER_GET_FEATURES),
+            Arg::InOut(&mut buf)
+        ),
+    )?;
+    Ok(get_u32(&buf, 4))
+}
+
+/// Names of the `XENFEAT_*` bits of submap 0 (public/features.h).
+pub const XENFEAT_NAMES: [(u32, &str); 19] = [
+    (0, "writable_page_tables"),
+    (1, "writable_descriptor_tables"),
+    (2, "auto_translated_physmap"),
+    (3, "supervisor_mode_kernel"),
+    (4, "pae_pgdir_above_4gb"),
+    (5, "mmu_pt_update_preserve_ad"),
+    (7, "highmem_assist"),
+    (8, "gnttab_map_avail_bits"),
+    (9, "hvm_callback_vector"),
+    (10, "hvm_safe_pvclock"),
+    (11, "dom0"),
+    (12, "hvm_pirqs"),
+    (13, "memory_op_vnode_supported"),
+    (14, "ARM_SMCCC_supported"),
+    (15, "linux_rsdp_unrestricted"),
+    (16, "not_direct_mapped"),
+    (17, "direct_mapped"),
+    (18, "runstate_phys_area"),
+    (19, "vcpu_time_phys_area"),
+];
+
+/// The names of the bits set in feature submap 0 (unknown bits as `bit<N>`).
+pub fn feature_names(submap0: u32) -> alloc::vec::Vec<alloc::string::String> {
+    use alloc::string::ToString;
+    (0..32)
+        .filter(|b| submap0 & (1 << b) != 0)
+        .map(|b| match XENFEAT_NAMES.iter().find(|(n, _)| *n == b) {
+            Some((_, name)) => name.to_string(),
+            None => alloc::format!("bit{b}"),
+        })
+        .collect()
+}
+
+// --- memory_op (public/memory.h) ---------------------------------------------------------------
+
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+pub const XENMEM_MEMORY_MAP: u64 = 9;
+pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
+
+/// Size of one `struct e820entry` in the `XENMEM_memory_map` buffer (packed).
+pub const E820_ENTRY_SIZE: usize = 20;
+
+/// `XENMEM_memory_map`: fill `buf` with packed e820 entries; returns how many were written.
+///
+/// `struct xen_memory_map { unsigned int nr_entries; XEN_GUEST_HANDLE(void) buffer; }`:
+/// nr_entries u32 @0 (in: capacity, out: count), buffer u64 @8.
+pub fn memory_map(h: &dyn Hypercall, buf: &mut [u8]) -> Result<usize, XenError> {
+    let cap = buf.len() / E820_ENTRY_SIZE;
+    let mut arg = [0u8; 16];
+    put_u32(&mut arg, 0, cap as u32);
+    put_u64(&mut arg, 8, buf.as_ptr() as u64);
+    {
+        let c = call!(
+            nr::MEMORY_OP,
+            Arg::Val(XENMEM_MEMORY_MAP),
+            Arg::InOut(&mut arg)
+        )
+        .with_extra(Arg::InOut(buf));
+        issue(h, c)?;
+    }
+    let n = get_u32(&arg, 0) as usize;
+    if n > cap {
+        // Xen never reports more than it was given room for; a fake or a bug might.
+        return Err(XenError::E2BIG);
+    }
+    Ok(n)
+}
+
+/// `XENMEM_add_to_physmap` of the shared_info page at guest frame `gfn`.
+///
+/// `struct xen_add_to_physmap { domid_t domid; u16 size; u32 space; xen_ulong_t idx; xen_pfn_t gpfn; }`
+pub fn map_shared_info(h: &dyn Hypercall, gfn: u64) -> Result<(), XenError> {
+    let mut arg = [0u8; 24];
+    put_u16(&mut arg, 0, DOMID_SELF);
+    put_u32(&mut arg, 4, XENMAPSPACE_SHARED_INFO);
+    put_u64(&mut arg, 8, 0);
+    put_u64(&mut arg, 16, gfn);
+    issue(
+        h,
+        call!(
+            nr::MEMORY_OP,
+            Arg::Val(XENMEM_ADD_TO_PHYSMAP),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
+// --- sched_op (public/sched.h) -----------------------------------------------------------------
+
+pub const SCHEDOP_YIELD: u64 = 0;
+pub const SCHEDOP_BLOCK: u64 = 1;
+pub const SCHEDOP_SHUTDOWN: u64 = 2;
+pub const SCHEDOP_POLL: u64 = 3;
+
+/// `SHUTDOWN_*` reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ShutdownReason {
+    Poweroff = 0,
+    Reboot = 1,
+    Suspend = 2,
+    Crash = 3,
+    Watchdog = 4,
+}
+
+/// Block the vCPU until an event is pending (Xen re-enables event delivery for the call).
+pub fn sched_block(h: &dyn Hypercall) -> Result<(), XenError> {
+    issue(h, call!(nr::SCHED_OP, Arg::Val(SCHEDOP_BLOCK), Arg::Val(0)))?;
+    Ok(())
+}
+
+/// Give up the rest of this time slice.
+pub fn sched_yield(h: &dyn Hypercall) -> Result<(), XenError> {
+    issue(h, call!(nr::SCHED_OP, Arg::Val(SCHEDOP_YIELD), Arg::Val(0)))?;
+    Ok(())
+}
+
+/// Sleep until one of `ports` is pending or Xen system time reaches `timeout_ns` (0: no
+/// timeout). Race-free where `SCHEDOP_block` is not: Xen checks the ports' pending bits after
+/// marking the vCPU blocked (`do_poll()`), whatever the guest's interrupt flag.
+///
+/// `struct sched_poll { XEN_GUEST_HANDLE(evtchn_port_t) ports; unsigned int nr_ports; u64 timeout; }`
+pub fn sched_poll(
+    h: &dyn Hypercall,
+    ports: &[EvtchnPort],
+    timeout_ns: u64,
+) -> Result<(), XenError> {
+    let mut list = [0u8; 4 * 16];
+    if ports.len() > 16 {
+        return Err(XenError::EINVAL);
+    }
+    for (i, p) in ports.iter().enumerate() {
+        put_u32(&mut list, 4 * i, p.0);
+    }
+    let list = &list[..4 * ports.len()];
+    let mut arg = [0u8; 24];
+    put_u64(&mut arg, 0, list.as_ptr() as u64);
+    put_u32(&mut arg, 8, ports.len() as u32);
+    put_u64(&mut arg, 16, timeout_ns);
+    let c = call!(nr::SCHED_OP, Arg::Val(SCHEDOP_POLL), Arg::In(&arg)).with_extra(Arg::In(list));
+    issue(h, c)?;
+    Ok(())
+}
+
+/// Shut the domain down (for the hardware domain, Xen then powers off or reboots the host).
+/// Returns only if Xen refused.
+pub fn sched_shutdown(h: &dyn Hypercall, reason: ShutdownReason) -> XenError {
+    let arg = (reason as u32).to_le_bytes();
+    match issue(
+        h,
+        call!(nr::SCHED_OP, Arg::Val(SCHEDOP_SHUTDOWN), Arg::In(&arg)),
+    ) {
+        Ok(_) => XenError(0),
+        Err(e) => e,
+    }
+}
+
+// --- set_timer_op ------------------------------------------------------------------------------
+
+/// Arm this vCPU's single-shot timer for Xen system time `deadline_ns` (0 cancels).
+/// Expiry raises `VIRQ_TIMER`.
+pub fn set_timer(h: &dyn Hypercall, deadline_ns: u64) -> Result<(), XenError> {
+    issue(h, call!(nr::SET_TIMER_OP, Arg::Val(deadline_ns)))?;
+    Ok(())
+}
+
+// --- event_channel_op (public/event_channel.h) -------------------------------------------------
+
+pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
+pub const EVTCHNOP_CLOSE: u64 = 3;
+pub const EVTCHNOP_SEND: u64 = 4;
+pub const EVTCHNOP_UNMASK: u64 = 9;
+
+/// `VIRQ_*` numbers.
+pub const VIRQ_TIMER: u32 = 0;
+pub const VIRQ_DEBUG: u32 = 1;
+pub const VIRQ_CONSOLE: u32 = 2;
+pub const VIRQ_DOM_EXC: u32 = 3;
+
+/// An event channel port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvtchnPort(pub u32);
+
+/// Bind a virtual IRQ on `vcpu` (`struct evtchn_bind_virq { u32 virq; u32 vcpu; u32 port; }`).
+pub fn bind_virq(h: &dyn Hypercall, virq: u32, vcpu: u32) -> Result<EvtchnPort, XenError> {
+    let mut arg = [0u8; 12];
+    put_u32(&mut arg, 0, virq);
+    put_u32(&mut arg, 4, vcpu);
+    issue(
+        h,
+        call!(
+            nr::EVENT_CHANNEL_OP,
+            Arg::Val(EVTCHNOP_BIND_VIRQ),
+            Arg::InOut(&mut arg)
+        ),
+    )?;
+    Ok(EvtchnPort(get_u32(&arg, 8)))
+}
+
+fn port_op(h: &dyn Hypercall, op: u64, port: EvtchnPort) -> Result<(), XenError> {
+    let arg = port.0.to_le_bytes();
+    issue(h, call!(nr::EVENT_CHANNEL_OP, Arg::Val(op), Arg::In(&arg)))?;
+    Ok(())
+}
+
+/// Unmask a port (Xen re-raises it if it became pending while masked).
+pub fn evtchn_unmask(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> {
+    port_op(h, EVTCHNOP_UNMASK, port)
+}
+
+/// Notify the other end of a port.
+pub fn evtchn_send(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> {
+    port_op(h, EVTCHNOP_SEND, port)
+}
+
+/// Close a port.
+pub fn evtchn_close(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> {
+    port_op(h, EVTCHNOP_CLOSE, port)
+}
+
+// --- vcpu_op (public/vcpu.h) -------------------------------------------------------------------
+
+pub const VCPUOP_IS_UP: u64 = 3;
+
+/// Whether vCPU `id` is up; `Err(ENOENT)` if the domain has no such vCPU.
+pub fn vcpu_is_up(h: &dyn Hypercall, id: u32) -> Result<bool, XenError> {
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_IS_UP),
+            Arg::Val(u64::from(id)),
+            Arg::Val(0)
+        ),
+    )
+    .map(|v| v != 0)
+}
+
+/// The number of vCPUs this domain has: the first id for which `VCPUOP_is_up` says `ENOENT`.
+/// `limit` bounds the probe (Xen gives a PVH dom0 at most `HVM_MAX_VCPUS` = 128).
+pub fn count_vcpus(h: &dyn Hypercall, limit: u32) -> Result<u32, XenError> {
+    for id in 0..limit {
+        match vcpu_is_up(h, id) {
+            Ok(_) => {}
+            Err(XenError::ENOENT) | Err(XenError::EINVAL) if id > 0 => return Ok(id),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(limit)
+}
+
+// --- hvm_op (public/hvm/hvm_op.h, params.h) ----------------------------------------------------
+
+pub const HVMOP_SET_PARAM: u64 = 0;
+pub const HVMOP_GET_PARAM: u64 = 1;
+pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+
+/// `HVM_PARAM_CALLBACK_IRQ` value meaning "deliver events as this IDT vector on any vCPU"
+/// (`HVM_PARAM_CALLBACK_TYPE_VECTOR` = 2 in bits 63:56). Needs `XENFEAT_hvm_callback_vector`.
+pub fn callback_via_vector(vector: u8) -> u64 {
+    (2u64 << 56) | u64::from(vector)
+}
+
+/// `struct xen_hvm_param { domid_t domid; u32 index; u64 value; }`
+fn hvm_param(h: &dyn Hypercall, op: u64, index: u32, value: u64) -> Result<u64, XenError> {
+    let mut arg = [0u8; 16];
+    put_u16(&mut arg, 0, DOMID_SELF);
+    put_u32(&mut arg, 4, index);
+    put_u64(&mut arg, 8, value);
+    issue(h, call!(nr::HVM_OP, Arg::Val(op), Arg::InOut(&mut arg)))?;
+    Ok(u64::from_le_bytes(arg[8..16].try_into().unwrap_or([0; 8])))
+}
+
+/// Set an HVM parameter of this domain.
+pub fn hvm_set_param(h: &dyn Hypercall, index: u32, value: u64) -> Result<(), XenError> {
+    hvm_param(h, HVMOP_SET_PARAM, index, value).map(|_| ())
+}
+
+/// Read an HVM parameter of this domain.
+pub fn hvm_get_param(h: &dyn Hypercall, index: u32) -> Result<u64, XenError> {
+    hvm_param(h, HVMOP_GET_PARAM, index, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeXen;
+
+    #[test]
+    fn console_write_reaches_the_console() {
+        let x = FakeXen::new(4, 17);
+        console_write(&x, b"hello\n").unwrap();
+        assert_eq!(x.console(), "hello\n");
+    }
+
+    #[test]
+    fn version_features_and_strings() {
+        let x = FakeXen::new(4, 20);
+        assert_eq!(xen_version(&x).unwrap(), (4, 20));
+        assert_eq!(xen_extraversion(&x).unwrap(), ".3");
+        assert!(xen_capabilities(&x).unwrap().contains("hvm-3.0-x86_64"));
+        let f = xen_features(&x, 0).unwrap();
+        let names = feature_names(f);
+        assert!(names.iter().any(|n| n == "dom0"));
+        assert!(names.iter().any(|n| n == "hvm_callback_vector"));
+        assert_eq!(xen_features(&x, 1).unwrap(), 0);
+        assert_eq!(feature_names(1 << 30), ["bit30"]);
+    }
+
+    #[test]
+    fn memory_map_fills_buffer_and_counts() {
+        let x = FakeXen::new(4, 17);
+        let mut buf = [0u8; 20 * 16];
+        let n = memory_map(&x, &mut buf).unwrap();
+        assert_eq!(n, x.e820().len());
+        let first_size = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+        assert_eq!(first_size, x.e820()[0].1);
+    }
+
+    #[test]
+    fn memory_map_too_small_buffer_is_an_error_not_an_overflow() {
+        let x = FakeXen::new(4, 17);
+        let mut buf = [0u8; 20];
+        assert_eq!(memory_map(&x, &mut buf), Err(XenError::E2BIG));
+        x.set_lying_memory_map_count(true);
+        let mut buf = [0u8; 20 * 16];
+        assert_eq!(memory_map(&x, &mut buf), Err(XenError::E2BIG));
+    }
+
+    #[test]
+    fn virq_bind_unmask_and_timer() {
+        let x = FakeXen::new(4, 17);
+        let p = bind_virq(&x, VIRQ_TIMER, 0).unwrap();
+        assert_eq!(p, EvtchnPort(1));
+        let p2 = bind_virq(&x, VIRQ_CONSOLE, 0).unwrap();
+        assert_eq!(p2, EvtchnPort(2));
+        evtchn_unmask(&x, p).unwrap();
+        assert_eq!(evtchn_unmask(&x, EvtchnPort(99)), Err(XenError::EINVAL));
+        set_timer(&x, 123_456).unwrap();
+        assert_eq!(x.timer_deadline(), Some(123_456));
+        // A VIRQ may only be bound once per vCPU.
+        assert_eq!(bind_virq(&x, VIRQ_TIMER, 0), Err(XenError::EEXIST));
+    }
+
+    #[test]
+    fn vcpus_are_counted_by_probing() {
+        let x = FakeXen::new(4, 17).with_vcpus(3);
+        assert_eq!(count_vcpus(&x, 128).unwrap(), 3);
+        let x = FakeXen::new(4, 17).with_vcpus(200);
+        assert_eq!(count_vcpus(&x, 128).unwrap(), 128);
+    }
+
+    #[test]
+    fn poll_passes_the_port_list() {
+        let x = FakeXen::new(4, 17);
+        let p = bind_virq(&x, VIRQ_TIMER, 0).unwrap();
+        sched_poll(&x, &[p], 99).unwrap();
+        assert_eq!(x.last_poll(), Some((alloc::vec![p.0], 99)));
+        assert_eq!(
+            sched_poll(&x, &[EvtchnPort(1); 17], 0),
+            Err(XenError::EINVAL)
+        );
+    }
+
+    #[test]
+    fn shutdown_records_reason() {
+        let x = FakeXen::new(4, 17);
+        assert_eq!(sched_shutdown(&x, ShutdownReason::Poweroff), XenError(0));
+        assert_eq!(x.shutdown_reason(), Some(0));
+    }
+
+    #[test]
+    fn failures_are_reported_as_errno() {
+        let x = FakeXen::new(4, 17);
+        x.fail_op(nr::XEN_VERSION, XenError::ENOSYS);
+        assert_eq!(xen_version(&x), Err(XenError::ENOSYS));
+        x.fail_op(nr::HVM_OP, XenError::EPERM);
+        assert_eq!(
+            hvm_set_param(&x, HVM_PARAM_CALLBACK_IRQ, callback_via_vector(0xf3)),
+            Err(XenError::EPERM)
+        );
+    }
+
+    #[test]
+    fn callback_param_records_vector() {
+        let x = FakeXen::new(4, 17);
+        hvm_set_param(&x, HVM_PARAM_CALLBACK_IRQ, callback_via_vector(0xf3)).unwrap();
+        assert_eq!(
+            hvm_get_param(&x, HVM_PARAM_CALLBACK_IRQ).unwrap(),
+            (2 << 56) | 0xf3
+        );
+    }
+
+    #[test]
+    fn shared_info_mapping_checks_space() {
+        let x = FakeXen::new(4, 17);
+        map_shared_info(&x, 0x1234).unwrap();
+        assert_eq!(x.shared_info_gfn(), Some(0x1234));
+    }
+}
