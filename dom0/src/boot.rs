@@ -49,12 +49,15 @@ pvh_start32:
     mov ebp, eax
     mov ebx, edx
 
-    /* Zero .bss (page tables, stacks, heap seed). Loaders zero it too; do not rely on it. */
+    /* Zero .bss (page tables, stacks, heap seed). Loaders zero it too; do not rely on it.
+     * Dwords, not bytes: under emulation each rep iteration costs the same, whatever its size
+     * (.bss is 4 KiB-aligned and a multiple of 4 KiB, see link.ld). */
     mov edi, offset __bss_start
     mov ecx, offset __bss_end
     sub ecx, edi
+    shr ecx, 2
     xor eax, eax
-    rep stosb
+    rep stosd
     mov dword ptr [ENTRY_TSC], ebp
     mov dword ptr [ENTRY_TSC + 4], ebx
     mov dword ptr [START_INFO_PADDR], esi
@@ -88,9 +91,11 @@ pvh_start32:
     mov eax, cr4
     or eax, 0x20                  /* PAE */
     mov cr4, eax
-    mov ecx, 0xc0000080           /* EFER */
-    rdmsr
-    or eax, 0x100                 /* LME */
+    /* EFER = LME. The PVH ABI enters with EFER = 0, so there is nothing to preserve, and
+     * skipping the read saves a VM exit (about 1 ms on the emulated test bench). */
+    mov ecx, 0xc0000080
+    mov eax, 0x100
+    xor edx, edx
     wrmsr
     mov eax, cr0
     or eax, 0x80010000            /* PG | WP */

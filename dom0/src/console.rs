@@ -79,6 +79,57 @@ fn raw_write(bytes: &[u8]) {
     }
 }
 
+/// While booting, console output is collected here and written in one go at each phase end
+/// ([`flush`]): under Xen every write is a hypercall, and on an emulated bench each VM exit costs
+/// about a millisecond. Fatal paths flush it first, so nothing is lost on a crash.
+struct BootBuf {
+    on: bool,
+    buf: [u8; 4096],
+    len: usize,
+}
+
+static BOOT_BUF: spin::Mutex<BootBuf> = spin::Mutex::new(BootBuf {
+    on: false,
+    buf: [0; 4096],
+    len: 0,
+});
+
+/// Collect console output until [`flush`] (or until buffering is switched off).
+pub fn set_buffering(on: bool) {
+    if !on {
+        flush();
+    }
+    BOOT_BUF.lock().on = on;
+}
+
+/// Write out what the boot buffer holds.
+pub fn flush() {
+    let _g = LOCK.lock();
+    let mut b = BOOT_BUF.lock();
+    if b.len > 0 {
+        raw_write(&b.buf[..b.len]);
+        b.len = 0;
+    }
+}
+
+fn write_out(bytes: &[u8]) {
+    let mut b = BOOT_BUF.lock();
+    if b.on {
+        if b.len + bytes.len() > b.buf.len() {
+            raw_write(&b.buf[..b.len]);
+            b.len = 0;
+        }
+        if bytes.len() <= b.buf.len() {
+            let l = b.len;
+            b.buf[l..l + bytes.len()].copy_from_slice(bytes);
+            b.len += bytes.len();
+            return;
+        }
+    }
+    drop(b);
+    raw_write(bytes);
+}
+
 /// A line buffer so each console write is one hypercall per line, not per fragment.
 struct LineBuf {
     buf: [u8; 256],
@@ -88,7 +139,7 @@ struct LineBuf {
 impl LineBuf {
     fn flush(&mut self) {
         if self.len > 0 {
-            raw_write(&self.buf[..self.len]);
+            write_out(&self.buf[..self.len]);
             self.len = 0;
         }
     }
@@ -124,7 +175,7 @@ pub fn print(args: fmt::Arguments<'_>) {
 /// Print a long string (e.g. the JSON report) in one go.
 pub fn print_str(s: &str) {
     let _g = LOCK.lock();
-    raw_write(s.as_bytes());
+    write_out(s.as_bytes());
 }
 
 #[macro_export]

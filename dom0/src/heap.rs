@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use linked_list_allocator::Heap;
 
-const SEED_SIZE: usize = 256 * 1024;
+const SEED_SIZE: usize = 128 * 1024;
 
 #[repr(C, align(4096))]
 struct Seed(UnsafeCell<[u8; SEED_SIZE]>);

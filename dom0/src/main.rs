@@ -40,6 +40,7 @@ const E820_BUF_ENTRIES: usize = 256;
 /// The first Rust code, on the boot stack, interrupts off, identity map of the low 4 GiB.
 #[unsafe(no_mangle)]
 extern "C" fn rust_start(start_info_paddr: u32) -> ! {
+    time::phase("long mode");
     trap::init();
     let mut rep = BootReport {
         dom0_version: VERSION.to_string(),
@@ -49,6 +50,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     // --- Xen? -------------------------------------------------------------------------------
     let leaves = xen::cpuid::find_xen(&arch::cpuid);
     let x = leaves.as_ref().map(hypercall::init);
+    time::phase("xen detected");
     match (&leaves, x) {
         (Some(l), Some(_)) => {
             console::enable(console::XEN);
@@ -64,6 +66,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
     }
     console::init_log(log::LevelFilter::Info);
+    console::set_buffering(true);
     time::phase("console");
     rep.under_xen = x.is_some();
     info!("dom0 {VERSION}: PVH entry, start_info at {start_info_paddr:#x}");
@@ -213,7 +216,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             );
         }
         None => {
-            let m = "no free RAM for the heap beyond the built-in 256 KiB".to_string();
+            let m = "no free RAM for the heap beyond the built-in 128 KiB".to_string();
             warn!("{m}");
             rep.warnings.push(m);
         }
@@ -327,6 +330,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             at_ns: ns,
         })
         .collect();
+    console::set_buffering(false);
     emit_report(&rep, opts.report);
     let ready_ms = rep.phases.last().map_or(0, |p| p.at_ns) as f64 / 1e6;
     if rep.under_xen {
