@@ -26,7 +26,7 @@ use core::fmt::Write as _;
 
 use log::{error, info, warn};
 use report::{BootReport, HeapStats, ModuleSummary, Phase, StartInfoSummary, TimerCheck, XenInfo};
-use xen::cmdline::{ConsoleChoice, Dom0Options, LogLevel, OnReady, ReportFormat};
+use xen::cmdline::{ConsoleChoice, Dom0Options, FaultTest, LogLevel, OnReady, ReportFormat};
 use xen::memmap::MemoryMap;
 use xen::start_info::{PhysRead, StartInfo, StartInfoHeader};
 
@@ -180,6 +180,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     }
     rep.cmdline = si.cmdline.clone();
     rep.options = opts.given.clone();
+    fault_test(opts.fault_test);
 
     // --- memory -------------------------------------------------------------------------------
     let (wb, uc) = mem::refine_cacheability(&map);
@@ -352,6 +353,29 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             arch::halt_forever()
         }
         (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
+    }
+}
+
+/// `fault-test=`: raise the requested exception so the bench can check it is reported.
+fn fault_test(t: FaultTest) {
+    match t {
+        FaultTest::None => {}
+        FaultTest::PageFault => {
+            let addr = mem::MAPPED_LIMIT + 0x1234;
+            warn!("fault-test: reading {addr:#x}, outside the identity map");
+            console::flush();
+            // SAFETY: deliberately faulting: the address is not mapped, so the read raises #PF
+            // and the trap handler ends the run; no memory is accessed.
+            let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
+            error!("fault-test: the read of {addr:#x} returned {v:#x} instead of faulting");
+        }
+        FaultTest::InvalidOpcode => {
+            warn!("fault-test: executing ud2");
+            console::flush();
+            // SAFETY: ud2 raises #UD, which the trap handler reports and turns into the end of
+            // the run; it touches no memory.
+            unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+        }
     }
 }
 

@@ -113,6 +113,19 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// `fault-test=`: raise a CPU exception on purpose once the console is up (bring-up and the
+    /// test bench use it to prove that a fault is reported, never a silent triple fault).
+    pub enum FaultTest expected "none|page-fault|invalid-opcode" {
+        #[default]
+        None = "none",
+        /// Read an address outside dom0's identity map: #PF with CR2 = that address.
+        PageFault = "page-fault",
+        /// Execute `ud2`: #UD.
+        InvalidOpcode = "invalid-opcode",
+    }
+}
+
 impl ReportFormat {
     pub fn wants_text(self) -> bool {
         matches!(self, ReportFormat::Text | ReportFormat::Both)
@@ -129,6 +142,7 @@ pub struct Dom0Options {
     pub on_ready: OnReady,
     pub report: ReportFormat,
     pub console: ConsoleChoice,
+    pub fault_test: FaultTest,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -253,9 +267,10 @@ const OPTIONS: &[OptSpec] = &[
     keyword_opt!("on-ready", OnReady, on_ready),
     keyword_opt!("report", ReportFormat, report),
     keyword_opt!("console", ConsoleChoice, console),
+    keyword_opt!("fault-test", FaultTest, fault_test),
 ];
 
-const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console"];
+const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console", "fault-test"];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
 fn quoted(s: &str) -> String {
@@ -438,7 +453,7 @@ mod tests {
         // Names are case-sensitive (as Xen's and Linux's are); values are not.
         assert_eq!(
             e,
-            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console)"]
+            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test)"]
         );
     }
 
@@ -451,9 +466,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -558,7 +573,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -601,10 +616,24 @@ mod tests {
     }
 
     #[test]
+    fn fault_test_values() {
+        let (o, e) = Dom0Options::parse("fault-test=page-fault");
+        assert!(e.is_empty());
+        assert_eq!(o.fault_test, FaultTest::PageFault);
+        let (o, e) = Dom0Options::parse("fault-test=invalid-opcode");
+        assert!(e.is_empty());
+        assert_eq!(o.fault_test, FaultTest::InvalidOpcode);
+        let (o, e) = Dom0Options::parse("fault-test=triple");
+        assert_eq!(o.fault_test, FaultTest::None);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].to_string().contains("none|page-fault|invalid-opcode"));
+    }
+
+    #[test]
     fn known_names() {
         assert_eq!(
             Dom0Options::known_names(),
-            ["loglevel", "on-ready", "report", "console"]
+            ["loglevel", "on-ready", "report", "console", "fault-test"]
         );
     }
 
