@@ -73,7 +73,9 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     match (&leaves, x) {
         (Some(l), Some(x)) => {
             let insn = hypercall::page_insn();
-            let (maj, min) = xen::ops::xen_version(&x).unwrap_or((l.major, l.minor));
+            // The version from CPUID leaf base+1; XENVER_version would say the same at the cost
+            // of another VM exit.
+            let (maj, min) = (l.major, l.minor);
             let extra = xen::ops::xen_extraversion(&x).unwrap_or_default();
             let caps = xen::ops::xen_capabilities(&x).unwrap_or_default();
             let feats = xen::ops::xen_features(&x, 0).unwrap_or(0);
@@ -228,6 +230,8 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
 
     // --- events, timer, vCPUs -------------------------------------------------------------------
     if let Some(x) = x {
+        // Write out the boot log before sleeping: if the wait never ends, the log is out.
+        console::flush();
         match events::init(&x) {
             Ok(port) => {
                 info!(

@@ -68,9 +68,8 @@ const MAX_PHASES: usize = 32;
 static PHASES: spin::Mutex<[(&str, u64); MAX_PHASES]> = spin::Mutex::new([("", 0); MAX_PHASES]);
 static NPHASES: AtomicUsize = AtomicUsize::new(0);
 
-/// Mark the end of a boot phase (TSC now), and write out the console lines it produced.
+/// Mark the end of a boot phase (TSC now).
 pub fn phase(name: &'static str) {
-    crate::console::flush();
     let t = rdtsc();
     let mut p = PHASES.lock();
     let n = NPHASES.load(Ordering::Relaxed);

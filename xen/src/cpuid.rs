@@ -104,12 +104,6 @@ pub struct XenLeaves {
     pub hypercall_pages: u32,
     /// TSC frequency in kHz (`base+3` subleaf 0 ECX), if Xen gave one.
     pub tsc_khz: Option<u32>,
-    /// HVM feature flags (`base+4` EAX), if the leaf exists.
-    pub hvm_flags: Option<u32>,
-    /// This vCPU's id, when `XEN_HVM_CPUID_VCPU_ID_PRESENT` is set.
-    pub vcpu_id: Option<u32>,
-    /// This domain's id, when `XEN_HVM_CPUID_DOMID_PRESENT` is set.
-    pub domid: Option<u16>,
 }
 
 pub const XEN_HVM_CPUID_APIC_ACCESS_VIRT: u32 = 1 << 0;
@@ -120,14 +114,22 @@ pub const XEN_HVM_CPUID_DOMID_PRESENT: u32 = 1 << 4;
 
 /// Scan for Xen's leaves the way Linux, FreeBSD and XTF do: bases 0x4000_0000 + n·0x100,
 /// signature `XenVMMXenVMM` and at least two leaves beyond the base.
+///
+/// The hypervisor bit (CPUID.1:ECX[31]) is not consulted: on bare metal the 0x4000_xxxx leaves
+/// return the highest basic leaf's data, which cannot spell Xen's signature, and under Xen each
+/// CPUID is a VM exit. For the same reason leaf `base+4` (HVM flags, vCPU and domain ids) is
+/// only read by [`hvm_leaf`] when wanted.
 pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
-    if !hypervisor_bit(cpuid) {
-        return None;
-    }
     for n in 0..0x100u32 {
         let base = 0x4000_0000 + n * 0x100;
         let r = cpuid(base, 0);
         if &sig([r.ebx, r.ecx, r.edx]) != b"XenVMMXenVMM" {
+            // Hypervisor leaf blocks sit back to back (Viridian at 0x4000_0000, then Xen at
+            // 0x4000_0100); a base whose max-leaf is not inside its own block has no hypervisor
+            // leaves (bare metal returns the highest basic leaf there), so stop scanning.
+            if r.eax < base || r.eax > base + 0xff {
+                break;
+            }
             continue;
         }
         let max_leaf = r.eax;
@@ -141,16 +143,6 @@ pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
         } else {
             None
         };
-        let (hvm_flags, vcpu_id, domid) = if max_leaf - base >= 4 {
-            let h = cpuid(base + 4, 0);
-            (
-                Some(h.eax),
-                (h.eax & XEN_HVM_CPUID_VCPU_ID_PRESENT != 0).then_some(h.ebx),
-                (h.eax & XEN_HVM_CPUID_DOMID_PRESENT != 0).then_some(h.ecx as u16),
-            )
-        } else {
-            (None, None, None)
-        };
         return Some(XenLeaves {
             base,
             max_leaf,
@@ -159,12 +151,26 @@ pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
             hypercall_msr: hc.ebx,
             hypercall_pages: hc.eax,
             tsc_khz,
-            hvm_flags,
-            vcpu_id,
-            domid,
         });
     }
     None
+}
+
+/// Leaf `base+4` (HVM only): flags, and this vCPU's and domain's ids when Xen says they are
+/// present. `None` when Xen has no such leaf.
+pub fn hvm_leaf(
+    cpuid: &dyn Fn(u32, u32) -> CpuidResult,
+    x: &XenLeaves,
+) -> Option<(u32, Option<u32>, Option<u16>)> {
+    if x.max_leaf - x.base < 4 {
+        return None;
+    }
+    let h = cpuid(x.base + 4, 0);
+    Some((
+        h.eax,
+        (h.eax & XEN_HVM_CPUID_VCPU_ID_PRESENT != 0).then_some(h.ebx),
+        (h.eax & XEN_HVM_CPUID_DOMID_PRESENT != 0).then_some(h.ecx as u16),
+    ))
 }
 
 #[cfg(test)]
@@ -228,8 +234,7 @@ mod tests {
         assert_eq!((x.base, x.major, x.minor), (0x4000_0000, 4, 17));
         assert_eq!(x.hypercall_msr, 0x4000_0000);
         assert_eq!(x.tsc_khz, Some(2_000_000));
-        assert_eq!(x.vcpu_id, Some(0));
-        assert_eq!(x.domid, Some(0));
+        assert_eq!(hvm_leaf(&xen_cpu, &x), Some((0x5c, Some(0), Some(0))));
         assert_eq!(vendor(&xen_cpu), Vendor::Amd);
         assert_eq!(vendor(&xen_cpu).hypercall_insn(), HypercallInsn::Vmmcall);
         assert_eq!(&hypervisor_signature(&xen_cpu).unwrap(), b"XenVMMXenVMM");
@@ -262,7 +267,16 @@ mod tests {
 
     #[test]
     fn no_xen_on_bare_metal_or_other_hypervisors() {
+        // Bare metal: no hypervisor bit, and the 0x4000_xxxx leaves echo the highest basic leaf.
         let bare = |leaf: u32, sub: u32| {
+            if leaf >= 0x4000_0000 {
+                return CpuidResult {
+                    eax: 0x0000_0d00,
+                    ebx: 0x340,
+                    ecx: 0x440,
+                    edx: 0,
+                };
+            }
             let mut r = xen_cpu(leaf, sub);
             if leaf == 1 {
                 r.ecx = 0;
