@@ -224,6 +224,27 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             rep.warnings.push(m);
         }
     }
+    // RAM above 4 GiB (Xen gives dom0 most of a big machine unless dom0_mem= says otherwise).
+    let mut high = 0u64;
+    for r in map
+        .regions()
+        .iter()
+        .filter(|r| r.kind == xen::memmap::MemType::Ram)
+    {
+        if r.end() > mem::MAPPED_LIMIT {
+            match mem::map_identity(r.addr, r.end(), mem::Cache::WriteBack) {
+                Ok(()) => high += r.end() - r.addr.max(mem::MAPPED_LIMIT),
+                Err(e) => {
+                    let m = format!("RAM [{:#x}, {:#x}) not mapped: {e:?}", r.addr, r.end());
+                    warn!("{m}");
+                    rep.warnings.push(m);
+                }
+            }
+        }
+    }
+    if high > 0 {
+        info!("identity map: {} MiB of RAM above 4 GiB mapped", high >> 20);
+    }
     rep.memory_map = map.regions().to_vec();
     rep.ram_bytes = map.total(xen::memmap::MemType::Ram);
     time::phase("heap");

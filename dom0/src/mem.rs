@@ -1,11 +1,137 @@
-//! Reading guest-physical memory through the identity map, and refining the boot page tables
-//! once the memory map is known.
+//! Reading guest-physical memory through the identity map, refining the boot page tables once
+//! the memory map is known, and extending the identity map above 4 GiB.
+
+use alloc::vec::Vec;
 
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::{PhysRead, PhysReadError};
 
+use crate::boot::PageTable;
+
 /// The boot stub identity-maps the low 4 GiB.
 pub const MAPPED_LIMIT: u64 = 1 << 32;
+
+/// The highest address the PML4 entry 0 reaches (512 GiB); dom0 maps nothing beyond it.
+pub const MAP_CEILING: u64 = 1 << 39;
+
+/// Ranges identity-mapped above 4 GiB, in address order (only [`map_identity`] adds to it).
+static HIGH: spin::Mutex<Vec<(u64, u64)>> = spin::Mutex::new(Vec::new());
+
+/// True if every byte of `[addr, addr+len)` is identity-mapped.
+pub fn is_mapped(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    if end <= MAPPED_LIMIT {
+        return true;
+    }
+    // Walk the mapped ranges from `addr` upwards; they are sorted and 2 MiB-granular.
+    let mut at = addr;
+    if at < MAPPED_LIMIT {
+        at = MAPPED_LIMIT;
+    }
+    for &(s, e) in HIGH.lock().iter() {
+        if s <= at && at < e {
+            at = e;
+        }
+        if at >= end {
+            return true;
+        }
+    }
+    at >= end
+}
+
+/// How an identity mapping caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    WriteBack,
+    /// For MMIO above 4 GiB (64-bit BARs); first user: the PCI milestone.
+    #[allow(dead_code)]
+    Uncached,
+}
+
+/// Why a range could not be mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// Beyond [`MAP_CEILING`].
+    TooHigh { end: u64 },
+    /// No memory for a page directory.
+    NoMemory,
+}
+
+fn one_gib_pages() -> bool {
+    crate::arch::cpuid(0x8000_0000, 0).eax >= 0x8000_0001
+        && crate::arch::cpuid(0x8000_0001, 0).edx & (1 << 26) != 0
+}
+
+/// Identity-map `[start, end)` above 4 GiB (rounded out to 2 MiB), with 1 GiB pages where the
+/// CPU has them (CPUID 0x8000_0001 EDX bit 26) and the range covers whole GiBs, else 2 MiB
+/// pages in page directories taken from the heap. Ranges below 4 GiB are already mapped.
+pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> {
+    const MIB2: u64 = 1 << 21;
+    const GIB: u64 = 1 << 30;
+    if end > MAP_CEILING {
+        return Err(MapError::TooHigh { end });
+    }
+    let start = (start.max(MAPPED_LIMIT)) & !(MIB2 - 1);
+    let end = end.div_ceil(MIB2) * MIB2;
+    if start >= end {
+        return Ok(());
+    }
+    let attr = match cache {
+        Cache::WriteBack => 0,
+        Cache::Uncached => 0x18, // PWT | PCD
+    };
+    let big = one_gib_pages();
+    let pdpt = &raw mut crate::boot::BOOT_PDPT;
+    let mut at = start;
+    while at < end {
+        let gib = (at / GIB) as usize;
+        // SAFETY: boot CPU only (APs are not up); BOOT_PDPT is the live PDPT, entry `gib`
+        // (4..512) covers [gib GiB, gib+1 GiB), which lies above the boot stub's 4 GiB. Every
+        // entry written maps an address to itself: no existing mapping changes.
+        unsafe {
+            let e = &mut (*pdpt).0[gib];
+            if *e & 1 == 0 && big && at.is_multiple_of(GIB) && end - at >= GIB {
+                *e = at | 0x83 | attr; // present, writable, 1 GiB page
+                at += GIB;
+                continue;
+            }
+            if *e & 1 != 0 && *e & 0x80 != 0 {
+                at = (gib as u64 + 1) * GIB; // already a 1 GiB page
+                continue;
+            }
+            if *e & 1 == 0 {
+                // A zeroed, page-aligned page directory from the heap, never freed.
+                let layout = core::alloc::Layout::new::<PageTable>();
+                let pd = alloc::alloc::alloc_zeroed(layout);
+                if pd.is_null() {
+                    return Err(MapError::NoMemory);
+                }
+                *e = pd as u64 | 3;
+            }
+            let pd = (*e & 0x000f_ffff_ffff_f000) as *mut PageTable;
+            let stop = end.min((gib as u64 + 1) * GIB);
+            while at < stop {
+                (*pd).0[((at / MIB2) % 512) as usize] = at | 0x83 | attr;
+                at += MIB2;
+            }
+        }
+    }
+    let mut h = HIGH.lock();
+    h.push((start, end));
+    h.sort_unstable();
+    // Merge neighbours so `is_mapped` can walk them in one pass.
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(h.len());
+    for &(s, e) in h.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *h = merged;
+    Ok(())
+}
 
 /// Reads guest-physical memory below [`MAPPED_LIMIT`]. Callers (the start_info validator) check
 /// addresses against the memory map before reading anything they did not get from Xen directly.
@@ -18,13 +144,13 @@ impl PhysRead for IdentityMem {
             paddr,
             len: buf.len(),
         };
-        let end = paddr.checked_add(buf.len() as u64).ok_or(err)?;
-        if end > MAPPED_LIMIT || paddr == 0 {
+        if paddr == 0 || !is_mapped(paddr, buf.len() as u64) {
             return Err(err);
         }
         for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: [paddr, end) lies inside the identity map the boot stub built (checked
-            // above), so the address is mapped; a volatile byte read cannot be torn or elided.
+            // SAFETY: [paddr, paddr+len) is identity-mapped (checked above: the boot stub's
+            // 4 GiB or a `map_identity` range), so the address is mapped; a volatile byte read
+            // cannot be torn or elided.
             *b = unsafe { core::ptr::read_volatile((paddr + i as u64) as *const u8) };
         }
         Ok(())
