@@ -10,6 +10,10 @@
 
 extern crate alloc;
 
+pub mod madt;
+
+pub use madt::MadtSummary;
+
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -344,14 +348,31 @@ impl SdtHeader {
     }
 }
 
+/// The entries of an XSDT whose header is intact (length, checksum) but whose signature is not
+/// "XSDT", and the signature it carries.
+///
+/// Xen 4.17's PVH dom0 builder copies the "native XSDT header" even when the firmware has only
+/// an ACPI 1.0 RSDP (no XSDT, as SeaBIOS under QEMU): it then copies 36 bytes from address 0
+/// (the real-mode IVT) and fixes up only length and checksum (`pvh_setup_acpi_xsdt()`; later Xen
+/// falls back to the RSDT header). The entries Xen wrote are sound, so a caller that knows it
+/// reads Xen's crafted root table can use them, and report the bad signature.
+pub fn parse_xsdt_entries_any_signature(bytes: &[u8]) -> Result<(Vec<u64>, [u8; 4]), AcpiError> {
+    let hdr = SdtHeader::parse(bytes)?;
+    Ok((entries_of(&hdr, bytes, 8)?, hdr.signature))
+}
+
 fn parse_entries(
     bytes: &[u8],
     signature: &'static str,
     entry_size: usize,
 ) -> Result<Vec<u64>, AcpiError> {
     let hdr = SdtHeader::parse_expecting(bytes, signature)?;
+    entries_of(&hdr, bytes, entry_size)
+}
+
+fn entries_of(hdr: &SdtHeader, bytes: &[u8], entry_size: usize) -> Result<Vec<u64>, AcpiError> {
     let body = hdr.body(bytes);
-    if body.len() % entry_size != 0 {
+    if !body.len().is_multiple_of(entry_size) {
         return Err(AcpiError::RaggedEntries {
             table: TableId::Sdt(hdr.signature),
             offset: SdtHeader::SIZE,
@@ -423,6 +444,34 @@ mod tests {
         let len = b.len();
         fix_checksum(&mut b, 9, len);
         b
+    }
+
+    /// The XSDT Xen 4.17 built for a PVH dom0 on QEMU/SeaBIOS (seen in a real run): its
+    /// signature and OEM fields are the IVT bytes at address 0, length and checksum are right.
+    #[test]
+    fn xen_4_17_xsdt_with_ivt_signature() {
+        let mut body = Vec::new();
+        for e in [0x0406_0f76u64, 0x3ffe_213d, 0x3ffe_22e9] {
+            body.extend_from_slice(&e.to_le_bytes());
+        }
+        let mut t = sdt(b"XSDT", &body);
+        t[0..4].copy_from_slice(&[0x53, 0xff, 0x00, 0xf0]);
+        let len = t.len();
+        fix_checksum(&mut t, 9, len);
+        assert!(matches!(
+            parse_xsdt_entries(&t),
+            Err(AcpiError::BadSignature { .. })
+        ));
+        let (e, sig) = parse_xsdt_entries_any_signature(&t).unwrap();
+        assert_eq!(e, [0x0406_0f76, 0x3ffe_213d, 0x3ffe_22e9]);
+        assert_eq!(sig, [0x53, 0xff, 0x00, 0xf0]);
+        // Still no leniency about the checksum or the length.
+        t[40] ^= 1;
+        assert!(matches!(
+            parse_xsdt_entries_any_signature(&t),
+            Err(AcpiError::BadChecksum { .. })
+        ));
+        assert!(parse_xsdt_entries_any_signature(&t[..30]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+mod acpi;
 mod arch;
 mod boot;
 mod console;
@@ -22,6 +23,7 @@ mod trap;
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use log::{error, info, warn};
@@ -293,13 +295,67 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             Err(e) => rep.errors.push(format!("VCPUOP_is_up: {e}")),
         }
         info!("vCPUs: {} (VCPUOP_is_up), vCPU 0 running", rep.vcpus);
-    } else {
-        rep.vcpus = 1;
-        info!(
-            "vCPUs: counting APs without Xen needs the MADT (ACPI issue); reporting the boot CPU"
-        );
     }
     time::phase("events");
+
+    // --- ACPI -----------------------------------------------------------------------------------
+    if si.header.rsdp_paddr != 0 {
+        let (acpi, madt) = acpi::survey(&phys, &map, si.header.rsdp_paddr, rep.under_xen);
+        let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
+        info!(
+            "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
+            acpi.revision,
+            acpi.rsdp,
+            acpi.oem_id.trim_end(),
+            acpi.tables.len(),
+            names.join(" ")
+        );
+        for p in &acpi.problems {
+            warn!("ACPI: {p}");
+        }
+        match (&madt, rep.under_xen) {
+            (Some(m), true) => {
+                info!(
+                    "MADT: {} vCPUs (APIC ids {:?}), {} IO-APICs",
+                    m.cpus_enabled,
+                    m.apic_ids,
+                    m.ioapics.len()
+                );
+                // Xen's crafted MADT and VCPUOP_is_up must agree (APIC id = 2 x vCPU id).
+                if m.cpus_enabled != rep.vcpus {
+                    let w = format!(
+                        "MADT lists {} vCPUs but Xen says {}",
+                        m.cpus_enabled, rep.vcpus
+                    );
+                    warn!("{w}");
+                    rep.warnings.push(w);
+                }
+            }
+            (Some(m), false) => {
+                rep.vcpus = m.cpus_enabled;
+                info!(
+                    "vCPUs: {} enabled in the MADT (APIC ids {:?}); only the boot CPU runs",
+                    m.cpus_enabled, m.apic_ids
+                );
+            }
+            (None, false) => {
+                rep.vcpus = 1;
+                warn!("vCPUs: no usable MADT; counting the boot CPU only");
+                rep.warnings
+                    .push("no usable MADT: vCPU count is the boot CPU only".to_string());
+            }
+            (None, true) => {}
+        }
+        rep.acpi = Some(acpi);
+    } else {
+        let w = "no RSDP in start_info: ACPI tables not read".to_string();
+        warn!("{w}");
+        rep.warnings.push(w);
+        if !rep.under_xen {
+            rep.vcpus = 1;
+        }
+    }
+    time::phase("acpi");
 
     // --- modules ------------------------------------------------------------------------------
     for m in &si.modules {

@@ -7,7 +7,7 @@
 //! (object name → value), `memmap_source`, `memory_map` (array of
 //! `{"addr","size","end","type","type_raw"}`), `ram_bytes`, `heap` `{"size","used","peak"}`,
 //! `vcpus`, `tsc_khz`, `phases` (array of `{"name","at_ns"}`), `timer` (object or null),
-//! `modules`, `warnings`, `errors`.
+//! `acpi` (object or null, see [`AcpiSummary`]), `modules`, `warnings`, `errors`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -88,6 +88,42 @@ pub struct ModuleSummary {
     pub status: String,
 }
 
+/// One table the root table (XSDT or RSDT) lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcpiTable {
+    /// The 4-byte signature as text (non-printable bytes escaped by whoever fills it in).
+    pub signature: String,
+    pub paddr: u64,
+    /// The header's length field.
+    pub length: u32,
+}
+
+/// What dom0 found in ACPI: the RSDP, the root table's list, and the MADT's CPUs and
+/// interrupt controllers. In JSON: `{"rsdp","revision","oem_id","root","tables":[{"signature",
+/// "paddr","length"}],"madt_cpus","madt_apic_ids","ioapics","overrides","problems"}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcpiSummary {
+    /// Physical address of the RSDP dom0 used (under Xen: `start_info.rsdp_paddr`).
+    pub rsdp: u64,
+    /// The RSDP's revision (Xen's crafted RSDP: 2).
+    pub revision: u8,
+    pub oem_id: String,
+    /// "XSDT" or "RSDT"; empty if no root table was read.
+    pub root: String,
+    /// The tables the root table lists, in its order.
+    pub tables: Vec<AcpiTable>,
+    /// Enabled CPUs in the MADT (Local APIC and x2APIC entries).
+    pub madt_cpus: u32,
+    /// Their APIC ids, in table order.
+    pub madt_apic_ids: Vec<u32>,
+    /// IO APIC entries in the MADT.
+    pub ioapics: u32,
+    /// Interrupt Source Override entries in the MADT.
+    pub overrides: u32,
+    /// What was wrong (bad tables, odd entries), each naming the table and offset.
+    pub problems: Vec<String>,
+}
+
 /// Everything dom0 reports about its boot. All owned, so it can be filled step by step.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BootReport {
@@ -107,6 +143,8 @@ pub struct BootReport {
     /// Milestones in boot order.
     pub phases: Vec<Phase>,
     pub timer: Option<TimerCheck>,
+    /// `None` if ACPI was not looked at (no RSDP, or not reached).
+    pub acpi: Option<AcpiSummary>,
     pub modules: Vec<ModuleSummary>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
@@ -220,6 +258,12 @@ impl BootReport {
                 j.str_field("via", &t.via)?;
                 j.end_object()?;
             }
+        }
+
+        j.key("acpi")?;
+        match &self.acpi {
+            None => j.null()?,
+            Some(a) => a.json(j)?,
         }
 
         j.key("modules")?;
@@ -379,6 +423,11 @@ impl BootReport {
             )?,
         }
 
+        match &self.acpi {
+            None => writeln!(w, "ACPI: none")?,
+            Some(a) => a.write_text(w)?,
+        }
+
         writeln!(w, "modules ({}):", self.modules.len())?;
         for m in &self.modules {
             writeln!(
@@ -408,6 +457,106 @@ impl BootReport {
             "result: {}",
             if self.ready { "READY" } else { "NOT READY" }
         )
+    }
+}
+
+impl AcpiSummary {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.u64_field("rsdp", self.rsdp)?;
+        j.u64_field("revision", self.revision.into())?;
+        j.str_field("oem_id", &self.oem_id)?;
+        j.str_field("root", &self.root)?;
+        j.key("tables")?;
+        j.begin_array()?;
+        for t in &self.tables {
+            j.begin_object()?;
+            j.str_field("signature", &t.signature)?;
+            j.u64_field("paddr", t.paddr)?;
+            j.u64_field("length", t.length.into())?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+        j.u64_field("madt_cpus", self.madt_cpus.into())?;
+        j.key("madt_apic_ids")?;
+        j.begin_array()?;
+        for &id in &self.madt_apic_ids {
+            j.u64(id.into())?;
+        }
+        j.end_array()?;
+        j.u64_field("ioapics", self.ioapics.into())?;
+        j.u64_field("overrides", self.overrides.into())?;
+        j.key("problems")?;
+        j.begin_array()?;
+        for p in &self.problems {
+            j.str(p)?;
+        }
+        j.end_array()?;
+        j.end_object()
+    }
+
+    /// "ACPI: RSDP rev 2 at 0x..., OEM "...", XSDT with N tables: ...; MADT: ..." and the
+    /// problems, one per line.
+    fn write_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        write!(
+            w,
+            "ACPI: RSDP rev {} at {:#x}, OEM \"{}\", ",
+            self.revision,
+            self.rsdp,
+            Clean(&self.oem_id)
+        )?;
+        if self.root.is_empty() {
+            w.write_str("no root table")?;
+        } else {
+            let n = self.tables.len();
+            let plural = if n == 1 { "" } else { "s" };
+            write!(w, "{} with {n} table{plural}", Clean(&self.root))?;
+            if n != 0 {
+                w.write_char(':')?;
+                for t in &self.tables {
+                    write!(w, " {}", Clean(&t.signature))?;
+                }
+            }
+        }
+        if self.tables.iter().any(|t| t.signature == "APIC") {
+            let plural = |n: u32| if n == 1 { "" } else { "s" };
+            write!(
+                w,
+                "; MADT: {} CPU{}",
+                self.madt_cpus,
+                plural(self.madt_cpus)
+            )?;
+            if !self.madt_apic_ids.is_empty() {
+                let ids = if self.madt_apic_ids.len() == 1 {
+                    "id"
+                } else {
+                    "ids"
+                };
+                write!(w, " (APIC {ids}")?;
+                for id in &self.madt_apic_ids {
+                    write!(w, " {id}")?;
+                }
+                w.write_char(')')?;
+            }
+            write!(
+                w,
+                ", {} IO-APIC{}, {} override{}",
+                self.ioapics,
+                plural(self.ioapics),
+                self.overrides,
+                plural(self.overrides)
+            )?;
+        } else {
+            w.write_str("; no MADT")?;
+        }
+        w.write_char('\n')?;
+        if !self.problems.is_empty() {
+            writeln!(w, "ACPI problems ({}):", self.problems.len())?;
+            for p in &self.problems {
+                writeln!(w, "  - {}", Clean(p))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -559,6 +708,36 @@ mod tests {
                 delivered_ns: 1_002_000,
                 via: "VCPUOP_set_singleshot_timer".into(),
             }),
+            // Xen 4.17's crafted RSDP, XSDT and MADT (packed downwards from 0x7f61000) on a
+            // QEMU q35 host; HPET and WAET are hidden by Xen.
+            acpi: Some(AcpiSummary {
+                rsdp: 0x7f60f16,
+                revision: 2,
+                oem_id: "BOCHS ".into(),
+                root: "XSDT".into(),
+                tables: vec![
+                    AcpiTable {
+                        signature: "APIC".into(),
+                        paddr: 0x7f60f76,
+                        length: 0x8a,
+                    },
+                    AcpiTable {
+                        signature: "FACP".into(),
+                        paddr: 0x7fe1a3c,
+                        length: 0xf4,
+                    },
+                    AcpiTable {
+                        signature: "MCFG".into(),
+                        paddr: 0x7fe1b88,
+                        length: 0x3c,
+                    },
+                ],
+                madt_cpus: 2,
+                madt_apic_ids: vec![0, 2],
+                ioapics: 1,
+                overrides: 5,
+                problems: vec![],
+            }),
             modules: vec![ModuleSummary {
                 index: 0,
                 paddr: 0x200000,
@@ -623,6 +802,27 @@ mod tests {
         assert_eq!(v["phases"][1]["name"], "console");
         assert_eq!(v["phases"][1]["at_ns"], 1_234_567);
         assert_eq!(v["timer"]["delivered_ns"], 1_002_000);
+        let acpi = &v["acpi"];
+        assert_eq!(acpi["rsdp"], 0x7f60f16);
+        assert_eq!(acpi["revision"], 2);
+        assert_eq!(acpi["oem_id"], "BOCHS ");
+        assert_eq!(acpi["root"], "XSDT");
+        let tables = acpi["tables"].as_array().unwrap();
+        assert_eq!(tables.len(), 3);
+        assert_eq!(
+            tables[0],
+            serde_json::json!({"signature": "APIC", "paddr": 0x7f60f76, "length": 0x8a})
+        );
+        assert_eq!(tables[2]["signature"], "MCFG");
+        assert_eq!(acpi["madt_cpus"], 2);
+        assert_eq!(acpi["madt_apic_ids"], serde_json::json!([0, 2]));
+        assert_eq!(acpi["ioapics"], 1);
+        assert_eq!(acpi["overrides"], 5);
+        assert_eq!(acpi["problems"], serde_json::json!([]));
+        // Key order: `acpi` sits between `timer` and `modules`.
+        let timer = s.find("\"timer\":").unwrap();
+        let acpi_at = s.find("\"acpi\":").unwrap();
+        assert!(timer < acpi_at && acpi_at < s.find("\"modules\":").unwrap());
         assert_eq!(v["modules"][0]["kind"], "bundle");
         assert_eq!(v["modules"][0]["size"], 0x1000);
         assert_eq!(v["warnings"][0], "memory map entry 5 has unknown type 12");
@@ -635,6 +835,7 @@ mod tests {
         assert_eq!(v["xen"], Value::Null);
         assert_eq!(v["start_info"], Value::Null);
         assert_eq!(v["timer"], Value::Null);
+        assert_eq!(v["acpi"], Value::Null);
         assert_eq!(v["under_xen"], false);
         assert_eq!(v["options"], serde_json::json!({}));
         assert_eq!(v["memory_map"], serde_json::json!([]));
@@ -653,6 +854,33 @@ mod tests {
         assert_eq!(v["ram_bytes"].as_u64(), Some(u64::MAX));
         assert_eq!(v["memory_map"][0]["end"].as_u64(), Some(u64::MAX));
         assert_eq!(v["phases"][0]["at_ns"].as_u64(), Some(u64::MAX));
+        r.acpi = Some(AcpiSummary {
+            rsdp: u64::MAX,
+            revision: u8::MAX,
+            tables: vec![AcpiTable {
+                signature: String::new(),
+                paddr: u64::MAX,
+                length: u32::MAX,
+            }],
+            madt_cpus: u32::MAX,
+            madt_apic_ids: vec![u32::MAX, 0],
+            ioapics: u32::MAX,
+            overrides: u32::MAX,
+            ..AcpiSummary::default()
+        });
+        let (_, v) = json(&r);
+        assert_eq!(v["acpi"]["rsdp"].as_u64(), Some(u64::MAX));
+        assert_eq!(v["acpi"]["revision"], 255);
+        assert_eq!(v["acpi"]["tables"][0]["paddr"].as_u64(), Some(u64::MAX));
+        assert_eq!(
+            v["acpi"]["tables"][0]["length"].as_u64(),
+            Some(u32::MAX.into())
+        );
+        assert_eq!(
+            v["acpi"]["madt_apic_ids"][0].as_u64(),
+            Some(u32::MAX.into())
+        );
+        assert_eq!(v["acpi"]["overrides"].as_u64(), Some(u32::MAX.into()));
         // A region whose end does not fit saturates rather than wrapping.
         r.memory_map = vec![MemRegion::new(u64::MAX, 5, MemType::Ram)];
         let (_, v) = json(&r);
@@ -669,12 +897,23 @@ mod tests {
         r.modules[0].cmdline = evil.into();
         r.phases[0].name = evil.into();
         r.xen.as_mut().unwrap().features = vec![evil.into()];
+        {
+            let a = r.acpi.as_mut().unwrap();
+            a.oem_id = evil.into();
+            a.root = evil.into();
+            a.tables[1].signature = evil.into();
+            a.problems = vec![evil.into()];
+        }
         let (s, v) = json(&r);
         assert!(!s.contains('\n') && s.is_ascii());
         assert_eq!(v["cmdline"], evil);
         assert_eq!(v["options"][evil], evil);
         assert_eq!(v["errors"][0], evil);
         assert_eq!(v["modules"][0]["cmdline"], evil);
+        assert_eq!(v["acpi"]["oem_id"], evil);
+        assert_eq!(v["acpi"]["root"], evil);
+        assert_eq!(v["acpi"]["tables"][1]["signature"], evil);
+        assert_eq!(v["acpi"]["problems"][0], evil);
         assert!(v.get("injected").is_none());
 
         let t = text(&r);
@@ -716,6 +955,8 @@ mod tests {
             "         1.234  (+1.234)  console",
             "        12.000  (+10.765)  ready",
             "timer: requested 1.000 ms, delivered after 1.002 ms via VCPUOP_set_singleshot_timer",
+            "ACPI: RSDP rev 2 at 0x7f60f16, OEM \"BOCHS \", XSDT with 3 tables: APIC FACP MCFG; \
+             MADT: 2 CPUs (APIC ids 0 2), 1 IO-APIC, 5 overrides",
             "modules (1):",
             "  #0 [0x200000, +0x1000) 4 KiB  kind bundle  status ok  cmdline \"bundle.cpio\"",
             "warnings (1)",
@@ -739,6 +980,7 @@ mod tests {
             "TSC: unknown",
             "  (none)",
             "timer: not checked",
+            "ACPI: none",
             "result: NOT READY",
         ] {
             assert!(
@@ -765,6 +1007,87 @@ mod tests {
             "{t}"
         );
         assert!(t.starts_with("dom0 boot report: rust-dom0 0.1.0, under Xen\n"));
+    }
+
+    #[test]
+    fn text_acpi_variants() {
+        let acpi_lines = |a: AcpiSummary| -> Vec<String> {
+            let r = BootReport {
+                acpi: Some(a),
+                ..BootReport::default()
+            };
+            text(&r)
+                .lines()
+                .skip_while(|l| !l.starts_with("ACPI"))
+                .take_while(|l| !l.starts_with("modules"))
+                .map(String::from)
+                .collect()
+        };
+        // No root table read, problems listed (control characters escaped).
+        let lines = acpi_lines(AcpiSummary {
+            rsdp: 0xf5a40,
+            revision: 0,
+            oem_id: "BOCHS ".into(),
+            problems: vec![
+                "RSDT: checksum over bytes [0x0, 0x34) sums to 0x01, not 0".into(),
+                "two\nlines".into(),
+            ],
+            ..AcpiSummary::default()
+        });
+        assert_eq!(
+            lines,
+            vec![
+                "ACPI: RSDP rev 0 at 0xf5a40, OEM \"BOCHS \", no root table; no MADT",
+                "ACPI problems (2):",
+                "  - RSDT: checksum over bytes [0x0, 0x34) sums to 0x01, not 0",
+                "  - two\\x{a}lines",
+            ]
+        );
+        // One table, one CPU, singular forms.
+        let one = |sig: &str| AcpiTable {
+            signature: sig.into(),
+            paddr: 0xe0000,
+            length: 0x50,
+        };
+        let lines = acpi_lines(AcpiSummary {
+            rsdp: 0xf5a40,
+            revision: 2,
+            root: "RSDT".into(),
+            tables: vec![one("APIC")],
+            madt_cpus: 1,
+            madt_apic_ids: vec![7],
+            ioapics: 1,
+            overrides: 1,
+            ..AcpiSummary::default()
+        });
+        assert_eq!(
+            lines,
+            vec![
+                "ACPI: RSDP rev 2 at 0xf5a40, OEM \"\", RSDT with 1 table: APIC; MADT: 1 CPU \
+                 (APIC id 7), 1 IO-APIC, 1 override"
+            ]
+        );
+        // A MADT without CPUs; an empty XSDT.
+        let lines = acpi_lines(AcpiSummary {
+            root: "XSDT".into(),
+            tables: vec![one("FACP"), one("APIC")],
+            ..AcpiSummary::default()
+        });
+        assert_eq!(
+            lines,
+            vec![
+                "ACPI: RSDP rev 0 at 0x0, OEM \"\", XSDT with 2 tables: FACP APIC; MADT: 0 CPUs, \
+                 0 IO-APICs, 0 overrides"
+            ]
+        );
+        let lines = acpi_lines(AcpiSummary {
+            root: "XSDT".into(),
+            ..AcpiSummary::default()
+        });
+        assert_eq!(
+            lines,
+            vec!["ACPI: RSDP rev 0 at 0x0, OEM \"\", XSDT with 0 tables; no MADT"]
+        );
     }
 
     #[test]

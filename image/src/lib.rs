@@ -1,0 +1,421 @@
+//! Host side of the Rust PVH dom0: builds dom0, fetches Xen from Debian packages, boots
+//! Xen + dom0 (or dom0 alone through QEMU's PVH loader) under QEMU with a named PCI topology,
+//! and writes a run report that combines dom0's own JSON report with what Xen's log says.
+//!
+//! The `image` binary (`cargo image ...`) is a thin CLI over this library; the `tests` crate
+//! calls [`run`] directly.
+//!
+//! Exit protocol with dom0: dom0 writes `v` to the isa-debug-exit port 0xf4 and QEMU exits with
+//! `(v << 1) | 1`: 33 ready, 35 dom0 reported an error, 37 CPU exception or panic in dom0.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub mod bench;
+pub mod qemu;
+pub mod report;
+pub mod setup;
+pub mod util;
+pub mod xenlog;
+pub mod xenpkg;
+
+pub use qemu::Topology;
+pub use report::{Outcome, Report};
+pub use xenlog::{Analysis, Dom0Result, XenLog};
+
+/// Which Xen to boot dom0 under.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+pub enum XenVersion {
+    /// Xen 4.17 from Debian 12 (bookworm).
+    #[default]
+    #[serde(rename = "4.17")]
+    #[value(name = "4.17")]
+    V4_17,
+    /// Xen 4.20 from Debian 13 (trixie).
+    #[serde(rename = "4.20")]
+    #[value(name = "4.20")]
+    V4_20,
+    /// No Xen: QEMU's own PVH loader boots dom0 directly.
+    #[serde(rename = "none")]
+    #[value(name = "none")]
+    None,
+}
+
+impl XenVersion {
+    /// `4.17`, `4.20` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XenVersion::V4_17 => "4.17",
+            XenVersion::V4_20 => "4.20",
+            XenVersion::None => "none",
+        }
+    }
+
+    /// `(major, minor)`, or `None` for [`XenVersion::None`].
+    pub fn major_minor(self) -> Option<(u32, u32)> {
+        match self {
+            XenVersion::V4_17 => Some((4, 17)),
+            XenVersion::V4_20 => Some((4, 20)),
+            XenVersion::None => None,
+        }
+    }
+}
+
+/// The workspace root (the directory above this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
+
+/// One boot.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub xen: XenVersion,
+    /// vCPUs of the QEMU machine, and `dom0_max_vcpus` under Xen.
+    pub smp: u32,
+    /// QEMU RAM (MiB).
+    pub mem_mib: u32,
+    /// Xen's `dom0_mem` (MiB).
+    pub dom0_mem_mib: u32,
+    pub topology: Topology,
+    pub timeout: Duration,
+    /// A boot module (the second multiboot module under Xen; `-initrd` without Xen).
+    pub module: Option<PathBuf>,
+    /// dom0's command line words. `on-ready=qemu-exit` is added unless an `on-ready=` is given.
+    pub dom0_args: Vec<String>,
+    /// Extra words for Xen's command line.
+    pub xen_args: Vec<String>,
+    /// Suffix of the run name: `<UTC yyyymmdd-hhmmss>-<xen>-smp<N>-<suffix>`.
+    pub run_name: Option<String>,
+    /// Do not stream the serial console or build output to the terminal.
+    pub quiet: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            xen: XenVersion::V4_17,
+            smp: 1,
+            mem_mib: 1024,
+            dom0_mem_mib: 64,
+            topology: Topology::Default,
+            timeout: Duration::from_secs(90),
+            module: None,
+            dom0_args: Vec::new(),
+            xen_args: Vec::new(),
+            run_name: None,
+            quiet: false,
+        }
+    }
+}
+
+/// Everything a boot needs, ready on this machine.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub xen: XenVersion,
+    /// The Xen ELF (none for [`XenVersion::None`]).
+    pub xen_elf: Option<PathBuf>,
+    /// `<package> <version>` Xen came from.
+    pub xen_package: Option<String>,
+    pub dom0_elf: PathBuf,
+    pub qemu: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct Host {
+    qemu: PathBuf,
+    dom0_elf: PathBuf,
+}
+
+static HOST: OnceLock<Result<Host, String>> = OnceLock::new();
+static XEN_CACHE: Mutex<Vec<(XenVersion, Result<xenpkg::XenBinary, String>)>> =
+    Mutex::new(Vec::new());
+
+fn host(quiet: bool) -> Result<Host> {
+    let host = HOST.get_or_init(|| {
+        let work = || -> Result<Host> {
+            setup::ensure_target(quiet)?;
+            let qemu = setup::ensure_qemu(quiet)?;
+            let dom0_elf = setup::build_dom0(&workspace_root(), quiet)?;
+            Ok(Host { qemu, dom0_elf })
+        };
+        work().map_err(|e| format!("{e:#}"))
+    });
+    host.clone().map_err(anyhow::Error::msg)
+}
+
+/// Fetches Xen `xen` (once per process; later calls reuse the result).
+pub fn fetch_xen(xen: XenVersion, quiet: bool) -> Result<xenpkg::XenBinary> {
+    let mut cache = XEN_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = cache.iter().find(|(v, _)| *v == xen) {
+        return r.clone().map_err(anyhow::Error::msg);
+    }
+    let r = xenpkg::fetch(xen, &target_dir(), quiet).map_err(|e| format!("{e:#}"));
+    cache.push((xen, r.clone()));
+    r.map_err(anyhow::Error::msg)
+}
+
+/// Gets the machine ready for `xen`: the dom0 target, QEMU, Xen, and a dom0 build.
+/// The work is done once per process and shared by every thread that asks.
+pub fn prepare(xen: XenVersion) -> Result<Prepared> {
+    prepare_with(xen, true)
+}
+
+/// [`prepare`], optionally showing progress and build output.
+pub fn prepare_with(xen: XenVersion, quiet: bool) -> Result<Prepared> {
+    let host = host(quiet)?;
+    let (xen_elf, xen_package) = match xen {
+        XenVersion::None => (None, None),
+        v => {
+            let bin = fetch_xen(v, quiet)?;
+            (Some(bin.elf), Some(bin.package))
+        }
+    };
+    Ok(Prepared {
+        xen,
+        xen_elf,
+        xen_package,
+        dom0_elf: host.dom0_elf,
+        qemu: host.qemu,
+    })
+}
+
+/// The result of one boot.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// What was written to `report.json`.
+    pub report: Report,
+    /// Everything read from the serial log.
+    pub analysis: Analysis,
+    /// The serial console, converted lossily to text.
+    pub serial: String,
+    pub run_dir: PathBuf,
+    pub serial_log: PathBuf,
+    pub report_json: PathBuf,
+    pub qemu_cmdline: PathBuf,
+}
+
+impl RunOutcome {
+    pub fn passed(&self) -> bool {
+        self.report.outcome == Outcome::Pass
+    }
+
+    /// dom0's JSON report, if it printed one that parsed.
+    pub fn dom0(&self) -> Option<&Value> {
+        self.report.dom0.as_ref()
+    }
+
+    /// The last `n` lines of the serial log.
+    pub fn tail(&self, n: usize) -> String {
+        util::tail_lines(&self.serial, n)
+            .lines()
+            .map(xenlog::clean_line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// dom0's arguments with `on-ready=qemu-exit` added unless an `on-ready=` is given.
+pub fn dom0_args_for_run(args: &[String]) -> Vec<String> {
+    let mut out = args.to_vec();
+    if !args.iter().any(|a| a.starts_with("on-ready=")) {
+        out.push("on-ready=qemu-exit".to_string());
+    }
+    out
+}
+
+fn sanitize_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Creates `target/runs/<name>` (with `-2`, `-3`, ... if it exists) and returns it and the name.
+fn create_run_dir(cfg: &RunConfig) -> Result<(String, PathBuf)> {
+    let mut base = format!(
+        "{}-{}-smp{}",
+        util::utc_stamp(SystemTime::now()),
+        cfg.xen.as_str(),
+        cfg.smp
+    );
+    if let Some(suffix) = cfg.run_name.as_deref().filter(|s| !s.is_empty()) {
+        base.push('-');
+        base.push_str(&sanitize_name(suffix));
+    }
+    let runs = target_dir().join("runs");
+    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    for n in 1.. {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let dir = runs.join(&name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((name, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    unreachable!("the counter is unbounded")
+}
+
+/// Boots one configuration and writes `serial.log`, `report.json` and `qemu-cmdline.txt`
+/// under `target/runs/<run>/`. An `Err` means the run could not be set up (build, fetch, bad
+/// arguments); everything that happens once QEMU starts is in the outcome.
+pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
+    if cfg.smp == 0 || cfg.smp > 64 {
+        bail!("--smp must be 1..=64, not {}", cfg.smp);
+    }
+    if cfg.mem_mib < 64 {
+        bail!("--mem must be at least 64 MiB, not {}", cfg.mem_mib);
+    }
+    if cfg.xen != XenVersion::None && cfg.dom0_mem_mib + 32 > cfg.mem_mib {
+        bail!(
+            "--dom0-mem {} MiB does not fit in --mem {} MiB with room for Xen",
+            cfg.dom0_mem_mib,
+            cfg.mem_mib
+        );
+    }
+    if let Some(m) = &cfg.module
+        && !m.is_file()
+    {
+        bail!("module {} is not a file", m.display());
+    }
+    let prepared = prepare_with(cfg.xen, cfg.quiet)?;
+    let dom0_args = dom0_args_for_run(&cfg.dom0_args);
+    let module = cfg
+        .module
+        .as_ref()
+        .map(|m| std::path::absolute(m).unwrap_or_else(|_| m.clone()));
+    let files = qemu::BootFiles {
+        xen: prepared.xen_elf.clone(),
+        dom0: prepared.dom0_elf.clone(),
+        module: module.clone(),
+    };
+    let xen_cmdline = qemu::xen_cmdline(cfg.dom0_mem_mib, cfg.smp, &cfg.xen_args);
+    // Check the arguments before a run directory is made for them.
+    let boot = qemu::boot_args(&files, &xen_cmdline, &dom0_args)?;
+
+    let (name, run_dir) = create_run_dir(cfg)?;
+    let mut args = qemu::base_args(cfg.smp, cfg.mem_mib);
+    args.extend(cfg.topology.qemu_args(&run_dir)?);
+    args.extend(boot);
+    let qemu_cmdline = run_dir.join("qemu-cmdline.txt");
+    let line = util::shell_line(&prepared.qemu.to_string_lossy(), &args);
+    std::fs::write(&qemu_cmdline, format!("{line}\n"))?;
+    let dom0_elf_bytes = std::fs::metadata(&prepared.dom0_elf)?.len();
+    if !cfg.quiet {
+        eprintln!(
+            "image: run {name}: Xen {}, smp {}, {} MiB (dom0 {} MiB), topology {}, dom0 {} bytes",
+            cfg.xen.as_str(),
+            cfg.smp,
+            cfg.mem_mib,
+            cfg.dom0_mem_mib,
+            cfg.topology.name(),
+            dom0_elf_bytes
+        );
+    }
+
+    let finished = qemu::run_qemu(&prepared.qemu, &args, cfg.timeout, !cfg.quiet)?;
+    let serial_log = run_dir.join("serial.log");
+    std::fs::write(&serial_log, &finished.serial)?;
+    if !finished.stderr.trim().is_empty() {
+        std::fs::write(run_dir.join("qemu-stderr.txt"), &finished.stderr)?;
+    }
+    let serial = String::from_utf8_lossy(&finished.serial).into_owned();
+    let analysis = xenlog::analyse(&serial);
+    let (outcome, reason) = report::verdict(&report::Evidence {
+        under_xen: cfg.xen != XenVersion::None,
+        exit_code: finished.exit_code,
+        timed_out: finished.timed_out,
+        timeout_secs: cfg.timeout.as_secs(),
+        stopped_after: finished.stopped_after.as_deref(),
+        qemu_stderr: &finished.stderr,
+        analysis: &analysis,
+        serial: &serial,
+    });
+    let report = Report {
+        run: name,
+        xen: cfg.xen,
+        xen_package: prepared.xen_package.clone(),
+        smp: cfg.smp,
+        mem_mib: cfg.mem_mib,
+        dom0_mem_mib: cfg.dom0_mem_mib,
+        topology: cfg.topology,
+        dom0_args,
+        xen_args: cfg.xen_args.clone(),
+        module: module.map(|m| m.display().to_string()),
+        qemu_exit_code: finished.exit_code,
+        outcome,
+        reason,
+        wall_ms: u64::try_from(finished.wall.as_millis()).unwrap_or(u64::MAX),
+        dom0_elf_bytes,
+        dom0_result: analysis.dom0_result.clone(),
+        dom0: analysis.dom0_report.clone(),
+        xen_log: analysis.xen.clone(),
+        serial_log: serial_log.display().to_string(),
+    };
+    let report_json = run_dir.join("report.json");
+    std::fs::write(&report_json, serde_json::to_string_pretty(&report)? + "\n")?;
+    Ok(RunOutcome {
+        report,
+        analysis,
+        serial,
+        run_dir,
+        serial_log,
+        report_json,
+        qemu_cmdline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_ready_is_added_once() {
+        assert_eq!(dom0_args_for_run(&[]), ["on-ready=qemu-exit"]);
+        let given = vec!["x=1".to_string(), "on-ready=halt".to_string()];
+        assert_eq!(dom0_args_for_run(&given), given);
+    }
+
+    #[test]
+    fn names_are_tidy() {
+        assert_eq!(sanitize_name("a b/c_d.e"), "a-b-c_d.e");
+    }
+
+    #[test]
+    fn xen_versions_serialise_as_numbers() {
+        assert_eq!(
+            serde_json::to_string(&XenVersion::V4_20).unwrap(),
+            "\"4.20\""
+        );
+        assert_eq!(
+            serde_json::to_string(&XenVersion::None).unwrap(),
+            "\"none\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Topology::Minimal).unwrap(),
+            "\"minimal\""
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! `cargo image ...`: build dom0, fetch Xen, boot Xen + dom0 under QEMU, benchmark, and print a
+//! GRUB entry for real hardware.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use image::bench::{BenchConfig, bench};
+use image::{Outcome, RunConfig, Topology, XenVersion};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo image",
+    bin_name = "cargo image",
+    about = "Build the Rust PVH dom0 and boot it under Xen (or alone) in QEMU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Set up the machine, build dom0 and boot it; writes target/runs/<run>/.
+    Run(RunArgs),
+    /// Build dom0 only and print its path and size.
+    Build,
+    /// Download Xen from Debian's packages into target/xen/<ver>/.
+    FetchXen {
+        /// Xen version(s) to fetch.
+        #[arg(long, value_enum, default_values_t = [XenVersion::V4_17])]
+        xen: Vec<XenVersion>,
+    },
+    /// Measure dom0 size, boot-to-ready time and the smallest dom0_mem that reaches ready.
+    Bench {
+        /// Boots to measure.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        #[arg(long, value_enum, default_value_t = XenVersion::V4_17)]
+        xen: XenVersion,
+        /// Per-boot timeout in seconds.
+        #[arg(long, default_value_t = 90)]
+        timeout: u64,
+    },
+    /// Print a GRUB2 menuentry that boots Xen with this dom0 on real hardware.
+    GrubEntry {
+        /// dom0's command line.
+        #[arg(last = true)]
+        dom0_args: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Xen to boot under; `none` boots dom0 alone through QEMU's PVH loader.
+    #[arg(long, value_enum, default_value_t = XenVersion::V4_17)]
+    xen: XenVersion,
+    /// vCPUs (QEMU -smp, and dom0_max_vcpus under Xen).
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    /// QEMU RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// Xen's dom0_mem in MiB.
+    #[arg(long, default_value_t = 64)]
+    dom0_mem: u32,
+    /// PCI topology.
+    #[arg(long, value_enum, default_value_t = Topology::Default)]
+    topology: Topology,
+    /// Seconds before QEMU is killed.
+    #[arg(long, default_value_t = 90)]
+    timeout: u64,
+    /// A boot module for dom0.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// An extra word for Xen's command line (repeatable).
+    #[arg(long = "xen-arg", allow_hyphen_values = true)]
+    xen_args: Vec<String>,
+    /// Suffix for the run name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Do not stream the serial console.
+    #[arg(long)]
+    quiet: bool,
+    /// dom0's command line (`on-ready=qemu-exit` is added unless an `on-ready=` is given).
+    #[arg(last = true)]
+    dom0_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("image: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Run(args) => run(args),
+        Cmd::Build => {
+            let p = image::prepare_with(XenVersion::None, false)?;
+            let size = std::fs::metadata(&p.dom0_elf)?.len();
+            println!("{} ({size} bytes)", p.dom0_elf.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::FetchXen { xen } => {
+            for v in xen {
+                if v == XenVersion::None {
+                    println!("--xen none: nothing to fetch");
+                    continue;
+                }
+                let bin = image::fetch_xen(v, false)?;
+                println!(
+                    "Xen {}: {} ({})",
+                    v.as_str(),
+                    bin.elf.display(),
+                    bin.package
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { runs, xen, timeout } => {
+            let cfg = BenchConfig {
+                runs: runs.max(1),
+                xen,
+                timeout: Duration::from_secs(timeout),
+                ..BenchConfig::default()
+            };
+            let (result, _) = bench(&cfg)?;
+            let all_passed = result.runs.iter().all(|r| r.outcome == Outcome::Pass);
+            Ok(if all_passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::GrubEntry { dom0_args } => {
+            print!("{}", grub_entry(&dom0_args));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(a: RunArgs) -> Result<ExitCode> {
+    let cfg = RunConfig {
+        xen: a.xen,
+        smp: a.smp,
+        mem_mib: a.mem,
+        dom0_mem_mib: a.dom0_mem,
+        topology: a.topology,
+        timeout: Duration::from_secs(a.timeout),
+        module: a.module,
+        dom0_args: a.dom0_args,
+        xen_args: a.xen_args,
+        run_name: a.name,
+        quiet: a.quiet,
+    };
+    let out = image::run(&cfg)?;
+    let r = &out.report;
+    let exit = r
+        .qemu_exit_code
+        .map_or("killed".to_string(), |c| c.to_string());
+    eprintln!();
+    if r.outcome == Outcome::Timeout {
+        eprintln!("image: timed out after {} s; last 30 lines:", a.timeout);
+        eprintln!("{}", out.tail(30));
+    }
+    eprintln!(
+        "image: run {}: {} - {} (QEMU exit {exit}, {:.1} s)",
+        r.run,
+        r.outcome.as_str().to_uppercase(),
+        r.reason,
+        r.wall_ms as f64 / 1000.0
+    );
+    eprintln!("  serial log:   {}", out.serial_log.display());
+    eprintln!("  report:       {}", out.report_json.display());
+    eprintln!("  QEMU command: {}", out.qemu_cmdline.display());
+    if !out.passed() {
+        let next = match r.outcome {
+            Outcome::Timeout => {
+                "next: read the end of the serial log; if the boot was only slow, raise --timeout"
+            }
+            Outcome::Crashed => {
+                "next: read the crash in the serial log (xen_log.crash_lines in report.json) \
+                 and the last dom0 lines before it"
+            }
+            _ => {
+                "next: read the serial log and report.json; rerun without --quiet to watch the \
+                 console"
+            }
+        };
+        eprintln!("{next}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn grub_entry(dom0_args: &[String]) -> String {
+    let elf = image::target_dir()
+        .join("dom0")
+        .join(image::setup::DOM0_TARGET)
+        .join("dom0")
+        .join("dom0");
+    let mut module = "module2 /boot/dom0.elf".to_string();
+    for a in dom0_args {
+        module.push(' ');
+        module.push_str(a);
+    }
+    format!(
+        "# Copy the dom0 ELF ({elf}, built by `cargo image build`) to /boot/dom0.elf and\n\
+         # Debian's xen-hypervisor package's boot/xen-*-amd64.gz to /boot/xen.gz, then add this\n\
+         # to /etc/grub.d/40_custom and run update-grub.\n\
+         menuentry 'Xen with the Rust PVH dom0' {{\n\
+         \tinsmod part_gpt\n\
+         \tinsmod part_msdos\n\
+         \tinsmod gzio\n\
+         \tmultiboot2 /boot/xen.gz dom0=pvh dom0_mem=256M loglvl=all guest_loglvl=all\n\
+         \t{module}\n\
+         }}\n",
+        elf = elf.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_args_parse() {
+        let cli = Cli::try_parse_from([
+            "image",
+            "run",
+            "--xen",
+            "4.20",
+            "--smp",
+            "2",
+            "--topology",
+            "minimal",
+            "--xen-arg",
+            "iommu=1",
+            "--",
+            "a=1",
+            "b",
+        ])
+        .unwrap();
+        let Cmd::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.xen, XenVersion::V4_20);
+        assert_eq!(a.smp, 2);
+        assert_eq!(a.topology, Topology::Minimal);
+        assert_eq!(a.xen_args, ["iommu=1"]);
+        assert_eq!(a.dom0_args, ["a=1", "b"]);
+        assert_eq!(a.dom0_mem, 64);
+    }
+
+    #[test]
+    fn grub_entry_lines() {
+        let e = grub_entry(&["loglevel=debug".into()]);
+        assert!(e.contains(
+            "\tmultiboot2 /boot/xen.gz dom0=pvh dom0_mem=256M loglvl=all guest_loglvl=all\n"
+        ));
+        assert!(e.contains("\tmodule2 /boot/dom0.elf loglevel=debug\n"));
+    }
+}

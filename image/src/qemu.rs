@@ -1,0 +1,443 @@
+//! The QEMU command line (machine, CPU, PCI topologies, Xen or bare PVH boot) and the process
+//! runner that streams the serial console with a timeout.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::xenlog::{clean_line, is_terminal_xen_line};
+
+/// A named set of PCI devices to boot with. `--topology NAME` takes these names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Topology {
+    /// q35 with three PCIe root ports carrying virtio-net (modern only), e1000e and an NVMe
+    /// controller with a 1 MiB disk.
+    #[default]
+    Default,
+    /// q35 with no extra devices.
+    Minimal,
+}
+
+impl Topology {
+    /// Every topology, in `--help` order.
+    pub const ALL: &'static [Topology] = &[Topology::Default, Topology::Minimal];
+
+    /// The name `--topology` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Default => "default",
+            Topology::Minimal => "minimal",
+        }
+    }
+
+    /// Parses a `--topology` name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.name() == name)
+    }
+
+    /// QEMU arguments for this topology's devices. Files the devices need (disk images) are
+    /// created in `run_dir`.
+    pub fn qemu_args(self, run_dir: &Path) -> Result<Vec<String>> {
+        let mut b = DeviceBuilder::default();
+        match self {
+            Topology::Minimal => {}
+            Topology::Default => {
+                let rp = b.root_port();
+                b.nic("virtio-net-pci", &rp, ",disable-legacy=on,romfile=");
+                let rp = b.root_port();
+                b.nic("e1000e", &rp, ",romfile=");
+                let rp = b.root_port();
+                let disk = b.disk_image(run_dir, "nvme.img", 1024 * 1024)?;
+                b.args.push("-device".into());
+                b.args
+                    .push(format!("nvme,serial=dom0nvme,drive={disk},bus={rp}"));
+            }
+        }
+        Ok(b.args)
+    }
+}
+
+/// Hands out unique ids and chassis numbers while devices are added.
+#[derive(Debug, Default)]
+struct DeviceBuilder {
+    args: Vec<String>,
+    root_ports: u32,
+    nics: u32,
+    drives: u32,
+}
+
+impl DeviceBuilder {
+    /// Adds a `pcie-root-port` on the root complex and returns its id.
+    fn root_port(&mut self) -> String {
+        self.root_ports += 1;
+        let id = format!("rp{}", self.root_ports);
+        self.args.push("-device".into());
+        self.args.push(format!(
+            "pcie-root-port,id={id},bus=pcie.0,chassis={n},slot=0,port={n}",
+            n = self.root_ports
+        ));
+        id
+    }
+
+    /// Adds a NIC with a user-mode network that reaches nothing outside (`restrict=on`).
+    fn nic(&mut self, model: &str, bus: &str, extra: &str) {
+        let id = format!("net{}", self.nics);
+        self.nics += 1;
+        self.args.push("-netdev".into());
+        self.args.push(format!("user,id={id},restrict=on"));
+        self.args.push("-device".into());
+        self.args
+            .push(format!("{model},netdev={id},bus={bus}{extra}"));
+    }
+
+    /// Creates a zeroed raw disk image and adds a `-drive if=none` for it; returns the drive id.
+    fn disk_image(&mut self, run_dir: &Path, name: &str, bytes: u64) -> Result<String> {
+        let path = run_dir.join(name);
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("creating disk image {}", path.display()))?;
+        file.set_len(bytes)?;
+        let path = path_arg(&path)?;
+        let id = format!("drive{}", self.drives);
+        self.drives += 1;
+        self.args.push("-drive".into());
+        self.args
+            .push(format!("file={path},if=none,format=raw,id={id}"));
+        Ok(id)
+    }
+}
+
+/// A path as a QEMU option value: it must not hold ',' (QEMU's option and module separator)
+/// nor ' ' (the multiboot module command line separator).
+pub fn path_arg(path: &Path) -> Result<String> {
+    let s = path
+        .to_str()
+        .with_context(|| format!("path {} is not UTF-8", path.display()))?;
+    if s.contains([',', ' ']) {
+        bail!(
+            "path '{s}' contains ',' or ' ', which QEMU cannot pass through -kernel/-initrd/-drive; \
+             move the workspace or the file to a path without them"
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// Machine, CPU and the devices every run has.
+pub fn base_args(smp: u32, mem_mib: u32) -> Vec<String> {
+    [
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "qemu64,+svm,+npt",
+        "-smp",
+        &smp.to_string(),
+        "-m",
+        &mem_mib.to_string(),
+        "-nographic",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-device",
+        "amd-iommu",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What happened to the QEMU process.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Raw serial console bytes.
+    pub serial: Vec<u8>,
+    /// QEMU's stderr.
+    pub stderr: String,
+    /// QEMU's exit code; `None` when it was killed.
+    pub exit_code: Option<i32>,
+    /// Killed because `timeout` passed.
+    pub timed_out: bool,
+    /// Killed early because Xen printed a line after which it only waits (panic, dom0 crash).
+    pub stopped_after: Option<String>,
+    /// Wall time from spawn to exit.
+    pub wall: Duration,
+}
+
+/// How long QEMU may go on after Xen printed a terminal line (it prints the rest of the crash).
+const GRACE_AFTER_TERMINAL_LINE: Duration = Duration::from_millis(1500);
+
+/// Runs QEMU with `args`, streaming the serial console to stdout (when `stream`) while saving
+/// it, until QEMU exits or `timeout` passes.
+pub fn run_qemu(qemu: &Path, args: &[String], timeout: Duration, stream: bool) -> Result<Finished> {
+    let start = Instant::now();
+    let mut child = Command::new(qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", qemu.display()))?;
+    let serial = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().context("QEMU stdout")?;
+    let reader = {
+        let serial = Arc::clone(&serial);
+        thread::spawn(move || pump_serial(stdout, &serial, stream))
+    };
+    let mut stderr_pipe = child.stderr.take().context("QEMU stderr")?;
+    let stderr_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+
+    let mut timed_out = false;
+    let mut stopped_after: Option<String> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut scanned = 0usize;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        let now = Instant::now();
+        if now.duration_since(start) >= timeout {
+            timed_out = kill_at.is_none();
+            kill(&mut child);
+            break None;
+        }
+        if let Some(at) = kill_at {
+            if now >= at {
+                kill(&mut child);
+                break None;
+            }
+        } else if let Some(line) = scan_terminal(&serial, &mut scanned) {
+            stopped_after = Some(line);
+            kill_at = Some(now + GRACE_AFTER_TERMINAL_LINE);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let wall = start.elapsed();
+    let _ = reader.join();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    let serial = std::mem::take(&mut *serial.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Finished {
+        serial,
+        stderr,
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        stopped_after,
+        wall,
+    })
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Looks at complete lines after `scanned` for a terminal Xen line.
+fn scan_terminal(serial: &Mutex<Vec<u8>>, scanned: &mut usize) -> Option<String> {
+    let buf = serial.lock().unwrap_or_else(|e| e.into_inner());
+    let end = buf[*scanned..].iter().rposition(|&b| b == b'\n')? + *scanned + 1;
+    let text = String::from_utf8_lossy(&buf[*scanned..end]).into_owned();
+    *scanned = end;
+    text.lines()
+        .map(clean_line)
+        .find(|l| is_terminal_xen_line(l))
+}
+
+/// Copies QEMU's stdout into `serial`; when `stream`, also prints it line by line, cleaned.
+fn pump_serial(mut from: impl Read, serial: &Mutex<Vec<u8>>, stream: bool) {
+    let mut chunk = [0u8; 4096];
+    let mut pending: Vec<u8> = Vec::new();
+    let out = std::io::stdout();
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        serial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&chunk[..n]);
+        if stream {
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(p) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=p).collect();
+                let text = clean_line(&String::from_utf8_lossy(&line));
+                let _ = writeln!(out.lock(), "{text}");
+            }
+        }
+    }
+    if stream && !pending.is_empty() {
+        let text = clean_line(&String::from_utf8_lossy(&pending));
+        let _ = writeln!(out.lock(), "{text}");
+    }
+}
+
+/// The Xen command line for a run.
+pub fn xen_cmdline(dom0_mem_mib: u32, smp: u32, extra: &[String]) -> String {
+    let mut s = format!(
+        "console=com1 com1=115200,8n1 dom0=pvh dom0_mem={dom0_mem_mib}M,max:{dom0_mem_mib}M \
+         dom0_max_vcpus={smp} loglvl=all guest_loglvl=all noreboot"
+    );
+    for arg in extra {
+        s.push(' ');
+        s.push_str(arg);
+    }
+    s
+}
+
+/// Checks that a dom0 argument survives QEMU's module string (no ',' and no spaces).
+pub fn check_dom0_arg(arg: &str) -> Result<()> {
+    if arg.contains([',', ' ', '\t', '\n']) || arg.is_empty() {
+        bail!(
+            "dom0 argument {arg:?} is empty or contains ',' or whitespace, which QEMU's module \
+             string cannot carry"
+        );
+    }
+    Ok(())
+}
+
+/// Where a run's boot files are.
+#[derive(Debug, Clone)]
+pub struct BootFiles {
+    pub xen: Option<PathBuf>,
+    pub dom0: PathBuf,
+    pub module: Option<PathBuf>,
+}
+
+/// `-kernel/-append/-initrd` for Xen + dom0 (Xen given) or bare PVH dom0 (no Xen).
+pub fn boot_args(
+    files: &BootFiles,
+    xen_cmdline: &str,
+    dom0_args: &[String],
+) -> Result<Vec<String>> {
+    for a in dom0_args {
+        check_dom0_arg(a)?;
+    }
+    let dom0 = path_arg(&files.dom0)?;
+    let module = files.module.as_deref().map(path_arg).transpose()?;
+    let mut args = Vec::new();
+    match &files.xen {
+        Some(xen) => {
+            // Xen drops the first word (the image name) of the dom0 module string.
+            let mut dom0_module = dom0;
+            for a in dom0_args {
+                dom0_module.push(' ');
+                dom0_module.push_str(a);
+            }
+            if let Some(m) = module {
+                dom0_module.push(',');
+                dom0_module.push_str(&m);
+            }
+            args.extend([
+                "-kernel".into(),
+                path_arg(xen)?,
+                "-append".into(),
+                xen_cmdline.into(),
+                "-initrd".into(),
+                dom0_module,
+            ]);
+        }
+        None => {
+            args.extend([
+                "-kernel".into(),
+                dom0,
+                "-append".into(),
+                dom0_args.join(" "),
+            ]);
+            if let Some(m) = module {
+                args.extend(["-initrd".into(), m]);
+            }
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_names_round_trip() {
+        for t in Topology::ALL {
+            assert_eq!(Topology::from_name(t.name()), Some(*t));
+        }
+        assert_eq!(Topology::from_name("nope"), None);
+    }
+
+    #[test]
+    fn default_topology_devices() {
+        let dir = std::env::temp_dir().join(format!("image-topo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let args = Topology::Default.qemu_args(&dir).unwrap();
+        let joined = args.join(" ");
+        assert_eq!(joined.matches("pcie-root-port").count(), 3, "{joined}");
+        assert!(joined.contains("virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on"));
+        assert!(joined.contains("e1000e,netdev=net1,bus=rp2"));
+        assert!(joined.contains("nvme,serial=dom0nvme,drive=drive0,bus=rp3"));
+        assert_eq!(joined.matches("restrict=on").count(), 2);
+        let img = dir.join("nvme.img");
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 1024 * 1024);
+        assert!(Topology::Minimal.qemu_args(&dir).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn xen_boot_args() {
+        let files = BootFiles {
+            xen: Some("/t/xen".into()),
+            dom0: "/t/dom0".into(),
+            module: Some("/t/mod".into()),
+        };
+        let cmdline = xen_cmdline(64, 2, &["iommu=1".into()]);
+        assert_eq!(
+            cmdline,
+            "console=com1 com1=115200,8n1 dom0=pvh dom0_mem=64M,max:64M dom0_max_vcpus=2 \
+             loglvl=all guest_loglvl=all noreboot iommu=1"
+        );
+        let args = boot_args(
+            &files,
+            &cmdline,
+            &["a=1".into(), "on-ready=qemu-exit".into()],
+        )
+        .unwrap();
+        assert_eq!(args[0], "-kernel");
+        assert_eq!(args[1], "/t/xen");
+        assert_eq!(args[5], "/t/dom0 a=1 on-ready=qemu-exit,/t/mod");
+    }
+
+    #[test]
+    fn bare_boot_args() {
+        let files = BootFiles {
+            xen: None,
+            dom0: "/t/dom0".into(),
+            module: None,
+        };
+        let args = boot_args(&files, "", &["a=1".into(), "b".into()]).unwrap();
+        assert_eq!(args, ["-kernel", "/t/dom0", "-append", "a=1 b"]);
+    }
+
+    #[test]
+    fn rejects_separators() {
+        assert!(path_arg(Path::new("/a,b")).is_err());
+        assert!(path_arg(Path::new("/a b")).is_err());
+        assert!(check_dom0_arg("x=1,2").is_err());
+        assert!(check_dom0_arg("x y").is_err());
+        assert!(check_dom0_arg("x=1").is_ok());
+    }
+}

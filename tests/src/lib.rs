@@ -1,0 +1,257 @@
+//! Shared helpers for the boot tests: one QEMU at a time, and assertions that always say where
+//! the run's serial log is.
+//!
+//! Every scenario checks dom0's JSON report *and* Xen's own log lines, so that no test can pass
+//! on dom0's word alone.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use image::{Outcome, RunConfig, RunOutcome, XenVersion};
+use serde_json::Value;
+
+/// All QEMU runs of this process take turns (2 cores, software CPU emulation).
+static QEMU: Mutex<()> = Mutex::new(());
+
+/// Timeout for one boot in the tests: generous, since CI machines may be slower.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A configuration with the tests' defaults and a run name suffix.
+pub fn config(xen: XenVersion, smp: u32, name: &str) -> RunConfig {
+    RunConfig {
+        xen,
+        smp,
+        timeout: TEST_TIMEOUT,
+        run_name: Some(name.to_string()),
+        quiet: true,
+        ..RunConfig::default()
+    }
+}
+
+/// Boots `cfg` (one QEMU at a time). Panics with the set-up error if the run could not start.
+pub fn boot(cfg: &RunConfig) -> RunOutcome {
+    let _turn = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    match image::run(cfg) {
+        Ok(out) => {
+            eprintln!(
+                "{}: {} ({}) in {} ms; serial log {}",
+                out.report.run,
+                out.report.outcome.as_str(),
+                out.report.reason,
+                out.report.wall_ms,
+                out.serial_log.display()
+            );
+            out
+        }
+        Err(e) => panic!("could not run {cfg:?}: {e:#}"),
+    }
+}
+
+/// Context for a failed assertion: where the logs are, the verdict, and the end of the log.
+pub fn context(out: &RunOutcome) -> String {
+    format!(
+        "\n  run:        {}\n  serial log: {}\n  report:     {}\n  outcome:    {} ({})\n  \
+         last lines of the serial log:\n{}",
+        out.report.run,
+        out.serial_log.display(),
+        out.report_json.display(),
+        out.report.outcome.as_str(),
+        out.report.reason,
+        indent(&out.tail(25))
+    )
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `assert!` whose message carries the run's serial log path and log tail.
+#[macro_export]
+macro_rules! check {
+    ($out:expr, $cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            panic!("{}{}", format_args!($($msg)+), $crate::context(&$out));
+        }
+    };
+}
+
+/// dom0's JSON report; fails the test if there is none.
+pub fn dom0(out: &RunOutcome) -> &Value {
+    match out.dom0() {
+        Some(v) => v,
+        None => panic!(
+            "dom0 printed no parsable DOM0-REPORT-JSON line ({}){}",
+            out.analysis
+                .dom0_report_error
+                .as_deref()
+                .unwrap_or("no such line"),
+            context(out)
+        ),
+    }
+}
+
+/// The run passed: QEMU exit 33, `DOM0-RESULT: ready`, a report, and (under Xen) a PVH dom0
+/// built without crash or panic.
+pub fn assert_pass(out: &RunOutcome) {
+    check!(
+        out,
+        out.report.outcome == Outcome::Pass,
+        "expected outcome pass, got {}: {}",
+        out.report.outcome.as_str(),
+        out.report.reason
+    );
+    check!(
+        out,
+        out.report.qemu_exit_code == Some(33),
+        "expected QEMU exit 33, got {:?}",
+        out.report.qemu_exit_code
+    );
+}
+
+/// Xen's own log: the expected version, a PVH dom0 built, no dom0 crash, no panic.
+pub fn assert_xen_log_clean(out: &RunOutcome, major: u32, minor: u32) {
+    let x = &out.report.xen_log;
+    check!(
+        out,
+        x.major_minor() == Some((major, minor)),
+        "Xen's log shows version {:?}, expected {major}.{minor}",
+        x.version
+    );
+    check!(
+        out,
+        x.pvh_dom0_built,
+        "Xen's log has no '*** Building a PVH Dom0 ***'"
+    );
+    check!(
+        out,
+        !x.dom0_crashed,
+        "Xen reports a dom0 crash: {:?}",
+        x.crash_lines
+    );
+    check!(out, !x.panic, "Xen panicked: {:?}", x.crash_lines);
+}
+
+/// Nothing crashed: no Xen panic, no dom0 crash seen by Xen, no dom0 exception exit.
+pub fn assert_nothing_crashed(out: &RunOutcome) {
+    let x = &out.report.xen_log;
+    check!(out, !x.panic, "Xen panicked: {:?}", x.crash_lines);
+    check!(
+        out,
+        !x.dom0_crashed,
+        "Xen reports a dom0 crash: {:?}",
+        x.crash_lines
+    );
+    check!(
+        out,
+        out.report.outcome != Outcome::Crashed && out.report.qemu_exit_code != Some(37),
+        "the run crashed: {}",
+        out.report.reason
+    );
+}
+
+/// The report's phases include one named `ready`.
+pub fn assert_ready_phase(out: &RunOutcome) {
+    let d = dom0(out);
+    check!(
+        out,
+        image::bench::ready_ns(d).is_some(),
+        "dom0's report has no 'ready' phase: phases = {}",
+        d["phases"]
+    );
+    check!(
+        out,
+        d["ready"] == true,
+        "dom0's report says ready = {}",
+        d["ready"]
+    );
+}
+
+/// dom0's report under Xen agrees with Xen's log and with the configuration.
+pub fn assert_dom0_under_xen(out: &RunOutcome, major: u32, minor: u32) {
+    let d = dom0(out);
+    let cfg = &out.report;
+    check!(
+        out,
+        d["under_xen"] == true,
+        "dom0 says under_xen = {}",
+        d["under_xen"]
+    );
+    let (dmaj, dmin) = (d["xen"]["major"].as_u64(), d["xen"]["minor"].as_u64());
+    check!(
+        out,
+        (dmaj, dmin) == (Some(major.into()), Some(minor.into())),
+        "dom0 says Xen {dmaj:?}.{dmin:?}, expected {major}.{minor}"
+    );
+    let xen_says = cfg
+        .xen_log
+        .major_minor()
+        .map(|(a, b)| (u64::from(a), u64::from(b)));
+    check!(
+        out,
+        xen_says == dmaj.zip(dmin),
+        "dom0's Xen version {dmaj:?}.{dmin:?} disagrees with Xen's log {:?}",
+        cfg.xen_log.version
+    );
+    // Xen's side of the vCPU and memory numbers: its command line and the CPUs it started.
+    let xen_cmdline = cfg.xen_log.cmdline.as_deref().unwrap_or("");
+    for word in [
+        format!("dom0_max_vcpus={}", cfg.smp),
+        format!("dom0_mem={}M", cfg.dom0_mem_mib),
+    ] {
+        check!(
+            out,
+            xen_cmdline.split(' ').any(|w| w.starts_with(&word)),
+            "Xen's logged command line {xen_cmdline:?} lacks {word}"
+        );
+    }
+    check!(
+        out,
+        cfg.xen_log.cpus == Some(cfg.smp),
+        "Xen brought up {:?} CPUs, expected {}",
+        cfg.xen_log.cpus,
+        cfg.smp
+    );
+    check!(
+        out,
+        d["vcpus"].as_u64() == Some(cfg.smp.into()),
+        "dom0 reports {} vCPUs, expected {}",
+        d["vcpus"],
+        cfg.smp
+    );
+    check!(
+        out,
+        d["memmap_source"] == "XENMEM_memory_map",
+        "dom0's memory map came from {}, expected XENMEM_memory_map",
+        d["memmap_source"]
+    );
+    let ram = d["ram_bytes"].as_u64().unwrap_or(0);
+    let want = u64::from(cfg.dom0_mem_mib) << 20;
+    check!(
+        out,
+        ram >= want / 4 * 3 && ram <= want + (4 << 20),
+        "dom0 reports {ram} bytes of RAM, not close to dom0_mem = {want} bytes"
+    );
+}
+
+/// A 4 KiB pseudo-random file (fixed seed) for the bad-module scenario.
+pub fn garbage_module() -> PathBuf {
+    let dir = image::target_dir().join("test-data");
+    std::fs::create_dir_all(&dir).expect("creating target/test-data");
+    let path = dir.join("garbage-module.bin");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect();
+    std::fs::write(&path, bytes).expect("writing the garbage module");
+    path
+}

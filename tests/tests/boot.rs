@@ -1,0 +1,158 @@
+//! Boot scenarios: dom0 alone under QEMU's PVH loader, dom0 under Xen 4.17 and 4.20 with one
+//! and two vCPUs, and bad input. Each asserts on dom0's JSON report and on Xen's own log.
+//!
+//! The runs take turns (one QEMU at a time); every run leaves `target/runs/<run>/` with its
+//! `serial.log`, `report.json` and `qemu-cmdline.txt`.
+
+use image::XenVersion;
+use tests::{
+    assert_dom0_under_xen, assert_nothing_crashed, assert_pass, assert_ready_phase,
+    assert_xen_log_clean, boot, check, config, dom0, garbage_module,
+};
+
+/// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
+#[test]
+fn bare_pvh_without_xen() {
+    let out = boot(&config(XenVersion::None, 1, "test-bare"));
+    assert_pass(&out);
+    let x = &out.report.xen_log;
+    check!(
+        out,
+        x.xen_lines == 0,
+        "{} '(XEN)' lines in a run without Xen",
+        x.xen_lines
+    );
+    check!(
+        out,
+        x.version.is_none() && !x.pvh_dom0_built,
+        "Xen lines in a run without Xen"
+    );
+    let d = dom0(&out);
+    check!(
+        out,
+        d["under_xen"] == false,
+        "dom0 says under_xen = {}",
+        d["under_xen"]
+    );
+    check!(
+        out,
+        d["start_info"]["version"] == 1,
+        "QEMU's PVH loader gives start_info version 1, dom0 says {}",
+        d["start_info"]["version"]
+    );
+    check!(
+        out,
+        d["memmap_source"] == "start_info",
+        "dom0's memory map came from {}, expected start_info",
+        d["memmap_source"]
+    );
+    let entries = d["memory_map"].as_array().map_or(0, Vec::len);
+    check!(out, entries > 0, "dom0 reports an empty memory map");
+    assert_ready_phase(&out);
+}
+
+fn xen_boot(xen: XenVersion, smp: u32) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let out = boot(&config(
+        xen,
+        smp,
+        &format!("test-xen{major}.{minor}-smp{smp}"),
+    ));
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    assert_dom0_under_xen(&out, major, minor);
+    assert_ready_phase(&out);
+}
+
+/// (b) Xen 4.17, one vCPU.
+#[test]
+fn xen_4_17_smp1() {
+    xen_boot(XenVersion::V4_17, 1);
+}
+
+/// (b) Xen 4.17, two vCPUs.
+#[test]
+fn xen_4_17_smp2() {
+    xen_boot(XenVersion::V4_17, 2);
+}
+
+/// (c) Xen 4.20, one vCPU.
+#[test]
+fn xen_4_20_smp1() {
+    xen_boot(XenVersion::V4_20, 1);
+}
+
+/// (c) Xen 4.20, two vCPUs.
+#[test]
+fn xen_4_20_smp2() {
+    xen_boot(XenVersion::V4_20, 2);
+}
+
+/// (d) An unknown dom0 option is reported, not fatal.
+#[test]
+fn unknown_option_is_reported() {
+    let mut cfg = config(XenVersion::V4_17, 1, "test-bogus-option");
+    cfg.dom0_args = vec!["bogus-option=1".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 17);
+    let d = dom0(&out);
+    let wanted = "unknown option 'bogus-option'";
+    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    check!(
+        out,
+        errors
+            .iter()
+            .any(|e| e.as_str().is_some_and(|s| s.contains(wanted))),
+        "dom0's report errors {errors:?} do not mention {wanted:?}"
+    );
+    check!(
+        out,
+        out.analysis
+            .dom0_lines
+            .iter()
+            .any(|l| l.contains(wanted) && !l.contains("DOM0-REPORT-JSON")),
+        "dom0's console lines never say {wanted:?}"
+    );
+}
+
+/// (d) A boot module of random bytes is reported as not recognised, and nothing crashes.
+#[test]
+fn garbage_module_is_not_recognised() {
+    let mut cfg = config(XenVersion::V4_17, 1, "test-garbage-module");
+    cfg.module = Some(garbage_module());
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 17);
+    assert_nothing_crashed(&out);
+    let d = dom0(&out);
+    let module = &d["modules"][0];
+    check!(
+        out,
+        module.is_object(),
+        "dom0 reports no module: modules = {}",
+        d["modules"]
+    );
+    check!(
+        out,
+        module["size"] == 4096,
+        "dom0 reports module size {}, expected 4096",
+        module["size"]
+    );
+    let status = module["status"].as_str().unwrap_or("").to_ascii_lowercase();
+    let kind = module["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+    let not_recognised = [
+        "not recognised",
+        "not recognized",
+        "unrecognised",
+        "unrecognized",
+    ]
+    .iter()
+    .any(|w| status.contains(w))
+        || (kind == "unknown" && !status.is_empty() && status != "ok");
+    check!(
+        out,
+        not_recognised,
+        "dom0 does not say the module was not recognised: modules[0] = {module}"
+    );
+}
