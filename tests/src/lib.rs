@@ -237,6 +237,45 @@ pub fn assert_dom0_under_xen(out: &RunOutcome, major: u32, minor: u32) {
     );
 }
 
+/// dom0's ACPI view agrees with the vCPU count: the MADT lists `smp` enabled CPUs, and under
+/// Xen their APIC ids are 2 x vCPU id (Xen's crafted MADT, `pvh_setup_acpi_madt()`).
+pub fn assert_madt_matches(out: &RunOutcome, smp: u32, under_xen: bool) {
+    let d = dom0(out);
+    let acpi = &d["acpi"];
+    check!(
+        out,
+        acpi.is_object(),
+        "dom0 reports no ACPI survey: acpi = {acpi}"
+    );
+    check!(
+        out,
+        acpi["madt_cpus"].as_u64() == Some(smp.into()),
+        "dom0's MADT lists {} CPUs, expected {smp}",
+        acpi["madt_cpus"]
+    );
+    let ids: Vec<u64> = acpi["madt_apic_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let want: Vec<u64> = (0..u64::from(smp))
+        .map(|i| if under_xen { 2 * i } else { i })
+        .collect();
+    check!(out, ids == want, "MADT APIC ids {ids:?}, expected {want:?}");
+}
+
+/// dom0 proved event delivery: a one-shot timer came back as VIRQ_TIMER, not before it was due.
+pub fn assert_timer_event(out: &RunOutcome) {
+    let d = dom0(out);
+    let t = &d["timer"];
+    check!(out, t["via"] == "VIRQ_TIMER", "dom0's timer check: {t}");
+    let (req, got) = (t["requested_ns"].as_u64(), t["delivered_ns"].as_u64());
+    check!(
+        out,
+        matches!((req, got), (Some(r), Some(g)) if r > 0 && g >= r),
+        "timer delivered after {got:?} ns for a request of {req:?} ns"
+    );
+}
+
 /// A 4 KiB pseudo-random file (fixed seed) for the bad-module scenario.
 pub fn garbage_module() -> PathBuf {
     let dir = image::target_dir().join("test-data");

@@ -4,10 +4,12 @@
 //! The runs take turns (one QEMU at a time); every run leaves `target/runs/<run>/` with its
 //! `serial.log`, `report.json` and `qemu-cmdline.txt`.
 
+use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_dom0_under_xen, assert_nothing_crashed, assert_pass, assert_ready_phase,
-    assert_xen_log_clean, boot, check, config, dom0, garbage_module,
+    assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
+    assert_ready_phase, assert_timer_event, assert_xen_log_clean, boot, check, config, dom0,
+    garbage_module,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
@@ -49,6 +51,22 @@ fn bare_pvh_without_xen() {
     let entries = d["memory_map"].as_array().map_or(0, Vec::len);
     check!(out, entries > 0, "dom0 reports an empty memory map");
     assert_ready_phase(&out);
+    assert_madt_matches(&out, 1, false);
+}
+
+/// Without Xen the vCPU count comes from the firmware's MADT.
+#[test]
+fn bare_pvh_counts_cpus_from_the_madt() {
+    let out = boot(&config(XenVersion::None, 2, "test-bare-smp2"));
+    assert_pass(&out);
+    let d = dom0(&out);
+    check!(
+        out,
+        d["vcpus"] == 2,
+        "dom0 reports {} vCPUs, expected 2",
+        d["vcpus"]
+    );
+    assert_madt_matches(&out, 2, false);
 }
 
 fn xen_boot(xen: XenVersion, smp: u32) {
@@ -62,6 +80,8 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_xen_log_clean(&out, major, minor);
     assert_dom0_under_xen(&out, major, minor);
     assert_ready_phase(&out);
+    assert_madt_matches(&out, smp, true);
+    assert_timer_event(&out);
 }
 
 /// (b) Xen 4.17, one vCPU.
@@ -154,5 +174,64 @@ fn garbage_module_is_not_recognised() {
         out,
         not_recognised,
         "dom0 does not say the module was not recognised: modules[0] = {module}"
+    );
+}
+
+/// A CPU exception in dom0 under Xen is reported (vector, error code, RIP, CR2, registers) and
+/// ends the run with the crash code, never as a triple fault: Xen's log must not show one.
+#[test]
+fn page_fault_under_xen_is_reported() {
+    let mut cfg = config(XenVersion::V4_17, 1, "test-fault-pf");
+    cfg.dom0_args = vec!["fault-test=page-fault".into()];
+    let out = boot(&cfg);
+    check!(
+        out,
+        out.report.qemu_exit_code == Some(37) && out.report.outcome == Outcome::Crashed,
+        "expected the crash exit (37), got {:?} / {}",
+        out.report.qemu_exit_code,
+        out.report.outcome.as_str()
+    );
+    for needle in [
+        "FATAL CPU exception #PF page fault (vector 14)",
+        "CR2=0x0000000100001234",
+        "non-present page on read access to 0x100001234",
+        "DOM0-RESULT: failed: CPU exception",
+    ] {
+        check!(
+            out,
+            out.serial.contains(needle),
+            "the console lacks {needle:?}"
+        );
+    }
+    check!(
+        out,
+        out.serial.contains("RIP=0x") && out.serial.contains("R15="),
+        "the exception report lacks the registers"
+    );
+    check!(
+        out,
+        !out.serial.contains("Triple fault"),
+        "Xen saw a triple fault: dom0's exception handling failed"
+    );
+    assert_xen_log_clean(&out, 4, 17);
+}
+
+/// The same without Xen: #UD on QEMU's own PVH loader.
+#[test]
+fn invalid_opcode_without_xen_is_reported() {
+    let mut cfg = config(XenVersion::None, 1, "test-fault-ud");
+    cfg.dom0_args = vec!["fault-test=invalid-opcode".into()];
+    let out = boot(&cfg);
+    check!(
+        out,
+        out.report.qemu_exit_code == Some(37),
+        "expected the crash exit (37), got {:?}",
+        out.report.qemu_exit_code
+    );
+    check!(
+        out,
+        out.serial
+            .contains("FATAL CPU exception #UD invalid opcode (vector 6)"),
+        "the console lacks the #UD report"
     );
 }
