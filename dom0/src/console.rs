@@ -203,7 +203,8 @@ impl Write for Emergency {
     }
 }
 
-/// The `log` backend: `[dom0 +12.345ms] LEVEL message`.
+/// The `log` backend: `[dom0 +12.345ms] LEVEL message` (`[dom0] LEVEL message` when reading
+/// the TSC traps to Xen).
 struct Logger;
 
 impl log::Log for Logger {
@@ -214,7 +215,6 @@ impl log::Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let ns = crate::time::since_entry_ns();
         let lvl = match r.level() {
             log::Level::Error => "ERROR",
             log::Level::Warn => "WARN ",
@@ -222,13 +222,18 @@ impl log::Log for Logger {
             log::Level::Debug => "DEBUG",
             log::Level::Trace => "TRACE",
         };
-        print(format_args!(
-            "[dom0 +{}.{:03}ms] {} {}\n",
-            ns / 1_000_000,
-            (ns / 1000) % 1000,
-            lvl,
-            r.args()
-        ));
+        if crate::time::tsc_traps() {
+            print(format_args!("[dom0] {} {}\n", lvl, r.args()));
+        } else {
+            let ns = crate::time::since_entry_ns();
+            print(format_args!(
+                "[dom0 +{}.{:03}ms] {} {}\n",
+                ns / 1_000_000,
+                (ns / 1000) % 1000,
+                lvl,
+                r.args()
+            ));
+        }
     }
     fn flush(&self) {}
 }

@@ -59,6 +59,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             if let Some(k) = l.tsc_khz {
                 time::set_khz(u64::from(k), "Xen CPUID leaf base+3");
             }
+            time::set_tsc_traps(l.tsc_emulated);
         }
         _ => {
             console::enable(console::SERIAL);
@@ -106,6 +107,13 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     }
     rep.tsc_khz = time::khz();
     info!("TSC {} kHz (from {})", time::khz(), time::khz_source());
+    if time::tsc_traps() {
+        let w = "Xen emulates the TSC for dom0 (no invariant TSC): every TSC read traps, so log \
+                 lines are not timestamped; see the phase timeline"
+            .to_string();
+        warn!("{w}");
+        rep.warnings.push(w);
+    }
 
     // --- start_info and the memory map --------------------------------------------------------
     let phys = IdentityMem;

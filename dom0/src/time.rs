@@ -6,6 +6,17 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::arch::rdtsc;
 
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+static TSC_TRAPS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Xen emulates RDTSC for dom0 (no invariant TSC, as on the emulated test bench): each read is
+/// a VM exit, so log lines stop carrying timestamps; the phase timeline keeps its own.
+pub fn set_tsc_traps(t: bool) {
+    TSC_TRAPS.store(t, Ordering::Relaxed);
+}
+
+pub fn tsc_traps() -> bool {
+    TSC_TRAPS.load(Ordering::Relaxed)
+}
 static SOURCE: spin::Mutex<&'static str> = spin::Mutex::new("none");
 
 pub fn set_khz(khz: u64, source: &'static str) {

@@ -104,6 +104,8 @@ pub struct XenLeaves {
     pub hypercall_pages: u32,
     /// TSC frequency in kHz (`base+3` subleaf 0 ECX), if Xen gave one.
     pub tsc_khz: Option<u32>,
+    /// Xen emulates RDTSC for this domain (`base+3` subleaf 0 EAX bit 0): every read traps.
+    pub tsc_emulated: bool,
 }
 
 pub const XEN_HVM_CPUID_APIC_ACCESS_VIRT: u32 = 1 << 0;
@@ -138,10 +140,11 @@ pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
         }
         let v = cpuid(base + 1, 0);
         let hc = cpuid(base + 2, 0);
-        let tsc_khz = if max_leaf - base >= 3 {
-            Some(cpuid(base + 3, 0).ecx).filter(|&k| k != 0)
+        let (tsc_khz, tsc_emulated) = if max_leaf - base >= 3 {
+            let t = cpuid(base + 3, 0);
+            (Some(t.ecx).filter(|&k| k != 0), t.eax & 1 != 0)
         } else {
-            None
+            (None, false)
         };
         return Some(XenLeaves {
             base,
@@ -151,6 +154,7 @@ pub fn find_xen(cpuid: &dyn Fn(u32, u32) -> CpuidResult) -> Option<XenLeaves> {
             hypercall_msr: hc.ebx,
             hypercall_pages: hc.eax,
             tsc_khz,
+            tsc_emulated,
         });
     }
     None
@@ -215,6 +219,7 @@ mod tests {
                 ..Default::default()
             },
             0x4000_0003 => CpuidResult {
+                eax: 1,
                 ecx: 2_000_000,
                 ..Default::default()
             },
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!((x.base, x.major, x.minor), (0x4000_0000, 4, 17));
         assert_eq!(x.hypercall_msr, 0x4000_0000);
         assert_eq!(x.tsc_khz, Some(2_000_000));
+        assert!(x.tsc_emulated);
         assert_eq!(hvm_leaf(&xen_cpu, &x), Some((0x5c, Some(0), Some(0))));
         assert_eq!(vendor(&xen_cpu), Vendor::Amd);
         assert_eq!(vendor(&xen_cpu).hypercall_insn(), HypercallInsn::Vmmcall);
