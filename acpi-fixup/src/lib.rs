@@ -138,16 +138,38 @@ impl fmt::Display for AcpiError {
     }
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(raw)
-}
+use xen::le::{u32_at, u64_at};
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(raw)
+/// The structure's `length` field (at `length_offset`), checked: at least `min`, all of it in
+/// `bytes`, and its bytes summing to 0 (the checksum byte is at `checksum_offset`).
+fn checked_length(
+    table: TableId,
+    bytes: &[u8],
+    length_offset: usize,
+    min: usize,
+    checksum_offset: usize,
+) -> Result<u32, AcpiError> {
+    let length = u32_at(bytes, length_offset);
+    let len = length as usize;
+    if len < min {
+        return Err(AcpiError::BadLength {
+            table,
+            offset: length_offset,
+            length,
+            min,
+        });
+    }
+    need(table, bytes, len)?;
+    let sum = checksum(&bytes[..len]);
+    if sum != 0 {
+        return Err(AcpiError::BadChecksum {
+            table,
+            len,
+            sum,
+            checksum_offset,
+        });
+    }
+    Ok(length)
 }
 
 fn checksum(bytes: &[u8]) -> u8 {
@@ -221,26 +243,7 @@ impl Rsdp {
             });
         }
         need(table, bytes, Self::V2_SIZE)?;
-        let length = u32_at(bytes, 20);
-        let len = length as usize;
-        if len < Self::V2_SIZE {
-            return Err(AcpiError::BadLength {
-                table,
-                offset: 20,
-                length,
-                min: Self::V2_SIZE,
-            });
-        }
-        need(table, bytes, len)?;
-        let sum = checksum(&bytes[..len]);
-        if sum != 0 {
-            return Err(AcpiError::BadChecksum {
-                table,
-                len,
-                sum,
-                checksum_offset: 32,
-            });
-        }
+        let length = checked_length(table, bytes, 20, Self::V2_SIZE, 32)?;
         Ok(Rsdp {
             oem_id,
             revision,
@@ -291,26 +294,7 @@ impl SdtHeader {
         signature[..n].copy_from_slice(&bytes[..n]);
         let table = TableId::Sdt(signature);
         need(table, bytes, Self::SIZE)?;
-        let length = u32_at(bytes, 4);
-        let len = length as usize;
-        if len < Self::SIZE {
-            return Err(AcpiError::BadLength {
-                table,
-                offset: 4,
-                length,
-                min: Self::SIZE,
-            });
-        }
-        need(table, bytes, len)?;
-        let sum = checksum(&bytes[..len]);
-        if sum != 0 {
-            return Err(AcpiError::BadChecksum {
-                table,
-                len,
-                sum,
-                checksum_offset: 9,
-            });
-        }
+        let length = checked_length(table, bytes, 4, Self::SIZE, 9)?;
         let mut oem_id = [0u8; 6];
         oem_id.copy_from_slice(&bytes[10..16]);
         let mut oem_table_id = [0u8; 8];

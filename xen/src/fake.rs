@@ -33,12 +33,7 @@ pub struct FakeXen {
     state: RefCell<State>,
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
+use crate::le::{get_u32 as u32_at, get_u64 as u64_at};
 
 impl FakeXen {
     /// A Xen `major.minor` with one vCPU and a small dom0 memory map.

@@ -13,6 +13,7 @@ pub mod cpuid;
 pub mod errno;
 pub mod events;
 pub mod hypercall;
+pub mod le;
 pub mod memmap;
 pub mod ops;
 pub mod start_info;

@@ -183,17 +183,7 @@ const E820_ENTRY_SIZE: usize = 20;
 /// Size of `struct hvm_memmap_table_entry`.
 const HVM_ENTRY_SIZE: usize = 24;
 
-fn le_u64(b: &[u8], off: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(raw)
-}
-
-fn le_u32(b: &[u8], off: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(raw)
-}
+use crate::le::{u32_at as le_u32, u64_at as le_u64};
 
 impl MemoryMap {
     /// The most entries accepted. Xen's own limit for a domain map is E820MAX (1024 on x86).

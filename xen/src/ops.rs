@@ -11,18 +11,7 @@ use crate::hypercall::{Arg, Hypercall, call, nr};
 /// `DOMID_SELF` (public/xen.h).
 pub const DOMID_SELF: u16 = 0x7ff0;
 
-fn put_u16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
-}
-fn get_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
+use crate::le::{put_u16, put_u32, put_u64, u32_at as get_u32};
 
 fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
     XenError::check(h.hypercall(&mut c))

@@ -308,17 +308,7 @@ impl From<MemMapError> for StartInfoError {
     }
 }
 
-fn le_u32(b: &[u8], off: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(raw)
-}
-
-fn le_u64(b: &[u8], off: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(raw)
-}
+use crate::le::{u32_at as le_u32, u64_at as le_u64};
 
 fn read_at(
     mem: &dyn PhysRead,
