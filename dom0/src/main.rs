@@ -515,6 +515,8 @@ fn emit_report(rep: &BootReport, fmt: ReportFormat) {
 
 /// A clean stop after an error that makes going on pointless (bad start_info, no memory map).
 fn stop(why: &str) -> ! {
+    // Every console: add port 0xE9 (Xen's `(d0)` debug lines, QEMU's debugcon) to the usual one.
+    console::enable(console::enabled() | console::E9);
     error!("{why}");
     error!(
         "dom0 cannot continue: check the boot loader configuration (Xen: dom0=pvh, one dom0 module)"

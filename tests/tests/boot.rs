@@ -235,3 +235,35 @@ fn invalid_opcode_without_xen_is_reported() {
         "the console lacks the #UD report"
     );
 }
+
+/// `on-ready=idle`: dom0 stays up in its `SCHEDOP_block` loop without crashing: the run only
+/// ends when the bench's timeout kills QEMU. (Whether the vCPU really sleeps is not visible from
+/// here; that needs Xen's run-state accounting, which comes with the toolstack.)
+#[test]
+fn idle_dom0_stays_up_in_schedop_block() {
+    let mut cfg = config(XenVersion::V4_17, 1, "test-idle");
+    cfg.dom0_args = vec!["on-ready=idle".into()];
+    cfg.timeout = std::time::Duration::from_secs(6);
+    let out = boot(&cfg);
+    check!(
+        out,
+        out.report.outcome == Outcome::Timeout,
+        "an idle dom0 should still be running at the timeout, got {} ({})",
+        out.report.outcome.as_str(),
+        out.report.reason
+    );
+    check!(
+        out,
+        out.analysis
+            .dom0_lines
+            .iter()
+            .any(|l| l.contains("idle: serving events in SCHEDOP_block")),
+        "dom0 never said it went idle"
+    );
+    check!(
+        out,
+        out.serial.contains("DOM0-RESULT: ready"),
+        "dom0 never became ready"
+    );
+    assert_xen_log_clean(&out, 4, 17);
+}
