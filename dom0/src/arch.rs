@@ -66,6 +66,33 @@ pub unsafe fn wrmsr(msr: u32, v: u64) {
     }
 }
 
+/// # Safety
+/// Reading an MSR that does not exist raises #GP; the caller must know the MSR is there.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller vouches for the MSR.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
+/// IA32_GS_BASE: dom0 keeps each vCPU's per-CPU block address there.
+pub const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// Read the quadword at `gs:[off]`.
+///
+/// # Safety
+/// GS base must point at a live block at least `off + 8` bytes long.
+pub unsafe fn gs_read(off: usize) -> u64 {
+    let v: u64;
+    // SAFETY: the caller vouches for GS base and the offset.
+    unsafe {
+        asm!("mov {}, gs:[{}]", out(reg) v, in(reg) off, options(nostack, preserves_flags, readonly))
+    };
+    v
+}
+
 pub fn read_cr2() -> u64 {
     let v: u64;
     // SAFETY: reading CR2 has no side effects.

@@ -11,7 +11,6 @@ use core::arch::global_asm;
 
 /// GDT selectors set up by the stub (the TSS descriptor is filled in by [`crate::trap`]).
 pub const KERNEL_CS: u16 = 0x08;
-pub const TSS_SEL: u16 = 0x18;
 
 global_asm!(
     r#"
@@ -30,13 +29,19 @@ GDT:
     .quad 0                       /* null */
     .quad 0x00af9a000000ffff      /* 0x08: 64-bit code, DPL0 */
     .quad 0x00cf92000000ffff      /* 0x10: flat data */
-    .quad 0, 0                    /* 0x18: 64-bit TSS, filled in at run time */
+    .fill {max_cpus} * 2, 8, 0    /* 0x18 + 16 * cpu: each vCPU's 64-bit TSS, filled at run time */
 GDT_END:
     .p2align 2
     .word 0
-GDT_PTR:
+GDT_PTR:                          /* for lgdt in 32-bit mode: 32-bit base */
     .word GDT_END - GDT - 1
     .long GDT
+    .p2align 3
+    .word 0, 0, 0
+    .global GDT_PTR64
+GDT_PTR64:                        /* for lgdt in 64-bit mode (APs): 64-bit base */
+    .word GDT_END - GDT - 1
+    .quad GDT
 
     .section .text.boot, "ax"
     .code32
@@ -126,8 +131,17 @@ long_mode_entry:
 5:  cli
     hlt
     jmp 5b
-"#
+"#,
+    max_cpus = const MAX_CPUS,
 );
+
+/// vCPUs dom0 can run: Xen gives a PVH dom0 at most `HVM_MAX_VCPUS` = 128.
+pub const MAX_CPUS: usize = 128;
+
+/// The TSS selector of `cpu`.
+pub const fn tss_selector(cpu: usize) -> u16 {
+    (0x18 + 16 * cpu) as u16
+}
 
 /// TSC value at the first instruction of the entry stub.
 #[unsafe(no_mangle)]

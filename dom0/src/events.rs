@@ -12,6 +12,7 @@ use xen::events::{VcpuTimeInfo, for_each_pending, layout, port_word_bit};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
+use crate::smp::PerCpu;
 use crate::trap::UPCALL_VECTOR;
 
 #[repr(C, align(4096))]
@@ -22,13 +23,6 @@ struct SharedPage(UnsafeCell<[u8; 4096]>);
 unsafe impl Sync for SharedPage {}
 
 static SHARED: SharedPage = SharedPage(UnsafeCell::new([0; 4096]));
-
-fn a8(off: usize) -> &'static AtomicU8 {
-    assert!(off < 4096);
-    // SAFETY: in bounds of a static page; AtomicU8 has alignment 1; the page lives forever and
-    // is only accessed atomically.
-    unsafe { AtomicU8::from_ptr(SHARED.0.get().cast::<u8>().add(off)) }
-}
 
 fn a32(off: usize) -> &'static AtomicU32 {
     assert!(off + 4 <= 4096 && off.is_multiple_of(4));
@@ -44,8 +38,26 @@ fn a64(off: usize) -> &'static AtomicU64 {
 
 const VCPU0: usize = layout::VCPU_INFO;
 
-static TIMER_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
-static TIMER_FIRED: AtomicU64 = AtomicU64::new(0);
+/// Guest-physical address of the shared_info page (also where vCPU 0..31's `vcpu_info` are).
+pub fn shared_info_addr() -> u64 {
+    SHARED.0.get() as u64
+}
+
+/// A byte of a vCPU's `vcpu_info`.
+fn vi8(cpu: &PerCpu, off: usize) -> &'static AtomicU8 {
+    assert!(off < layout::VCPU_INFO_SIZE && cpu.vcpu_info != 0);
+    // SAFETY: `vcpu_info` is the address of a live, 64-byte, 64-aligned area shared with Xen
+    // (a shared_info slot or a registered area, leaked for ever); `off` is inside it.
+    unsafe { AtomicU8::from_ptr((cpu.vcpu_info + off as u64) as *mut u8) }
+}
+
+/// A quadword of a vCPU's `vcpu_info`.
+fn vi64(cpu: &PerCpu, off: usize) -> &'static AtomicU64 {
+    assert!(off + 8 <= layout::VCPU_INFO_SIZE && off.is_multiple_of(8) && cpu.vcpu_info != 0);
+    // SAFETY: as in `vi8`; the area is 64-aligned, so `off` (a multiple of 8) is aligned.
+    unsafe { AtomicU64::from_ptr((cpu.vcpu_info + off as u64) as *mut u64) }
+}
+
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static OTHER_EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
@@ -62,18 +74,35 @@ pub fn init(x: &dyn Hypercall) -> Result<EvtchnPort, (&'static str, XenError)> {
     .map_err(|e| ("HVMOP_set_param(CALLBACK_IRQ)", e))?;
     let port =
         ops::bind_virq(x, ops::VIRQ_TIMER, 0).map_err(|e| ("EVTCHNOP_bind_virq(TIMER)", e))?;
-    TIMER_PORT.store(port.0, Ordering::Release);
+    let bsp = crate::smp::current();
+    bsp.timer_port.store(port.0, Ordering::Release);
     ops::evtchn_unmask(x, port).map_err(|e| ("EVTCHNOP_unmask", e))?;
-    a8(VCPU0 + layout::UPCALL_MASK).store(0, Ordering::Release);
+    enable_upcalls(bsp);
     Ok(port)
 }
 
-/// The upcall (interrupts are off: interrupt gate).
+/// Let Xen raise upcalls on this vCPU (`evtchn_upcall_mask` = 0).
+pub fn enable_upcalls(me: &PerCpu) {
+    if me.vcpu_info != 0 {
+        vi8(me, layout::UPCALL_MASK).store(0, Ordering::Release);
+    }
+}
+
+/// Clear a pending bit of the 2-level bitmap (for a consumer that runs with interrupts off).
+pub fn clear_pending(word: usize, bit: u64) {
+    a64(layout::EVTCHN_PENDING + 8 * word).fetch_and(!bit, Ordering::AcqRel);
+}
+
+/// The upcall on the current vCPU (interrupts are off: interrupt gate).
 pub fn upcall() {
+    let me = crate::smp::current();
     UPCALLS.fetch_add(1, Ordering::Relaxed);
-    a8(VCPU0 + layout::UPCALL_PENDING).store(0, Ordering::SeqCst);
+    if me.vcpu_info == 0 {
+        return;
+    }
+    vi8(me, layout::UPCALL_PENDING).store(0, Ordering::SeqCst);
     loop {
-        let sel = a64(VCPU0 + layout::PENDING_SEL).swap(0, Ordering::AcqRel);
+        let sel = vi64(me, layout::PENDING_SEL).swap(0, Ordering::AcqRel);
         if sel == 0 {
             break;
         }
@@ -85,10 +114,12 @@ pub fn upcall() {
         }
         for_each_pending(sel, &pending, &mask, |port| {
             if let Some((w, bit)) = port_word_bit(port) {
-                a64(layout::EVTCHN_PENDING + 8 * w).fetch_and(!bit, Ordering::AcqRel);
+                clear_pending(w, bit);
             }
-            if port == TIMER_PORT.load(Ordering::Relaxed) {
-                TIMER_FIRED.fetch_add(1, Ordering::AcqRel);
+            if port == me.timer_port.load(Ordering::Relaxed) {
+                me.timer_events.fetch_add(1, Ordering::AcqRel);
+            } else if port == me.ipi_port.load(Ordering::Relaxed) {
+                crate::smp::on_ipi(me);
             } else {
                 OTHER_EVENTS.fetch_add(1, Ordering::Relaxed);
             }
@@ -142,9 +173,10 @@ pub fn timer_check(
     x: &dyn Hypercall,
     delay_ns: u64,
 ) -> Result<TimerCheck, (&'static str, XenError)> {
-    let port = EvtchnPort(TIMER_PORT.load(Ordering::Acquire));
+    let me = crate::smp::current();
+    let port = EvtchnPort(me.timer_port.load(Ordering::Acquire));
     let (w, bit) = port_word_bit(port.0).ok_or(("VIRQ_TIMER port", XenError::EINVAL))?;
-    let before = TIMER_FIRED.load(Ordering::Acquire);
+    let before = me.timer_events.load(Ordering::Acquire);
     let was_on = crate::arch::interrupts_enabled();
     crate::arch::cli();
     let start = system_time_ns();
@@ -167,7 +199,7 @@ pub fn timer_check(
     crate::arch::sti();
     // The upcall is injected as soon as interrupts are on; give it a bounded moment.
     let tsc1 = crate::arch::rdtsc();
-    while TIMER_FIRED.load(Ordering::Acquire) == before {
+    while me.timer_events.load(Ordering::Acquire) == before {
         if crate::time::ticks_to_ns(crate::arch::rdtsc() - tsc1) > 100_000_000 {
             return Err((
                 "VIRQ_TIMER pending but no upcall within 100 ms",
@@ -190,7 +222,7 @@ pub fn timer_check(
 pub fn counters() -> (u64, u64, u64, u64) {
     (
         UPCALLS.load(Ordering::Relaxed),
-        TIMER_FIRED.load(Ordering::Relaxed),
+        crate::smp::cpu(0).map_or(0, |c| c.timer_events.load(Ordering::Relaxed)),
         OTHER_EVENTS.load(Ordering::Relaxed),
         SPURIOUS.load(Ordering::Relaxed),
     )

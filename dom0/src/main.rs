@@ -18,6 +18,7 @@ mod exit;
 mod heap;
 mod hypercall;
 mod mem;
+mod smp;
 mod time;
 mod trap;
 
@@ -52,6 +53,11 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     // --- Xen? -------------------------------------------------------------------------------
     let leaves = xen::cpuid::find_xen(&arch::cpuid);
     let x = leaves.as_ref().map(hypercall::init);
+    if x.is_some() {
+        smp::init_bsp(events::shared_info_addr());
+    } else {
+        smp::init_bsp_bare();
+    }
     time::phase("xen detected");
     match (&leaves, x) {
         (Some(l), Some(_)) => {
@@ -302,13 +308,63 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             time::set_khz(events::time_info().tsc_khz(), "Xen pvclock");
             rep.tsc_khz = time::khz();
         }
-        match xen::ops::count_vcpus(&x, 128) {
+        match xen::ops::count_vcpus(&x, boot::MAX_CPUS as u32) {
             Ok(n) => rep.vcpus = n,
             Err(e) => rep.errors.push(format!("VCPUOP_is_up: {e}")),
         }
         info!("vCPUs: {} (VCPUOP_is_up), vCPU 0 running", rep.vcpus);
     }
     time::phase("events");
+
+    // --- the other vCPUs --------------------------------------------------------------------------
+    smp::read_bsp_mtrrs();
+    if let Some(x) = x {
+        if let Err(e) = smp::bind_bsp_ipi(&x) {
+            error!("SMP: EVTCHNOP_bind_ipi for vCPU 0: {e}");
+            rep.errors
+                .push(format!("SMP: EVTCHNOP_bind_ipi for vCPU 0: {e}"));
+        } else if rep.vcpus > 1 {
+            let r = smp::start_aps(&x, rep.vcpus, events::shared_info_addr());
+            let span = time::ticks_to_ns(r.last_online_tsc.saturating_sub(r.first_up_tsc));
+            info!(
+                "SMP: {} of {} APs online, {} us from the first VCPUOP_up to the last report",
+                r.started,
+                rep.vcpus - 1,
+                span / 1000
+            );
+            for f in &r.failed {
+                error!("SMP: {f}");
+                rep.errors.push(format!("SMP: {f}"));
+            }
+            // Send each AP a piece of work and check its answer.
+            for id in 1..rep.vcpus as usize {
+                match smp::run_on(&x, id, work_probe, id as u64) {
+                    Ok((v, ticks)) if v == probe_answer(id as u64, id as u64) => {
+                        info!(
+                            "SMP: vCPU {id} ran its work, round trip {} us",
+                            time::ticks_to_ns(ticks) / 1000
+                        )
+                    }
+                    Ok((v, _)) => {
+                        let m = format!(
+                            "SMP: vCPU {id} answered {v:#x}, expected {:#x}",
+                            probe_answer(id as u64, id as u64)
+                        );
+                        error!("{m}");
+                        rep.errors.push(m);
+                    }
+                    Err(e) => {
+                        let m = format!("SMP: vCPU {id}: work not done: {e}");
+                        error!("{m}");
+                        rep.errors.push(m);
+                    }
+                }
+            }
+        }
+    } else if rep.vcpus > 1 {
+        info!("SMP: without Xen dom0 stays on the boot CPU (no INIT-SIPI start yet)");
+    }
+    time::phase("smp");
 
     // --- ACPI -----------------------------------------------------------------------------------
     if si.header.rsdp_paddr != 0 {
@@ -447,6 +503,16 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
         (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
     }
+}
+
+/// The work each AP is sent: an answer that depends on the id in the per-CPU block of the vCPU
+/// that runs it, so a right answer shows the work ran on the vCPU it was sent to.
+fn work_probe(arg: u64) -> u64 {
+    probe_answer(arg, u64::from(smp::current().id))
+}
+
+fn probe_answer(arg: u64, id: u64) -> u64 {
+    (arg << 32) ^ (id * 0x9e37_79b9) ^ 0x5a5a
 }
 
 /// `fault-test=`: raise the requested exception so the bench can check it is reported.

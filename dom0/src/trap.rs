@@ -11,7 +11,7 @@
 use core::arch::global_asm;
 use core::fmt::Write;
 
-use crate::boot::{KERNEL_CS, Stack, TSS_SEL};
+use crate::boot::{KERNEL_CS, MAX_CPUS, Stack, tss_selector};
 
 global_asm!(include_str!(concat!(env!("OUT_DIR"), "/vectors.s")));
 
@@ -99,7 +99,7 @@ static mut IST_MC: Stack<IST_SIZE> = Stack([0; IST_SIZE]);
 
 /// The 64-bit TSS (SDM vol. 3 §8.7). Only the IST slots are used: dom0 runs in ring 0 only.
 #[repr(C, packed(4))]
-struct Tss {
+pub struct Tss {
     _r0: u32,
     rsp: [u64; 3],
     _r1: u64,
@@ -109,15 +109,22 @@ struct Tss {
     iomap_base: u16,
 }
 
-static mut TSS: Tss = Tss {
-    _r0: 0,
-    rsp: [0; 3],
-    _r1: 0,
-    ist: [0; 7],
-    _r2: 0,
-    _r3: 0,
-    iomap_base: 104,
-};
+impl Tss {
+    /// A TSS whose IST1..3 (double fault, NMI, machine check) are the given stack tops.
+    pub const fn with_ist(df: u64, nmi: u64, mc: u64) -> Tss {
+        Tss {
+            _r0: 0,
+            rsp: [0; 3],
+            _r1: 0,
+            ist: [df, nmi, mc, 0, 0, 0, 0],
+            _r2: 0,
+            _r3: 0,
+            iomap_base: 104,
+        }
+    }
+}
+
+static mut BSP_TSS: Tss = Tss::with_ist(0, 0, 0);
 
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
@@ -143,7 +150,7 @@ static mut IDT: [IdtEntry; 256] = [IdtEntry {
 
 unsafe extern "C" {
     static VECTOR_STUBS: [u64; 256];
-    static mut GDT: [u64; 5];
+    static mut GDT: [u64; 3 + 2 * MAX_CPUS];
 }
 
 #[repr(C, packed)]
@@ -156,27 +163,53 @@ fn stack_top<const N: usize>(s: *mut Stack<N>) -> u64 {
     s as u64 + N as u64
 }
 
-/// Install the TSS and IDT. Call once, on the boot CPU, before enabling interrupts.
+/// Write `cpu`'s TSS descriptor into the GDT and load it into TR.
+///
+/// # Safety
+/// Must run on `cpu` itself, once, with `tss` live for ever and not used by another CPU.
+pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
+    assert!(cpu < MAX_CPUS);
+    let base = tss as u64;
+    let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x89u64 << 40) // present, type 9: available 64-bit TSS
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    // SAFETY: slots 3 + 2 * cpu and the next belong to `cpu` alone (the caller's promise); the
+    // GDT is a static the CPU reads when TR is loaded.
+    unsafe {
+        let gdt = &raw mut GDT;
+        (*gdt)[3 + 2 * cpu] = low;
+        (*gdt)[4 + 2 * cpu] = base >> 32;
+        core::arch::asm!("ltr {0:x}", in(reg) tss_selector(cpu), options(nostack, preserves_flags));
+    }
+}
+
+/// Load the shared IDT on the calling CPU.
+pub fn load_idt() {
+    let idt = &raw const IDT;
+    let ptr = DescPtr {
+        limit: (256 * 16 - 1) as u16,
+        base: idt as u64,
+    };
+    // SAFETY: the IDT is a static filled by `init` before any AP starts; lidt only reads it.
+    unsafe {
+        core::arch::asm!("lidt [{}]", in(reg) &raw const ptr, options(readonly, nostack, preserves_flags))
+    };
+}
+
+/// Fill the IDT and install the boot CPU's TSS. Call once, on the boot CPU, before enabling
+/// interrupts or starting other vCPUs.
 pub fn init() {
     // SAFETY: single-threaded boot (APs are not up), interrupts are off; the statics are only
-    // touched here and read by the CPU afterwards. The GDT slot 3-4 is reserved for the TSS by
-    // the entry stub.
+    // written here and read by the CPU afterwards.
     unsafe {
-        let tss = &raw mut TSS;
+        let tss = &raw mut BSP_TSS;
         (*tss).ist[0] = stack_top(&raw mut IST_DF);
         (*tss).ist[1] = stack_top(&raw mut IST_NMI);
         (*tss).ist[2] = stack_top(&raw mut IST_MC);
-        let base = tss as u64;
-        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-        let low = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89u64 << 40) // present, type 9: available 64-bit TSS
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        let gdt = &raw mut GDT;
-        (*gdt)[3] = low;
-        (*gdt)[4] = base >> 32;
-        core::arch::asm!("ltr {0:x}", in(reg) TSS_SEL, options(nostack, preserves_flags));
+        load_tss(0, tss);
 
         let idt = &raw mut IDT;
         let stubs = &raw const VECTOR_STUBS;
@@ -198,12 +231,8 @@ pub fn init() {
                 _zero: 0,
             };
         }
-        let ptr = DescPtr {
-            limit: (256 * 16 - 1) as u16,
-            base: idt as u64,
-        };
-        core::arch::asm!("lidt [{}]", in(reg) &raw const ptr, options(readonly, nostack, preserves_flags));
     }
+    load_idt();
 }
 
 const NAMES: [&str; 32] = [

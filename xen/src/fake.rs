@@ -21,6 +21,10 @@ struct State {
     shared_info_gfn: Option<u64>,
     lying_count: bool,
     last_poll: Option<(Vec<u32>, u64)>,
+    contexts: Vec<(u32, crate::vcpu::VcpuContext64)>,
+    up: Vec<u32>,
+    ipis: Vec<(u32, u32)>, // (port, vcpu)
+    sent: Vec<u32>,
 }
 
 /// The fake. `FakeXen::new(4, 17)` behaves like the Xen 4.17 a PVH dom0 meets.
@@ -92,6 +96,31 @@ impl FakeXen {
     /// The reason of the last `SCHEDOP_shutdown`.
     pub fn shutdown_reason(&self) -> Option<u32> {
         self.state.borrow().shutdown
+    }
+
+    /// The context vCPU `id` was initialised with.
+    pub fn vcpu_context(&self, id: u32) -> Option<crate::vcpu::VcpuContext64> {
+        self.state
+            .borrow()
+            .contexts
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| *c)
+    }
+
+    /// The vCPU an IPI port notifies.
+    pub fn ipi_target(&self, port: u32) -> Option<u32> {
+        self.state
+            .borrow()
+            .ipis
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, v)| *v)
+    }
+
+    /// Ports notified with `EVTCHNOP_send`, in order.
+    pub fn sent(&self) -> Vec<u32> {
+        self.state.borrow().sent.clone()
     }
 
     /// The ports and timeout of the last `SCHEDOP_poll`.
@@ -247,25 +276,67 @@ impl FakeXen {
                     b[8..12].copy_from_slice(&port.to_le_bytes());
                     Ok(0)
                 }
+                (ops::EVTCHNOP_BIND_IPI, Some(Arg::InOut(b))) => {
+                    let vcpu = u32_at(b, 0).ok_or(XenError::EFAULT)?;
+                    if vcpu >= self.vcpus {
+                        return Err(XenError::ENOENT);
+                    }
+                    let port = st.next_port;
+                    st.next_port += 1;
+                    st.ipis.push((port, vcpu));
+                    b[4..8].copy_from_slice(&port.to_le_bytes());
+                    Ok(0)
+                }
                 (ops::EVTCHNOP_UNMASK | ops::EVTCHNOP_SEND | ops::EVTCHNOP_CLOSE, Some(a)) => {
                     let port = match a {
                         Arg::In(b) => u32_at(b, 0).ok_or(XenError::EFAULT)?,
                         _ => return Err(XenError::EFAULT),
                     };
-                    if st.bound_virqs.iter().any(|&(_, _, p)| p == port) {
-                        Ok(0)
-                    } else {
-                        Err(XenError::EINVAL)
+                    let bound = st.bound_virqs.iter().any(|&(_, _, p)| p == port)
+                        || st.ipis.iter().any(|&(p, _)| p == port);
+                    if !bound {
+                        return Err(XenError::EINVAL);
                     }
+                    if sub == ops::EVTCHNOP_SEND {
+                        st.sent.push(port);
+                    }
+                    Ok(0)
                 }
                 _ => Err(XenError::ENOSYS),
             },
-            nr::VCPU_OP if sub == ops::VCPUOP_IS_UP => {
+            nr::VCPU_OP => {
                 let id = regs.get(1).map(Arg::addr).unwrap_or(u64::MAX);
                 if id >= u64::from(self.vcpus) {
-                    Err(XenError::ENOENT)
-                } else {
-                    Ok(u64::from(id == 0))
+                    return Err(XenError::ENOENT);
+                }
+                let id = id as u32;
+                match sub {
+                    ops::VCPUOP_IS_UP => Ok(u64::from(id == 0 || st.up.contains(&id))),
+                    ops::VCPUOP_INITIALISE => {
+                        let Some(Arg::In(b)) = regs.get(2) else {
+                            return Err(XenError::EFAULT);
+                        };
+                        let ctx =
+                            crate::vcpu::VcpuContext64::from_bytes(b).ok_or(XenError::EINVAL)?;
+                        ctx.validate().map_err(|_| XenError::EINVAL)?;
+                        if id == 0 || st.contexts.iter().any(|(i, _)| *i == id) {
+                            return Err(XenError::EEXIST);
+                        }
+                        st.contexts.push((id, ctx));
+                        Ok(0)
+                    }
+                    ops::VCPUOP_UP => {
+                        if !st.contexts.iter().any(|(i, _)| *i == id) {
+                            return Err(XenError::EINVAL);
+                        }
+                        st.up.push(id);
+                        Ok(0)
+                    }
+                    ops::VCPUOP_REGISTER_VCPU_INFO => match regs.get(2) {
+                        Some(Arg::In(b)) if b.len() >= 16 => Ok(0),
+                        _ => Err(XenError::EFAULT),
+                    },
+                    _ => Err(XenError::ENOSYS),
                 }
             }
             nr::HVM_OP => {

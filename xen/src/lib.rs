@@ -17,6 +17,7 @@ pub mod le;
 pub mod memmap;
 pub mod ops;
 pub mod start_info;
+pub mod vcpu;
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;

@@ -280,6 +280,7 @@ pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
 pub const EVTCHNOP_CLOSE: u64 = 3;
 pub const EVTCHNOP_SEND: u64 = 4;
 pub const EVTCHNOP_UNMASK: u64 = 9;
+pub const EVTCHNOP_BIND_IPI: u64 = 7;
 
 /// `VIRQ_*` numbers.
 pub const VIRQ_TIMER: u32 = 0;
@@ -307,6 +308,22 @@ pub fn bind_virq(h: &dyn Hypercall, virq: u32, vcpu: u32) -> Result<EvtchnPort, 
     Ok(EvtchnPort(get_u32(&arg, 8)))
 }
 
+/// A port for IPIs to `vcpu` (`struct evtchn_bind_ipi { u32 vcpu; u32 port; }`): sending on
+/// it raises an event on that vCPU.
+pub fn bind_ipi(h: &dyn Hypercall, vcpu: u32) -> Result<EvtchnPort, XenError> {
+    let mut arg = [0u8; 8];
+    put_u32(&mut arg, 0, vcpu);
+    issue(
+        h,
+        call!(
+            nr::EVENT_CHANNEL_OP,
+            Arg::Val(EVTCHNOP_BIND_IPI),
+            Arg::InOut(&mut arg)
+        ),
+    )?;
+    Ok(EvtchnPort(get_u32(&arg, 4)))
+}
+
 fn port_op(h: &dyn Hypercall, op: u64, port: EvtchnPort) -> Result<(), XenError> {
     let arg = port.0.to_le_bytes();
     issue(h, call!(nr::EVENT_CHANNEL_OP, Arg::Val(op), Arg::In(&arg)))?;
@@ -330,7 +347,70 @@ pub fn evtchn_close(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError>
 
 // --- vcpu_op (public/vcpu.h) -------------------------------------------------------------------
 
+pub const VCPUOP_INITIALISE: u64 = 0;
+pub const VCPUOP_UP: u64 = 1;
 pub const VCPUOP_IS_UP: u64 = 3;
+pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
+
+/// Give vCPU `id` its initial register state (`VCPUOP_initialise`; for HVM/PVH the argument is a
+/// `vcpu_hvm_context`). The vCPU stays down until [`vcpu_up`]. `-EEXIST` if already initialised.
+pub fn vcpu_initialise(
+    h: &dyn Hypercall,
+    id: u32,
+    ctx: &crate::vcpu::VcpuContext64,
+) -> Result<(), XenError> {
+    if ctx.validate().is_err() {
+        return Err(XenError::EINVAL);
+    }
+    let b = ctx.to_bytes();
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_INITIALISE),
+            Arg::Val(u64::from(id)),
+            Arg::In(&b)
+        ),
+    )?;
+    Ok(())
+}
+
+/// Start vCPU `id` (`VCPUOP_up`).
+pub fn vcpu_up(h: &dyn Hypercall, id: u32) -> Result<(), XenError> {
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_UP),
+            Arg::Val(u64::from(id)),
+            Arg::Val(0)
+        ),
+    )?;
+    Ok(())
+}
+
+/// Place vCPU `id`'s `vcpu_info` at guest-physical `addr` (`VCPUOP_register_vcpu_info`:
+/// `struct { u64 mfn; u32 offset; u32 rsvd; }`, a GFN for HVM). Xen 4.17 requires it before
+/// `VCPUOP_initialise` for vCPU ids of 32 and more (their `vcpu_info` is not in shared_info).
+/// The 64 bytes at `addr` must not cross a page.
+pub fn register_vcpu_info(h: &dyn Hypercall, id: u32, addr: u64) -> Result<(), XenError> {
+    if (addr & 0xfff) + 64 > 0x1000 {
+        return Err(XenError::EINVAL);
+    }
+    let mut arg = [0u8; 16];
+    put_u64(&mut arg, 0, addr >> 12);
+    put_u32(&mut arg, 8, (addr & 0xfff) as u32);
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_REGISTER_VCPU_INFO),
+            Arg::Val(u64::from(id)),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
 
 /// Whether vCPU `id` is up; `Err(ENOENT)` if the domain has no such vCPU.
 pub fn vcpu_is_up(h: &dyn Hypercall, id: u32) -> Result<bool, XenError> {
@@ -470,6 +550,37 @@ mod tests {
             sched_poll(&x, &[EvtchnPort(1); 17], 0),
             Err(XenError::EINVAL)
         );
+    }
+
+    #[test]
+    fn vcpus_are_initialised_and_brought_up() {
+        use crate::vcpu::VcpuContext64;
+        let x = FakeXen::new(4, 17).with_vcpus(4);
+        let ctx = VcpuContext64::long_mode(0x10_2000, 0x20_0000, 0x12_5000, 9);
+        assert_eq!(vcpu_up(&x, 1), Err(XenError::EINVAL)); // not initialised yet
+        vcpu_initialise(&x, 1, &ctx).unwrap();
+        assert_eq!(vcpu_initialise(&x, 1, &ctx), Err(XenError::EEXIST));
+        vcpu_up(&x, 1).unwrap();
+        assert_eq!(vcpu_is_up(&x, 1), Ok(true));
+        assert_eq!(x.vcpu_context(1), Some(ctx));
+        assert_eq!(vcpu_initialise(&x, 9, &ctx), Err(XenError::ENOENT));
+        let bad = VcpuContext64 { cr0: 1, ..ctx };
+        assert_eq!(vcpu_initialise(&x, 2, &bad), Err(XenError::EINVAL));
+        assert_eq!(
+            register_vcpu_info(&x, 2, 0x5000 + 0xfe0),
+            Err(XenError::EINVAL)
+        );
+        register_vcpu_info(&x, 2, 0x5040).unwrap();
+    }
+
+    #[test]
+    fn ipi_ports_target_a_vcpu() {
+        let x = FakeXen::new(4, 17).with_vcpus(2);
+        let p = bind_ipi(&x, 1).unwrap();
+        assert_eq!(x.ipi_target(p.0), Some(1));
+        assert_eq!(bind_ipi(&x, 5), Err(XenError::ENOENT));
+        evtchn_send(&x, p).unwrap();
+        assert_eq!(x.sent(), [p.0]);
     }
 
     #[test]

@@ -1,0 +1,391 @@
+//! Bringing up dom0's other vCPUs and sending them work.
+//!
+//! Each AP starts in 64-bit mode straight from `VCPUOP_initialise` with a `vcpu_hvm_context`
+//! (no real-mode trampoline): paging on with the boot page tables, its own stack, and its
+//! per-CPU block in `rdi`. Xen leaves GDTR and IDTR unset, so the AP's first instructions load
+//! the shared GDT, reload CS, then its own TSS (own IST stacks) and the shared IDT. GS base holds
+//! the per-CPU block (`gs:[0]` points back at it).
+//!
+//! Every vCPU has a VIRQ_TIMER port and an IPI port bound to it. Work is sent by writing the
+//! target's mailbox and notifying its IPI port; the target runs it in its upcall and notifies
+//! the sender's IPI port back.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use xen::events::{layout, port_word_bit};
+use xen::ops::{self, EvtchnPort};
+use xen::vcpu::VcpuContext64;
+use xen::{Hypercall, XenError};
+
+use crate::boot::MAX_CPUS;
+use crate::trap::Tss;
+
+/// Work a vCPU can be sent: a plain function of one argument.
+pub type WorkFn = fn(u64) -> u64;
+
+/// One vCPU's own data. `self_ptr` must stay first: `gs:[0]` reads it.
+#[repr(C)]
+pub struct PerCpu {
+    self_ptr: u64,
+    pub id: u32,
+    /// Guest-physical address of this vCPU's `vcpu_info` (a shared_info slot, or a registered
+    /// area for ids of 32 and more).
+    pub vcpu_info: u64,
+    pub timer_port: AtomicU32,
+    pub ipi_port: AtomicU32,
+    pub online: AtomicBool,
+    pub online_tsc: AtomicU64,
+    /// Set once the vCPU has read its MTRRs (after it reported in).
+    pub mtrr_read: AtomicBool,
+    pub timer_events: AtomicU64,
+    pub ipis: AtomicU64,
+    work_fn: AtomicU64,
+    work_arg: AtomicU64,
+    pub work_result: AtomicU64,
+    pub work_done: AtomicU64,
+    /// Raw MTRR MSRs this vCPU read on arrival: (msr, value).
+    pub mtrr: spin::Mutex<Vec<(u32, u64)>>,
+    tss: Tss,
+}
+
+impl PerCpu {
+    const fn new(id: u32, vcpu_info: u64, tss: Tss) -> Self {
+        PerCpu {
+            self_ptr: 0,
+            id,
+            vcpu_info,
+            timer_port: AtomicU32::new(u32::MAX),
+            ipi_port: AtomicU32::new(u32::MAX),
+            online: AtomicBool::new(false),
+            online_tsc: AtomicU64::new(0),
+            mtrr_read: AtomicBool::new(false),
+            timer_events: AtomicU64::new(0),
+            ipis: AtomicU64::new(0),
+            work_fn: AtomicU64::new(0),
+            work_arg: AtomicU64::new(0),
+            work_result: AtomicU64::new(0),
+            work_done: AtomicU64::new(0),
+            mtrr: spin::Mutex::new(Vec::new()),
+            tss,
+        }
+    }
+}
+
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
+/// vCPU `id`'s block, if it has one.
+pub fn cpu(id: usize) -> Option<&'static PerCpu> {
+    let p = CPUS.get(id)?.load(Ordering::Acquire);
+    // SAFETY: non-null entries point at blocks leaked for ever (`Box::leak`) and only read
+    // through shared references (all mutable state is atomic or locked).
+    unsafe { p.as_ref() }
+}
+
+/// The calling vCPU's block.
+pub fn current() -> &'static PerCpu {
+    // SAFETY: GS base is set to the block (whose first field points at itself) by `init_bsp`
+    // and `ap_main` before interrupts are enabled on that CPU, and never changed.
+    let p = unsafe { crate::arch::gs_read(0) } as *const PerCpu;
+    // SAFETY: as in `cpu`: a leaked block, shared references only.
+    unsafe { &*p }
+}
+
+fn install(pc: &'static mut PerCpu) -> &'static PerCpu {
+    pc.self_ptr = pc as *mut PerCpu as u64;
+    CPUS[pc.id as usize].store(pc, Ordering::Release);
+    pc
+}
+
+/// The boot CPU's block. Its TSS stays the static one `trap::init` loaded.
+pub fn init_bsp(vcpu_info: u64) {
+    let pc = install(Box::leak(Box::new(PerCpu::new(
+        0,
+        vcpu_info,
+        Tss::with_ist(0, 0, 0),
+    ))));
+    // SAFETY: the MSR is IA32_GS_BASE; the block lives for ever and begins with its own address.
+    unsafe { crate::arch::wrmsr(crate::arch::MSR_GS_BASE, pc as *const PerCpu as u64) };
+}
+
+/// Read the boot CPU's MTRRs (APs read theirs when they arrive).
+pub fn read_bsp_mtrrs() {
+    read_mtrrs(current());
+}
+
+/// Set up the BSP's block without Xen (no vcpu_info).
+pub fn init_bsp_bare() {
+    init_bsp(0);
+}
+
+/// Read this vCPU's MTRR MSRs (if CPUID says it has MTRRs) into its block.
+fn read_mtrrs(pc: &PerCpu) {
+    if crate::arch::cpuid(1, 0).edx & (1 << 12) == 0 {
+        return;
+    }
+    // SAFETY: CPUID.1:EDX.MTRR is set, so MTRRcap (0xFE) and MTRRdefType (0x2FF) exist.
+    let cap = unsafe { crate::arch::rdmsr(0xfe) };
+    let mut v = alloc::vec![(0xfe, cap)];
+    // SAFETY: as above.
+    v.push((0x2ff, unsafe { crate::arch::rdmsr(0x2ff) }));
+    if cap & (1 << 8) != 0 {
+        for msr in [
+            0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
+        ] {
+            // SAFETY: MTRRcap.FIX is set, so the 11 fixed-range MTRRs exist.
+            v.push((msr, unsafe { crate::arch::rdmsr(msr) }));
+        }
+    }
+    // Xen gives the hardware domain the host's VCNT, capped at 40 (MTRR_VCNT_MAX).
+    for n in 0..(cap & 0xff).min(40) as u32 {
+        for msr in [0x200 + 2 * n, 0x201 + 2 * n] {
+            // SAFETY: n < MTRRcap.VCNT, so PHYSBASEn/PHYSMASKn exist.
+            v.push((msr, unsafe { crate::arch::rdmsr(msr) }));
+        }
+    }
+    *pc.mtrr.lock() = v;
+    pc.mtrr_read.store(true, Ordering::Release);
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.ap, "ax"
+    .code64
+    .global ap_start64
+ap_start64:
+    /* Xen set flat segments but no GDTR/IDTR: load ours, then reload CS and the data segments. */
+    lgdt [GDT_PTR64]
+    push 0x08
+    lea rax, [rip + 2f]
+    push rax
+    retfq
+2:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    and rsp, -16
+    xor ebp, ebp
+    call ap_main
+3:  cli
+    hlt
+    jmp 3b
+"#
+);
+
+unsafe extern "C" {
+    fn ap_start64();
+}
+
+/// First Rust code on an AP: `pc` is its block (from `rdi`), interrupts are off.
+#[unsafe(no_mangle)]
+extern "C" fn ap_main(pc: *mut PerCpu) -> ! {
+    // SAFETY: the BSP passed this vCPU's own block, leaked for ever; this CPU is the only one
+    // that uses its TSS.
+    unsafe {
+        crate::trap::load_tss((*pc).id as usize, &raw const (*pc).tss);
+        crate::arch::wrmsr(crate::arch::MSR_GS_BASE, pc as u64);
+    }
+    crate::trap::load_idt();
+    let me = current();
+    crate::events::enable_upcalls(me);
+    // Report in first, then do the slow part (each MSR read is a VM exit).
+    me.online_tsc.store(crate::arch::rdtsc(), Ordering::Release);
+    me.online.store(true, Ordering::Release);
+    read_mtrrs(me);
+    match crate::hypercall::get() {
+        Some(x) => crate::events::idle(&x),
+        None => crate::arch::halt_forever(),
+    }
+}
+
+/// Called by the upcall when this vCPU's IPI port fired: run sent work, answer the sender.
+pub fn on_ipi(me: &PerCpu) {
+    me.ipis.fetch_add(1, Ordering::Relaxed);
+    let f = me.work_fn.swap(0, Ordering::AcqRel);
+    if f == 0 {
+        return;
+    }
+    // SAFETY: only `send_work` stores here, and it stores a `WorkFn` cast to u64.
+    let work: WorkFn = unsafe { core::mem::transmute::<usize, WorkFn>(f as usize) };
+    let r = work(me.work_arg.load(Ordering::Acquire));
+    me.work_result.store(r, Ordering::Release);
+    me.work_done.fetch_add(1, Ordering::AcqRel);
+    if let (Some(x), Some(bsp)) = (crate::hypercall::get(), cpu(0)) {
+        let _ = ops::evtchn_send(&x, EvtchnPort(bsp.ipi_port.load(Ordering::Acquire)));
+    }
+}
+
+/// What happened when the APs were started.
+#[derive(Debug, Default)]
+pub struct SmpResult {
+    pub started: u32,
+    pub failed: Vec<String>,
+    pub first_up_tsc: u64,
+    pub last_online_tsc: u64,
+}
+
+const AP_STACK: usize = 32 * 1024;
+const AP_IST: usize = 8 * 1024;
+
+fn leak_stack(size: usize) -> Option<u64> {
+    let layout = core::alloc::Layout::from_size_align(size, 16).ok()?;
+    // SAFETY: a non-zero-sized layout; the memory is never freed (a vCPU stack for ever).
+    let p = unsafe { alloc::alloc::alloc(layout) };
+    (!p.is_null()).then(|| p as u64 + size as u64)
+}
+
+/// Bind this vCPU's (BSP's) IPI port.
+pub fn bind_bsp_ipi(x: &dyn Hypercall) -> Result<(), XenError> {
+    let p = ops::bind_ipi(x, 0)?;
+    ops::evtchn_unmask(x, p)?;
+    if let Some(bsp) = cpu(0) {
+        bsp.ipi_port.store(p.0, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Prepare vCPUs `1..n` (stacks, per-CPU blocks, event channels, `VCPUOP_initialise`), then
+/// start them all back to back with `VCPUOP_up` and wait (bounded) for each to report in.
+pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
+    let mut res = SmpResult::default();
+    let n = n.min(MAX_CPUS as u32);
+    let cr3 = crate::arch::read_cr3();
+    let mut ready: Vec<u32> = Vec::new();
+    for id in 1..n {
+        match prepare(x, id, shared_info, cr3) {
+            Ok(()) => ready.push(id),
+            Err(e) => res.failed.push(format!("vCPU {id}: {e}")),
+        }
+    }
+    let mut started: Vec<u32> = Vec::new();
+    res.first_up_tsc = crate::arch::rdtsc();
+    for id in ready {
+        match ops::vcpu_up(x, id) {
+            Ok(()) => started.push(id),
+            Err(e) => res.failed.push(format!("vCPU {id}: VCPUOP_up: {e}")),
+        }
+    }
+    // Wait up to 2 s (TSC) for every started vCPU to report in, and then for its MTRRs.
+    let t0 = crate::arch::rdtsc();
+    let pending = |f: fn(&PerCpu) -> bool| {
+        started
+            .iter()
+            .filter(|&&id| cpu(id as usize).is_some_and(|c| !f(c)))
+            .count()
+    };
+    while pending(|c| c.online.load(Ordering::Acquire) && c.mtrr_read.load(Ordering::Acquire)) > 0 {
+        if crate::time::ticks_to_ns(crate::arch::rdtsc() - t0) > 2_000_000_000 {
+            for &id in &started {
+                if cpu(id as usize).is_some_and(|c| !c.online.load(Ordering::Acquire)) {
+                    res.failed.push(format!(
+                        "vCPU {id}: started but did not report in within 2 s"
+                    ));
+                }
+            }
+            break;
+        }
+        let _ = ops::sched_yield(x);
+    }
+    for &id in &started {
+        if let Some(c) = cpu(id as usize).filter(|c| c.online.load(Ordering::Acquire)) {
+            res.started += 1;
+            res.last_online_tsc = res
+                .last_online_tsc
+                .max(c.online_tsc.load(Ordering::Acquire));
+        }
+    }
+    res
+}
+
+fn prepare(x: &dyn Hypercall, id: u32, shared_info: u64, cr3: u64) -> Result<(), String> {
+    let stack = leak_stack(AP_STACK).ok_or("no memory for its stack")?;
+    let (df, nmi, mc) = (
+        leak_stack(AP_IST).ok_or("no memory for its IST stacks")?,
+        leak_stack(AP_IST).ok_or("no memory for its IST stacks")?,
+        leak_stack(AP_IST).ok_or("no memory for its IST stacks")?,
+    );
+    let vcpu_info = if (id as usize) < layout::LEGACY_MAX_VCPUS {
+        shared_info + (layout::VCPU_INFO + id as usize * layout::VCPU_INFO_SIZE) as u64
+    } else {
+        // Xen 4.17 refuses VCPUOP_initialise for ids >= 32 until their vcpu_info is placed.
+        let area: Box<VcpuInfoArea> = Box::new(VcpuInfoArea([0; 64]));
+        let addr = Box::leak(area) as *mut VcpuInfoArea as u64;
+        ops::register_vcpu_info(x, id, addr)
+            .map_err(|e| format!("VCPUOP_register_vcpu_info: {e}"))?;
+        addr
+    };
+    let pc = install(Box::leak(Box::new(PerCpu::new(
+        id,
+        vcpu_info,
+        Tss::with_ist(df, nmi, mc),
+    ))));
+    let t = ops::bind_virq(x, ops::VIRQ_TIMER, id).map_err(|e| format!("bind VIRQ_TIMER: {e}"))?;
+    pc.timer_port.store(t.0, Ordering::Release);
+    let i = ops::bind_ipi(x, id).map_err(|e| format!("EVTCHNOP_bind_ipi: {e}"))?;
+    pc.ipi_port.store(i.0, Ordering::Release);
+    for p in [t, i] {
+        ops::evtchn_unmask(x, p).map_err(|e| format!("EVTCHNOP_unmask: {e}"))?;
+    }
+    let ctx = VcpuContext64::long_mode(
+        ap_start64 as *const () as u64,
+        stack,
+        cr3,
+        pc as *const PerCpu as u64,
+    );
+    ops::vcpu_initialise(x, id, &ctx).map_err(|e| format!("VCPUOP_initialise: {e}"))?;
+    Ok(())
+}
+
+#[repr(C, align(64))]
+struct VcpuInfoArea([u8; 64]);
+
+/// Run `f(arg)` on vCPU `id` and wait (bounded, 1 s) for its answer. Returns the result and the
+/// round-trip time in TSC ticks. Call on the boot CPU.
+pub fn run_on(x: &dyn Hypercall, id: usize, f: WorkFn, arg: u64) -> Result<(u64, u64), String> {
+    let target = cpu(id)
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .ok_or("vCPU not online")?;
+    let me = current();
+    let my_port = me.ipi_port.load(Ordering::Acquire);
+    let (w, bit) = port_word_bit(my_port).ok_or("no IPI port on this vCPU")?;
+    let before = target.work_done.load(Ordering::Acquire);
+    let was_on = crate::arch::interrupts_enabled();
+    crate::arch::cli();
+    target.work_arg.store(arg, Ordering::Release);
+    target
+        .work_fn
+        .store(f as *const () as u64, Ordering::Release);
+    let t0 = crate::arch::rdtsc();
+    let r = (|| {
+        ops::evtchn_send(x, EvtchnPort(target.ipi_port.load(Ordering::Acquire)))
+            .map_err(|e| format!("EVTCHNOP_send: {e}"))?;
+        loop {
+            // Consume our own IPI port's pending bit ourselves (interrupts are off), then look:
+            // the target updates work_done before it notifies us, so nothing is missed.
+            crate::events::clear_pending(w, bit);
+            if target.work_done.load(Ordering::Acquire) != before {
+                return Ok((
+                    target.work_result.load(Ordering::Acquire),
+                    crate::arch::rdtsc() - t0,
+                ));
+            }
+            if crate::time::ticks_to_ns(crate::arch::rdtsc() - t0) > 1_000_000_000 {
+                return Err(String::from("no answer within 1 s"));
+            }
+            let deadline = crate::events::system_time_ns() + 100_000_000;
+            ops::sched_poll(x, &[EvtchnPort(my_port)], deadline)
+                .map_err(|e| format!("SCHEDOP_poll: {e}"))?;
+        }
+    })();
+    if was_on {
+        crate::arch::sti();
+    }
+    r
+}
