@@ -198,10 +198,19 @@ extern "C" fn ap_main(pc: *mut PerCpu) -> ! {
     // Report in first, then do the slow part (each MSR read is a VM exit).
     me.online_tsc.store(crate::arch::rdtsc(), Ordering::Release);
     me.online.store(true, Ordering::Release);
+    notify_bsp();
     read_mtrrs(me);
+    notify_bsp();
     match crate::hypercall::get() {
         Some(x) => crate::events::idle(&x),
         None => crate::arch::halt_forever(),
+    }
+}
+
+/// Wake the boot CPU (it sleeps in `SCHEDOP_poll` on its IPI port while it waits for APs).
+fn notify_bsp() {
+    if let (Some(x), Some(bsp)) = (crate::hypercall::get(), cpu(0)) {
+        let _ = ops::evtchn_send(&x, EvtchnPort(bsp.ipi_port.load(Ordering::Acquire)));
     }
 }
 
@@ -217,9 +226,7 @@ pub fn on_ipi(me: &PerCpu) {
     let r = work(me.work_arg.load(Ordering::Acquire));
     me.work_result.store(r, Ordering::Release);
     me.work_done.fetch_add(1, Ordering::AcqRel);
-    if let (Some(x), Some(bsp)) = (crate::hypercall::get(), cpu(0)) {
-        let _ = ops::evtchn_send(&x, EvtchnPort(bsp.ipi_port.load(Ordering::Acquire)));
-    }
+    notify_bsp();
 }
 
 /// What happened when the APs were started.
@@ -272,7 +279,9 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
             Err(e) => res.failed.push(format!("vCPU {id}: VCPUOP_up: {e}")),
         }
     }
-    // Wait up to 2 s (TSC) for every started vCPU to report in, and then for its MTRRs.
+    // Wait up to 2 s (TSC) for every started vCPU to report in, and then for its MTRRs. Each
+    // AP notifies our IPI port at both steps; we sleep in SCHEDOP_poll on it with interrupts
+    // off (consuming its pending bit ourselves), so this vCPU leaves its pCPU to the others.
     let t0 = crate::arch::rdtsc();
     let pending = |f: fn(&PerCpu) -> bool| {
         started
@@ -280,7 +289,17 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
             .filter(|&&id| cpu(id as usize).is_some_and(|c| !f(c)))
             .count()
     };
-    while pending(|c| c.online.load(Ordering::Acquire) && c.mtrr_read.load(Ordering::Acquire)) > 0 {
+    let my_port = current().ipi_port.load(Ordering::Acquire);
+    let was_on = crate::arch::interrupts_enabled();
+    crate::arch::cli();
+    loop {
+        if let Some((w, bit)) = port_word_bit(my_port) {
+            crate::events::clear_pending(w, bit);
+        }
+        if pending(|c| c.online.load(Ordering::Acquire) && c.mtrr_read.load(Ordering::Acquire)) == 0
+        {
+            break;
+        }
         if crate::time::ticks_to_ns(crate::arch::rdtsc() - t0) > 2_000_000_000 {
             for &id in &started {
                 if cpu(id as usize).is_some_and(|c| !c.online.load(Ordering::Acquire)) {
@@ -291,7 +310,13 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
             }
             break;
         }
-        let _ = ops::sched_yield(x);
+        let deadline = crate::events::system_time_ns() + 50_000_000;
+        if ops::sched_poll(x, &[EvtchnPort(my_port)], deadline).is_err() {
+            let _ = ops::sched_yield(x);
+        }
+    }
+    if was_on {
+        crate::arch::sti();
     }
     for &id in &started {
         if let Some(c) = cpu(id as usize).filter(|c| c.online.load(Ordering::Acquire)) {
