@@ -29,7 +29,9 @@ use core::fmt::Write as _;
 
 use log::{error, info, warn};
 use report::{BootReport, HeapStats, ModuleSummary, Phase, StartInfoSummary, TimerCheck, XenInfo};
-use xen::cmdline::{ConsoleChoice, Dom0Options, FaultTest, LogLevel, OnReady, ReportFormat};
+use xen::cmdline::{
+    ConsoleChoice, Dom0Options, FaultTest, LogLevel, MtrrMode, OnReady, ReportFormat,
+};
 use xen::memmap::MemoryMap;
 use xen::start_info::{PhysRead, StartInfo, StartInfoHeader};
 
@@ -317,7 +319,8 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("events");
 
     // --- the other vCPUs --------------------------------------------------------------------------
-    smp::read_bsp_mtrrs();
+    smp::read_bsp_details();
+    let mut smp_summary: Option<report::SmpSummary> = None;
     if let Some(x) = x {
         if let Err(e) = smp::bind_bsp_ipi(&x) {
             error!("SMP: EVTCHNOP_bind_ipi for vCPU 0: {e}");
@@ -326,6 +329,12 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         } else if rep.vcpus > 1 {
             let r = smp::start_aps(&x, rep.vcpus, events::shared_info_addr());
             let span = time::ticks_to_ns(r.last_online_tsc.saturating_sub(r.first_up_tsc));
+            let mut summary = report::SmpSummary {
+                started: r.started,
+                failed: r.failed.clone(),
+                first_up_to_last_online_ns: span,
+                ipi_round_trip_ns: 0,
+            };
             info!(
                 "SMP: {} of {} APs online, {} us from the first VCPUOP_up to the last report",
                 r.started,
@@ -340,10 +349,11 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             for id in 1..rep.vcpus as usize {
                 match smp::run_on(&x, id, work_probe, id as u64) {
                     Ok((v, ticks)) if v == probe_answer(id as u64, id as u64) => {
-                        info!(
-                            "SMP: vCPU {id} ran its work, round trip {} us",
-                            time::ticks_to_ns(ticks) / 1000
-                        )
+                        let ns = time::ticks_to_ns(ticks);
+                        info!("SMP: vCPU {id} ran its work, round trip {} us", ns / 1000);
+                        if summary.ipi_round_trip_ns == 0 || ns < summary.ipi_round_trip_ns {
+                            summary.ipi_round_trip_ns = ns;
+                        }
                     }
                     Ok((v, _)) => {
                         let m = format!(
@@ -360,11 +370,13 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                     }
                 }
             }
+            smp_summary = Some(summary);
         }
     } else if rep.vcpus > 1 {
         info!("SMP: without Xen dom0 stays on the boot CPU (no INIT-SIPI start yet)");
     }
     time::phase("smp");
+    cpu_report(&mut rep, &map, smp_summary, opts.mtrr, x);
 
     // --- ACPI -----------------------------------------------------------------------------------
     if si.header.rsdp_paddr != 0 {
@@ -503,6 +515,175 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
         (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
     }
+}
+
+/// The CPU side of the report: vCPU 0's CPUID, every vCPU's status and CPUID differences, and
+/// the MTRRs checked against the memory map and compared across vCPUs (optionally corrected).
+fn cpu_report(
+    rep: &mut BootReport,
+    map: &MemoryMap,
+    smp_summary: Option<report::SmpSummary>,
+    mode: MtrrMode,
+    x: Option<hypercall::Xen>,
+) {
+    let Some(bsp) = smp::cpu(0) else { return };
+    let bsp_cpuid = bsp.cpuid.lock().clone();
+    let phys_bits = bsp_cpuid.as_ref().map_or(36, |c| c.phys_addr_bits);
+    if let Some(c) = &bsp_cpuid {
+        info!(
+            "CPU: {} family {} model {} stepping {} {:?}, {} physical address bits",
+            c.vendor, c.family, c.model, c.stepping, c.brand, c.phys_addr_bits
+        );
+        rep.cpu = Some(report::CpuSummary {
+            vendor: c.vendor.clone(),
+            family: c.family,
+            model: c.model,
+            stepping: c.stepping,
+            brand: c.brand.clone(),
+            features: c.features.iter().map(|f| String::from(*f)).collect(),
+            phys_addr_bits: c.phys_addr_bits,
+            xen_tsc_mode: c.xen.as_ref().map_or(0, |x| x.tsc_mode),
+            xen_tsc_emulated: c.xen.as_ref().is_some_and(|x| x.tsc_emulated),
+            xen_hvm_flags: c.xen.as_ref().map_or_else(Vec::new, |x| {
+                x.hvm_flags.iter().map(|f| String::from(*f)).collect()
+            }),
+        });
+    }
+    let entry = boot::entry_tsc();
+    let mut states: Vec<(usize, cpu::MtrrState)> = Vec::new();
+    for id in 0..rep.vcpus.max(1) as usize {
+        let Some(c) = smp::cpu(id) else {
+            rep.vcpu_list.push(report::VcpuStatus {
+                id: id as u32,
+                ..Default::default()
+            });
+            continue;
+        };
+        let up = id == 0 || c.online.load(core::sync::atomic::Ordering::Acquire);
+        let cpuid = c.cpuid.lock().clone();
+        let differences = match (&bsp_cpuid, &cpuid) {
+            (Some(a), Some(b)) if id != 0 => cpu::cpuid::differences(a, b),
+            _ => Vec::new(),
+        };
+        for d in &differences {
+            warn!("vCPU {id}: CPUID differs from vCPU 0: {d}");
+        }
+        if let Some(m) = c.mtrr.lock().clone() {
+            states.push((id, m));
+        }
+        let online = c.online_tsc.load(core::sync::atomic::Ordering::Acquire);
+        rep.vcpu_list.push(report::VcpuStatus {
+            id: id as u32,
+            apic_id: cpuid
+                .as_ref()
+                .map_or(0, |c| c.x2apic_id.unwrap_or(c.initial_apic_id)),
+            up,
+            online_ns: if id == 0 {
+                0
+            } else {
+                time::ticks_to_ns(online.saturating_sub(entry))
+            },
+            work_done: c.work_done.load(core::sync::atomic::Ordering::Acquire),
+            cpuid_differences: differences,
+            mtrr_problems: Vec::new(),
+        });
+    }
+    rep.smp = smp_summary;
+
+    let Some((_, first)) = states.first() else {
+        info!("MTRR: not available (CPUID has no MTRR bit)");
+        return;
+    };
+    // MMIO that must not be cached: reserved ranges in the PCI hole, i.e. above the last RAM
+    // (or RAM Xen withheld, "unusable") below 4 GiB: MMCONFIG, chipset and firmware MMIO.
+    // Reserved ranges below that are firmware RAM (ACPI tables, SMM), rightly write-back. BARs
+    // join this list with the PCI milestone.
+    let top_of_low_ram = map
+        .regions()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                xen::memmap::MemType::Ram | xen::memmap::MemType::Unusable
+            )
+        })
+        .map(|r| r.end())
+        .filter(|&e| e <= 1 << 32)
+        .max()
+        .unwrap_or(0);
+    let mmio: Vec<(core::ops::Range<u64>, bool)> = map
+        .regions()
+        .iter()
+        .filter(|r| {
+            r.kind == xen::memmap::MemType::Reserved
+                && r.addr >= top_of_low_ram.next_multiple_of(1 << 20)
+                && r.end() <= 1 << 32
+        })
+        .map(|r| (r.addr..r.end(), false))
+        .collect();
+    let mut problems: Vec<String> = cpu::mtrr::check(first, map, &mmio, phys_bits)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let only_states: Vec<cpu::MtrrState> = states.iter().map(|(_, m)| m.clone()).collect();
+    let disagreements = cpu::mtrr::compare(&only_states);
+    let consistent = disagreements.is_empty();
+    let mut corrected = false;
+    for p in &disagreements {
+        problems.push(p.to_string());
+    }
+    if !consistent
+        && mode == MtrrMode::Fix
+        && let Some(x) = x
+    {
+        let fixes = cpu::mtrr::corrections(&only_states);
+        // corrections() indexes the states slice; map back to vCPU ids.
+        let fixes: Vec<(usize, u32, u64)> = fixes
+            .into_iter()
+            .map(|(i, m, v)| (states[i].0, m, v))
+            .collect();
+        let targets: alloc::collections::BTreeSet<usize> = fixes.iter().map(|f| f.0).collect();
+        smp::queue_mtrr_fix(fixes);
+        for id in targets {
+            match smp::run_on(&x, id, smp::apply_mtrr_fix, 0) {
+                Ok((n, _)) => info!("MTRR: vCPU {id}: {n} MSRs rewritten to match vCPU 0"),
+                Err(e) => problems.push(format!("MTRR fix on vCPU {id} failed: {e}")),
+            }
+        }
+        let after: Vec<cpu::MtrrState> = (0..rep.vcpus as usize)
+            .filter_map(|id| smp::cpu(id).and_then(|c| c.mtrr.lock().clone()))
+            .collect();
+        corrected = cpu::mtrr::compare(&after).is_empty();
+    }
+    for p in &problems {
+        warn!("MTRR: {p}");
+    }
+    info!(
+        "MTRR: {}, default {}, {} variable ranges, {} across {} vCPUs{}",
+        if first.enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        first.default_type(),
+        first.describe(phys_bits).len(),
+        if consistent {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        },
+        states.len(),
+        if corrected { " (corrected)" } else { "" }
+    );
+    rep.mtrr = Some(report::MtrrSummary {
+        enabled: first.enabled(),
+        default_type: first.default_type().to_string(),
+        variable: first.describe(phys_bits),
+        fixed_enabled: first.fixed_enabled(),
+        problems,
+        consistent,
+        corrected,
+    });
 }
 
 /// The work each AP is sent: an answer that depends on the id in the per-CPU block of the vCPU

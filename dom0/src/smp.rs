@@ -39,16 +39,18 @@ pub struct PerCpu {
     pub ipi_port: AtomicU32,
     pub online: AtomicBool,
     pub online_tsc: AtomicU64,
-    /// Set once the vCPU has read its MTRRs (after it reported in).
-    pub mtrr_read: AtomicBool,
+    /// Set once the vCPU has read its CPUID and MTRRs (after it reported in).
+    pub details_ready: AtomicBool,
     pub timer_events: AtomicU64,
     pub ipis: AtomicU64,
     work_fn: AtomicU64,
     work_arg: AtomicU64,
     pub work_result: AtomicU64,
     pub work_done: AtomicU64,
-    /// Raw MTRR MSRs this vCPU read on arrival: (msr, value).
-    pub mtrr: spin::Mutex<Vec<(u32, u64)>>,
+    /// This vCPU's MTRRs, read on arrival (`None` without the CPUID MTRR bit).
+    pub mtrr: spin::Mutex<Option<cpu::MtrrState>>,
+    /// This vCPU's CPUID, read on arrival.
+    pub cpuid: spin::Mutex<Option<cpu::CpuidReport>>,
     tss: Tss,
 }
 
@@ -62,14 +64,15 @@ impl PerCpu {
             ipi_port: AtomicU32::new(u32::MAX),
             online: AtomicBool::new(false),
             online_tsc: AtomicU64::new(0),
-            mtrr_read: AtomicBool::new(false),
+            details_ready: AtomicBool::new(false),
             timer_events: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
             work_fn: AtomicU64::new(0),
             work_arg: AtomicU64::new(0),
             work_result: AtomicU64::new(0),
             work_done: AtomicU64::new(0),
-            mtrr: spin::Mutex::new(Vec::new()),
+            mtrr: spin::Mutex::new(None),
+            cpuid: spin::Mutex::new(None),
             tss,
         }
     }
@@ -112,43 +115,66 @@ pub fn init_bsp(vcpu_info: u64) {
     unsafe { crate::arch::wrmsr(crate::arch::MSR_GS_BASE, pc as *const PerCpu as u64) };
 }
 
-/// Read the boot CPU's MTRRs (APs read theirs when they arrive).
-pub fn read_bsp_mtrrs() {
-    read_mtrrs(current());
-}
-
 /// Set up the BSP's block without Xen (no vcpu_info).
 pub fn init_bsp_bare() {
     init_bsp(0);
 }
 
-/// Read this vCPU's MTRR MSRs (if CPUID says it has MTRRs) into its block.
-fn read_mtrrs(pc: &PerCpu) {
-    if crate::arch::cpuid(1, 0).edx & (1 << 12) == 0 {
-        return;
+/// Read this vCPU's CPUID and MTRRs into its block (each CPUID and MSR read is a VM exit under
+/// Xen, so APs do it after they reported in).
+fn read_details(pc: &PerCpu) {
+    *pc.cpuid.lock() = Some(cpu::CpuidReport::collect(&crate::arch::cpuid));
+    if crate::arch::cpuid(1, 0).edx & (1 << 12) != 0 {
+        let rdmsr = |msr: u32| {
+            // SAFETY: CPUID.1:EDX.MTRR is set, and `MtrrState::read` only asks for MTRRcap,
+            // MTRRdefType, the fixed ranges when MTRRcap.FIX says they exist and
+            // min(MTRRcap.VCNT, 40) variable pairs: MSRs that exist (Xen gives the hardware
+            // domain the host's VCNT, capped at 40).
+            unsafe { crate::arch::rdmsr(msr) }
+        };
+        *pc.mtrr.lock() = Some(cpu::MtrrState::read(&rdmsr));
     }
-    // SAFETY: CPUID.1:EDX.MTRR is set, so MTRRcap (0xFE) and MTRRdefType (0x2FF) exist.
-    let cap = unsafe { crate::arch::rdmsr(0xfe) };
-    let mut v = alloc::vec![(0xfe, cap)];
-    // SAFETY: as above.
-    v.push((0x2ff, unsafe { crate::arch::rdmsr(0x2ff) }));
-    if cap & (1 << 8) != 0 {
-        for msr in [
-            0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
-        ] {
-            // SAFETY: MTRRcap.FIX is set, so the 11 fixed-range MTRRs exist.
-            v.push((msr, unsafe { crate::arch::rdmsr(msr) }));
-        }
+    pc.details_ready.store(true, Ordering::Release);
+}
+
+/// Write MSRs on the calling vCPU.
+///
+/// # Safety
+/// Each write must be one `cpu::mtrr::corrections` produced for this vCPU (MTRR MSRs, in the
+/// SDM's order), so only memory types change, to those vCPU 0 already uses.
+unsafe fn write_mtrrs(writes: &[(u32, u64)]) {
+    for &(msr, v) in writes {
+        // SAFETY: the caller's promise.
+        unsafe { crate::arch::wrmsr(msr, v) };
     }
-    // Xen gives the hardware domain the host's VCNT, capped at 40 (MTRR_VCNT_MAX).
-    for n in 0..(cap & 0xff).min(40) as u32 {
-        for msr in [0x200 + 2 * n, 0x201 + 2 * n] {
-            // SAFETY: n < MTRRcap.VCNT, so PHYSBASEn/PHYSMASKn exist.
-            v.push((msr, unsafe { crate::arch::rdmsr(msr) }));
-        }
-    }
-    *pc.mtrr.lock() = v;
-    pc.mtrr_read.store(true, Ordering::Release);
+}
+
+/// MTRR writes queued for each vCPU by [`queue_mtrr_fix`].
+static MTRR_FIX: spin::Mutex<Vec<(usize, u32, u64)>> = spin::Mutex::new(Vec::new());
+
+/// Queue `cpu::mtrr::corrections` output; [`apply_mtrr_fix`] run on each vCPU applies its part.
+pub fn queue_mtrr_fix(writes: Vec<(usize, u32, u64)>) {
+    *MTRR_FIX.lock() = writes;
+}
+
+/// Work function: apply this vCPU's queued MTRR writes, re-read its MTRRs; returns the count.
+pub fn apply_mtrr_fix(_: u64) -> u64 {
+    let me = current();
+    let mine: Vec<(u32, u64)> = MTRR_FIX
+        .lock()
+        .iter()
+        .filter(|(c, _, _)| *c == me.id as usize)
+        .map(|&(_, m, v)| (m, v))
+        .collect();
+    // SAFETY: these are `corrections` output for this vCPU (see `queue_mtrr_fix`).
+    unsafe { write_mtrrs(&mine) };
+    read_details(me);
+    mine.len() as u64
+}
+
+/// Read the boot CPU's CPUID and MTRRs (APs read theirs when they arrive).
+pub fn read_bsp_details() {
+    read_details(current());
 }
 
 core::arch::global_asm!(
@@ -199,7 +225,7 @@ extern "C" fn ap_main(pc: *mut PerCpu) -> ! {
     me.online_tsc.store(crate::arch::rdtsc(), Ordering::Release);
     me.online.store(true, Ordering::Release);
     notify_bsp();
-    read_mtrrs(me);
+    read_details(me);
     notify_bsp();
     match crate::hypercall::get() {
         Some(x) => crate::events::idle(&x),
@@ -296,7 +322,8 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
         if let Some((w, bit)) = port_word_bit(my_port) {
             crate::events::clear_pending(w, bit);
         }
-        if pending(|c| c.online.load(Ordering::Acquire) && c.mtrr_read.load(Ordering::Acquire)) == 0
+        if pending(|c| c.online.load(Ordering::Acquire) && c.details_ready.load(Ordering::Acquire))
+            == 0
         {
             break;
         }

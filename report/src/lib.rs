@@ -7,7 +7,9 @@
 //! (object name → value), `memmap_source`, `memory_map` (array of
 //! `{"addr","size","end","type","type_raw"}`), `ram_bytes`, `heap` `{"size","used","peak"}`,
 //! `vcpus`, `tsc_khz`, `phases` (array of `{"name","at_ns"}`), `timer` (object or null),
-//! `acpi` (object or null, see [`AcpiSummary`]), `modules`, `warnings`, `errors`.
+//! `acpi` (object or null, see [`AcpiSummary`]), `cpu` (object or null, see [`CpuSummary`]),
+//! `vcpu_list` (array, see [`VcpuStatus`]), `smp` (object or null, see [`SmpSummary`]), `mtrr`
+//! (object or null, see [`MtrrSummary`]), `modules`, `warnings`, `errors`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -124,6 +126,84 @@ pub struct AcpiSummary {
     pub problems: Vec<String>,
 }
 
+/// What vCPU 0's CPUID says (dom0 fills it from `cpu::CpuidReport`). In JSON: `{"vendor",
+/// "family","model","stepping","brand","features","phys_addr_bits","xen_tsc_mode",
+/// "xen_tsc_emulated","xen_hvm_flags"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuSummary {
+    /// e.g. "AuthenticAMD".
+    pub vendor: String,
+    /// Display family, model and stepping (extended fields applied).
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    /// The brand string; empty if the CPU has none.
+    pub brand: String,
+    /// Names of the feature flags that are set, e.g. "sse2", "x2apic", "hypervisor".
+    pub features: Vec<String>,
+    /// MAXPHYADDR.
+    pub phys_addr_bits: u8,
+    /// Xen's `base+3` EBX (0 when not under Xen).
+    pub xen_tsc_mode: u32,
+    /// Xen emulates RDTSC for dom0.
+    pub xen_tsc_emulated: bool,
+    /// Names of Xen's `base+4` EAX flags that are set, e.g. "x2apic_virt".
+    pub xen_hvm_flags: Vec<String>,
+}
+
+/// One vCPU and how its bring-up went. In JSON: `{"id","apic_id","up","online_ns",
+/// "work_done","cpuid_differences","mtrr_problems"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VcpuStatus {
+    /// Xen's vCPU id.
+    pub id: u32,
+    /// Its (initial) APIC id; Xen gives vCPU n APIC id 2n.
+    pub apic_id: u32,
+    /// It came online.
+    pub up: bool,
+    /// When it came online, since dom0's entry (0 for vCPU 0 or when not up).
+    pub online_ns: u64,
+    /// Units of test work it completed (dom0 decides what a unit is).
+    pub work_done: u64,
+    /// How its CPUID differs from vCPU 0's, one item per field.
+    pub cpuid_differences: Vec<String>,
+    /// What is wrong with its MTRRs (its own checks and disagreements with vCPU 0).
+    pub mtrr_problems: Vec<String>,
+}
+
+/// How starting the other vCPUs went. In JSON: `{"started","failed",
+/// "first_up_to_last_online_ns","ipi_round_trip_ns"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SmpSummary {
+    /// vCPUs started besides vCPU 0.
+    pub started: u32,
+    /// What went wrong, one item per vCPU that did not come up (or other failure).
+    pub failed: Vec<String>,
+    /// From the first start request to the last vCPU online.
+    pub first_up_to_last_online_ns: u64,
+    /// One IPI to another vCPU and its answer back; 0 if not measured.
+    pub ipi_round_trip_ns: u64,
+}
+
+/// What the MTRRs say (vCPU 0's, plus whether all vCPUs agree). In JSON: `{"enabled",
+/// "default_type","variable","fixed_enabled","problems","consistent","corrected"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MtrrSummary {
+    /// `MTRRdefType.E`.
+    pub enabled: bool,
+    /// "WB", "UC", ...
+    pub default_type: String,
+    /// The valid variable ranges, e.g. "0x80000000-0x100000000 UC".
+    pub variable: Vec<String>,
+    pub fixed_enabled: bool,
+    /// Problems with vCPU 0's MTRRs (RAM not WB, MMIO cached, overlaps, ...).
+    pub problems: Vec<String>,
+    /// Every vCPU had the same MTRRs as vCPU 0 when checked.
+    pub consistent: bool,
+    /// dom0 rewrote the differing vCPUs' MTRRs to match vCPU 0's.
+    pub corrected: bool,
+}
+
 /// Everything dom0 reports about its boot. All owned, so it can be filled step by step.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BootReport {
@@ -145,6 +225,14 @@ pub struct BootReport {
     pub timer: Option<TimerCheck>,
     /// `None` if ACPI was not looked at (no RSDP, or not reached).
     pub acpi: Option<AcpiSummary>,
+    /// `None` if CPUID was not summarised.
+    pub cpu: Option<CpuSummary>,
+    /// Every vCPU dom0 knows of, vCPU 0 first; empty if bring-up was not reached.
+    pub vcpu_list: Vec<VcpuStatus>,
+    /// `None` if no other vCPU was started.
+    pub smp: Option<SmpSummary>,
+    /// `None` if the MTRRs were not read.
+    pub mtrr: Option<MtrrSummary>,
     pub modules: Vec<ModuleSummary>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
@@ -266,6 +354,28 @@ impl BootReport {
             Some(a) => a.json(j)?,
         }
 
+        j.key("cpu")?;
+        match &self.cpu {
+            None => j.null()?,
+            Some(c) => c.json(j)?,
+        }
+        j.key("vcpu_list")?;
+        j.begin_array()?;
+        for v in &self.vcpu_list {
+            v.json(j)?;
+        }
+        j.end_array()?;
+        j.key("smp")?;
+        match &self.smp {
+            None => j.null()?,
+            Some(s) => s.json(j)?,
+        }
+        j.key("mtrr")?;
+        match &self.mtrr {
+            None => j.null()?,
+            Some(m) => m.json(j)?,
+        }
+
         j.key("modules")?;
         j.begin_array()?;
         for m in &self.modules {
@@ -382,7 +492,10 @@ impl BootReport {
             Size(self.ram_bytes),
             self.ram_bytes
         )?;
-        writeln!(w, "vCPUs: {}", self.vcpus)?;
+        // With a vCPU list, the vCPU section after ACPI says it all.
+        if self.vcpu_list.is_empty() {
+            writeln!(w, "vCPUs: {}", self.vcpus)?;
+        }
         if self.tsc_khz == 0 {
             writeln!(w, "TSC: unknown")?;
         } else {
@@ -426,6 +539,16 @@ impl BootReport {
         match &self.acpi {
             None => writeln!(w, "ACPI: none")?,
             Some(a) => a.write_text(w)?,
+        }
+        if let Some(c) = &self.cpu {
+            c.write_text(w, self.under_xen)?;
+        }
+        self.write_vcpus_text(w)?;
+        if let Some(s) = &self.smp {
+            s.write_text(w)?;
+        }
+        if let Some(m) = &self.mtrr {
+            m.write_text(w)?;
         }
 
         writeln!(w, "modules ({}):", self.modules.len())?;
@@ -554,6 +677,216 @@ impl AcpiSummary {
             writeln!(w, "ACPI problems ({}):", self.problems.len())?;
             for p in &self.problems {
                 writeln!(w, "  - {}", Clean(p))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `name` as a JSON array of strings.
+fn str_array_field(j: &mut JsonWriter<'_>, name: &str, list: &[String]) -> Result<(), JsonError> {
+    j.key(name)?;
+    j.begin_array()?;
+    for s in list {
+        j.str(s)?;
+    }
+    j.end_array()
+}
+
+/// " a b c" (each cleaned), or " (none)".
+fn write_words(w: &mut dyn fmt::Write, list: &[String]) -> fmt::Result {
+    if list.is_empty() {
+        return w.write_str(" (none)");
+    }
+    for s in list {
+        write!(w, " {}", Clean(s))?;
+    }
+    Ok(())
+}
+
+impl CpuSummary {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.str_field("vendor", &self.vendor)?;
+        j.u64_field("family", self.family.into())?;
+        j.u64_field("model", self.model.into())?;
+        j.u64_field("stepping", self.stepping.into())?;
+        j.str_field("brand", &self.brand)?;
+        str_array_field(j, "features", &self.features)?;
+        j.u64_field("phys_addr_bits", self.phys_addr_bits.into())?;
+        j.u64_field("xen_tsc_mode", self.xen_tsc_mode.into())?;
+        j.bool_field("xen_tsc_emulated", self.xen_tsc_emulated)?;
+        str_array_field(j, "xen_hvm_flags", &self.xen_hvm_flags)?;
+        j.end_object()
+    }
+
+    /// "CPU: AuthenticAMD family 15 model 107 stepping 1 "brand", 40-bit physical
+    /// addresses", the features, and (under Xen) Xen's TSC mode and HVM flags.
+    fn write_text(&self, w: &mut dyn fmt::Write, under_xen: bool) -> fmt::Result {
+        write!(
+            w,
+            "CPU: {} family {} model {} stepping {}",
+            Clean(&self.vendor),
+            self.family,
+            self.model,
+            self.stepping
+        )?;
+        if !self.brand.is_empty() {
+            write!(w, " \"{}\"", Clean(&self.brand))?;
+        }
+        writeln!(w, ", {}-bit physical addresses", self.phys_addr_bits)?;
+        w.write_str("CPU features:")?;
+        write_words(w, &self.features)?;
+        w.write_char('\n')?;
+        let xen_said = self.xen_tsc_mode != 0 || self.xen_tsc_emulated;
+        if under_xen || xen_said || !self.xen_hvm_flags.is_empty() {
+            let rdtsc = if self.xen_tsc_emulated {
+                "emulated"
+            } else {
+                "native"
+            };
+            write!(
+                w,
+                "CPU under Xen: TSC mode {}, RDTSC {rdtsc}; HVM flags:",
+                self.xen_tsc_mode
+            )?;
+            write_words(w, &self.xen_hvm_flags)?;
+            w.write_char('\n')?;
+        }
+        Ok(())
+    }
+}
+
+impl VcpuStatus {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.u64_field("id", self.id.into())?;
+        j.u64_field("apic_id", self.apic_id.into())?;
+        j.bool_field("up", self.up)?;
+        j.u64_field("online_ns", self.online_ns)?;
+        j.u64_field("work_done", self.work_done)?;
+        str_array_field(j, "cpuid_differences", &self.cpuid_differences)?;
+        str_array_field(j, "mtrr_problems", &self.mtrr_problems)?;
+        j.end_object()
+    }
+}
+
+impl SmpSummary {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.u64_field("started", self.started.into())?;
+        str_array_field(j, "failed", &self.failed)?;
+        j.u64_field(
+            "first_up_to_last_online_ns",
+            self.first_up_to_last_online_ns,
+        )?;
+        j.u64_field("ipi_round_trip_ns", self.ipi_round_trip_ns)?;
+        j.end_object()
+    }
+
+    /// "SMP: 3 started, IPI round trip 0.012 ms, 0 failed" and the failures, one per line.
+    fn write_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        write!(w, "SMP: {} started, IPI round trip ", self.started)?;
+        if self.ipi_round_trip_ns == 0 {
+            w.write_str("not measured")?;
+        } else {
+            write!(w, "{} ms", Ms(self.ipi_round_trip_ns))?;
+        }
+        writeln!(w, ", {} failed", self.failed.len())?;
+        for f in &self.failed {
+            writeln!(w, "  - {}", Clean(f))?;
+        }
+        Ok(())
+    }
+}
+
+impl MtrrSummary {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.bool_field("enabled", self.enabled)?;
+        j.str_field("default_type", &self.default_type)?;
+        str_array_field(j, "variable", &self.variable)?;
+        j.bool_field("fixed_enabled", self.fixed_enabled)?;
+        str_array_field(j, "problems", &self.problems)?;
+        j.bool_field("consistent", self.consistent)?;
+        j.bool_field("corrected", self.corrected)?;
+        j.end_object()
+    }
+
+    /// "MTRR: enabled, default WB, 1 variable range: 0x80000000-0x100000000 UC; fixed ranges
+    /// enabled; consistent across vCPUs; problems: none", then the problems, one per line.
+    fn write_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        let on_off = |b: bool| if b { "enabled" } else { "disabled" };
+        write!(
+            w,
+            "MTRR: {}, default {}, {} variable range{}",
+            on_off(self.enabled),
+            Clean(&self.default_type),
+            self.variable.len(),
+            if self.variable.len() == 1 { "" } else { "s" }
+        )?;
+        for (i, v) in self.variable.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { ", " };
+            write!(w, "{sep}{}", Clean(v))?;
+        }
+        write!(w, "; fixed ranges {}; ", on_off(self.fixed_enabled))?;
+        match (self.consistent, self.corrected) {
+            (true, _) => w.write_str("consistent across vCPUs")?,
+            (false, true) => w.write_str("inconsistent across vCPUs, corrected")?,
+            (false, false) => w.write_str("inconsistent across vCPUs, not corrected")?,
+        }
+        if self.problems.is_empty() {
+            writeln!(w, "; problems: none")
+        } else {
+            writeln!(w, "; problems ({}):", self.problems.len())?;
+            for p in &self.problems {
+                writeln!(w, "  - {}", Clean(p))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl BootReport {
+    /// "vCPUs: 4 up in 3.200 ms: 0 (APIC 0) 1 (APIC 2) ...", then one line per vCPU with its
+    /// timing and work, and its CPUID differences and MTRR problems indented below it.
+    /// Nothing when the list is empty (the short "vCPUs: N" line stands instead).
+    fn write_vcpus_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        let list = &self.vcpu_list;
+        if list.is_empty() {
+            return Ok(());
+        }
+        let up = list.iter().filter(|v| v.up).count();
+        let total = list.len().max(self.vcpus as usize);
+        if up == total {
+            write!(w, "vCPUs: {up} up")?;
+        } else {
+            write!(w, "vCPUs: {up} of {total} up")?;
+        }
+        if let Some(s) = &self.smp {
+            write!(w, " in {} ms", Ms(s.first_up_to_last_online_ns))?;
+        }
+        w.write_char(':')?;
+        for v in list {
+            write!(w, " {} (APIC {}", v.id, v.apic_id)?;
+            if !v.up {
+                w.write_str(", down")?;
+            }
+            w.write_char(')')?;
+        }
+        w.write_char('\n')?;
+        for v in list {
+            write!(w, "  vCPU {} (APIC {}): ", v.id, v.apic_id)?;
+            if v.up {
+                writeln!(w, "online at {} ms, work {}", Ms(v.online_ns), v.work_done)?;
+            } else {
+                writeln!(w, "down")?;
+            }
+            for d in &v.cpuid_differences {
+                writeln!(w, "    CPUID differs from vCPU 0: {}", Clean(d))?;
+            }
+            for p in &v.mtrr_problems {
+                writeln!(w, "    MTRR: {}", Clean(p))?;
             }
         }
         Ok(())
@@ -738,6 +1071,69 @@ mod tests {
                 overrides: 5,
                 problems: vec![],
             }),
+            // qemu64 (+svm) under Xen 4.17, two vCPUs, SeaBIOS's MTRRs copied by Xen.
+            cpu: Some(CpuSummary {
+                vendor: "AuthenticAMD".into(),
+                family: 15,
+                model: 107,
+                stepping: 1,
+                brand: "QEMU Virtual CPU version 2.5+".into(),
+                features: strings(&[
+                    "fpu",
+                    "tsc",
+                    "apic",
+                    "mtrr",
+                    "pat",
+                    "sse2",
+                    "x2apic",
+                    "hypervisor",
+                    "svm",
+                    "lm",
+                ]),
+                phys_addr_bits: 40,
+                xen_tsc_mode: 0,
+                xen_tsc_emulated: true,
+                xen_hvm_flags: strings(&[
+                    "apic_access_virt",
+                    "iommu_mappings",
+                    "vcpu_id_present",
+                    "domid_present",
+                    "upcall_vector",
+                ]),
+            }),
+            vcpu_list: vec![
+                VcpuStatus {
+                    id: 0,
+                    apic_id: 0,
+                    up: true,
+                    online_ns: 0,
+                    work_done: 1000,
+                    ..VcpuStatus::default()
+                },
+                VcpuStatus {
+                    id: 1,
+                    apic_id: 2,
+                    up: true,
+                    online_ns: 3_456_789,
+                    work_done: 1000,
+                    ..VcpuStatus::default()
+                },
+            ],
+            smp: Some(SmpSummary {
+                started: 1,
+                failed: vec![],
+                first_up_to_last_online_ns: 3_200_000,
+                ipi_round_trip_ns: 12_345,
+            }),
+            mtrr: Some(MtrrSummary {
+                enabled: true,
+                default_type: "WB".into(),
+                variable: strings(&["0x80000000-0x100000000 UC"]),
+                fixed_enabled: true,
+                problems: vec![],
+                consistent: true,
+                corrected: false,
+            }),
             modules: vec![ModuleSummary {
                 index: 0,
                 paddr: 0x200000,
@@ -751,6 +1147,10 @@ mod tests {
             ready: true,
             tsc_khz: 2_000_000,
         }
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|&s| String::from(s)).collect()
     }
 
     fn json(r: &BootReport) -> (String, Value) {
@@ -823,6 +1223,63 @@ mod tests {
         let timer = s.find("\"timer\":").unwrap();
         let acpi_at = s.find("\"acpi\":").unwrap();
         assert!(timer < acpi_at && acpi_at < s.find("\"modules\":").unwrap());
+        assert_eq!(
+            v["cpu"],
+            serde_json::json!({
+                "vendor": "AuthenticAMD",
+                "family": 15,
+                "model": 107,
+                "stepping": 1,
+                "brand": "QEMU Virtual CPU version 2.5+",
+                "features": ["fpu", "tsc", "apic", "mtrr", "pat", "sse2", "x2apic", "hypervisor",
+                             "svm", "lm"],
+                "phys_addr_bits": 40,
+                "xen_tsc_mode": 0,
+                "xen_tsc_emulated": true,
+                "xen_hvm_flags": ["apic_access_virt", "iommu_mappings", "vcpu_id_present",
+                                  "domid_present", "upcall_vector"],
+            })
+        );
+        assert_eq!(
+            v["vcpu_list"][1],
+            serde_json::json!({
+                "id": 1,
+                "apic_id": 2,
+                "up": true,
+                "online_ns": 3_456_789,
+                "work_done": 1000,
+                "cpuid_differences": [],
+                "mtrr_problems": [],
+            })
+        );
+        assert_eq!(v["vcpu_list"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            v["smp"],
+            serde_json::json!({
+                "started": 1,
+                "failed": [],
+                "first_up_to_last_online_ns": 3_200_000,
+                "ipi_round_trip_ns": 12_345,
+            })
+        );
+        assert_eq!(
+            v["mtrr"],
+            serde_json::json!({
+                "enabled": true,
+                "default_type": "WB",
+                "variable": ["0x80000000-0x100000000 UC"],
+                "fixed_enabled": true,
+                "problems": [],
+                "consistent": true,
+                "corrected": false,
+            })
+        );
+        // Key order: acpi, cpu, vcpu_list, smp, mtrr, modules.
+        let order: Vec<usize> = ["acpi", "cpu", "vcpu_list", "smp", "mtrr", "modules"]
+            .iter()
+            .map(|k| s.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
         assert_eq!(v["modules"][0]["kind"], "bundle");
         assert_eq!(v["modules"][0]["size"], 0x1000);
         assert_eq!(v["warnings"][0], "memory map entry 5 has unknown type 12");
@@ -836,6 +1293,10 @@ mod tests {
         assert_eq!(v["start_info"], Value::Null);
         assert_eq!(v["timer"], Value::Null);
         assert_eq!(v["acpi"], Value::Null);
+        assert_eq!(v["cpu"], Value::Null);
+        assert_eq!(v["vcpu_list"], serde_json::json!([]));
+        assert_eq!(v["smp"], Value::Null);
+        assert_eq!(v["mtrr"], Value::Null);
         assert_eq!(v["under_xen"], false);
         assert_eq!(v["options"], serde_json::json!({}));
         assert_eq!(v["memory_map"], serde_json::json!([]));
@@ -881,6 +1342,39 @@ mod tests {
             Some(u32::MAX.into())
         );
         assert_eq!(v["acpi"]["overrides"].as_u64(), Some(u32::MAX.into()));
+        r.cpu.as_mut().unwrap().family = u32::MAX;
+        r.cpu.as_mut().unwrap().phys_addr_bits = u8::MAX;
+        r.cpu.as_mut().unwrap().xen_tsc_mode = u32::MAX;
+        r.vcpu_list[1].id = u32::MAX;
+        r.vcpu_list[1].apic_id = u32::MAX;
+        r.vcpu_list[1].online_ns = u64::MAX;
+        r.vcpu_list[1].work_done = u64::MAX;
+        r.smp = Some(SmpSummary {
+            started: u32::MAX,
+            failed: vec![],
+            first_up_to_last_online_ns: u64::MAX,
+            ipi_round_trip_ns: u64::MAX,
+        });
+        let (_, v) = json(&r);
+        assert_eq!(v["cpu"]["family"].as_u64(), Some(u32::MAX.into()));
+        assert_eq!(v["cpu"]["phys_addr_bits"], 255);
+        assert_eq!(v["cpu"]["xen_tsc_mode"].as_u64(), Some(u32::MAX.into()));
+        assert_eq!(v["vcpu_list"][1]["id"].as_u64(), Some(u32::MAX.into()));
+        assert_eq!(v["vcpu_list"][1]["online_ns"].as_u64(), Some(u64::MAX));
+        assert_eq!(v["vcpu_list"][1]["work_done"].as_u64(), Some(u64::MAX));
+        assert_eq!(v["smp"]["started"].as_u64(), Some(u32::MAX.into()));
+        assert_eq!(
+            v["smp"]["first_up_to_last_online_ns"].as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(v["smp"]["ipi_round_trip_ns"].as_u64(), Some(u64::MAX));
+        let t = text(&r);
+        assert!(
+            t.contains(
+                "vCPUs: 2 up in 18446744073709.551 ms: 0 (APIC 0) 4294967295 (APIC 4294967295)\n"
+            ),
+            "{t}"
+        );
         // A region whose end does not fit saturates rather than wrapping.
         r.memory_map = vec![MemRegion::new(u64::MAX, 5, MemType::Ram)];
         let (_, v) = json(&r);
@@ -904,6 +1398,20 @@ mod tests {
             a.tables[1].signature = evil.into();
             a.problems = vec![evil.into()];
         }
+        {
+            let c = r.cpu.as_mut().unwrap();
+            c.vendor = evil.into();
+            c.brand = evil.into();
+            c.features = vec![evil.into()];
+            c.xen_hvm_flags = vec![evil.into()];
+            r.vcpu_list[1].cpuid_differences = vec![evil.into()];
+            r.vcpu_list[1].mtrr_problems = vec![evil.into()];
+            r.smp.as_mut().unwrap().failed = vec![evil.into()];
+            let m = r.mtrr.as_mut().unwrap();
+            m.default_type = evil.into();
+            m.variable = vec![evil.into()];
+            m.problems = vec![evil.into()];
+        }
         let (s, v) = json(&r);
         assert!(!s.contains('\n') && s.is_ascii());
         assert_eq!(v["cmdline"], evil);
@@ -914,6 +1422,16 @@ mod tests {
         assert_eq!(v["acpi"]["root"], evil);
         assert_eq!(v["acpi"]["tables"][1]["signature"], evil);
         assert_eq!(v["acpi"]["problems"][0], evil);
+        assert_eq!(v["cpu"]["vendor"], evil);
+        assert_eq!(v["cpu"]["brand"], evil);
+        assert_eq!(v["cpu"]["features"][0], evil);
+        assert_eq!(v["cpu"]["xen_hvm_flags"][0], evil);
+        assert_eq!(v["vcpu_list"][1]["cpuid_differences"][0], evil);
+        assert_eq!(v["vcpu_list"][1]["mtrr_problems"][0], evil);
+        assert_eq!(v["smp"]["failed"][0], evil);
+        assert_eq!(v["mtrr"]["default_type"], evil);
+        assert_eq!(v["mtrr"]["variable"][0], evil);
+        assert_eq!(v["mtrr"]["problems"][0], evil);
         assert!(v.get("injected").is_none());
 
         let t = text(&r);
@@ -947,7 +1465,6 @@ mod tests {
             "  [mem 0x00000000b0000000-0x00000000bfffffff]    256 MiB  reserved",
             "  [mem 0x00000000fed00000-0x00000000fed003ff]      1 KiB  other(12)",
             "RAM: 126.9 MiB (133168918 bytes)",
-            "vCPUs: 2",
             "TSC: 2000000 kHz",
             "heap: 12.0 KiB used of 4 MiB (peak 20 KiB)",
             "timeline (ms since entry):",
@@ -957,6 +1474,17 @@ mod tests {
             "timer: requested 1.000 ms, delivered after 1.002 ms via VCPUOP_set_singleshot_timer",
             "ACPI: RSDP rev 2 at 0x7f60f16, OEM \"BOCHS \", XSDT with 3 tables: APIC FACP MCFG; \
              MADT: 2 CPUs (APIC ids 0 2), 1 IO-APIC, 5 overrides",
+            "CPU: AuthenticAMD family 15 model 107 stepping 1 \"QEMU Virtual CPU version 2.5+\", \
+             40-bit physical addresses",
+            "CPU features: fpu tsc apic mtrr pat sse2 x2apic hypervisor svm lm",
+            "CPU under Xen: TSC mode 0, RDTSC emulated; HVM flags: apic_access_virt \
+             iommu_mappings vcpu_id_present domid_present upcall_vector",
+            "vCPUs: 2 up in 3.200 ms: 0 (APIC 0) 1 (APIC 2)",
+            "  vCPU 0 (APIC 0): online at 0.000 ms, work 1000",
+            "  vCPU 1 (APIC 2): online at 3.456 ms, work 1000",
+            "SMP: 1 started, IPI round trip 0.012 ms, 0 failed",
+            "MTRR: enabled, default WB, 1 variable range: 0x80000000-0x100000000 UC; fixed ranges \
+             enabled; consistent across vCPUs; problems: none",
             "modules (1):",
             "  #0 [0x200000, +0x1000) 4 KiB  kind bundle  status ok  cmdline \"bundle.cpio\"",
             "warnings (1)",
@@ -967,6 +1495,11 @@ mod tests {
             assert!(lines.contains(&expected), "missing {expected:?} in\n{t}");
         }
         assert!(t.ends_with('\n'));
+        // The short vCPU count gives way to the vCPU section, which sits after ACPI.
+        assert!(!lines.contains(&"vCPUs: 2"));
+        let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap();
+        let order = ["ACPI:", "CPU:", "vCPUs:", "SMP:", "MTRR:", "modules"].map(at);
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{t}");
     }
 
     #[test]
@@ -981,6 +1514,7 @@ mod tests {
             "  (none)",
             "timer: not checked",
             "ACPI: none",
+            "vCPUs: 0",
             "result: NOT READY",
         ] {
             assert!(
@@ -1088,6 +1622,114 @@ mod tests {
             lines,
             vec!["ACPI: RSDP rev 0 at 0x0, OEM \"\", XSDT with 0 tables; no MADT"]
         );
+    }
+
+    #[test]
+    fn text_cpu_vcpu_mtrr_variants() {
+        let section = |r: &BootReport| -> Vec<String> {
+            text(r)
+                .lines()
+                .skip_while(|l| !l.starts_with("ACPI"))
+                .skip(1)
+                .take_while(|l| !l.starts_with("modules"))
+                .map(String::from)
+                .collect()
+        };
+        // Not under Xen, no brand, a vCPU that did not come up, one that differs, no SMP
+        // summary, MTRRs inconsistent and corrected, with problems.
+        let r = BootReport {
+            vcpus: 4,
+            cpu: Some(CpuSummary {
+                vendor: "GenuineIntel".into(),
+                family: 6,
+                model: 0x55,
+                stepping: 4,
+                phys_addr_bits: 46,
+                ..CpuSummary::default()
+            }),
+            vcpu_list: vec![
+                VcpuStatus {
+                    id: 0,
+                    up: true,
+                    ..VcpuStatus::default()
+                },
+                VcpuStatus {
+                    id: 1,
+                    apic_id: 2,
+                    up: true,
+                    online_ns: 1_500_000,
+                    work_done: 7,
+                    cpuid_differences: strings(&["family: 6 vs 15"]),
+                    mtrr_problems: strings(&["disagree: vCPU 1: MTRRdefType (MSR 0x2ff) is 0x6"]),
+                },
+                VcpuStatus {
+                    id: 2,
+                    apic_id: 4,
+                    ..VcpuStatus::default()
+                },
+            ],
+            mtrr: Some(MtrrSummary {
+                enabled: false,
+                default_type: "UC".into(),
+                problems: strings(&["disabled: MTRRs are disabled", "two\nlines"]),
+                consistent: false,
+                corrected: true,
+                ..MtrrSummary::default()
+            }),
+            ..BootReport::default()
+        };
+        assert_eq!(
+            section(&r),
+            [
+                "CPU: GenuineIntel family 6 model 85 stepping 4, 46-bit physical addresses",
+                "CPU features: (none)",
+                "vCPUs: 2 of 4 up: 0 (APIC 0) 1 (APIC 2) 2 (APIC 4, down)",
+                "  vCPU 0 (APIC 0): online at 0.000 ms, work 0",
+                "  vCPU 1 (APIC 2): online at 1.500 ms, work 7",
+                "    CPUID differs from vCPU 0: family: 6 vs 15",
+                "    MTRR: disagree: vCPU 1: MTRRdefType (MSR 0x2ff) is 0x6",
+                "  vCPU 2 (APIC 4): down",
+                "MTRR: disabled, default UC, 0 variable ranges; fixed ranges disabled; \
+                 inconsistent across vCPUs, corrected; problems (2):",
+                "  - disabled: MTRRs are disabled",
+                "  - two\\x{a}lines",
+            ]
+        );
+        assert!(!text(&r).contains("vCPUs: 4\n"));
+        // Under Xen with nothing set, SMP failures, several ranges, not corrected.
+        let r = BootReport {
+            under_xen: true,
+            cpu: Some(CpuSummary::default()),
+            smp: Some(SmpSummary {
+                started: 0,
+                failed: strings(&["vCPU 1: VCPUOP_up failed: -EINVAL"]),
+                first_up_to_last_online_ns: 0,
+                ipi_round_trip_ns: 0,
+            }),
+            mtrr: Some(MtrrSummary {
+                enabled: true,
+                default_type: "UC".into(),
+                variable: strings(&["0x0-0x80000000 WB", "0x100000000-0x180000000 WB"]),
+                fixed_enabled: true,
+                consistent: false,
+                ..MtrrSummary::default()
+            }),
+            ..BootReport::default()
+        };
+        assert_eq!(
+            section(&r),
+            [
+                "CPU:  family 0 model 0 stepping 0, 0-bit physical addresses",
+                "CPU features: (none)",
+                "CPU under Xen: TSC mode 0, RDTSC native; HVM flags: (none)",
+                "SMP: 0 started, IPI round trip not measured, 1 failed",
+                "  - vCPU 1: VCPUOP_up failed: -EINVAL",
+                "MTRR: enabled, default UC, 2 variable ranges: 0x0-0x80000000 WB, \
+                 0x100000000-0x180000000 WB; fixed ranges enabled; inconsistent across vCPUs, \
+                 not corrected; problems: none",
+            ]
+        );
+        assert!(text(&r).contains("\nvCPUs: 0\n"));
     }
 
     #[test]

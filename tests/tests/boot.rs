@@ -7,7 +7,7 @@
 use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
+    assert_dom0_under_xen, assert_madt_matches, assert_smp, assert_nothing_crashed, assert_pass,
     assert_ready_phase, assert_timer_event, assert_xen_log_clean, boot, check, config, dom0,
     garbage_module,
 };
@@ -82,6 +82,31 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_ready_phase(&out);
     assert_madt_matches(&out, smp, true);
     assert_timer_event(&out);
+    assert_smp(&out, smp);
+}
+
+/// Xen 4.17, four vCPUs: every AP up, working, with the same MTRRs.
+#[test]
+fn xen_4_17_smp4() {
+    xen_boot(XenVersion::V4_17, 4);
+}
+
+/// Xen 4.17, eight vCPUs.
+#[test]
+fn xen_4_17_smp8() {
+    xen_boot(XenVersion::V4_17, 8);
+}
+
+/// Xen 4.20, four vCPUs.
+#[test]
+fn xen_4_20_smp4() {
+    xen_boot(XenVersion::V4_20, 4);
+}
+
+/// Xen 4.20, eight vCPUs.
+#[test]
+fn xen_4_20_smp8() {
+    xen_boot(XenVersion::V4_20, 8);
 }
 
 /// (b) Xen 4.17, one vCPU.

@@ -126,6 +126,16 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// `mtrr=`: check the vCPUs' MTRRs (report only), or also make every vCPU use vCPU 0's
+    /// MTRRs when they disagree (what Linux does on AP bring-up, `mtrr_ap_init`).
+    pub enum MtrrMode expected "check|fix" {
+        #[default]
+        Check = "check",
+        Fix = "fix",
+    }
+}
+
 impl ReportFormat {
     pub fn wants_text(self) -> bool {
         matches!(self, ReportFormat::Text | ReportFormat::Both)
@@ -143,6 +153,7 @@ pub struct Dom0Options {
     pub report: ReportFormat,
     pub console: ConsoleChoice,
     pub fault_test: FaultTest,
+    pub mtrr: MtrrMode,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -268,9 +279,10 @@ const OPTIONS: &[OptSpec] = &[
     keyword_opt!("report", ReportFormat, report),
     keyword_opt!("console", ConsoleChoice, console),
     keyword_opt!("fault-test", FaultTest, fault_test),
+    keyword_opt!("mtrr", MtrrMode, mtrr),
 ];
 
-const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console", "fault-test"];
+const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console", "fault-test", "mtrr"];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
 fn quoted(s: &str) -> String {
@@ -453,7 +465,7 @@ mod tests {
         // Names are case-sensitive (as Xen's and Linux's are); values are not.
         assert_eq!(
             e,
-            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test)"]
+            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr)"]
         );
     }
 
@@ -466,9 +478,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -573,7 +585,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -633,7 +645,7 @@ mod tests {
     fn known_names() {
         assert_eq!(
             Dom0Options::known_names(),
-            ["loglevel", "on-ready", "report", "console", "fault-test"]
+            ["loglevel", "on-ready", "report", "console", "fault-test", "mtrr"]
         );
     }
 

@@ -1,0 +1,1458 @@
+//! MTRR decoding, the effective memory-type map, and checks (Intel SDM vol. 3 §12.11; AMD's
+//! APM vol. 2 §7.7 uses the same MSRs).
+//!
+//! Xen 4.17 gives a PVH hardware domain the host's MTRRs (reference §6.2): `MTRRcap` with FIX,
+//! WC and VCNT = host VCNT capped at 40, the host's fixed and variable ranges, and
+//! `MTRRdefType` with E and FE. Each vCPU has its own virtual copy, and dom0's writes change
+//! only that copy (which feeds the EPT/NPT memory type). These functions read such a state,
+//! say what type each address gets, check it against the memory map, compare vCPUs and
+//! compute the writes that make every vCPU match vCPU 0 (what Linux's `mtrr_ap_init` does).
+//!
+//! MSRs:
+//! - `MTRRcap` (0xFE): VCNT in bits 7:0, FIX bit 8, WC bit 10, SMRR bit 11.
+//! - `MTRRdefType` (0x2FF): default type in bits 7:0, FE (fixed enable) bit 10, E bit 11.
+//! - Fixed ranges: 0x250 (8 × 64 KiB from 0), 0x258 (8 × 16 KiB from 0x80000), 0x259
+//!   (8 × 16 KiB from 0xA0000), 0x268..=0x26F (8 × 4 KiB each from 0xC0000); byte *k* of an
+//!   MSR is the type of its *k*-th piece.
+//! - Variable range *n*: `PHYSBASE` 0x200+2n (type in bits 7:0, base in bits MAXPHYADDR-1:12)
+//!   and `PHYSMASK` 0x201+2n (V bit 11, mask in bits MAXPHYADDR-1:12). An address matches
+//!   when `addr & mask == base & mask`. At most 40 pairs fit below 0x250.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::{self, Write as _};
+use core::ops::Range;
+
+use xen::memmap::{MemType as MapType, MemoryMap};
+
+/// `IA32_MTRRCAP`.
+pub const MSR_MTRRCAP: u32 = 0xfe;
+/// `IA32_MTRR_DEF_TYPE`.
+pub const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
+/// The fixed-range MSRs in address order.
+pub const FIXED_MSRS: [u32; 11] = [
+    0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
+];
+/// Variable ranges that fit in 0x200..0x250 (Xen's `MTRR_VCNT_MAX`).
+pub const MAX_VAR_RANGES: usize = 40;
+/// `MTRRcap` VCNT field.
+pub const CAP_VCNT: u64 = 0xff;
+/// `MTRRcap.FIX`: fixed-range MSRs exist.
+pub const CAP_FIX: u64 = 1 << 8;
+/// `MTRRcap.WC`: the WC type is supported.
+pub const CAP_WC: u64 = 1 << 10;
+/// `MTRRdefType.FE`: fixed ranges enabled.
+pub const DEF_TYPE_FE: u64 = 1 << 10;
+/// `MTRRdefType.E`: MTRRs enabled.
+pub const DEF_TYPE_E: u64 = 1 << 11;
+/// `PHYSMASK.V`: the variable range is valid.
+pub const PHYSMASK_V: u64 = 1 << 11;
+/// The fixed ranges cover [0, 1 MiB).
+pub const FIXED_END: u64 = 0x10_0000;
+/// How many separate blocks of one non-contiguous variable range [`MtrrState::ranges`]
+/// follows in one call; past them the type map is only sampled (and so approximate).
+pub const MAX_BLOCKS: usize = 1024;
+
+/// The MSRs `(PHYSBASE, PHYSMASK)` of variable range `n`: (0x200 + 2n, 0x201 + 2n). Only
+/// `n < 40` names variable-range MSRs; larger `n` gives other MSRs (saturating, no panic).
+pub fn var_msrs(n: u32) -> (u32, u32) {
+    let base = 0x200u32.saturating_add(n.saturating_mul(2));
+    (base, base.saturating_add(1))
+}
+
+/// A memory type encoding as MTRRs use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemType {
+    /// 0: uncacheable.
+    Uc,
+    /// 1: write-combining.
+    Wc,
+    /// 4: write-through.
+    Wt,
+    /// 5: write-protected.
+    Wp,
+    /// 6: write-back.
+    Wb,
+    /// 2, 3, 7..=255: reserved (a write of one #GPs on real hardware).
+    Reserved(u8),
+}
+
+impl MemType {
+    pub fn from_raw(raw: u8) -> MemType {
+        match raw {
+            0 => MemType::Uc,
+            1 => MemType::Wc,
+            4 => MemType::Wt,
+            5 => MemType::Wp,
+            6 => MemType::Wb,
+            other => MemType::Reserved(other),
+        }
+    }
+
+    pub fn raw(self) -> u8 {
+        match self {
+            MemType::Uc => 0,
+            MemType::Wc => 1,
+            MemType::Wt => 4,
+            MemType::Wp => 5,
+            MemType::Wb => 6,
+            MemType::Reserved(raw) => raw,
+        }
+    }
+
+    /// "UC", "WC", "WT", "WP", "WB" or "reserved".
+    pub fn name(self) -> &'static str {
+        match self {
+            MemType::Uc => "UC",
+            MemType::Wc => "WC",
+            MemType::Wt => "WT",
+            MemType::Wp => "WP",
+            MemType::Wb => "WB",
+            MemType::Reserved(_) => "reserved",
+        }
+    }
+}
+
+impl fmt::Display for MemType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemType::Reserved(raw) => write!(f, "reserved({raw})"),
+            t => f.write_str(t.name()),
+        }
+    }
+}
+
+/// The type the MTRRs give an address. `conflict`: several variable ranges match with types
+/// the SDM gives no result for (e.g. WC and WB); `ty` is then UC, the safe guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub ty: MemType,
+    pub conflict: bool,
+}
+
+impl Resolved {
+    const fn plain(ty: MemType) -> Resolved {
+        Resolved {
+            ty,
+            conflict: false,
+        }
+    }
+}
+
+impl fmt::Display for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.conflict {
+            f.write_str("undefined")
+        } else {
+            write!(f, "{}", self.ty)
+        }
+    }
+}
+
+/// One vCPU's MTRR MSRs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MtrrState {
+    /// `MTRRcap` (0xFE).
+    pub cap: u64,
+    /// `MTRRdefType` (0x2FF).
+    pub def_type: u64,
+    /// The 11 fixed-range MSRs in [`FIXED_MSRS`] order; `None` if `cap.FIX` is clear.
+    pub fixed: Option<[u64; 11]>,
+    /// `(PHYSBASE n, PHYSMASK n)` for `n < cap.VCNT` (at most 40 are used).
+    pub var: Vec<(u64, u64)>,
+}
+
+/// Clamp a MAXPHYADDR to what the architecture allows (32..=52), so hostile CPUID values
+/// cannot make a shift overflow.
+fn clamp_phys(bits: u8) -> u32 {
+    u32::from(bits).clamp(32, 52)
+}
+
+/// The address bits a PHYSBASE/PHYSMASK field holds: MAXPHYADDR-1:12.
+fn field_mask(phys: u32) -> u64 {
+    ((1u64 << phys) - 1) & !0xfff
+}
+
+/// (first address, piece size) of each fixed-range MSR; each covers 8 pieces.
+const FIXED_LAYOUT: [(u64, u64); 11] = [
+    (0x0, 0x10000),
+    (0x80000, 0x4000),
+    (0xa0000, 0x4000),
+    (0xc0000, 0x1000),
+    (0xc8000, 0x1000),
+    (0xd0000, 0x1000),
+    (0xd8000, 0x1000),
+    (0xe0000, 0x1000),
+    (0xe8000, 0x1000),
+    (0xf0000, 0x1000),
+    (0xf8000, 0x1000),
+];
+
+/// Which fixed-range MSR (index into [`FIXED_MSRS`]) and byte cover `addr` (< 1 MiB).
+fn fixed_slot(addr: u64) -> Option<(usize, usize)> {
+    FIXED_LAYOUT
+        .iter()
+        .enumerate()
+        .find(|(_, (start, piece))| addr >= *start && addr < start + 8 * piece)
+        .map(|(j, (start, piece))| (j, ((addr - start) / piece) as usize))
+}
+
+/// Every boundary between fixed-range pieces, 0 and 1 MiB included.
+fn fixed_boundaries() -> impl Iterator<Item = u64> {
+    FIXED_LAYOUT
+        .iter()
+        .flat_map(|&(start, piece)| (0..8).map(move |k| start + k * piece))
+        .chain(core::iter::once(FIXED_END))
+}
+
+/// A decoded, valid variable range.
+#[derive(Debug, Clone, Copy)]
+struct Var {
+    index: usize,
+    ty: MemType,
+    /// PHYSBASE & mask: the bits an address must have.
+    base: u64,
+    /// PHYSMASK restricted to bits MAXPHYADDR-1:12.
+    mask: u64,
+    /// Size of one matching block: the lowest set mask bit (the whole space if the mask is 0).
+    block: u64,
+    /// The mask is ones from MAXPHYADDR-1 down to log2(block): one aligned block matches.
+    contiguous: bool,
+}
+
+impl Var {
+    fn decode(index: usize, (base, mask): (u64, u64), phys: u32) -> Option<Var> {
+        if mask & PHYSMASK_V == 0 {
+            return None;
+        }
+        let field = field_mask(phys);
+        let m = mask & field;
+        let block = if m == 0 {
+            1u64 << phys
+        } else {
+            1u64 << m.trailing_zeros()
+        };
+        Some(Var {
+            index,
+            ty: MemType::from_raw(base.to_le_bytes()[0]),
+            base: base & m,
+            mask: m,
+            block,
+            contiguous: m == field & !(block - 1),
+        })
+    }
+
+    fn matches(&self, addr: u64) -> bool {
+        addr & self.mask == self.base
+    }
+
+    /// The one block a contiguous range covers (cannot overflow: base < 2^52, aligned).
+    fn span(&self) -> Range<u64> {
+        self.base..self.base + self.block
+    }
+
+    /// The matching blocks that meet [start, end), at most `max`; and whether more remain.
+    fn blocks(&self, start: u64, end: u64, max: usize) -> (Vec<Range<u64>>, bool) {
+        let mut out = Vec::new();
+        let mut at = start & !(self.block - 1);
+        while at < end {
+            let Some(x) = next_match(at, self.mask, self.base) else {
+                break;
+            };
+            if x >= end {
+                break;
+            }
+            if out.len() == max {
+                return (out, true);
+            }
+            let Some(next) = x.checked_add(self.block) else {
+                out.push(x..u64::MAX);
+                break;
+            };
+            out.push(x..next);
+            at = next;
+        }
+        (out, false)
+    }
+}
+
+/// The smallest `x >= a` with `x & m == b` (where `b` has no bits outside `m`), if any.
+fn next_match(a: u64, m: u64, b: u64) -> Option<u64> {
+    let diff = (a ^ b) & m;
+    if diff == 0 {
+        return Some(a);
+    }
+    // The highest constrained bit where `a` is wrong decides.
+    let h = 63 - diff.leading_zeros();
+    let low = u64::MAX >> (63 - h); // bits h..=0
+    if b & (1u64 << h) != 0 {
+        // `a` has 0 where 1 is needed: keep a's higher bits, then the smallest tail.
+        Some((a & !low) | (b & low))
+    } else {
+        // `a` has 1 where 0 is needed: the free bits above h must count up by one.
+        if h == 63 {
+            return None;
+        }
+        let high_fixed = m & !low;
+        let bumped = ((a & !low) | high_fixed).checked_add(1u64 << (h + 1))?;
+        Some((bumped & !m & !low) | b)
+    }
+}
+
+/// Combine the types of the variable ranges matching one address (SDM §12.11.4.1).
+fn combine(types: impl Iterator<Item = MemType>, default: MemType) -> Resolved {
+    let mut first = None;
+    let (mut same, mut any_uc, mut wt_wb_only) = (true, false, true);
+    for t in types {
+        match first {
+            None => first = Some(t),
+            Some(f) if f != t => same = false,
+            Some(_) => {}
+        }
+        any_uc |= t == MemType::Uc;
+        wt_wb_only &= matches!(t, MemType::Wt | MemType::Wb);
+    }
+    match first {
+        None => Resolved::plain(default),
+        Some(t) if same => Resolved::plain(t),
+        Some(_) if any_uc => Resolved::plain(MemType::Uc),
+        Some(_) if wt_wb_only => Resolved::plain(MemType::Wt),
+        Some(_) => Resolved {
+            ty: MemType::Uc,
+            conflict: true,
+        },
+    }
+}
+
+/// A name for an MTRR MSR, e.g. "MTRRphysMask0" or "MTRRfix4K_C8000".
+pub fn msr_name(msr: u32) -> String {
+    match msr {
+        MSR_MTRRCAP => String::from("MTRRcap"),
+        MSR_MTRR_DEF_TYPE => String::from("MTRRdefType"),
+        0x200..=0x24f => {
+            let n = (msr - 0x200) / 2;
+            let kind = if msr.is_multiple_of(2) {
+                "Base"
+            } else {
+                "Mask"
+            };
+            format!("MTRRphys{kind}{n}")
+        }
+        _ => match FIXED_MSRS.iter().position(|&m| m == msr) {
+            Some(j) => {
+                let (start, piece) = FIXED_LAYOUT[j];
+                format!("MTRRfix{}K_{start:05X}", piece >> 10)
+            }
+            None => format!("MSR {msr:#x}"),
+        },
+    }
+}
+
+impl MtrrState {
+    /// Read a vCPU's MTRRs through `rdmsr` (only the MSRs `MTRRcap` says exist: fixed ranges
+    /// if FIX, and `min(VCNT, 40)` variable ranges, so a hostile VCNT cannot make it read
+    /// the fixed-range MSRs as variable ones). The caller makes sure CPUID has the MTRR bit.
+    pub fn read(rdmsr: &dyn Fn(u32) -> u64) -> MtrrState {
+        let cap = rdmsr(MSR_MTRRCAP);
+        let def_type = rdmsr(MSR_MTRR_DEF_TYPE);
+        let fixed = (cap & CAP_FIX != 0).then(|| FIXED_MSRS.map(rdmsr));
+        let count = ((cap & CAP_VCNT) as usize).min(MAX_VAR_RANGES);
+        let var = (0..count as u32)
+            .map(|n| {
+                let (b, m) = var_msrs(n);
+                (rdmsr(b), rdmsr(m))
+            })
+            .collect();
+        MtrrState {
+            cap,
+            def_type,
+            fixed,
+            var,
+        }
+    }
+
+    /// `MTRRcap.VCNT`, as the register says (may exceed 40).
+    pub fn vcnt(&self) -> u32 {
+        (self.cap & CAP_VCNT) as u32
+    }
+
+    /// The variable ranges in effect: the first `min(var.len(), VCNT, 40)`.
+    pub fn active_var(&self) -> &[(u64, u64)] {
+        let n = self.var.len().min(self.vcnt() as usize).min(MAX_VAR_RANGES);
+        &self.var[..n]
+    }
+
+    fn vars(&self, phys: u32) -> impl Iterator<Item = Var> + '_ {
+        self.active_var()
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, &pair)| Var::decode(i, pair, phys))
+    }
+
+    /// `MTRRdefType.E`.
+    pub fn enabled(&self) -> bool {
+        self.def_type & DEF_TYPE_E != 0
+    }
+
+    /// MTRRs enabled, `MTRRdefType.FE` set, and fixed-range MSRs present.
+    pub fn fixed_enabled(&self) -> bool {
+        self.enabled() && self.def_type & DEF_TYPE_FE != 0 && self.fixed.is_some()
+    }
+
+    /// `MTRRdefType` bits 7:0.
+    pub fn default_type(&self) -> MemType {
+        MemType::from_raw(self.def_type.to_le_bytes()[0])
+    }
+
+    fn fixed_type(&self, addr: u64) -> Option<MemType> {
+        let fixed = self.fixed.as_ref()?;
+        let (j, k) = fixed_slot(addr)?;
+        Some(MemType::from_raw(fixed[j].to_le_bytes()[k]))
+    }
+
+    /// Every MSR of this state as `(index, value)`, in ascending MSR order: `MTRRcap`, the
+    /// active variable ranges, the fixed ranges (if present), `MTRRdefType`.
+    pub fn msrs(&self) -> Vec<(u32, u64)> {
+        let mut out = vec![(MSR_MTRRCAP, self.cap)];
+        for (n, &(base, mask)) in self.active_var().iter().enumerate() {
+            let (b, m) = var_msrs(n as u32);
+            out.push((b, base));
+            out.push((m, mask));
+        }
+        if let Some(fixed) = &self.fixed {
+            out.extend(FIXED_MSRS.iter().copied().zip(fixed.iter().copied()));
+        }
+        out.push((MSR_MTRR_DEF_TYPE, self.def_type));
+        out
+    }
+
+    /// The effective type of the byte at `addr` (SDM §12.11.4.1): MTRRs disabled → UC; below
+    /// 1 MiB with fixed ranges enabled → the fixed range; otherwise the matching variable
+    /// ranges (one → its type; several → UC if any is UC, WT if all are WT or WB, else a
+    /// conflict); none → the default type. `phys_bits` is MAXPHYADDR (clamped to 32..=52).
+    pub fn type_at(&self, addr: u64, phys_bits: u8) -> Resolved {
+        if !self.enabled() {
+            return Resolved::plain(MemType::Uc);
+        }
+        if addr < FIXED_END
+            && self.fixed_enabled()
+            && let Some(t) = self.fixed_type(addr)
+        {
+            return Resolved::plain(t);
+        }
+        let phys = clamp_phys(phys_bits);
+        combine(
+            self.vars(phys).filter(|v| v.matches(addr)).map(|v| v.ty),
+            self.default_type(),
+        )
+    }
+
+    /// The type map of `[start, end)` (cut at 2^MAXPHYADDR) as maximal runs in address order.
+    ///
+    /// Types can only change at fixed-range piece boundaries and at variable-range block
+    /// boundaries, so each run's type is that of its first byte. A non-contiguous mask
+    /// matches many separate blocks; the first [`MAX_BLOCKS`] of each such range inside the
+    /// span are followed exactly, past them the map is sampled at the other boundaries only
+    /// (such masks are flagged by [`check`]).
+    pub fn ranges(&self, start: u64, end: u64, phys_bits: u8) -> Vec<(Range<u64>, Resolved)> {
+        let phys = clamp_phys(phys_bits);
+        let end = end.min(1u64 << phys);
+        if start >= end {
+            return Vec::new();
+        }
+        let mut cuts = vec![start, end];
+        if self.enabled() {
+            if self.fixed_enabled() && start < FIXED_END {
+                cuts.extend(fixed_boundaries());
+            }
+            for v in self.vars(phys) {
+                if v.contiguous {
+                    let s = v.span();
+                    cuts.extend([s.start, s.end]);
+                } else {
+                    for b in v.blocks(start, end, MAX_BLOCKS).0 {
+                        cuts.extend([b.start, b.end]);
+                    }
+                }
+            }
+        }
+        cuts.retain(|&c| c >= start && c <= end);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut out: Vec<(Range<u64>, Resolved)> = Vec::new();
+        for w in cuts.windows(2) {
+            let r = self.type_at(w[0], phys_bits);
+            match out.last_mut() {
+                Some((range, last)) if *last == r => range.end = w[1],
+                _ => out.push((w[0]..w[1], r)),
+            }
+        }
+        out
+    }
+
+    /// Each valid variable range (V set) as text: "0x0-0x80000000 WB" (end exclusive), or
+    /// "0x10000000 mask 0xff00001000 UC (non-contiguous mask)".
+    pub fn describe(&self, phys_bits: u8) -> Vec<String> {
+        let phys = clamp_phys(phys_bits);
+        self.vars(phys)
+            .map(|v| {
+                if v.contiguous {
+                    let s = v.span();
+                    format!("{:#x}-{:#x} {}", s.start, s.end, v.ty)
+                } else {
+                    format!(
+                        "{:#x} mask {:#x} {} (non-contiguous mask)",
+                        v.base, v.mask, v.ty
+                    )
+                }
+            })
+            .collect()
+    }
+}
+
+/// What kind of problem [`check`] or [`compare`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// `MTRRdefType.E` is clear: everything is UC.
+    Disabled,
+    /// Some RAM is not WB.
+    RamNotWriteBack,
+    /// Some MMIO is not UC (or WC where allowed).
+    MmioCached,
+    /// Variable ranges overlap with types that have no defined combination.
+    OverlapConflict,
+    /// A valid variable range's mask is not contiguous.
+    NonContiguousMask,
+    /// `MTRRcap.VCNT` > 40.
+    VcntTooLarge,
+    /// A reserved type encoding is in use.
+    ReservedType,
+    /// An MSR differs from vCPU 0's.
+    Disagree,
+}
+
+impl ProblemKind {
+    /// A snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::Disabled => "disabled",
+            ProblemKind::RamNotWriteBack => "ram_not_write_back",
+            ProblemKind::MmioCached => "mmio_cached",
+            ProblemKind::OverlapConflict => "overlap_conflict",
+            ProblemKind::NonContiguousMask => "non_contiguous_mask",
+            ProblemKind::VcntTooLarge => "vcnt_too_large",
+            ProblemKind::ReservedType => "reserved_type",
+            ProblemKind::Disagree => "disagree",
+        }
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One problem, with a human-readable detail naming addresses, ranges and MSRs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+}
+
+impl Problem {
+    fn new(kind: ProblemKind, detail: String) -> Problem {
+        Problem { kind, detail }
+    }
+}
+
+/// "`kind`: `detail`".
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// How many runs a problem's detail lists before "and N more".
+const LISTED_RUNS: usize = 4;
+/// How many conflicting runs get a problem of their own.
+const LISTED_CONFLICTS: usize = 8;
+
+fn runs_text(runs: &[(Range<u64>, Resolved)]) -> String {
+    let mut s = String::new();
+    for (i, (r, t)) in runs.iter().take(LISTED_RUNS).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{sep}[{:#x}, {:#x}) {t}", r.start, r.end);
+    }
+    if runs.len() > LISTED_RUNS {
+        let _ = write!(s, " and {} more", runs.len() - LISTED_RUNS);
+    }
+    s
+}
+
+/// Check one vCPU's MTRRs: RAM (`xen::memmap::MemType::Ram`) must be WB, each `mmio` range
+/// must be UC (or WC when its flag says WC is acceptable, e.g. a prefetchable BAR), and the
+/// state itself must be sane (enabled, VCNT ≤ 40, no reserved types, contiguous masks, no
+/// undefined overlaps). With MTRRs disabled only the state checks and [`ProblemKind::Disabled`]
+/// are reported (every address is UC, so all RAM is uncached). Addresses at or beyond
+/// 2^`phys_bits` are not checked.
+pub fn check(
+    state: &MtrrState,
+    map: &MemoryMap,
+    mmio: &[(Range<u64>, bool)],
+    phys_bits: u8,
+) -> Vec<Problem> {
+    let phys = clamp_phys(phys_bits);
+    let mut out = Vec::new();
+    let vcnt = state.vcnt();
+    if vcnt as usize > MAX_VAR_RANGES {
+        out.push(Problem::new(
+            ProblemKind::VcntTooLarge,
+            format!(
+                "MTRRcap {:#x} says {vcnt} variable ranges; only {MAX_VAR_RANGES} fit below the \
+                 fixed-range MSRs, so only the first {MAX_VAR_RANGES} are used",
+                state.cap
+            ),
+        ));
+    }
+    if let MemType::Reserved(raw) = state.default_type() {
+        out.push(Problem::new(
+            ProblemKind::ReservedType,
+            format!(
+                "MTRRdefType {:#x} has reserved default type {raw}",
+                state.def_type
+            ),
+        ));
+    }
+    if let Some(fixed) = &state.fixed {
+        for (j, &value) in fixed.iter().enumerate() {
+            let bad: Vec<(usize, u8)> = value
+                .to_le_bytes()
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| matches!(MemType::from_raw(b), MemType::Reserved(_)))
+                .map(|(k, &b)| (k, b))
+                .collect();
+            if let Some(&(k, raw)) = bad.first() {
+                let (start, piece) = FIXED_LAYOUT[j];
+                let at = start + k as u64 * piece;
+                let more = if bad.len() > 1 {
+                    format!(" (and {} more pieces)", bad.len() - 1)
+                } else {
+                    String::new()
+                };
+                out.push(Problem::new(
+                    ProblemKind::ReservedType,
+                    format!(
+                        "{} (MSR {:#x}) = {value:#x} has reserved type {raw} for [{at:#x}, \
+                         {:#x}){more}",
+                        msr_name(FIXED_MSRS[j]),
+                        FIXED_MSRS[j],
+                        at + piece
+                    ),
+                ));
+            }
+        }
+    }
+    for v in state.vars(phys) {
+        let (base_msr, _) = var_msrs(v.index as u32);
+        if let MemType::Reserved(raw) = v.ty {
+            out.push(Problem::new(
+                ProblemKind::ReservedType,
+                format!(
+                    "variable range {} (MSR {base_msr:#x}) has reserved type {raw}",
+                    v.index
+                ),
+            ));
+        }
+        if !v.contiguous {
+            let (base, mask) = state.active_var()[v.index];
+            out.push(Problem::new(
+                ProblemKind::NonContiguousMask,
+                format!(
+                    "variable range {} (PHYSBASE {base:#x}, PHYSMASK {mask:#x}) has a \
+                     non-contiguous mask for {phys} address bits: it matches separate {:#x}-byte \
+                     blocks; the type map follows the first {MAX_BLOCKS} per range",
+                    v.index, v.block
+                ),
+            ));
+        }
+    }
+    if !state.enabled() {
+        out.push(Problem::new(
+            ProblemKind::Disabled,
+            format!(
+                "MTRRs are disabled (MTRRdefType {:#x} has E clear): all memory, RAM included, \
+                 is uncached",
+                state.def_type
+            ),
+        ));
+        return out;
+    }
+
+    let limit = 1u64 << phys;
+    let conflicts: Vec<Range<u64>> = state
+        .ranges(0, limit, phys_bits)
+        .into_iter()
+        .filter(|(_, r)| r.conflict)
+        .map(|(range, _)| range)
+        .collect();
+    for range in conflicts.iter().take(LISTED_CONFLICTS) {
+        let mut which = String::new();
+        for (i, v) in state
+            .vars(phys)
+            .filter(|v| v.matches(range.start))
+            .enumerate()
+        {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(which, "{sep}{} ({})", v.index, v.ty);
+        }
+        out.push(Problem::new(
+            ProblemKind::OverlapConflict,
+            format!(
+                "[{:#x}, {:#x}): variable ranges {which} overlap and the SDM defines no \
+                 resulting type",
+                range.start, range.end
+            ),
+        ));
+    }
+    if conflicts.len() > LISTED_CONFLICTS {
+        out.push(Problem::new(
+            ProblemKind::OverlapConflict,
+            format!(
+                "{} more runs with undefined overlapping types",
+                conflicts.len() - LISTED_CONFLICTS
+            ),
+        ));
+    }
+
+    for r in map.regions().iter().filter(|r| r.kind == MapType::Ram) {
+        let bad: Vec<(Range<u64>, Resolved)> = state
+            .ranges(r.addr, r.end(), phys_bits)
+            .into_iter()
+            .filter(|(_, t)| t.conflict || t.ty != MemType::Wb)
+            .collect();
+        if !bad.is_empty() {
+            out.push(Problem::new(
+                ProblemKind::RamNotWriteBack,
+                format!(
+                    "RAM [{:#x}, {:#x}) is not all WB: {}",
+                    r.addr,
+                    r.end(),
+                    runs_text(&bad)
+                ),
+            ));
+        }
+    }
+
+    for (range, wc_ok) in mmio {
+        let ok =
+            |t: &Resolved| !t.conflict && (t.ty == MemType::Uc || (*wc_ok && t.ty == MemType::Wc));
+        let bad: Vec<(Range<u64>, Resolved)> = state
+            .ranges(range.start, range.end, phys_bits)
+            .into_iter()
+            .filter(|(_, t)| !ok(t))
+            .collect();
+        if !bad.is_empty() {
+            let want = if *wc_ok { "UC or WC" } else { "UC" };
+            out.push(Problem::new(
+                ProblemKind::MmioCached,
+                format!(
+                    "MMIO [{:#x}, {:#x}) must be {want}: {}",
+                    range.start,
+                    range.end,
+                    runs_text(&bad)
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Compare every vCPU's MTRR MSRs with vCPU 0's: one [`ProblemKind::Disagree`] per MSR that
+/// differs (or exists on only one of the two), per vCPU, in vCPU then MSR order.
+pub fn compare(states: &[MtrrState]) -> Vec<Problem> {
+    let Some((first, rest)) = states.split_first() else {
+        return Vec::new();
+    };
+    let reference = first.msrs();
+    let mut out = Vec::new();
+    for (k, state) in rest.iter().enumerate() {
+        let vcpu = k + 1;
+        let other = state.msrs();
+        let (mut i, mut j) = (0, 0);
+        while i < reference.len() || j < other.len() {
+            let a = reference.get(i).copied();
+            let b = other.get(j).copied();
+            let (msr, va, vb) = match (a, b) {
+                (Some((ma, va)), Some((mb, vb))) if ma == mb => {
+                    i += 1;
+                    j += 1;
+                    (ma, Some(va), Some(vb))
+                }
+                (Some((ma, va)), Some((mb, _))) if ma < mb => {
+                    i += 1;
+                    (ma, Some(va), None)
+                }
+                (Some((ma, va)), None) => {
+                    i += 1;
+                    (ma, Some(va), None)
+                }
+                (_, Some((mb, vb))) => {
+                    j += 1;
+                    (mb, None, Some(vb))
+                }
+                (None, None) => break,
+            };
+            let name = msr_name(msr);
+            let detail = match (va, vb) {
+                (Some(x), Some(y)) if x != y => {
+                    format!("vCPU {vcpu}: {name} (MSR {msr:#x}) is {y:#x}, vCPU 0 has {x:#x}")
+                }
+                (Some(x), None) => {
+                    format!("vCPU {vcpu}: {name} (MSR {msr:#x}) is absent, vCPU 0 has {x:#x}")
+                }
+                (None, Some(y)) => {
+                    format!("vCPU {vcpu}: {name} (MSR {msr:#x}) is {y:#x}, absent on vCPU 0")
+                }
+                _ => continue,
+            };
+            out.push(Problem::new(ProblemKind::Disagree, detail));
+        }
+    }
+    out
+}
+
+/// The MSR writes `(vcpu, msr, value)` that give every vCPU vCPU 0's MTRRs, as Linux's
+/// `mtrr_ap_init` does, in the SDM §12.11.7.2 order for each vCPU that differs:
+/// 1. `MTRRdefType` = its current value with E, FE and the type cleared (MTRRs off, as
+///    Linux's `prepare_set` writes it);
+/// 2. the fixed-range MSRs that differ (only if both vCPUs have them);
+/// 3. the variable ranges that differ, PHYSBASE before PHYSMASK, over the ranges the vCPU
+///    has (ranges vCPU 0 lacks are cleared to 0);
+/// 4. `MTRRdefType` = vCPU 0's value (FE cleared if the vCPU has no fixed ranges).
+///
+/// The caller runs these with caches disabled and flushed, as the SDM describes. `MTRRcap`
+/// is read-only and never written; a vCPU whose VCNT is smaller than the ranges vCPU 0 uses
+/// cannot be fully corrected ([`compare`] reports it).
+pub fn corrections(states: &[MtrrState]) -> Vec<(usize, u32, u64)> {
+    let Some((first, rest)) = states.split_first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, state) in rest.iter().enumerate() {
+        let vcpu = k + 1;
+        let mut body = Vec::new();
+        if let (Some(want), Some(have)) = (&first.fixed, &state.fixed) {
+            for (j, (&w, &h)) in want.iter().zip(have.iter()).enumerate() {
+                if w != h {
+                    body.push((FIXED_MSRS[j], w));
+                }
+            }
+        }
+        let want_var = first.active_var();
+        for (n, &(have_base, have_mask)) in state.active_var().iter().enumerate() {
+            let (want_base, want_mask) = want_var.get(n).copied().unwrap_or((0, 0));
+            let (b, m) = var_msrs(n as u32);
+            if have_base != want_base {
+                body.push((b, want_base));
+            }
+            if have_mask != want_mask {
+                body.push((m, want_mask));
+            }
+        }
+        let mut def = first.def_type;
+        if state.fixed.is_none() {
+            def &= !DEF_TYPE_FE;
+        }
+        if body.is_empty() && state.def_type == def {
+            continue;
+        }
+        out.push((vcpu, MSR_MTRR_DEF_TYPE, state.def_type & !0xcff));
+        out.extend(body.into_iter().map(|(msr, v)| (vcpu, msr, v)));
+        out.push((vcpu, MSR_MTRR_DEF_TYPE, def));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use xen::memmap::MemRegion;
+
+    const WB8: u64 = 0x0606_0606_0606_0606;
+    const PHYS: u8 = 40;
+    const MASK40: u64 = (1 << 40) - 1;
+
+    /// A variable range [base, base + size) of type `ty` for 40 address bits.
+    fn range(base: u64, size: u64, ty: MemType) -> (u64, u64) {
+        (
+            base | u64::from(ty.raw()),
+            (!(size - 1) & MASK40 & !0xfff) | PHYSMASK_V,
+        )
+    }
+
+    /// Xen 4.17's PVH dom0 on QEMU q35 + SeaBIOS: the host MTRRs copied. SeaBIOS makes WB the
+    /// default with one UC range over the 32-bit PCI hole, fixed ranges WB except the VGA
+    /// window [0xA0000, 0xC0000) UC; Xen's virtual MTRRcap is WC | FIX | host VCNT (8).
+    fn qemu_xen() -> MtrrState {
+        let mut fixed = [WB8; 11];
+        fixed[2] = 0;
+        let mut var = vec![(0, 0); 8];
+        var[0] = range(0x8000_0000, 0x8000_0000, MemType::Uc);
+        MtrrState {
+            cap: CAP_WC | CAP_FIX | 8,
+            def_type: DEF_TYPE_E | DEF_TYPE_FE | 6,
+            fixed: Some(fixed),
+            var,
+        }
+    }
+
+    fn qemu_map() -> MemoryMap {
+        MemoryMap::from_regions(&[
+            MemRegion::new(0, 0x9f000, MapType::Ram),
+            MemRegion::new(0x9f000, 0x61000, MapType::Reserved),
+            MemRegion::new(0x10_0000, 0x7f60f16 - 0x10_0000, MapType::Ram),
+            MemRegion::new(0x7f60f16, 0xea, MapType::Acpi),
+            MemRegion::new(0xb000_0000, 0x1000_0000, MapType::Reserved),
+            MemRegion::new(0xfed1_c000, 0x4000, MapType::Reserved),
+            MemRegion::new(0x1_0000_0000, 0x8000_0000, MapType::Ram),
+        ])
+        .unwrap()
+    }
+
+    fn qemu_mmio() -> Vec<(Range<u64>, bool)> {
+        vec![
+            // MMCONFIG, a NIC BAR, the VGA framebuffer (prefetchable).
+            (0xb000_0000..0xc000_0000, false),
+            (0xfebf_0000..0xfebf_1000, false),
+            (0xfd00_0000..0xfe00_0000, true),
+        ]
+    }
+
+    fn plain(ty: MemType) -> Resolved {
+        Resolved::plain(ty)
+    }
+
+    fn kinds(p: &[Problem]) -> Vec<ProblemKind> {
+        p.iter().map(|p| p.kind).collect()
+    }
+
+    #[test]
+    fn qemu_seabios_state_under_xen() {
+        let s = qemu_xen();
+        assert!(s.enabled() && s.fixed_enabled());
+        assert_eq!(s.default_type(), MemType::Wb);
+        assert_eq!(s.type_at(0, PHYS), plain(MemType::Wb));
+        assert_eq!(s.type_at(0x9ffff, PHYS), plain(MemType::Wb));
+        assert_eq!(s.type_at(0xa0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0xbffff, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0xc0000, PHYS), plain(MemType::Wb));
+        assert_eq!(s.type_at(0x7fff_ffff, PHYS), plain(MemType::Wb));
+        assert_eq!(s.type_at(0x8000_0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0xffff_ffff, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x1_0000_0000, PHYS), plain(MemType::Wb));
+        assert_eq!(
+            s.ranges(0, u64::MAX, PHYS),
+            vec![
+                (0..0xa0000, plain(MemType::Wb)),
+                (0xa0000..0xc0000, plain(MemType::Uc)),
+                (0xc0000..0x8000_0000, plain(MemType::Wb)),
+                (0x8000_0000..0x1_0000_0000, plain(MemType::Uc)),
+                (0x1_0000_0000..1 << 40, plain(MemType::Wb)),
+            ]
+        );
+        assert_eq!(s.describe(PHYS), ["0x80000000-0x100000000 UC"]);
+        assert_eq!(check(&s, &qemu_map(), &qemu_mmio(), PHYS), vec![]);
+        let all = vec![s.clone(), s.clone(), s.clone(), s];
+        assert!(compare(&all).is_empty());
+        assert!(corrections(&all).is_empty());
+    }
+
+    #[test]
+    fn uc_default_with_wb_ranges() {
+        // The other common firmware style: default UC, WB ranges over RAM.
+        let mut s = qemu_xen();
+        s.def_type = DEF_TYPE_E | DEF_TYPE_FE;
+        s.var[0] = range(0, 0x8000_0000, MemType::Wb);
+        s.var[1] = range(0x1_0000_0000, 0x1_0000_0000, MemType::Wb);
+        assert_eq!(
+            s.describe(PHYS),
+            ["0x0-0x80000000 WB", "0x100000000-0x200000000 WB"]
+        );
+        assert_eq!(check(&s, &qemu_map(), &qemu_mmio(), PHYS), vec![]);
+        // RAM past the WB ranges is UC.
+        let map = MemoryMap::from_regions(&[
+            MemRegion::new(0x10_0000, 0x8000_0000, MapType::Ram),
+            MemRegion::new(0x1_0000_0000, 0x1_8000_0000, MapType::Ram),
+        ])
+        .unwrap();
+        let p = check(&s, &map, &[], PHYS);
+        assert_eq!(kinds(&p), [ProblemKind::RamNotWriteBack; 2]);
+        assert_eq!(
+            p[0].detail,
+            "RAM [0x100000, 0x80100000) is not all WB: [0x80000000, 0x80100000) UC"
+        );
+        assert_eq!(
+            p[1].to_string(),
+            "ram_not_write_back: RAM [0x100000000, 0x280000000) is not all WB: \
+             [0x200000000, 0x280000000) UC"
+        );
+    }
+
+    #[test]
+    fn disabled_mtrrs() {
+        let mut s = qemu_xen();
+        s.def_type = 6 | DEF_TYPE_FE;
+        assert!(!s.enabled() && !s.fixed_enabled());
+        assert_eq!(s.type_at(0x1000, PHYS), plain(MemType::Uc));
+        assert_eq!(
+            s.ranges(0, 1 << 32, PHYS),
+            vec![(0..1 << 32, plain(MemType::Uc))]
+        );
+        let p = check(&s, &qemu_map(), &qemu_mmio(), PHYS);
+        assert_eq!(kinds(&p), [ProblemKind::Disabled]);
+        assert!(p[0].detail.contains("0x406"), "{}", p[0].detail);
+        // All zeros (what a PVH domU gets from Xen before the toolstack sets it up).
+        let p = check(&MtrrState::default(), &qemu_map(), &[], PHYS);
+        assert_eq!(kinds(&p), [ProblemKind::Disabled]);
+    }
+
+    #[test]
+    fn overlap_rules() {
+        let mut s = qemu_xen();
+        s.var[1] = range(0x4000_0000, 0x4000_0000, MemType::Wb);
+        s.var[2] = range(0x4000_0000, 0x1000_0000, MemType::Uc);
+        s.var[3] = range(0x5000_0000, 0x1000_0000, MemType::Wt);
+        s.var[4] = range(0x6000_0000, 0x1000_0000, MemType::Wc);
+        s.var[5] = range(0x7000_0000, 0x1000_0000, MemType::Wb); // same type twice: fine
+        assert_eq!(s.type_at(0x4000_0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x5000_0000, PHYS), plain(MemType::Wt));
+        let conflict = Resolved {
+            ty: MemType::Uc,
+            conflict: true,
+        };
+        assert_eq!(s.type_at(0x6000_0000, PHYS), conflict);
+        assert_eq!(conflict.to_string(), "undefined");
+        assert_eq!(s.type_at(0x7000_0000, PHYS), plain(MemType::Wb));
+        // The WB range 1 ends where the hole's UC range 0 begins.
+        assert_eq!(
+            s.ranges(0x3000_0000, 0x9000_0000, PHYS),
+            vec![
+                (0x3000_0000..0x4000_0000, plain(MemType::Wb)),
+                (0x4000_0000..0x5000_0000, plain(MemType::Uc)),
+                (0x5000_0000..0x6000_0000, plain(MemType::Wt)),
+                (0x6000_0000..0x7000_0000, conflict),
+                (0x7000_0000..0x8000_0000, plain(MemType::Wb)),
+                (0x8000_0000..0x9000_0000, plain(MemType::Uc)),
+            ]
+        );
+        let map =
+            MemoryMap::from_regions(&[MemRegion::new(0x3000_0000, 0x5000_0000, MapType::Ram)])
+                .unwrap();
+        let p = check(&s, &map, &[], PHYS);
+        assert_eq!(
+            kinds(&p),
+            [ProblemKind::OverlapConflict, ProblemKind::RamNotWriteBack]
+        );
+        assert_eq!(
+            p[0].detail,
+            "[0x60000000, 0x70000000): variable ranges 1 (WB), 4 (WC) overlap and the SDM \
+             defines no resulting type"
+        );
+        assert_eq!(
+            p[1].detail,
+            "RAM [0x30000000, 0x80000000) is not all WB: [0x40000000, 0x50000000) UC, \
+             [0x50000000, 0x60000000) WT, [0x60000000, 0x70000000) undefined"
+        );
+    }
+
+    #[test]
+    fn cached_mmio() {
+        let mut s = qemu_xen();
+        // The hole's UC range made too small: the NIC BAR and framebuffer are WB.
+        s.var[0] = range(0xc000_0000, 0x2000_0000, MemType::Uc);
+        s.var[1] = range(0xfd00_0000, 0x100_0000, MemType::Wc);
+        let mut mmio = qemu_mmio();
+        mmio.push((0xfd00_0000..0xfd00_1000, false)); // WC over a non-prefetchable BAR
+        let p = check(&s, &qemu_map(), &mmio, PHYS);
+        let details: Vec<&str> = p.iter().map(|p| p.detail.as_str()).collect();
+        assert_eq!(kinds(&p), [ProblemKind::MmioCached; 3]);
+        assert_eq!(
+            details,
+            [
+                // MMCONFIG and the NIC BAR fall outside the UC range: WB.
+                "MMIO [0xb0000000, 0xc0000000) must be UC: [0xb0000000, 0xc0000000) WB",
+                "MMIO [0xfebf0000, 0xfebf1000) must be UC: [0xfebf0000, 0xfebf1000) WB",
+                // The framebuffer may be WC, a non-prefetchable BAR may not.
+                "MMIO [0xfd000000, 0xfd001000) must be UC: [0xfd000000, 0xfd001000) WC",
+            ]
+        );
+        // A UC range over [0xc0000000, 4 GiB) fixes the BAR; MMCONFIG stays WB.
+        s.var[0] = range(0xc000_0000, 0x4000_0000, MemType::Uc);
+        let p = check(&s, &qemu_map(), &mmio[..3], PHYS);
+        assert_eq!(kinds(&p), [ProblemKind::MmioCached]);
+        // A range straddling the UC range's start: only the WB part is listed.
+        let p = check(&s, &qemu_map(), &[(0xbfff_f000..0xc000_1000, false)], PHYS);
+        assert_eq!(
+            p[0].detail,
+            "MMIO [0xbffff000, 0xc0001000) must be UC: [0xbffff000, 0xc0000000) WB"
+        );
+        // An inverted or empty MMIO range is ignored.
+        assert!(
+            check(
+                &qemu_xen(),
+                &qemu_map(),
+                &[(Range { start: 10, end: 5 }, false), (7..7, false)],
+                PHYS
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ram_uncached() {
+        let mut s = qemu_xen();
+        s.var[1] = range(0x100_0000, 0x100_0000, MemType::Uc);
+        let p = check(&s, &qemu_map(), &qemu_mmio(), PHYS);
+        assert_eq!(kinds(&p), [ProblemKind::RamNotWriteBack]);
+        assert_eq!(
+            p[0].detail,
+            "RAM [0x100000, 0x7f60f16) is not all WB: [0x1000000, 0x2000000) UC"
+        );
+        // Fixed ranges make low RAM UC.
+        let mut s = qemu_xen();
+        s.fixed.as_mut().unwrap()[0] = 0x0606_0606_0606_0600;
+        let p = check(&s, &qemu_map(), &[], PHYS);
+        assert_eq!(
+            p[0].detail,
+            "RAM [0x0, 0x9f000) is not all WB: [0x0, 0x10000) UC"
+        );
+        // With FE clear the fixed ranges do not apply: the variable ranges and default rule.
+        s.def_type &= !DEF_TYPE_FE;
+        assert!(!s.fixed_enabled());
+        assert_eq!(s.type_at(0xa0000, PHYS), plain(MemType::Wb));
+        assert!(check(&s, &qemu_map(), &[], PHYS).is_empty());
+    }
+
+    #[test]
+    fn non_contiguous_mask() {
+        let mut s = qemu_xen();
+        // [0x1000_0000, 0x2000_0000) but only pages with bit 12 clear.
+        s.var[1] = (0x1000_0000, (0xff_f000_0000 | 0x1000) | PHYSMASK_V);
+        assert_eq!(s.type_at(0x1000_0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x1000_1000, PHYS), plain(MemType::Wb));
+        assert_eq!(s.type_at(0x1fff_e000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x2000_0000, PHYS), plain(MemType::Wb));
+        assert_eq!(
+            s.ranges(0x0fff_f000, 0x1000_3800, PHYS),
+            vec![
+                (0x0fff_f000..0x1000_0000, plain(MemType::Wb)),
+                (0x1000_0000..0x1000_1000, plain(MemType::Uc)),
+                (0x1000_1000..0x1000_2000, plain(MemType::Wb)),
+                (0x1000_2000..0x1000_3000, plain(MemType::Uc)),
+                (0x1000_3000..0x1000_3800, plain(MemType::Wb)),
+            ]
+        );
+        // Starting mid-block.
+        assert_eq!(
+            s.ranges(0x1000_0800, 0x1000_1800, PHYS),
+            vec![
+                (0x1000_0800..0x1000_1000, plain(MemType::Uc)),
+                (0x1000_1000..0x1000_1800, plain(MemType::Wb)),
+            ]
+        );
+        assert_eq!(
+            s.describe(PHYS),
+            [
+                "0x80000000-0x100000000 UC",
+                "0x10000000 mask 0xfff0001000 UC (non-contiguous mask)"
+            ]
+        );
+        // The whole 256 MiB: the first MAX_BLOCKS blocks exactly, then sampled.
+        let runs = s.ranges(0x1000_0000, 0x2000_0000, PHYS);
+        assert_eq!(runs.len(), 2 * MAX_BLOCKS);
+        assert_eq!(runs.last().unwrap().0.end, 0x2000_0000);
+        let map = MemoryMap::from_regions(&[MemRegion::new(0x10_0000, 0x3000_0000, MapType::Ram)])
+            .unwrap();
+        let p = check(&s, &map, &qemu_mmio(), PHYS);
+        assert_eq!(
+            kinds(&p),
+            [ProblemKind::NonContiguousMask, ProblemKind::RamNotWriteBack]
+        );
+        assert!(
+            p[0].detail
+                .starts_with("variable range 1 (PHYSBASE 0x10000000")
+        );
+        assert!(p[1].detail.ends_with(" and 1020 more"), "{}", p[1].detail);
+        // A mask with a hole at the top (firmware that assumed fewer address bits) aliases.
+        let mut s = qemu_xen();
+        s.var[0] = (0x8000_0000, 0xf_8000_0000 | PHYSMASK_V);
+        assert_eq!(s.type_at(0x8000_0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x10_8000_0000, PHYS), plain(MemType::Uc));
+        assert_eq!(s.type_at(0x10_0000_0000, PHYS), plain(MemType::Wb));
+        assert_eq!(
+            kinds(&check(&s, &qemu_map(), &[], PHYS)),
+            [ProblemKind::NonContiguousMask]
+        );
+        // With 36 address bits the same mask is contiguous.
+        assert!(check(&s, &qemu_map(), &[], 36).is_empty());
+    }
+
+    #[test]
+    fn next_match_agrees_with_brute_force() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut rand = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let m = rand() & 0x3ff;
+            let b = rand() & m;
+            let a = rand() & 0x3ff;
+            let want = (a..0x400).find(|x| x & m == b);
+            let got = next_match(a, m, b).filter(|&x| x < 0x400);
+            assert_eq!(got, want, "a={a:#x} m={m:#x} b={b:#x}");
+        }
+        // At the top of the address space there is no next match.
+        assert_eq!(next_match(u64::MAX, 1 << 63, 0), None);
+        assert_eq!(next_match(u64::MAX - 1, 1, 1), Some(u64::MAX));
+        assert_eq!(next_match(u64::MAX, 1, 0), None);
+    }
+
+    #[test]
+    fn hostile_states() {
+        // VCNT 255, every variable range non-contiguous over the whole space, reserved
+        // types everywhere: bounded work, no panic.
+        let all = (0..255u64)
+            .map(|i| ((0x1000 * (i & 1)) | 7, 0x1000 | PHYSMASK_V))
+            .collect::<Vec<_>>();
+        let s = MtrrState {
+            cap: 0xff | CAP_FIX,
+            def_type: DEF_TYPE_E | DEF_TYPE_FE | 2,
+            fixed: Some([u64::MAX; 11]),
+            var: all,
+        };
+        assert_eq!(s.active_var().len(), MAX_VAR_RANGES);
+        for bits in [0, 1, 36, 52, 64, 255] {
+            let runs = s.ranges(0, u64::MAX, bits);
+            assert!(!runs.is_empty() && runs.len() <= 2 * MAX_BLOCKS + 100);
+            let _ = s.type_at(u64::MAX, bits);
+            assert_eq!(s.describe(bits).len(), MAX_VAR_RANGES);
+        }
+        let p = check(&s, &qemu_map(), &qemu_mmio(), 255);
+        let k = kinds(&p);
+        assert_eq!(k[0], ProblemKind::VcntTooLarge);
+        assert!(
+            p[0].detail
+                .starts_with("MTRRcap 0x1ff says 255 variable ranges")
+        );
+        assert_eq!(
+            k.iter()
+                .filter(|&&k| k == ProblemKind::ReservedType)
+                .count(),
+            1 + 11 + 40
+        );
+        assert_eq!(
+            k.iter()
+                .filter(|&&k| k == ProblemKind::NonContiguousMask)
+                .count(),
+            40
+        );
+        assert!(
+            k.contains(&ProblemKind::OverlapConflict) || k.contains(&ProblemKind::RamNotWriteBack)
+        );
+        assert_eq!(p[1].detail, "MTRRdefType 0xc02 has reserved default type 2");
+        assert_eq!(
+            p[2].detail,
+            "MTRRfix64K_00000 (MSR 0x250) = 0xffffffffffffffff has reserved type 255 for \
+             [0x0, 0x10000) (and 7 more pieces)"
+        );
+        // A reserved type alone in a range is what the address gets.
+        let mut s = qemu_xen();
+        s.var[1] = range(0x1000_0000, 0x1000, MemType::Reserved(7));
+        assert_eq!(s.type_at(0x1000_0000, PHYS), plain(MemType::Reserved(7)));
+        // var longer than VCNT: the extra entries are ignored; shorter: only those given.
+        let mut s = qemu_xen();
+        s.cap = CAP_FIX | 1;
+        s.var[1] = range(0, 0x1000, MemType::Uc);
+        assert_eq!(s.type_at(0, 1), plain(MemType::Wb));
+        s.var.truncate(0);
+        assert_eq!(s.type_at(0x8000_0000, PHYS), plain(MemType::Wb));
+        // FE set without fixed-range MSRs: fixed ranges are not in effect.
+        let mut s = qemu_xen();
+        s.fixed = None;
+        assert!(!s.fixed_enabled());
+        assert_eq!(s.type_at(0xa0000, PHYS), plain(MemType::Wb));
+        // Mask 0 with V: one range over everything.
+        let mut s = qemu_xen();
+        s.var[0] = (5, PHYSMASK_V);
+        assert_eq!(s.describe(PHYS), ["0x0-0x10000000000 WP"]);
+        assert_eq!(s.type_at(0x1234_5000, PHYS), plain(MemType::Wp));
+    }
+
+    #[test]
+    fn read_through_rdmsr() {
+        let mut msrs = BTreeMap::new();
+        let s = qemu_xen();
+        for (msr, v) in s.msrs() {
+            msrs.insert(msr, v);
+        }
+        let rd = |msr: u32| *msrs.get(&msr).unwrap_or(&0xbad);
+        assert_eq!(MtrrState::read(&rd), s);
+        // No FIX: the fixed MSRs are not read; VCNT 200 reads 40 pairs only.
+        msrs.insert(MSR_MTRRCAP, 200);
+        let seen = std::cell::RefCell::new(Vec::new());
+        let rd = |msr: u32| {
+            seen.borrow_mut().push(msr);
+            *msrs.get(&msr).unwrap_or(&0)
+        };
+        let r = MtrrState::read(&rd);
+        assert_eq!((r.fixed, r.var.len()), (None, 40));
+        assert!(
+            seen.borrow()
+                .iter()
+                .all(|&m| m == 0xfe || m == 0x2ff || m < 0x250)
+        );
+        assert_eq!(var_msrs(0), (0x200, 0x201));
+        assert_eq!(var_msrs(39), (0x24e, 0x24f));
+        assert_eq!(var_msrs(u32::MAX), (u32::MAX, u32::MAX));
+    }
+
+    #[test]
+    fn msr_names() {
+        assert_eq!(msr_name(0xfe), "MTRRcap");
+        assert_eq!(msr_name(0x2ff), "MTRRdefType");
+        assert_eq!(msr_name(0x200), "MTRRphysBase0");
+        assert_eq!(msr_name(0x24f), "MTRRphysMask39");
+        assert_eq!(msr_name(0x250), "MTRRfix64K_00000");
+        assert_eq!(msr_name(0x258), "MTRRfix16K_80000");
+        assert_eq!(msr_name(0x259), "MTRRfix16K_A0000");
+        assert_eq!(msr_name(0x26f), "MTRRfix4K_F8000");
+        assert_eq!(msr_name(0x1234), "MSR 0x1234");
+        assert_eq!(MemType::Reserved(3).to_string(), "reserved(3)");
+        for raw in 0..=255u8 {
+            assert_eq!(MemType::from_raw(raw).raw(), raw);
+        }
+    }
+
+    #[test]
+    fn disagreeing_vcpus_and_corrections() {
+        let v0 = qemu_xen();
+        let v1 = v0.clone();
+        // vCPU 2: left with MTRRs off and the hole range invalid.
+        let mut v2 = v0.clone();
+        v2.def_type = 6;
+        v2.var[0].1 &= !PHYSMASK_V;
+        // vCPU 3: VGA window WB and an extra UC range.
+        let mut v3 = v0.clone();
+        v3.fixed.as_mut().unwrap()[2] = WB8;
+        v3.var[1] = range(0x4000_0000, 0x1000_0000, MemType::Uc);
+        // vCPU 4: fewer variable ranges and no fixed ranges (a different MTRRcap).
+        let mut v4 = v0.clone();
+        v4.cap = CAP_WC | 2;
+        v4.fixed = None;
+        v4.var.truncate(2);
+        v4.var[0] = (0, 0);
+        let states = [v0, v1, v2, v3, v4];
+        let p = compare(&states);
+        let details: Vec<&str> = p.iter().map(|p| p.detail.as_str()).collect();
+        assert!(p.iter().all(|p| p.kind == ProblemKind::Disagree));
+        assert_eq!(
+            details,
+            [
+                "vCPU 2: MTRRphysMask0 (MSR 0x201) is 0xff80000000, vCPU 0 has 0xff80000800",
+                "vCPU 2: MTRRdefType (MSR 0x2ff) is 0x6, vCPU 0 has 0xc06",
+                "vCPU 3: MTRRphysBase1 (MSR 0x202) is 0x40000000, vCPU 0 has 0x0",
+                "vCPU 3: MTRRphysMask1 (MSR 0x203) is 0xfff0000800, vCPU 0 has 0x0",
+                "vCPU 3: MTRRfix16K_A0000 (MSR 0x259) is 0x606060606060606, vCPU 0 has 0x0",
+                "vCPU 4: MTRRcap (MSR 0xfe) is 0x402, vCPU 0 has 0x508",
+                "vCPU 4: MTRRphysBase0 (MSR 0x200) is 0x0, vCPU 0 has 0x80000000",
+                "vCPU 4: MTRRphysMask0 (MSR 0x201) is 0x0, vCPU 0 has 0xff80000800",
+                "vCPU 4: MTRRphysBase2 (MSR 0x204) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask2 (MSR 0x205) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysBase3 (MSR 0x206) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask3 (MSR 0x207) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysBase4 (MSR 0x208) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask4 (MSR 0x209) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysBase5 (MSR 0x20a) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask5 (MSR 0x20b) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysBase6 (MSR 0x20c) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask6 (MSR 0x20d) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysBase7 (MSR 0x20e) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRphysMask7 (MSR 0x20f) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRfix64K_00000 (MSR 0x250) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix16K_80000 (MSR 0x258) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix16K_A0000 (MSR 0x259) is absent, vCPU 0 has 0x0",
+                "vCPU 4: MTRRfix4K_C0000 (MSR 0x268) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_C8000 (MSR 0x269) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_D0000 (MSR 0x26a) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_D8000 (MSR 0x26b) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_E0000 (MSR 0x26c) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_E8000 (MSR 0x26d) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_F0000 (MSR 0x26e) is absent, vCPU 0 has 0x606060606060606",
+                "vCPU 4: MTRRfix4K_F8000 (MSR 0x26f) is absent, vCPU 0 has 0x606060606060606",
+            ]
+        );
+        // The reverse view: MSRs only the other vCPU has.
+        let p = compare(&[states[4].clone(), states[0].clone()]);
+        assert_eq!(
+            p[3].detail,
+            "vCPU 1: MTRRphysBase2 (MSR 0x204) is 0x0, absent on vCPU 0"
+        );
+
+        let c = corrections(&states);
+        assert_eq!(
+            c,
+            [
+                // vCPU 2: off, the hole's mask, on.
+                (2, 0x2ff, 0),
+                (2, 0x201, 0xff_8000_0800),
+                (2, 0x2ff, 0xc06),
+                // vCPU 3: off, fixed first, then variable (base before mask), on.
+                (3, 0x2ff, 0),
+                (3, 0x259, 0),
+                (3, 0x202, 0),
+                (3, 0x203, 0),
+                (3, 0x2ff, 0xc06),
+                // vCPU 4: only the ranges it has; FE cleared as it has no fixed ranges.
+                (4, 0x2ff, 0),
+                (4, 0x200, 0x8000_0000),
+                (4, 0x201, 0xff_8000_0800),
+                (4, 0x2ff, 0x806),
+            ]
+        );
+        // Applying them makes vCPUs 2 and 3 identical to vCPU 0.
+        let mut fixed_up = states.to_vec();
+        for &(vcpu, msr, value) in &c {
+            let s = &mut fixed_up[vcpu];
+            match msr {
+                MSR_MTRR_DEF_TYPE => s.def_type = value,
+                0x200..=0x24f => {
+                    let n = ((msr - 0x200) / 2) as usize;
+                    if msr.is_multiple_of(2) {
+                        s.var[n].0 = value;
+                    } else {
+                        s.var[n].1 = value;
+                    }
+                }
+                _ => {
+                    let j = FIXED_MSRS.iter().position(|&m| m == msr).unwrap();
+                    s.fixed.as_mut().unwrap()[j] = value;
+                }
+            }
+        }
+        assert_eq!(fixed_up[2], fixed_up[0]);
+        assert_eq!(fixed_up[3], fixed_up[0]);
+        assert!(compare(&fixed_up[..4]).is_empty());
+        assert!(corrections(&fixed_up[..4]).is_empty());
+        assert!(compare(&[]).is_empty() && corrections(&[]).is_empty());
+        assert!(compare(&states[..1]).is_empty() && corrections(&states[..1]).is_empty());
+    }
+}
