@@ -370,6 +370,27 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                     }
                 }
             }
+            // Every AP's own timer: arm a one-shot there and wait for its VIRQ_TIMER.
+            for id in 1..rep.vcpus as usize {
+                match smp::run_on(&x, id, timer_probe, 1_000_000) {
+                    Ok((ns, _)) if ns != u64::MAX => {
+                        log::debug!(
+                            "SMP: vCPU {id}: 1 ms timer delivered after {} us",
+                            ns / 1000
+                        )
+                    }
+                    Ok(_) => {
+                        let m = format!("SMP: vCPU {id}: its VIRQ_TIMER did not arrive");
+                        error!("{m}");
+                        rep.errors.push(m);
+                    }
+                    Err(e) => {
+                        let m = format!("SMP: vCPU {id}: timer probe not run: {e}");
+                        error!("{m}");
+                        rep.errors.push(m);
+                    }
+                }
+            }
             smp_summary = Some(summary);
         }
     } else if rep.vcpus > 1 {
@@ -684,6 +705,15 @@ fn cpu_report(
         consistent,
         corrected,
     });
+}
+
+/// Work: the timer check on whichever vCPU runs it (its own VIRQ_TIMER port); the delivery
+/// time in ns, or `u64::MAX` if the event never came.
+fn timer_probe(delay_ns: u64) -> u64 {
+    match hypercall::get().map(|x| events::timer_check(&x, delay_ns)) {
+        Some(Ok(t)) => t.delivered_ns,
+        _ => u64::MAX,
+    }
 }
 
 /// The work each AP is sent: an answer that depends on the id in the per-CPU block of the vCPU

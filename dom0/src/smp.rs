@@ -228,9 +228,42 @@ extern "C" fn ap_main(pc: *mut PerCpu) -> ! {
     read_details(me);
     notify_bsp();
     match crate::hypercall::get() {
-        Some(x) => crate::events::idle(&x),
+        Some(x) => worker_loop(&x, me),
         None => crate::arch::halt_forever(),
     }
+}
+
+/// An AP's life after start-up: with interrupts off, sleep in `SCHEDOP_poll` on its IPI port
+/// (race-free: Xen checks the port's pending bit after marking the vCPU blocked), run the work
+/// it is sent in thread context, answer, sleep again. Upcalls only run inside work that enables
+/// interrupts (the timer probe).
+fn worker_loop(x: &dyn Hypercall, me: &PerCpu) -> ! {
+    crate::arch::cli();
+    let port = me.ipi_port.load(Ordering::Acquire);
+    let Some((w, bit)) = port_word_bit(port) else {
+        crate::arch::halt_forever()
+    };
+    loop {
+        crate::events::clear_pending(w, bit);
+        run_pending_work(me);
+        if ops::sched_poll(x, &[EvtchnPort(port)], 0).is_err() {
+            let _ = ops::sched_yield(x);
+        }
+    }
+}
+
+fn run_pending_work(me: &PerCpu) {
+    let f = me.work_fn.swap(0, Ordering::AcqRel);
+    if f == 0 {
+        return;
+    }
+    me.ipis.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: only `run_on` stores here, and it stores a `WorkFn` cast to u64.
+    let work: WorkFn = unsafe { core::mem::transmute::<usize, WorkFn>(f as usize) };
+    let r = work(me.work_arg.load(Ordering::Acquire));
+    me.work_result.store(r, Ordering::Release);
+    me.work_done.fetch_add(1, Ordering::AcqRel);
+    notify_bsp();
 }
 
 /// Wake the boot CPU (it sleeps in `SCHEDOP_poll` on its IPI port while it waits for APs).
@@ -240,19 +273,11 @@ fn notify_bsp() {
     }
 }
 
-/// Called by the upcall when this vCPU's IPI port fired: run sent work, answer the sender.
+/// Called by the upcall when this vCPU's IPI port fired (the boot CPU's port: APs answering,
+/// APs reporting in). APs take their own IPIs in [`worker_loop`].
 pub fn on_ipi(me: &PerCpu) {
     me.ipis.fetch_add(1, Ordering::Relaxed);
-    let f = me.work_fn.swap(0, Ordering::AcqRel);
-    if f == 0 {
-        return;
-    }
-    // SAFETY: only `send_work` stores here, and it stores a `WorkFn` cast to u64.
-    let work: WorkFn = unsafe { core::mem::transmute::<usize, WorkFn>(f as usize) };
-    let r = work(me.work_arg.load(Ordering::Acquire));
-    me.work_result.store(r, Ordering::Release);
-    me.work_done.fetch_add(1, Ordering::AcqRel);
-    notify_bsp();
+    run_pending_work(me);
 }
 
 /// What happened when the APs were started.

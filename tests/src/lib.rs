@@ -281,7 +281,12 @@ pub fn assert_timer_event(out: &RunOutcome) {
 pub fn assert_smp(out: &RunOutcome, smp: u32) {
     let d = dom0(out);
     let list = d["vcpu_list"].as_array().cloned().unwrap_or_default();
-    check!(out, list.len() == smp as usize, "vcpu_list has {} entries, expected {smp}", list.len());
+    check!(
+        out,
+        list.len() == smp as usize,
+        "vcpu_list has {} entries, expected {smp}",
+        list.len()
+    );
     for (i, v) in list.iter().enumerate() {
         check!(out, v["up"] == true, "vCPU {i} is not up: {v}");
         check!(
@@ -292,16 +297,30 @@ pub fn assert_smp(out: &RunOutcome, smp: u32) {
             2 * i
         );
         if i > 0 {
-            check!(out, v["work_done"].as_u64() == Some(1), "vCPU {i} did not run its work: {v}");
+            check!(
+                out,
+                v["work_done"].as_u64() == Some(1),
+                "vCPU {i} did not run its work: {v}"
+            );
         }
         let diffs = v["cpuid_differences"].as_array().map_or(0, Vec::len);
         check!(out, diffs == 0, "vCPU {i} has CPUID differences: {v}");
     }
     if smp > 1 {
         let s = &d["smp"];
-        check!(out, s["started"].as_u64() == Some(u64::from(smp - 1)), "SMP summary: {s}");
-        check!(out, s["failed"].as_array().is_some_and(Vec::is_empty), "SMP failures: {s}");
+        check!(
+            out,
+            s["started"].as_u64() == Some(u64::from(smp - 1)),
+            "SMP summary: {s}"
+        );
+        check!(
+            out,
+            s["failed"].as_array().is_some_and(Vec::is_empty),
+            "SMP failures: {s}"
+        );
     }
+    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    check!(out, errors.is_empty(), "dom0 reports errors: {errors:?}");
     let m = &d["mtrr"];
     check!(out, m["enabled"] == true, "MTRRs not enabled: {m}");
     check!(out, m["consistent"] == true, "vCPUs disagree on MTRRs: {m}");
@@ -314,10 +333,16 @@ pub fn assert_smp(out: &RunOutcome, smp: u32) {
             let lower = l.to_ascii_lowercase();
             lower.contains("d0v")
                 && !lower.contains("d0v0")
-                && ["fault", "crash", "error", "fail"].iter().any(|w| lower.contains(w))
+                && ["fault", "crash", "error", "fail"]
+                    .iter()
+                    .any(|w| lower.contains(w))
         })
         .collect();
-    check!(out, bad.is_empty(), "Xen reports trouble with dom0's APs: {bad:?}");
+    check!(
+        out,
+        bad.is_empty(),
+        "Xen reports trouble with dom0's APs: {bad:?}"
+    );
 }
 
 /// A 4 KiB pseudo-random file (fixed seed) for the bad-module scenario.
