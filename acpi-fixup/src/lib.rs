@@ -1,5 +1,11 @@
-//! ACPI for dom0: parsing and validating the tables Xen and the firmware give it (and, later,
-//! building MADT/XSDT/RSDP for a container and tables for DomUs).
+//! ACPI for dom0: parsing and validating the tables Xen and the firmware give it, building
+//! MADT/XSDT/RSDP for a container, and the tables a PVH DomU boots with.
+//!
+//! - [`validate`]: walk RSDP → XSDT/RSDT → every table through a [`validate::TableSource`];
+//!   checksums, lengths, signatures, revisions, and the FADT, MCFG and MADT in detail.
+//! - [`build`]: a container's MADT ([`build::ContainerSpec`], including the exact layout Xen
+//!   crafts for a PVH dom0), XSDT and RSDP, and an entry-by-entry MADT comparison.
+//! - [`domu`]: RSDP, XSDT, FADT (hardware-reduced), MADT and DSDT for a PVH DomU.
 //!
 //! Parsers take byte slices (dom0 copies a table out of guest memory once it knows its
 //! length) and never trust a length field: every error names the table and the byte offset
@@ -10,9 +16,16 @@
 
 extern crate alloc;
 
+pub mod build;
+pub mod domu;
+pub mod fadt;
 pub mod madt;
+pub mod mcfg;
+pub mod validate;
 
+pub use fadt::FadtSummary;
 pub use madt::MadtSummary;
+pub use mcfg::McfgEntry;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -83,6 +96,14 @@ pub enum AcpiError {
         len: usize,
         entry_size: usize,
     },
+    /// The revision byte at `offset` is `revision`, outside `min..=max` for this table.
+    BadRevision {
+        table: TableId,
+        offset: usize,
+        revision: u8,
+        min: u8,
+        max: u8,
+    },
 }
 
 impl fmt::Display for AcpiError {
@@ -134,6 +155,26 @@ impl fmt::Display for AcpiError {
                 "{table}: entries at offset {offset:#x} are {len:#x} bytes, not a multiple of \
                  {entry_size}"
             ),
+            AcpiError::BadRevision {
+                table,
+                offset,
+                revision,
+                min,
+                max,
+            } => {
+                if min == max {
+                    write!(
+                        f,
+                        "{table}: revision at offset {offset:#x} is {revision} (expected {min})"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{table}: revision at offset {offset:#x} is {revision} (expected \
+                         {min}..={max})"
+                    )
+                }
+            }
         }
     }
 }
@@ -172,8 +213,18 @@ fn checked_length(
     Ok(length)
 }
 
-fn checksum(bytes: &[u8]) -> u8 {
+/// The byte sum of `bytes` mod 256 (0 for a table whose checksum is right).
+pub fn checksum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b))
+}
+
+/// Set the byte at `at` so that `bytes[..len]` sums to 0. Out-of-range arguments do nothing.
+pub(crate) fn set_checksum(bytes: &mut [u8], at: usize, len: usize) {
+    if at >= len || len > bytes.len() {
+        return;
+    }
+    bytes[at] = 0;
+    bytes[at] = 0u8.wrapping_sub(checksum(&bytes[..len]));
 }
 
 fn need(table: TableId, bytes: &[u8], needed: usize) -> Result<(), AcpiError> {
@@ -270,7 +321,7 @@ pub enum RootTable {
 }
 
 /// The 36-byte header every system description table starts with (ACPI 6.5 5.2.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SdtHeader {
     pub signature: [u8; 4],
     pub length: u32,
@@ -330,6 +381,40 @@ impl SdtHeader {
     pub fn body<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
         bytes.get(Self::SIZE..self.length as usize).unwrap_or(&[])
     }
+
+    /// The 36 header bytes as they are: signature, `length`, revision, `checksum`, OEM and
+    /// creator fields. Builders write this, append the body, then [`finish_table`].
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.signature);
+        b[4..8].copy_from_slice(&self.length.to_le_bytes());
+        b[8] = self.revision;
+        b[9] = self.checksum;
+        b[10..16].copy_from_slice(&self.oem_id);
+        b[16..24].copy_from_slice(&self.oem_table_id);
+        b[24..28].copy_from_slice(&self.oem_revision.to_le_bytes());
+        b[28..32].copy_from_slice(&self.creator_id);
+        b[32..36].copy_from_slice(&self.creator_revision.to_le_bytes());
+        b
+    }
+
+    /// The signature as text (non-printable bytes as `\xNN`).
+    pub fn signature_str(&self) -> alloc::string::String {
+        alloc::format!("{}", TableId::Sdt(self.signature))
+    }
+}
+
+/// Make a table built in `bytes` consistent: the length field (offset 4) becomes
+/// `bytes.len()` and the checksum (offset 9) is set. Returns `None` (and changes nothing) if the
+/// table is shorter than a header or longer than `u32::MAX`.
+pub fn finish_table(bytes: &mut [u8]) -> Option<()> {
+    if bytes.len() < SdtHeader::SIZE {
+        return None;
+    }
+    let len = u32::try_from(bytes.len()).ok()?;
+    bytes[4..8].copy_from_slice(&len.to_le_bytes());
+    set_checksum(bytes, 9, bytes.len());
+    Some(())
 }
 
 /// The entries of an XSDT whose header is intact (length, checksum) but whose signature is not

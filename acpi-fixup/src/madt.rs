@@ -10,25 +10,38 @@
 //! too short for the 8-byte fixed part after the header). Anything wrong in the entries is
 //! reported in [`MadtSummary::problems`], each message naming the byte offset (from the start of
 //! the table), and what was parsed before it is kept: a diagnostics report wants to show what
-//! the firmware said, even when part of it is wrong.
+//! the firmware said, even when part of it is wrong. Every entry that could be decoded is kept
+//! in [`MadtSummary::entries`] (with its offset), which is what the builder and
+//! [`crate::build::compare_madt`] work from.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
-use crate::{AcpiError, SdtHeader, TableId, u32_at};
+use crate::{AcpiError, SdtHeader, TableId, u32_at, u64_at};
 
-/// Entry types counted by name.
-const LOCAL_APIC: u8 = 0;
-const IO_APIC: u8 = 1;
-const INTERRUPT_SOURCE_OVERRIDE: u8 = 2;
-const LOCAL_APIC_NMI: u8 = 4;
-const LOCAL_X2APIC: u8 = 9;
-const LOCAL_X2APIC_NMI: u8 = 0xA;
+/// Entry types this module decodes.
+pub const LOCAL_APIC: u8 = 0;
+pub const IO_APIC: u8 = 1;
+pub const INTERRUPT_SOURCE_OVERRIDE: u8 = 2;
+pub const NMI_SOURCE: u8 = 3;
+pub const LOCAL_APIC_NMI: u8 = 4;
+pub const LOCAL_APIC_ADDRESS_OVERRIDE: u8 = 5;
+pub const LOCAL_X2APIC: u8 = 9;
+pub const LOCAL_X2APIC_NMI: u8 = 0xA;
+/// The last entry type ACPI defines (0x1B, RISC-V PLIC). 0x1C..=0x7F are reserved, 0x80..=0xFF
+/// are for OEMs.
+pub const LAST_DEFINED_TYPE: u8 = 0x1B;
+/// The first OEM-defined entry type.
+pub const FIRST_OEM_TYPE: u8 = 0x80;
 
-/// Local APIC / x2APIC flags.
-const FLAG_ENABLED: u32 = 1 << 0;
-const FLAG_ONLINE_CAPABLE: u32 = 1 << 1;
+/// Local APIC / x2APIC flags: the processor is usable.
+pub const FLAG_ENABLED: u32 = 1 << 0;
+/// Local APIC / x2APIC flags: the processor can be brought online (MADT revision 5 and later).
+pub const FLAG_ONLINE_CAPABLE: u32 = 1 << 1;
+/// MADT flags: the system also has dual 8259 PICs.
+pub const PCAT_COMPAT: u32 = 1 << 0;
 
 /// The first MADT revision (ACPI 6.3) that defines the online-capable flag; before it the bit
 /// is reserved and ignored (as Linux does, `acpi_support_online_capable`).
@@ -38,9 +51,249 @@ const ONLINE_CAPABLE_REVISION: u8 = 5;
 /// table cannot make the list grow without bound.
 pub const MAX_PROBLEMS: usize = 32;
 
+/// An IO APIC (MADT type 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoApic {
+    pub id: u8,
+    /// Physical base address of its registers.
+    pub addr: u32,
+    /// The first GSI it handles.
+    pub gsi_base: u32,
+}
+
+/// An Interrupt Source Override (MADT type 2): ISA IRQ `source` on `bus` (always 0, ISA) is
+/// GSI `gsi`, with MPS INTI `flags` (bits 0-1 polarity, 2-3 trigger mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Override {
+    pub bus: u8,
+    pub source: u8,
+    pub gsi: u32,
+    pub flags: u16,
+}
+
+/// An NMI description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Nmi {
+    /// Type 3 (NMI Source): GSI `gsi` is an NMI, with MPS INTI `flags`.
+    Source { flags: u16, gsi: u32 },
+    /// Type 4 (Local APIC NMI) or 0xA (Local x2APIC NMI): local interrupt pin `lint` (0 or 1)
+    /// of the processor with ACPI uid `uid` (`None`: all processors, 0xFF / 0xFFFFFFFF in the
+    /// table) is wired to NMI, with MPS INTI `flags`.
+    Local {
+        uid: Option<u32>,
+        flags: u16,
+        lint: u8,
+    },
+}
+
+/// One decoded MADT entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MadtEntry {
+    /// Type 0, Processor Local APIC.
+    LocalApic { uid: u8, apic_id: u8, flags: u32 },
+    /// Type 1.
+    IoApic(IoApic),
+    /// Type 2.
+    Override(Override),
+    /// Type 3.
+    NmiSource { flags: u16, gsi: u32 },
+    /// Type 4 (uid 0xFF: all processors).
+    LocalApicNmi { uid: u8, flags: u16, lint: u8 },
+    /// Type 5: the 64-bit local APIC address that replaces the header's 32-bit one.
+    LapicAddressOverride { addr: u64 },
+    /// Type 9, Processor Local x2APIC.
+    LocalX2apic {
+        x2apic_id: u32,
+        flags: u32,
+        uid: u32,
+    },
+    /// Type 0xA (uid 0xFFFFFFFF: all processors).
+    LocalX2apicNmi { uid: u32, flags: u16, lint: u8 },
+    /// Any other type: the bytes after the 2-byte entry header.
+    Other { entry_type: u8, body: Vec<u8> },
+}
+
+/// A decoded entry and where it starts (offset from the start of the table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadtEntryAt {
+    pub offset: usize,
+    pub entry: MadtEntry,
+}
+
+impl MadtEntry {
+    /// The entry type byte.
+    pub fn entry_type(&self) -> u8 {
+        match self {
+            MadtEntry::LocalApic { .. } => LOCAL_APIC,
+            MadtEntry::IoApic(_) => IO_APIC,
+            MadtEntry::Override(_) => INTERRUPT_SOURCE_OVERRIDE,
+            MadtEntry::NmiSource { .. } => NMI_SOURCE,
+            MadtEntry::LocalApicNmi { .. } => LOCAL_APIC_NMI,
+            MadtEntry::LapicAddressOverride { .. } => LOCAL_APIC_ADDRESS_OVERRIDE,
+            MadtEntry::LocalX2apic { .. } => LOCAL_X2APIC,
+            MadtEntry::LocalX2apicNmi { .. } => LOCAL_X2APIC_NMI,
+            MadtEntry::Other { entry_type, .. } => *entry_type,
+        }
+    }
+
+    /// Append the entry in its ACPI encoding (the spec's length for known types; reserved
+    /// fields zero). `None` for an `Other` entry whose body does not fit a 255-byte entry.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Option<()> {
+        let t = self.entry_type();
+        match self {
+            MadtEntry::LocalApic {
+                uid,
+                apic_id,
+                flags,
+            } => {
+                out.extend_from_slice(&[t, 8, *uid, *apic_id]);
+                out.extend_from_slice(&flags.to_le_bytes());
+            }
+            MadtEntry::IoApic(io) => {
+                out.extend_from_slice(&[t, 12, io.id, 0]);
+                out.extend_from_slice(&io.addr.to_le_bytes());
+                out.extend_from_slice(&io.gsi_base.to_le_bytes());
+            }
+            MadtEntry::Override(o) => {
+                out.extend_from_slice(&[t, 10, o.bus, o.source]);
+                out.extend_from_slice(&o.gsi.to_le_bytes());
+                out.extend_from_slice(&o.flags.to_le_bytes());
+            }
+            MadtEntry::NmiSource { flags, gsi } => {
+                out.extend_from_slice(&[t, 8]);
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.extend_from_slice(&gsi.to_le_bytes());
+            }
+            MadtEntry::LocalApicNmi { uid, flags, lint } => {
+                out.extend_from_slice(&[t, 6, *uid]);
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.push(*lint);
+            }
+            MadtEntry::LapicAddressOverride { addr } => {
+                out.extend_from_slice(&[t, 12, 0, 0]);
+                out.extend_from_slice(&addr.to_le_bytes());
+            }
+            MadtEntry::LocalX2apic {
+                x2apic_id,
+                flags,
+                uid,
+            } => {
+                out.extend_from_slice(&[t, 16, 0, 0]);
+                out.extend_from_slice(&x2apic_id.to_le_bytes());
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.extend_from_slice(&uid.to_le_bytes());
+            }
+            MadtEntry::LocalX2apicNmi { uid, flags, lint } => {
+                out.extend_from_slice(&[t, 12]);
+                out.extend_from_slice(&flags.to_le_bytes());
+                out.extend_from_slice(&uid.to_le_bytes());
+                out.extend_from_slice(&[*lint, 0, 0, 0]);
+            }
+            MadtEntry::Other { body, .. } => {
+                let len = u8::try_from(body.len().checked_add(2)?).ok()?;
+                out.extend_from_slice(&[t, len]);
+                out.extend_from_slice(body);
+            }
+        }
+        Some(())
+    }
+
+    /// The entry's fields as (name, value) pairs, `type` first; what
+    /// [`crate::build::compare_madt`] compares.
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        let mut f = alloc::vec![("type", u64::from(self.entry_type()))];
+        match self {
+            MadtEntry::LocalApic {
+                uid,
+                apic_id,
+                flags,
+            } => f.extend([
+                ("uid", u64::from(*uid)),
+                ("apic id", u64::from(*apic_id)),
+                ("flags", u64::from(*flags)),
+            ]),
+            MadtEntry::IoApic(io) => f.extend([
+                ("id", u64::from(io.id)),
+                ("address", u64::from(io.addr)),
+                ("gsi base", u64::from(io.gsi_base)),
+            ]),
+            MadtEntry::Override(o) => f.extend([
+                ("bus", u64::from(o.bus)),
+                ("source", u64::from(o.source)),
+                ("gsi", u64::from(o.gsi)),
+                ("flags", u64::from(o.flags)),
+            ]),
+            MadtEntry::NmiSource { flags, gsi } => {
+                f.extend([("gsi", u64::from(*gsi)), ("flags", u64::from(*flags))])
+            }
+            MadtEntry::LocalApicNmi { uid, flags, lint } => f.extend([
+                ("uid", u64::from(*uid)),
+                ("lint", u64::from(*lint)),
+                ("flags", u64::from(*flags)),
+            ]),
+            MadtEntry::LapicAddressOverride { addr } => f.push(("address", *addr)),
+            MadtEntry::LocalX2apic {
+                x2apic_id,
+                flags,
+                uid,
+            } => f.extend([
+                ("uid", u64::from(*uid)),
+                ("apic id", u64::from(*x2apic_id)),
+                ("flags", u64::from(*flags)),
+            ]),
+            MadtEntry::LocalX2apicNmi { uid, flags, lint } => f.extend([
+                ("uid", u64::from(*uid)),
+                ("lint", u64::from(*lint)),
+                ("flags", u64::from(*flags)),
+            ]),
+            MadtEntry::Other { body, .. } => f.push(("length", body.len() as u64 + 2)),
+        }
+        f
+    }
+
+    /// The NMI this entry describes, if it is one of types 3, 4, 0xA.
+    pub fn nmi(&self) -> Option<Nmi> {
+        match *self {
+            MadtEntry::NmiSource { flags, gsi } => Some(Nmi::Source { flags, gsi }),
+            MadtEntry::LocalApicNmi { uid, flags, lint } => Some(Nmi::Local {
+                uid: (uid != 0xFF).then_some(u32::from(uid)),
+                flags,
+                lint,
+            }),
+            MadtEntry::LocalX2apicNmi { uid, flags, lint } => Some(Nmi::Local {
+                uid: (uid != u32::MAX).then_some(uid),
+                flags,
+                lint,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MadtEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "type {} ({})",
+            self.entry_type(),
+            entry_name(self.entry_type())
+        )?;
+        for (name, value) in self.fields().into_iter().skip(1) {
+            if name == "address" || name == "flags" {
+                write!(f, " {name} {value:#x}")?;
+            } else {
+                write!(f, " {name} {value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a MADT says, as counts and lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MadtSummary {
+    /// The table header (OEM fields are what a container MADT copies).
+    pub header: SdtHeader,
     /// The header's revision (Xen's crafted MADT: `min(native, 4)`).
     pub revision: u8,
     /// Local APIC address (offset 36). Xen: 0xFEE00000. A type-5 override is not applied.
@@ -59,41 +312,101 @@ pub struct MadtSummary {
     pub x2apic_entries: u32,
     /// Type 0 (Processor Local APIC) entries, whatever their flags.
     pub lapic_entries: u32,
-    /// Type 1 entries: (IO APIC id, address, GSI base).
-    pub ioapics: Vec<(u8, u32, u32)>,
-    /// Type 2 (Interrupt Source Override) entries.
+    /// Type 1 entries, in table order.
+    pub ioapics: Vec<IoApic>,
+    /// Number of type 2 (Interrupt Source Override) entries.
     pub overrides: u32,
-    /// Type 4 (Local APIC NMI) and 0xA (Local x2APIC NMI) entries.
+    /// The type 2 entries, in table order.
+    pub override_entries: Vec<Override>,
+    /// Number of NMI entries: type 3 (NMI Source), 4 (Local APIC NMI), 0xA (Local x2APIC NMI).
     pub nmi_entries: u32,
+    /// Those NMI entries, in table order.
+    pub nmis: Vec<Nmi>,
     /// The type of every other entry, in table order.
     pub other_entries: Vec<u8>,
+    /// Every entry that could be decoded, in table order, with its offset. Entries too short
+    /// for their type are left out (and named in `problems`).
+    pub entries: Vec<MadtEntryAt>,
     /// What was wrong with the entries, each naming the byte offset from the table start.
     pub problems: Vec<String>,
 }
 
 /// A short name for an entry type, for messages.
-fn entry_name(t: u8) -> &'static str {
+pub fn entry_name(t: u8) -> &'static str {
     match t {
         LOCAL_APIC => "Local APIC",
         IO_APIC => "IO APIC",
         INTERRUPT_SOURCE_OVERRIDE => "Interrupt Source Override",
+        NMI_SOURCE => "NMI Source",
         LOCAL_APIC_NMI => "Local APIC NMI",
+        LOCAL_APIC_ADDRESS_OVERRIDE => "Local APIC Address Override",
         LOCAL_X2APIC => "Local x2APIC",
         LOCAL_X2APIC_NMI => "Local x2APIC NMI",
+        FIRST_OEM_TYPE..=0xFF => "OEM",
+        t if t > LAST_DEFINED_TYPE => "reserved",
         _ => "other",
     }
 }
 
-/// The size an entry of a known type must have at least.
+/// The size an entry of a decoded type must have at least.
 fn min_len(t: u8) -> Option<usize> {
     match t {
         LOCAL_APIC => Some(8),
         IO_APIC => Some(12),
         INTERRUPT_SOURCE_OVERRIDE => Some(10),
+        NMI_SOURCE => Some(8),
         LOCAL_APIC_NMI => Some(6),
+        LOCAL_APIC_ADDRESS_OVERRIDE => Some(12),
         LOCAL_X2APIC => Some(16),
         LOCAL_X2APIC_NMI => Some(12),
         _ => None,
+    }
+}
+
+/// Decode an entry of a known type whose bytes `e` are at least `min_len` long.
+fn decode(t: u8, e: &[u8]) -> MadtEntry {
+    let u16_at = |o: usize| u16::from_le_bytes([e[o], e[o + 1]]);
+    match t {
+        LOCAL_APIC => MadtEntry::LocalApic {
+            uid: e[2],
+            apic_id: e[3],
+            flags: u32_at(e, 4),
+        },
+        IO_APIC => MadtEntry::IoApic(IoApic {
+            id: e[2],
+            addr: u32_at(e, 4),
+            gsi_base: u32_at(e, 8),
+        }),
+        INTERRUPT_SOURCE_OVERRIDE => MadtEntry::Override(Override {
+            bus: e[2],
+            source: e[3],
+            gsi: u32_at(e, 4),
+            flags: u16_at(8),
+        }),
+        NMI_SOURCE => MadtEntry::NmiSource {
+            flags: u16_at(2),
+            gsi: u32_at(e, 4),
+        },
+        LOCAL_APIC_NMI => MadtEntry::LocalApicNmi {
+            uid: e[2],
+            flags: u16_at(3),
+            lint: e[5],
+        },
+        LOCAL_APIC_ADDRESS_OVERRIDE => MadtEntry::LapicAddressOverride { addr: u64_at(e, 4) },
+        LOCAL_X2APIC => MadtEntry::LocalX2apic {
+            x2apic_id: u32_at(e, 4),
+            flags: u32_at(e, 8),
+            uid: u32_at(e, 12),
+        },
+        LOCAL_X2APIC_NMI => MadtEntry::LocalX2apicNmi {
+            flags: u16_at(2),
+            uid: u32_at(e, 4),
+            lint: e[8],
+        },
+        _ => MadtEntry::Other {
+            entry_type: t,
+            body: e.get(2..).unwrap_or(&[]).to_vec(),
+        },
     }
 }
 
@@ -142,6 +455,7 @@ impl MadtSummary {
         // `parse_expecting` checked that `len` bytes are there.
         let table = &table[..len];
         let mut s = MadtSummary {
+            header: hdr,
             revision: hdr.revision,
             lapic_addr: u32_at(table, 36),
             flags: u32_at(table, 40),
@@ -152,6 +466,8 @@ impl MadtSummary {
             dropped: 0,
         };
         let online_capable_defined = hdr.revision >= ONLINE_CAPABLE_REVISION;
+        // (APIC id, entry offset) of the enabled CPUs, for the duplicate check.
+        let mut enabled: Vec<(u32, usize)> = Vec::new();
 
         let mut off = Self::FIXED_SIZE;
         while off < len {
@@ -181,68 +497,100 @@ impl MadtSummary {
                 ));
                 break;
             }
+            let start = off;
             let e = &table[off..off + elen];
             off += elen;
 
             let Some(min) = min_len(t) else {
+                if t > LAST_DEFINED_TYPE && t < FIRST_OEM_TYPE {
+                    problems.push(format!(
+                        "APIC: entry at offset {start:#x} has reserved type {t:#x} (expected a \
+                         type up to {LAST_DEFINED_TYPE:#x}, or an OEM type from \
+                         {FIRST_OEM_TYPE:#x}); not interpreted"
+                    ));
+                }
                 s.other_entries.push(t);
+                s.entries.push(MadtEntryAt {
+                    offset: start,
+                    entry: decode(t, e),
+                });
                 continue;
             };
             if elen < min {
                 problems.push(format!(
-                    "APIC: entry at offset {:#x} (type {t}, {}) has length {elen}, needs at \
+                    "APIC: entry at offset {start:#x} (type {t}, {}) has length {elen}, needs at \
                      least {min}; skipped",
-                    off - elen,
                     entry_name(t)
                 ));
                 continue;
             }
-            match t {
-                LOCAL_APIC | LOCAL_X2APIC => {
-                    let (id, flags, invalid) = if t == LOCAL_APIC {
-                        s.lapic_entries = s.lapic_entries.saturating_add(1);
-                        (u32::from(e[3]), u32_at(e, 4), 0xFF)
-                    } else {
-                        s.x2apic_entries = s.x2apic_entries.saturating_add(1);
-                        (u32_at(e, 4), u32_at(e, 8), u32::MAX)
-                    };
-                    if id == invalid {
-                        // Linux ignores these (a placeholder id); say so only if it claims to be
-                        // a usable CPU.
-                        if flags & FLAG_ENABLED != 0 {
-                            problems.push(format!(
-                                "APIC: entry at offset {:#x} ({}) is enabled with the invalid \
-                                 APIC id {id:#x}; ignored",
-                                off - elen,
-                                entry_name(t)
-                            ));
-                        }
-                    } else if flags & FLAG_ENABLED != 0 {
-                        s.cpus_enabled = s.cpus_enabled.saturating_add(1);
-                        s.apic_ids.push(id);
-                    } else if online_capable_defined && flags & FLAG_ONLINE_CAPABLE != 0 {
-                        s.cpus_online_capable = s.cpus_online_capable.saturating_add(1);
-                    } else {
-                        s.cpus_disabled = s.cpus_disabled.saturating_add(1);
+            let entry = decode(t, e);
+            match &entry {
+                MadtEntry::LocalApic { apic_id, flags, .. } => {
+                    s.lapic_entries = s.lapic_entries.saturating_add(1);
+                    s.count_cpu(
+                        &mut problems,
+                        &mut enabled,
+                        (u32::from(*apic_id), *flags, 0xFF),
+                        t,
+                        start,
+                        online_capable_defined,
+                    );
+                }
+                MadtEntry::LocalX2apic {
+                    x2apic_id, flags, ..
+                } => {
+                    s.x2apic_entries = s.x2apic_entries.saturating_add(1);
+                    s.count_cpu(
+                        &mut problems,
+                        &mut enabled,
+                        (*x2apic_id, *flags, u32::MAX),
+                        t,
+                        start,
+                        online_capable_defined,
+                    );
+                }
+                MadtEntry::IoApic(io) => s.ioapics.push(*io),
+                MadtEntry::Override(o) => {
+                    s.overrides = s.overrides.saturating_add(1);
+                    s.override_entries.push(*o);
+                }
+                MadtEntry::LapicAddressOverride { .. } => s.other_entries.push(t),
+                other => {
+                    if let Some(n) = other.nmi() {
+                        s.nmi_entries = s.nmi_entries.saturating_add(1);
+                        s.nmis.push(n);
                     }
                 }
-                IO_APIC => s.ioapics.push((e[2], u32_at(e, 4), u32_at(e, 8))),
-                INTERRUPT_SOURCE_OVERRIDE => s.overrides = s.overrides.saturating_add(1),
-                _ => s.nmi_entries = s.nmi_entries.saturating_add(1),
             }
+            s.entries.push(MadtEntryAt {
+                offset: start,
+                entry,
+            });
         }
 
         // The same APIC id twice among the enabled CPUs is a firmware bug (sorting keeps this
         // O(n log n) for a hostile table with many entries).
-        let mut ids = s.apic_ids.clone();
-        ids.sort_unstable();
+        enabled.sort_unstable();
         let mut i = 0;
-        while i < ids.len() {
-            let run = ids[i..].iter().take_while(|&&x| x == ids[i]).count();
+        while i < enabled.len() {
+            let id = enabled[i].0;
+            let run = enabled[i..].iter().take_while(|&&(x, _)| x == id).count();
             if run > 1 {
+                let mut offsets = String::new();
+                for (k, &(_, o)) in enabled[i..i + run].iter().enumerate() {
+                    if k == 8 {
+                        offsets.push_str(", ...");
+                        break;
+                    }
+                    if k != 0 {
+                        offsets.push_str(", ");
+                    }
+                    offsets.push_str(&format!("{o:#x}"));
+                }
                 problems.push(format!(
-                    "APIC: APIC id {:#x} appears in {run} enabled entries",
-                    ids[i]
+                    "APIC: APIC id {id:#x} appears in {run} enabled entries (at offsets \
+                     {offsets}; expected each id once)"
                 ));
             }
             i += run;
@@ -250,6 +598,38 @@ impl MadtSummary {
 
         s.problems = problems.finish();
         Ok(s)
+    }
+
+    /// Count a Local APIC / x2APIC entry: `cpu` is (APIC id, flags, the invalid id for its type).
+    fn count_cpu(
+        &mut self,
+        problems: &mut Problems,
+        enabled: &mut Vec<(u32, usize)>,
+        cpu: (u32, u32, u32),
+        t: u8,
+        offset: usize,
+        online_capable_defined: bool,
+    ) {
+        let (id, flags, invalid) = cpu;
+        if id == invalid {
+            // Linux ignores these (a placeholder id); say so only if it claims to be a usable
+            // CPU.
+            if flags & FLAG_ENABLED != 0 {
+                problems.push(format!(
+                    "APIC: entry at offset {offset:#x} ({}) is enabled with the invalid APIC id \
+                     {id:#x}; ignored",
+                    entry_name(t)
+                ));
+            }
+        } else if flags & FLAG_ENABLED != 0 {
+            self.cpus_enabled = self.cpus_enabled.saturating_add(1);
+            self.apic_ids.push(id);
+            enabled.push((id, offset));
+        } else if online_capable_defined && flags & FLAG_ONLINE_CAPABLE != 0 {
+            self.cpus_online_capable = self.cpus_online_capable.saturating_add(1);
+        } else {
+            self.cpus_disabled = self.cpus_disabled.saturating_add(1);
+        }
     }
 }
 
@@ -350,9 +730,34 @@ mod tests {
     fn xen_pvh_dom0_madt() {
         let t = xen_madt();
         let s = MadtSummary::parse(&t).unwrap();
+        let io = IoApic {
+            id: 0,
+            addr: 0xFEC0_0000,
+            gsi_base: 0,
+        };
+        let isos = vec![
+            Override {
+                bus: 0,
+                source: 0,
+                gsi: 2,
+                flags: 0,
+            },
+            Override {
+                bus: 0,
+                source: 9,
+                gsi: 9,
+                flags: 0xD,
+            },
+        ];
+        let cpu = |id, uid| MadtEntry::LocalX2apic {
+            x2apic_id: id,
+            flags: FLAG_ENABLED,
+            uid,
+        };
         assert_eq!(
             s,
             MadtSummary {
+                header: SdtHeader::parse(&t).unwrap(),
                 revision: 4,
                 lapic_addr: 0xFEE0_0000,
                 flags: 0,
@@ -362,13 +767,43 @@ mod tests {
                 apic_ids: vec![0, 2],
                 x2apic_entries: 2,
                 lapic_entries: 0,
-                ioapics: vec![(0, 0xFEC0_0000, 0)],
+                ioapics: vec![io],
                 overrides: 2,
+                override_entries: isos.clone(),
                 nmi_entries: 0,
+                nmis: vec![],
                 other_entries: vec![],
+                entries: vec![
+                    MadtEntryAt {
+                        offset: 0x2c,
+                        entry: MadtEntry::IoApic(io),
+                    },
+                    MadtEntryAt {
+                        offset: 0x38,
+                        entry: cpu(0, 0),
+                    },
+                    MadtEntryAt {
+                        offset: 0x48,
+                        entry: cpu(2, 1),
+                    },
+                    MadtEntryAt {
+                        offset: 0x58,
+                        entry: MadtEntry::Override(isos[0]),
+                    },
+                    MadtEntryAt {
+                        offset: 0x62,
+                        entry: MadtEntry::Override(isos[1]),
+                    },
+                ],
                 problems: vec![],
             }
         );
+        // Every decoded entry encodes back to the bytes it came from.
+        let mut again = Vec::new();
+        for e in &s.entries {
+            e.entry.encode(&mut again).unwrap();
+        }
+        assert_eq!(again, t[44..]);
         // Xen places it with alignment 1, and the buffer may run on past the table.
         let mut buf = vec![0xAAu8; 3];
         buf.extend_from_slice(&t);
@@ -388,9 +823,30 @@ mod tests {
             (2, 0, 2)
         );
         assert_eq!(s.apic_ids, vec![0, 1]);
-        assert_eq!(s.ioapics, vec![(0, 0xFEC0_0000, 0)]);
+        assert_eq!(
+            s.ioapics,
+            vec![IoApic {
+                id: 0,
+                addr: 0xFEC0_0000,
+                gsi_base: 0
+            }]
+        );
         assert_eq!(s.overrides, 5);
+        assert_eq!(s.override_entries[1].flags, 0xD);
         assert_eq!(s.nmi_entries, 1);
+        assert_eq!(
+            s.nmis,
+            vec![Nmi::Local {
+                uid: None,
+                flags: 0,
+                lint: 1
+            }]
+        );
+        let mut again = Vec::new();
+        for e in &s.entries {
+            e.entry.encode(&mut again).unwrap();
+        }
+        assert_eq!(again, qemu_madt()[44..]);
         assert!(s.other_entries.is_empty());
         assert!(s.problems.is_empty(), "{:?}", s.problems);
     }
@@ -602,7 +1058,8 @@ mod tests {
                  0xff; ignored",
                 "APIC: entry at offset 0x3c (Local x2APIC) is enabled with the invalid APIC id \
                  0xffffffff; ignored",
-                "APIC: APIC id 0x1 appears in 3 enabled entries",
+                "APIC: APIC id 0x1 appears in 3 enabled entries (at offsets 0x4c, 0x54, 0x64; \
+                 expected each id once)",
             ]
         );
     }

@@ -7,9 +7,9 @@
 use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_dom0_under_xen, assert_madt_matches, assert_smp, assert_nothing_crashed, assert_pass,
-    assert_ready_phase, assert_timer_event, assert_xen_log_clean, boot, check, config, dom0,
-    garbage_module,
+    assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
+    assert_ready_phase, assert_smp, assert_timer_event, assert_xen_log_clean, boot, check, config,
+    dom0, garbage_module,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.

@@ -282,7 +282,14 @@ const OPTIONS: &[OptSpec] = &[
     keyword_opt!("mtrr", MtrrMode, mtrr),
 ];
 
-const KNOWN_NAMES: &[&str] = &["loglevel", "on-ready", "report", "console", "fault-test", "mtrr"];
+const KNOWN_NAMES: &[&str] = &[
+    "loglevel",
+    "on-ready",
+    "report",
+    "console",
+    "fault-test",
+    "mtrr",
+];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
 fn quoted(s: &str) -> String {
@@ -465,7 +472,9 @@ mod tests {
         // Names are case-sensitive (as Xen's and Linux's are); values are not.
         assert_eq!(
             e,
-            ["unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr)"]
+            [
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr)"
+            ]
         );
     }
 
@@ -645,7 +654,14 @@ mod tests {
     fn known_names() {
         assert_eq!(
             Dom0Options::known_names(),
-            ["loglevel", "on-ready", "report", "console", "fault-test", "mtrr"]
+            [
+                "loglevel",
+                "on-ready",
+                "report",
+                "console",
+                "fault-test",
+                "mtrr"
+            ]
         );
     }
 
