@@ -8,15 +8,16 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use acpi_fixup::build::{
+    ApicIdScheme, ContainerSpec, build_madt, build_rsdp, build_xsdt, compare_madt_labeled,
+};
+use acpi_fixup::validate::{AcpiValidation, TableSource, validate};
 use acpi_fixup::{MadtSummary, RootTable, Rsdp, SdtHeader};
-use report::{AcpiSummary, AcpiTable};
+use report::{AcpiSummary, AcpiTable, ContainerMadt};
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::PhysRead;
-
-/// No table dom0 reads is anywhere near this big; a larger length is a corrupt header.
-const MAX_TABLE: u32 = 1 << 20;
-/// Root tables with more entries than this are corrupt.
-const MAX_ENTRIES: usize = 256;
 
 fn acpi_kind(k: MemType) -> bool {
     matches!(
@@ -83,139 +84,302 @@ fn coverage_note(map: &MemoryMap, sig: &str, addr: u64, len: u64) -> Option<Stri
     ))
 }
 
-/// Read a whole table at `addr` (header first, for its length).
-fn read_table(
-    phys: &dyn PhysRead,
-    map: &MemoryMap,
-    addr: u64,
-) -> Result<(SdtHeader, Vec<u8>), String> {
-    let head = read(phys, map, "table header", addr, SdtHeader::SIZE as u64)?;
-    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    if !(SdtHeader::SIZE as u32..=MAX_TABLE).contains(&len) {
-        let sig = String::from_utf8_lossy(&head[..4]).into_owned();
-        return Err(format!("table {sig:?} at {addr:#x} claims length {len:#x}"));
+/// Reads tables for `acpi_fixup::validate`, refusing anything outside ACPI/NVS/reserved/RAM
+/// memory (page-granular, see [`readable`]).
+struct MapSource<'a> {
+    phys: &'a dyn PhysRead,
+    map: &'a MemoryMap,
+}
+
+impl TableSource for MapSource<'_> {
+    fn read(&self, paddr: u64, len: usize) -> Option<Vec<u8>> {
+        read(self.phys, self.map, "table", paddr, len as u64).ok()
     }
-    let bytes = read(phys, map, "table", addr, u64::from(len))?;
-    let h = SdtHeader::parse(&bytes).map_err(|e| format!("table at {addr:#x}: {e}"))?;
-    Ok((h, bytes))
 }
 
-fn sig(s: &[u8; 4]) -> String {
-    s.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
+/// The RSDP dom0 uses from now on (`start_info.rsdp_paddr`, or the one it rewrote).
+static ACTIVE_RSDP: AtomicU64 = AtomicU64::new(0);
+
+/// The RSDP of the ACPI tables dom0 uses.
+#[allow(dead_code)] // first readers: the PCI and toolstack milestones
+pub fn active_rsdp() -> u64 {
+    ACTIVE_RSDP.load(Ordering::Acquire)
+}
+
+/// Find the firmware's own RSDP where the ACPI spec says it is on a PC: the first KiB of the
+/// EBDA (segment at 0x40E) or 0xE0000-0xFFFFF, on a 16-byte boundary, with a valid checksum.
+/// Under Xen this is the native RSDP, which Xen leaves mapped below 1 MiB for dom0.
+fn find_native_rsdp(phys: &dyn PhysRead) -> Option<u64> {
+    let mut seg = [0u8; 2];
+    let ebda = phys
+        .read(0x40e, &mut seg)
+        .ok()
+        .map(|()| u64::from(u16::from_le_bytes(seg)) << 4);
+    let mut areas: Vec<(u64, u64)> = Vec::new();
+    if let Some(e) = ebda.filter(|&e| (0x8_0000..0xa_0000).contains(&e)) {
+        areas.push((e, e + 1024));
+    }
+    areas.push((0xe_0000, 0x10_0000));
+    for (start, end) in areas {
+        let mut buf = alloc::vec![0u8; (end - start) as usize];
+        if phys.read(start, &mut buf).is_err() {
+            continue;
+        }
+        for off in (0..buf.len().saturating_sub(Rsdp::V1_SIZE)).step_by(16) {
+            if &buf[off..off + 8] == b"RSD PTR " && Rsdp::parse(&buf[off..]).is_ok() {
+                return Some(start + off as u64);
             }
-        })
-        .collect()
+        }
+    }
+    None
 }
 
-/// Everything dom0 learns from ACPI at boot, and the MADT summary if there is one.
+/// What dom0 wants for its own container's MADT.
+#[derive(Debug, Clone, Copy)]
+pub enum Container {
+    /// Under Xen: the vCPUs dom0 runs, in Xen's PVH layout (x2APIC, APIC id = 2 x vCPU).
+    XenPvh { vcpus: u32 },
+    /// Without Xen, limited by `maxcpus=`: the first `cpus` enabled CPUs of the firmware MADT.
+    FirmwareLimited { cpus: u32 },
+    /// Without Xen, not limited: the firmware MADT as it is (no container check).
+    Firmware,
+}
+
+/// Everything dom0 learns from ACPI at boot: the walk of the tables it was given (every check
+/// of `acpi_fixup::validate`), the MADT summary, and the container MADT check, which rewrites
+/// MADT, XSDT and RSDP into dom0's memory when the container differs from what dom0 was given.
 pub fn survey(
     phys: &dyn PhysRead,
     map: &MemoryMap,
     rsdp_paddr: u64,
-    under_xen: bool,
+    container: Container,
 ) -> (AcpiSummary, Option<MadtSummary>) {
+    ACTIVE_RSDP.store(rsdp_paddr, Ordering::Release);
+    let src = MapSource { phys, map };
+    let v = validate(&src, rsdp_paddr);
     let mut s = AcpiSummary {
         rsdp: rsdp_paddr,
         ..Default::default()
     };
-    let mut madt = None;
-    let rsdp = match read(phys, map, "RSDP", rsdp_paddr, Rsdp::V2_SIZE as u64)
-        .and_then(|b| Rsdp::parse(&b).map_err(|e| format!("RSDP at {rsdp_paddr:#x}: {e}")))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            s.problems.push(e);
-            return (s, None);
-        }
-    };
-    s.revision = rsdp.revision;
-    s.oem_id = String::from_utf8_lossy(&rsdp.oem_id).into_owned();
-    let (root_addr, entry_size) = match rsdp.root_table() {
-        RootTable::Xsdt(a) => {
-            s.root = "XSDT".to_string();
-            (a, 8)
-        }
-        RootTable::Rsdt(a) => {
-            s.root = "RSDT".to_string();
-            (u64::from(a), 4)
-        }
-    };
-    let root = s.root.clone();
-    let entries = match read_table(phys, map, root_addr).and_then(|(_, bytes)| {
-        if entry_size == 4 {
-            return acpi_fixup::parse_rsdt_entries(&bytes)
-                .map_err(|e| format!("RSDT at {root_addr:#x}: {e}"));
-        }
-        match acpi_fixup::parse_xsdt_entries(&bytes) {
-            Ok(e) => Ok(e),
-            Err(acpi_fixup::AcpiError::BadSignature { .. }) if under_xen => {
-                // Xen 4.17 on firmware with no XSDT copies the header from address 0; length,
-                // checksum and entries are Xen's own and sound (see acpi-fixup).
-                let (e, bad) = acpi_fixup::parse_xsdt_entries_any_signature(&bytes)
-                    .map_err(|e| format!("XSDT at {root_addr:#x}: {e}"))?;
-                s.problems.push(format!(
-                    "Xen's crafted XSDT at {root_addr:#x} has signature {:02x?} instead of \"XSDT\" \
-                     (Xen 4.17 copies it from address 0 when the firmware has no XSDT); its checksum \
-                     is valid, so its {} entries are used",
-                    bad,
-                    e.len()
-                ));
-                Ok(e)
-            }
-            Err(e) => Err(format!("{root} at {root_addr:#x}: {e}")),
-        }
-    }) {
-        Ok(e) => e,
-        Err(e) => {
-            s.problems.push(e);
-            return (s, None);
-        }
-    };
-    if entries.len() > MAX_ENTRIES {
-        s.problems.push(format!(
-            "{} lists {} tables; reading the first {MAX_ENTRIES}",
-            s.root,
-            entries.len()
-        ));
+    if let Some(r) = &v.rsdp {
+        s.revision = r.revision;
+        s.oem_id = String::from_utf8_lossy(&r.oem_id).into_owned();
     }
-    for &addr in entries.iter().take(MAX_ENTRIES) {
-        let head = match read(phys, map, "table header", addr, SdtHeader::SIZE as u64) {
-            Ok(h) => h,
-            Err(e) => {
-                s.problems.push(e);
-                continue;
-            }
-        };
-        let signature: [u8; 4] = [head[0], head[1], head[2], head[3]];
-        let length = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    s.root = match v.root {
+        Some(RootTable::Xsdt(_)) => "XSDT".to_string(),
+        Some(RootTable::Rsdt(_)) => "RSDT".to_string(),
+        None => String::new(),
+    };
+    let root_addr = match v.root {
+        Some(RootTable::Xsdt(a)) => a,
+        Some(RootTable::Rsdt(a)) => u64::from(a),
+        None => 0,
+    };
+    // The tables the root table lists (the walk also checks the root itself and DSDT/FACS).
+    // DSDT and FACS come from the FADT, not the root table: they are in `present`.
+    let fadt_named =
+        |t: &&acpi_fixup::validate::TableCheck| matches!(t.signature.as_str(), "DSDT" | "FACS");
+    for t in v
+        .tables
+        .iter()
+        .filter(|t| t.paddr != root_addr && !fadt_named(t))
+    {
         s.tables.push(AcpiTable {
-            signature: sig(&signature),
-            paddr: addr,
-            length,
+            signature: t.signature.clone(),
+            paddr: t.paddr,
+            length: t.length,
+            revision: t.revision,
+            ok: t.ok,
         });
-        if let Some(n) = coverage_note(map, &sig(&signature), addr, u64::from(length)) {
+        if let Some(n) = coverage_note(map, &t.signature, t.paddr, u64::from(t.length)) {
             s.problems.push(n);
         }
-        if &signature == b"APIC" && madt.is_none() {
-            match read_table(phys, map, addr).and_then(|(_, b)| {
-                MadtSummary::parse(&b).map_err(|e| format!("MADT at {addr:#x}: {e}"))
-            }) {
-                Ok(m) => {
-                    s.madt_cpus = m.cpus_enabled;
-                    s.madt_apic_ids = m.apic_ids.clone();
-                    s.ioapics = m.ioapics.len() as u32;
-                    s.overrides = m.overrides;
-                    s.problems.extend(m.problems.iter().cloned());
-                    madt = Some(m);
-                }
-                Err(e) => s.problems.push(e),
+    }
+    s.problems.extend(v.all_problems());
+    s.present = v.present.clone();
+    if let Some(f) = &v.fadt {
+        s.fadt.push(format!("revision {}", f.revision));
+        for (on, name) in [
+            (f.hw_reduced(), "hw_reduced"),
+            (f.legacy_devices(), "legacy_devices"),
+            (f.has_8042(), "8042"),
+            (f.vga_not_present(), "no_vga"),
+            (f.msi_not_supported(), "no_msi"),
+            (f.cmos_rtc_not_present(), "no_cmos_rtc"),
+        ] {
+            if on {
+                s.fadt.push(name.to_string());
             }
         }
     }
+    for m in &v.mcfg {
+        s.mcfg.push(format!(
+            "segment {} buses {:#04x}-{:#04x} at {:#x}",
+            m.segment, m.start_bus, m.end_bus, m.base
+        ));
+    }
+    let madt = v.madt.clone();
+    if let Some(m) = &madt {
+        s.madt_cpus = m.cpus_enabled;
+        s.madt_apic_ids = m.apic_ids.clone();
+        s.ioapics = m.ioapics.len() as u32;
+        s.overrides = m.overrides;
+    }
+    if let Some(m) = &madt {
+        s.container = container_check(phys, map, &v, m, container, &mut s.problems);
+    }
     (s, madt)
+}
+
+/// Build the container MADT, compare it with the one dom0 was given, rewrite when they differ.
+fn container_check(
+    phys: &dyn PhysRead,
+    map: &MemoryMap,
+    given: &AcpiValidation,
+    given_madt: &MadtSummary,
+    container: Container,
+    problems: &mut Vec<String>,
+) -> Option<ContainerMadt> {
+    let madt_entry = given
+        .tables
+        .iter()
+        .find(|t| t.signature == "APIC" && t.used)?;
+    let given_bytes = read(
+        phys,
+        map,
+        "MADT",
+        madt_entry.paddr,
+        u64::from(madt_entry.length),
+    )
+    .ok()?;
+    let native_rsdp = find_native_rsdp(phys);
+    let (spec, compared_with) = match container {
+        Container::Firmware => return None,
+        Container::XenPvh { vcpus } => {
+            // The host's own MADT (its IO-APICs and overrides), from the firmware's RSDP.
+            let native = native_rsdp.and_then(|r| validate(&MapSource { phys, map }, r).madt);
+            let Some(native) = native else {
+                problems.push(
+                    "container MADT: the firmware's MADT was not found; not compared".to_string(),
+                );
+                return None;
+            };
+            (
+                ContainerSpec::xen_pvh_dom0(&native, vcpus),
+                "Xen's crafted MADT",
+            )
+        }
+        Container::FirmwareLimited { cpus } => {
+            let ids: Vec<u32> = given_madt
+                .apic_ids
+                .iter()
+                .copied()
+                .take(cpus as usize)
+                .collect();
+            let n = ids.len() as u32;
+            (
+                ContainerSpec::from_host_madt(given_madt, n, ApicIdScheme::List(ids)),
+                "the firmware MADT",
+            )
+        }
+    };
+    let built = match build_madt(&spec) {
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(format!("container MADT: cannot build it: {e:?}"));
+            return None;
+        }
+    };
+    let differences = compare_madt_labeled(&given_bytes, "given", &built, "container");
+    let mut c = ContainerMadt {
+        vcpus: spec.vcpus,
+        apic_ids: spec.apic_ids().unwrap_or_default(),
+        compared_with: compared_with.to_string(),
+        native_rsdp: native_rsdp.unwrap_or(0),
+        differences,
+        ..Default::default()
+    };
+    if !c.differences.is_empty() {
+        match rewrite(given, &built) {
+            Ok((rsdp, madt)) => {
+                // Check what was written exactly like what dom0 was given.
+                let again = validate(&Leaked, rsdp);
+                for p in again.all_problems() {
+                    problems.push(format!("rewritten tables: {p}"));
+                }
+                ACTIVE_RSDP.store(rsdp, Ordering::Release);
+                c.rewritten = true;
+                c.rsdp = rsdp;
+                c.madt = madt;
+            }
+            Err(e) => problems.push(format!("container MADT: not rewritten: {e}")),
+        }
+    }
+    Some(c)
+}
+
+/// Reads the tables dom0 wrote itself (leaked heap memory, identity-mapped RAM).
+struct Leaked;
+
+impl TableSource for Leaked {
+    fn read(&self, paddr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut b = alloc::vec![0u8; len];
+        crate::mem::IdentityMem.read(paddr, &mut b).ok()?;
+        Some(b)
+    }
+}
+
+/// Copy `bytes` into a new, never-freed, 16-byte-aligned heap block; its address.
+fn place(bytes: &[u8]) -> Result<u64, String> {
+    let layout =
+        core::alloc::Layout::from_size_align(bytes.len().max(1), 16).map_err(|_| "bad size")?;
+    // SAFETY: a non-zero-sized layout; the block is never freed (the tables live as long as
+    // dom0), and `bytes.len()` bytes are written into it before anyone reads it.
+    unsafe {
+        let p = alloc::alloc::alloc(layout);
+        if p.is_null() {
+            return Err("no memory".to_string());
+        }
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        Ok(p as u64)
+    }
+}
+
+/// Write the container MADT, an XSDT listing it instead of the old one (every other entry as
+/// it was), and an RSDP for that XSDT. Returns (RSDP, MADT) addresses.
+fn rewrite(given: &AcpiValidation, madt: &[u8]) -> Result<(u64, u64), String> {
+    let madt_addr = place(madt)?;
+    let old_madt = given
+        .tables
+        .iter()
+        .find(|t| t.signature == "APIC")
+        .map(|t| t.paddr);
+    let root_addr = match given.root {
+        Some(RootTable::Xsdt(a)) => a,
+        Some(RootTable::Rsdt(a)) => u64::from(a),
+        None => return Err("no root table".to_string()),
+    };
+    let entries: Vec<u64> = given
+        .tables
+        .iter()
+        .filter(|t| t.paddr != root_addr && !matches!(t.signature.as_str(), "DSDT" | "FACS"))
+        .map(|t| {
+            if Some(t.paddr) == old_madt {
+                madt_addr
+            } else {
+                t.paddr
+            }
+        })
+        .collect();
+    let oem = given.rsdp.as_ref().map_or(*b"RUSTD0", |r| r.oem_id);
+    let header = SdtHeader {
+        signature: *b"XSDT",
+        revision: 1,
+        oem_id: oem,
+        ..Default::default()
+    };
+    let xsdt = build_xsdt(&header, &entries).map_err(|e| format!("XSDT: {e:?}"))?;
+    let xsdt_addr = place(&xsdt)?;
+    let rsdp = build_rsdp(xsdt_addr, oem);
+    Ok((place(&rsdp)?, madt_addr))
 }

@@ -321,13 +321,25 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     // --- the other vCPUs --------------------------------------------------------------------------
     smp::read_bsp_details();
     let mut smp_summary: Option<report::SmpSummary> = None;
+    // `maxcpus=`: run on at most that many vCPUs (the rest stay down, and the container MADT
+    // lists only the ones dom0 runs).
+    let run_vcpus = match opts.maxcpus {
+        Some(m) if m < rep.vcpus => {
+            info!(
+                "SMP: maxcpus={m}: running {m} of the {} vCPUs Xen gave dom0",
+                rep.vcpus
+            );
+            m
+        }
+        _ => rep.vcpus,
+    };
     if let Some(x) = x {
         if let Err(e) = smp::bind_bsp_ipi(&x) {
             error!("SMP: EVTCHNOP_bind_ipi for vCPU 0: {e}");
             rep.errors
                 .push(format!("SMP: EVTCHNOP_bind_ipi for vCPU 0: {e}"));
-        } else if rep.vcpus > 1 {
-            let r = smp::start_aps(&x, rep.vcpus, events::shared_info_addr());
+        } else if run_vcpus > 1 {
+            let r = smp::start_aps(&x, run_vcpus, events::shared_info_addr());
             let span = time::ticks_to_ns(r.last_online_tsc.saturating_sub(r.first_up_tsc));
             let mut summary = report::SmpSummary {
                 started: r.started,
@@ -338,7 +350,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             info!(
                 "SMP: {} of {} APs online, {} us from the first VCPUOP_up to the last report",
                 r.started,
-                rep.vcpus - 1,
+                run_vcpus - 1,
                 span / 1000
             );
             for f in &r.failed {
@@ -346,7 +358,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                 rep.errors.push(format!("SMP: {f}"));
             }
             // Send each AP a piece of work and check its answer.
-            for id in 1..rep.vcpus as usize {
+            for id in 1..run_vcpus as usize {
                 match smp::run_on(&x, id, work_probe, id as u64) {
                     Ok((v, ticks)) if v == probe_answer(id as u64, id as u64) => {
                         let ns = time::ticks_to_ns(ticks);
@@ -371,7 +383,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                 }
             }
             // Every AP's own timer: arm a one-shot there and wait for its VIRQ_TIMER.
-            for id in 1..rep.vcpus as usize {
+            for id in 1..run_vcpus as usize {
                 match smp::run_on(&x, id, timer_probe, 1_000_000) {
                     Ok((ns, _)) if ns != u64::MAX => {
                         log::debug!(
@@ -401,7 +413,12 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
 
     // --- ACPI -----------------------------------------------------------------------------------
     if si.header.rsdp_paddr != 0 {
-        let (acpi, madt) = acpi::survey(&phys, &map, si.header.rsdp_paddr, rep.under_xen);
+        let container = match (rep.under_xen, opts.maxcpus) {
+            (true, _) => acpi::Container::XenPvh { vcpus: run_vcpus },
+            (false, Some(n)) => acpi::Container::FirmwareLimited { cpus: n },
+            (false, None) => acpi::Container::Firmware,
+        };
+        let (acpi, madt) = acpi::survey(&phys, &map, si.header.rsdp_paddr, container);
         let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
         info!(
             "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
@@ -413,6 +430,26 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         );
         for p in &acpi.problems {
             warn!("ACPI: {p}");
+        }
+        if let Some(c) = &acpi.container {
+            if c.differences.is_empty() {
+                info!(
+                    "ACPI: container MADT ({} vCPUs) identical to {}",
+                    c.vcpus, c.compared_with
+                );
+            } else {
+                warn!(
+                    "ACPI: container MADT ({} vCPUs) differs from {} in {} places{}",
+                    c.vcpus,
+                    c.compared_with,
+                    c.differences.len(),
+                    if c.rewritten {
+                        "; rewritten tables in use"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         match (&madt, rep.under_xen) {
             (Some(m), true) => {
@@ -433,7 +470,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                 }
             }
             (Some(m), false) => {
-                rep.vcpus = m.cpus_enabled;
+                rep.vcpus = m.cpus_enabled.min(opts.maxcpus.unwrap_or(u32::MAX));
                 info!(
                     "vCPUs: {} enabled in the MADT (APIC ids {:?}); only the boot CPU runs",
                     m.cpus_enabled, m.apic_ids

@@ -168,15 +168,37 @@ pub fn analyse(serial: &str) -> Analysis {
     let mut star_block: Vec<String> = Vec::new();
     let mut last_report: Option<&str> = None;
     let lines: Vec<String> = serial.split('\n').map(clean_line).collect();
+    // dom0 and Xen share the serial line: Xen can print a whole line of its own in the middle of
+    // one of dom0's (seen: "...\"mtrr_prob(XEN) uart interrupt taking more than 4ms, switched to
+    // polling\r\nlems\":[]}..."). The dom0 text before such a Xen line continues on the next
+    // line that is not Xen's, so dom0's lines are reassembled before they are read.
+    let mut dom0_logical: Vec<String> = Vec::new();
+    let mut cut = String::new();
+    let mut xen_parts: Vec<&str> = Vec::new();
     for line in &lines {
         let (dom0_part, xen_part) = split_xen(line);
         let dom0_text = strip_guest_prefix(dom0_part);
-        if !dom0_text.trim().is_empty() {
-            read_dom0_line(&mut a, dom0_text, &mut last_report);
+        match xen_part {
+            Some(x) => {
+                cut.push_str(dom0_text);
+                xen_parts.push(x);
+            }
+            None if !cut.is_empty() => {
+                cut.push_str(dom0_text);
+                dom0_logical.push(std::mem::take(&mut cut));
+            }
+            None => dom0_logical.push(dom0_text.to_string()),
         }
-        let Some(xen) = xen_part else {
-            continue;
-        };
+    }
+    if !cut.is_empty() {
+        dom0_logical.push(cut);
+    }
+    for text in &dom0_logical {
+        if !text.trim().is_empty() {
+            read_dom0_line(&mut a, text, &mut last_report);
+        }
+    }
+    for xen in xen_parts {
         a.xen.xen_lines += 1;
         let x = &mut a.xen;
         if x.version.is_none()
@@ -426,6 +448,18 @@ DOM0-RESULT: ready\r
         // dom0 quoting the words is not a crash: only Xen's lines count.
         let a = analyse("dom0: pretend Hardware Dom0 crashed\n");
         assert!(!a.xen.dom0_crashed);
+    }
+
+    #[test]
+    fn xen_line_inside_the_dom0_json_line_is_cut_out() {
+        // Bytes from a real Xen 4.20 run with 4 vCPUs.
+        let log = "DOM0-REPORT-JSON {\"a\":[{\"id\":1,\"mtrr_prob(XEN) uart interrupt taking more than 4ms, switched to polling\r\nlems\":[]}],\"b\":2}\r\nDOM0-RESULT: ready\r\n";
+        let a = analyse(log);
+        let r = a.dom0_report.expect("the report reassembles");
+        assert_eq!(r["b"], 2);
+        assert_eq!(r["a"][0]["mtrr_problems"], serde_json::json!([]));
+        assert_eq!(a.dom0_result, Some(Dom0Result::Ready));
+        assert_eq!(a.xen.xen_lines, 1);
     }
 
     #[test]

@@ -98,6 +98,31 @@ pub struct AcpiTable {
     pub paddr: u64,
     /// The header's length field.
     pub length: u32,
+    /// The header's revision byte.
+    pub revision: u8,
+    /// Checksum, length, signature and revision were all right (problems go to the summary's
+    /// `problems`, prefixed with the signature and address).
+    pub ok: bool,
+}
+
+/// The MADT for dom0's own container: built from the firmware's MADT and the vCPUs dom0 runs,
+/// compared with the one dom0 was given, and put in place when they differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerMadt {
+    /// vCPUs in the container MADT.
+    pub vcpus: u32,
+    pub apic_ids: Vec<u32>,
+    /// What it was compared with: "Xen's crafted MADT" or "the firmware MADT".
+    pub compared_with: String,
+    /// Where the firmware's own RSDP was found (0 if not).
+    pub native_rsdp: u64,
+    /// Every difference, entry by entry (empty: identical).
+    pub differences: Vec<String>,
+    /// dom0 wrote new MADT/XSDT/RSDP into its memory and uses them from now on.
+    pub rewritten: bool,
+    /// Addresses of the rewritten RSDP and MADT (0 if not rewritten).
+    pub rsdp: u64,
+    pub madt: u64,
 }
 
 /// What dom0 found in ACPI: the RSDP, the root table's list, and the MADT's CPUs and
@@ -122,6 +147,14 @@ pub struct AcpiSummary {
     pub ioapics: u32,
     /// Interrupt Source Override entries in the MADT.
     pub overrides: u32,
+    /// Signatures of the tables that were sound and used (including DSDT/FACS the FADT names).
+    pub present: Vec<String>,
+    /// FADT revision and the flags that matter to dom0 (e.g. "hw_reduced", "no_vga").
+    pub fadt: Vec<String>,
+    /// MCFG entries as text: "segment 0 buses 0x00-0xff at 0xb0000000".
+    pub mcfg: Vec<String>,
+    /// The container MADT check (see [`ContainerMadt`]).
+    pub container: Option<ContainerMadt>,
     /// What was wrong (bad tables, odd entries), each naming the table and offset.
     pub problems: Vec<String>,
 }
@@ -597,6 +630,8 @@ impl AcpiSummary {
             j.str_field("signature", &t.signature)?;
             j.u64_field("paddr", t.paddr)?;
             j.u64_field("length", t.length.into())?;
+            j.u64_field("revision", t.revision.into())?;
+            j.bool_field("ok", t.ok)?;
             j.end_object()?;
         }
         j.end_array()?;
@@ -609,6 +644,30 @@ impl AcpiSummary {
         j.end_array()?;
         j.u64_field("ioapics", self.ioapics.into())?;
         j.u64_field("overrides", self.overrides.into())?;
+        str_array_field(j, "present", &self.present)?;
+        str_array_field(j, "fadt", &self.fadt)?;
+        str_array_field(j, "mcfg", &self.mcfg)?;
+        j.key("container")?;
+        match &self.container {
+            None => j.null()?,
+            Some(c) => {
+                j.begin_object()?;
+                j.u64_field("vcpus", c.vcpus.into())?;
+                j.key("apic_ids")?;
+                j.begin_array()?;
+                for &id in &c.apic_ids {
+                    j.u64(id.into())?;
+                }
+                j.end_array()?;
+                j.str_field("compared_with", &c.compared_with)?;
+                j.u64_field("native_rsdp", c.native_rsdp)?;
+                str_array_field(j, "differences", &c.differences)?;
+                j.bool_field("rewritten", c.rewritten)?;
+                j.u64_field("rsdp", c.rsdp)?;
+                j.u64_field("madt", c.madt)?;
+                j.end_object()?;
+            }
+        }
         j.key("problems")?;
         j.begin_array()?;
         for p in &self.problems {
@@ -673,6 +732,46 @@ impl AcpiSummary {
             w.write_str("; no MADT")?;
         }
         w.write_char('\n')?;
+        if !self.fadt.is_empty() {
+            w.write_str("ACPI FADT:")?;
+            write_words(w, &self.fadt)?;
+            w.write_char('\n')?;
+        }
+        for m in &self.mcfg {
+            writeln!(w, "ACPI MCFG: {}", Clean(m))?;
+        }
+        if let Some(c) = &self.container {
+            write!(
+                w,
+                "container MADT: {} vCPU{}, APIC ids",
+                c.vcpus,
+                if c.vcpus == 1 { "" } else { "s" }
+            )?;
+            for id in &c.apic_ids {
+                write!(w, " {id}")?;
+            }
+            if c.differences.is_empty() {
+                write!(w, "; identical to {}", Clean(&c.compared_with))?;
+            } else {
+                write!(
+                    w,
+                    "; {} difference(s) from {}",
+                    c.differences.len(),
+                    Clean(&c.compared_with)
+                )?;
+            }
+            if c.rewritten {
+                write!(
+                    w,
+                    "; rewritten: RSDP {:#x}, MADT {:#x} (in use)",
+                    c.rsdp, c.madt
+                )?;
+            }
+            w.write_char('\n')?;
+            for d in &c.differences {
+                writeln!(w, "  - {}", Clean(d))?;
+            }
+        }
         if !self.problems.is_empty() {
             writeln!(w, "ACPI problems ({}):", self.problems.len())?;
             for p in &self.problems {
@@ -1053,22 +1152,47 @@ mod tests {
                         signature: "APIC".into(),
                         paddr: 0x7f60f76,
                         length: 0x8a,
+                        revision: 1,
+                        ok: true,
                     },
                     AcpiTable {
                         signature: "FACP".into(),
                         paddr: 0x7fe1a3c,
                         length: 0xf4,
+                        revision: 1,
+                        ok: true,
                     },
                     AcpiTable {
                         signature: "MCFG".into(),
                         paddr: 0x7fe1b88,
                         length: 0x3c,
+                        revision: 1,
+                        ok: true,
                     },
                 ],
                 madt_cpus: 2,
                 madt_apic_ids: vec![0, 2],
                 ioapics: 1,
                 overrides: 5,
+                present: vec![
+                    "APIC".into(),
+                    "FACP".into(),
+                    "MCFG".into(),
+                    "DSDT".into(),
+                    "FACS".into(),
+                ],
+                fadt: vec!["revision 3".into()],
+                mcfg: vec!["segment 0 buses 0x00-0xff at 0xb0000000".into()],
+                container: Some(ContainerMadt {
+                    vcpus: 2,
+                    apic_ids: vec![0, 2],
+                    compared_with: "Xen's crafted MADT".into(),
+                    native_rsdp: 0xf59e0,
+                    differences: vec![],
+                    rewritten: false,
+                    rsdp: 0,
+                    madt: 0,
+                }),
                 problems: vec![],
             }),
             // qemu64 (+svm) under Xen 4.17, two vCPUs, SeaBIOS's MTRRs copied by Xen.
@@ -1211,8 +1335,12 @@ mod tests {
         assert_eq!(tables.len(), 3);
         assert_eq!(
             tables[0],
-            serde_json::json!({"signature": "APIC", "paddr": 0x7f60f76, "length": 0x8a})
+            serde_json::json!({"signature": "APIC", "paddr": 0x7f60f76, "length": 0x8a, "revision": 1, "ok": true})
         );
+        assert_eq!(acpi["mcfg"][0], "segment 0 buses 0x00-0xff at 0xb0000000");
+        assert_eq!(acpi["container"]["apic_ids"], serde_json::json!([0, 2]));
+        assert_eq!(acpi["container"]["differences"], serde_json::json!([]));
+        assert_eq!(acpi["container"]["rewritten"], false);
         assert_eq!(tables[2]["signature"], "MCFG");
         assert_eq!(acpi["madt_cpus"], 2);
         assert_eq!(acpi["madt_apic_ids"], serde_json::json!([0, 2]));
@@ -1322,6 +1450,8 @@ mod tests {
                 signature: String::new(),
                 paddr: u64::MAX,
                 length: u32::MAX,
+                revision: 1,
+                ok: true,
             }],
             madt_cpus: u32::MAX,
             madt_apic_ids: vec![u32::MAX, 0],
@@ -1582,6 +1712,8 @@ mod tests {
             signature: sig.into(),
             paddr: 0xe0000,
             length: 0x50,
+            revision: 1,
+            ok: true,
         };
         let lines = acpi_lines(AcpiSummary {
             rsdp: 0xf5a40,

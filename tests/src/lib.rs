@@ -263,6 +263,109 @@ pub fn assert_madt_matches(out: &RunOutcome, smp: u32, under_xen: bool) {
     check!(out, ids == want, "MADT APIC ids {ids:?}, expected {want:?}");
 }
 
+/// dom0's container MADT (built from the firmware's MADT for the vCPUs it runs) equals the MADT
+/// Xen crafted, entry for entry, and nothing was rewritten.
+pub fn assert_container_matches_xen(out: &RunOutcome, smp: u32) {
+    let d = dom0(out);
+    let c = &d["acpi"]["container"];
+    check!(
+        out,
+        c.is_object(),
+        "dom0 made no container MADT check: {}",
+        d["acpi"]
+    );
+    check!(
+        out,
+        c["compared_with"] == "Xen's crafted MADT",
+        "compared with {}",
+        c["compared_with"]
+    );
+    check!(
+        out,
+        c["vcpus"].as_u64() == Some(smp.into()),
+        "container vCPUs {}",
+        c["vcpus"]
+    );
+    let want: Vec<u64> = (0..u64::from(smp)).map(|i| 2 * i).collect();
+    check!(
+        out,
+        c["apic_ids"] == serde_json::json!(want),
+        "container APIC ids {}",
+        c["apic_ids"]
+    );
+    check!(
+        out,
+        c["differences"].as_array().is_some_and(Vec::is_empty),
+        "the container MADT differs from Xen's: {}",
+        c["differences"]
+    );
+    check!(
+        out,
+        c["rewritten"] == false,
+        "dom0 rewrote tables it had no reason to: {c}"
+    );
+    check!(
+        out,
+        c["native_rsdp"].as_u64().unwrap_or(0) != 0,
+        "the firmware RSDP was not found"
+    );
+}
+
+/// dom0 rewrote MADT/XSDT/RSDP for a smaller container, and the rewritten tables passed the
+/// same validation as what it was given.
+pub fn assert_container_rewritten(out: &RunOutcome, cpus: u32, ids: &[u64]) {
+    let d = dom0(out);
+    let acpi = &d["acpi"];
+    let c = &acpi["container"];
+    check!(out, c["rewritten"] == true, "no rewrite: {c}");
+    check!(
+        out,
+        c["vcpus"].as_u64() == Some(cpus.into()),
+        "container vCPUs {}",
+        c["vcpus"]
+    );
+    check!(
+        out,
+        c["apic_ids"] == serde_json::json!(ids),
+        "container APIC ids {}",
+        c["apic_ids"]
+    );
+    check!(
+        out,
+        c["rsdp"].as_u64().unwrap_or(0) != 0 && c["madt"].as_u64().unwrap_or(0) != 0,
+        "{c}"
+    );
+    let dropped = c["differences"].as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|x| x.as_str().is_some_and(|s| s.starts_with("only in given")))
+            .count()
+    });
+    let firmware_cpus = acpi["madt_cpus"].as_u64().unwrap_or(0);
+    check!(
+        out,
+        dropped as u64 == firmware_cpus - u64::from(cpus),
+        "expected {} CPUs dropped from the MADT, the differences say {dropped}: {}",
+        firmware_cpus - u64::from(cpus),
+        c["differences"]
+    );
+    let bad: Vec<&Value> = acpi["problems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| {
+                    p.as_str()
+                        .is_some_and(|s| s.starts_with("rewritten tables"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    check!(
+        out,
+        bad.is_empty(),
+        "the rewritten tables have problems: {bad:?}"
+    );
+}
+
 /// dom0 proved event delivery: a one-shot timer came back as VIRQ_TIMER, not before it was due.
 pub fn assert_timer_event(out: &RunOutcome) {
     let d = dom0(out);

@@ -1,5 +1,5 @@
-//! Boot scenarios: dom0 alone under QEMU's PVH loader, dom0 under Xen 4.17 and 4.20 with one
-//! and two vCPUs, and bad input. Each asserts on dom0's JSON report and on Xen's own log.
+//! Boot scenarios: dom0 alone under QEMU's PVH loader, dom0 under Xen 4.17 and 4.20 with 1, 2,
+//! 4 and 8 vCPUs, `maxcpus=` container rewrites, faults, and bad input. Each asserts on dom0's JSON report and on Xen's own log.
 //!
 //! The runs take turns (one QEMU at a time); every run leaves `target/runs/<run>/` with its
 //! `serial.log`, `report.json` and `qemu-cmdline.txt`.
@@ -7,9 +7,9 @@
 use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
-    assert_ready_phase, assert_smp, assert_timer_event, assert_xen_log_clean, boot, check, config,
-    dom0, garbage_module,
+    assert_container_matches_xen, assert_container_rewritten, assert_dom0_under_xen,
+    assert_madt_matches, assert_nothing_crashed, assert_pass, assert_ready_phase, assert_smp,
+    assert_timer_event, assert_xen_log_clean, boot, check, config, dom0, garbage_module,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
@@ -83,6 +83,7 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_madt_matches(&out, smp, true);
     assert_timer_event(&out);
     assert_smp(&out, smp);
+    assert_container_matches_xen(&out, smp);
 }
 
 /// Xen 4.17, four vCPUs: every AP up, working, with the same MTRRs.
@@ -291,4 +292,34 @@ fn idle_dom0_stays_up_in_schedop_block() {
         "dom0 never became ready"
     );
     assert_xen_log_clean(&out, 4, 17);
+}
+
+/// Without Xen, `maxcpus=2` on a 4-CPU machine: dom0 rewrites MADT, XSDT and RSDP for a
+/// 2-CPU container and uses them; the rewritten tables validate like the firmware's.
+#[test]
+fn bare_maxcpus_rewrites_the_madt() {
+    let mut cfg = config(XenVersion::None, 4, "test-bare-maxcpus");
+    cfg.dom0_args = vec!["maxcpus=2".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_container_rewritten(&out, 2, &[0, 1]);
+}
+
+/// Under Xen with 4 vCPUs and `maxcpus=2`: dom0 runs 2, and its container MADT (2 vCPUs)
+/// replaces the 4-vCPU one Xen crafted.
+#[test]
+fn xen_maxcpus_runs_fewer_vcpus_and_rewrites_the_madt() {
+    let mut cfg = config(XenVersion::V4_20, 4, "test-xen-maxcpus");
+    cfg.dom0_args = vec!["maxcpus=2".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    let d = dom0(&out);
+    check!(
+        out,
+        d["smp"]["started"] == 1,
+        "expected 1 AP started: {}",
+        d["smp"]
+    );
+    assert_container_rewritten(&out, 2, &[0, 2]);
 }

@@ -154,6 +154,9 @@ pub struct Dom0Options {
     pub console: ConsoleChoice,
     pub fault_test: FaultTest,
     pub mtrr: MtrrMode,
+    /// `maxcpus=N`: run on at most N CPUs (1..=128). Without Xen this also makes dom0 rewrite
+    /// the MADT for its container to list only those CPUs.
+    pub maxcpus: Option<u32>,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -280,6 +283,17 @@ const OPTIONS: &[OptSpec] = &[
     keyword_opt!("console", ConsoleChoice, console),
     keyword_opt!("fault-test", FaultTest, fault_test),
     keyword_opt!("mtrr", MtrrMode, mtrr),
+    OptSpec {
+        name: "maxcpus",
+        expected: "a number of CPUs, 1 to 128",
+        apply: |o, v| match v.and_then(|v| v.parse::<u32>().ok()) {
+            Some(n @ 1..=128) => {
+                o.maxcpus = Some(n);
+                true
+            }
+            _ => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -289,6 +303,7 @@ const KNOWN_NAMES: &[&str] = &[
     "console",
     "fault-test",
     "mtrr",
+    "maxcpus",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
@@ -473,7 +488,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr)"
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)"
             ]
         );
     }
@@ -487,9 +502,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -594,7 +609,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -637,6 +652,24 @@ mod tests {
     }
 
     #[test]
+    fn maxcpus_is_a_bounded_number() {
+        assert_eq!(Dom0Options::parse("maxcpus=2").0.maxcpus, Some(2));
+        assert_eq!(Dom0Options::parse("maxcpus=128").0.maxcpus, Some(128));
+        for bad in [
+            "maxcpus=0",
+            "maxcpus=129",
+            "maxcpus=-1",
+            "maxcpus=two",
+            "maxcpus=",
+            "maxcpus",
+        ] {
+            let (o, e) = Dom0Options::parse(bad);
+            assert_eq!(o.maxcpus, None, "{bad}");
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
     fn fault_test_values() {
         let (o, e) = Dom0Options::parse("fault-test=page-fault");
         assert!(e.is_empty());
@@ -660,7 +693,8 @@ mod tests {
                 "report",
                 "console",
                 "fault-test",
-                "mtrr"
+                "mtrr",
+                "maxcpus"
             ]
         );
     }
