@@ -403,6 +403,12 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                     }
                 }
             }
+            if opts.fault_test == FaultTest::MtrrSkew && run_vcpus > 1 {
+                match smp::run_on(&x, 1, smp::skew_mtrr, 0) {
+                    Ok((v, _)) => warn!("fault-test: vCPU 1's MTRRdefType is now {v:#x}"),
+                    Err(e) => error!("fault-test: could not skew vCPU 1's MTRRs: {e}"),
+                }
+            }
             smp_summary = Some(summary);
         }
     } else if rep.vcpus > 1 {
@@ -766,7 +772,7 @@ fn probe_answer(arg: u64, id: u64) -> u64 {
 /// `fault-test=`: raise the requested exception so the bench can check it is reported.
 fn fault_test(t: FaultTest) {
     match t {
-        FaultTest::None => {}
+        FaultTest::None | FaultTest::MtrrSkew => {}
         FaultTest::PageFault => {
             let addr = mem::MAPPED_LIMIT + 0x1234;
             warn!("fault-test: reading {addr:#x}, outside the identity map");

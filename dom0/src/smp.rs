@@ -172,6 +172,27 @@ pub fn apply_mtrr_fix(_: u64) -> u64 {
     mine.len() as u64
 }
 
+/// Work (`fault-test=mtrr-skew`): change this vCPU's default memory type (MTRRdefType bits 7:0)
+/// to UC, or to WB if it already is UC, then re-read its details. Returns the new MTRRdefType.
+pub fn skew_mtrr(_: u64) -> u64 {
+    let me = current();
+    if crate::arch::cpuid(1, 0).edx & (1 << 12) == 0 {
+        return 0;
+    }
+    // SAFETY: CPUID.1:EDX.MTRR is set, so MTRRdefType (0x2FF) exists. Changing the default type
+    // only changes how memory no variable or fixed range covers is cached (slower, not
+    // unsafe); the test then has dom0 set it back with `mtrr=fix`.
+    let new = unsafe {
+        let v = crate::arch::rdmsr(0x2ff);
+        let ty = if v & 0xff == 0 { 6 } else { 0 };
+        let new = (v & !0xff) | ty;
+        crate::arch::wrmsr(0x2ff, new);
+        new
+    };
+    read_details(me);
+    new
+}
+
 /// Read the boot CPU's CPUID and MTRRs (APs read theirs when they arrive).
 pub fn read_bsp_details() {
     read_details(current());

@@ -323,3 +323,40 @@ fn xen_maxcpus_runs_fewer_vcpus_and_rewrites_the_madt() {
     );
     assert_container_rewritten(&out, 2, &[0, 2]);
 }
+
+/// A vCPU whose MTRRs disagree with vCPU 0's is found (`fault-test=mtrr-skew` changes vCPU 1's
+/// default type), and `mtrr=fix` rewrites them to match, as Linux does on AP bring-up.
+#[test]
+fn mtrr_disagreement_is_found_and_fixed() {
+    let mut cfg = config(XenVersion::V4_17, 2, "test-mtrr-skew");
+    cfg.dom0_args = vec!["fault-test=mtrr-skew".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    let m = &dom0(&out)["mtrr"];
+    check!(
+        out,
+        m["consistent"] == false && m["corrected"] == false,
+        "skew not found: {m}"
+    );
+    check!(
+        out,
+        m["problems"].as_array().is_some_and(|p| p.iter().any(|x| x
+            .as_str()
+            .is_some_and(
+                |s| s.contains("disagree") && s.contains("0x2ff") || s.contains("MTRRdefType")
+            ))),
+        "no problem names vCPU 1's MTRRdefType: {m}"
+    );
+
+    let mut cfg = config(XenVersion::V4_17, 2, "test-mtrr-fix");
+    cfg.dom0_args = vec!["fault-test=mtrr-skew".into(), "mtrr=fix".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 17);
+    let m = &dom0(&out)["mtrr"];
+    check!(
+        out,
+        m["corrected"] == true,
+        "mtrr=fix did not make the vCPUs agree: {m}"
+    );
+}

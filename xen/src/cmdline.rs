@@ -116,13 +116,16 @@ keyword_enum! {
 keyword_enum! {
     /// `fault-test=`: raise a CPU exception on purpose once the console is up (bring-up and the
     /// test bench use it to prove that a fault is reported, never a silent triple fault).
-    pub enum FaultTest expected "none|page-fault|invalid-opcode" {
+    pub enum FaultTest expected "none|page-fault|invalid-opcode|mtrr-skew" {
         #[default]
         None = "none",
         /// Read an address outside dom0's identity map: #PF with CR2 = that address.
         PageFault = "page-fault",
         /// Execute `ud2`: #UD.
         InvalidOpcode = "invalid-opcode",
+        /// Make vCPU 1's default MTRR type differ from vCPU 0's, so the MTRR check (and
+        /// `mtrr=fix`) has a real disagreement to find (and correct).
+        MtrrSkew = "mtrr-skew",
     }
 }
 
@@ -680,7 +683,14 @@ mod tests {
         let (o, e) = Dom0Options::parse("fault-test=triple");
         assert_eq!(o.fault_test, FaultTest::None);
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().contains("none|page-fault|invalid-opcode"));
+        assert!(
+            e[0].to_string()
+                .contains("none|page-fault|invalid-opcode|mtrr-skew")
+        );
+        assert_eq!(
+            Dom0Options::parse("fault-test=mtrr-skew").0.fault_test,
+            FaultTest::MtrrSkew
+        );
     }
 
     #[test]
