@@ -82,15 +82,18 @@ fn raw_write(bytes: &[u8]) {
 /// While booting, console output is collected here and written in one go at each phase end
 /// ([`flush`]): under Xen every write is a hypercall, and on an emulated bench each VM exit costs
 /// about a millisecond. Fatal paths flush it first, so nothing is lost on a crash.
+/// Big enough for the whole boot log at `loglevel=info` (about 4-6 KiB), so it goes out once.
+const BOOT_BUF_SIZE: usize = 16 * 1024;
+
 struct BootBuf {
     on: bool,
-    buf: [u8; 4096],
+    buf: [u8; BOOT_BUF_SIZE],
     len: usize,
 }
 
 static BOOT_BUF: spin::Mutex<BootBuf> = spin::Mutex::new(BootBuf {
     on: false,
-    buf: [0; 4096],
+    buf: [0; BOOT_BUF_SIZE],
     len: 0,
 });
 

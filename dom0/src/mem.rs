@@ -147,11 +147,27 @@ impl PhysRead for IdentityMem {
         if paddr == 0 || !is_mapped(paddr, buf.len() as u64) {
             return Err(err);
         }
-        for (i, b) in buf.iter_mut().enumerate() {
+        // Byte reads up to 8-byte alignment, then whole aligned words, then the tail: one load
+        // per 8 bytes (ACPI tables and the BIOS area scan are read this way; under emulation
+        // every load counts).
+        let mut i = 0usize;
+        let len = buf.len();
+        while i < len && !(paddr + i as u64).is_multiple_of(8) {
             // SAFETY: [paddr, paddr+len) is identity-mapped (checked above: the boot stub's
-            // 4 GiB or a `map_identity` range), so the address is mapped; a volatile byte read
-            // cannot be torn or elided.
-            *b = unsafe { core::ptr::read_volatile((paddr + i as u64) as *const u8) };
+            // 4 GiB or a `map_identity` range); a volatile load cannot be torn or elided.
+            buf[i] = unsafe { core::ptr::read_volatile((paddr + i as u64) as *const u8) };
+            i += 1;
+        }
+        while i + 8 <= len {
+            // SAFETY: as above; the address is 8-byte aligned and all 8 bytes are in range.
+            let w = unsafe { core::ptr::read_volatile((paddr + i as u64) as *const u64) };
+            buf[i..i + 8].copy_from_slice(&w.to_le_bytes());
+            i += 8;
+        }
+        while i < len {
+            // SAFETY: as above.
+            buf[i] = unsafe { core::ptr::read_volatile((paddr + i as u64) as *const u8) };
+            i += 1;
         }
         Ok(())
     }
