@@ -14,7 +14,7 @@ use acpi_fixup::build::{
     ApicIdScheme, ContainerSpec, build_madt, build_rsdp, build_xsdt, compare_madt_labeled,
 };
 use acpi_fixup::validate::{AcpiValidation, TableSource, validate};
-use acpi_fixup::{MadtSummary, RootTable, Rsdp, SdtHeader};
+use acpi_fixup::{MadtSummary, McfgEntry, RootTable, Rsdp, SdtHeader};
 use report::{AcpiSummary, AcpiTable, ContainerMadt};
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::PhysRead;
@@ -153,7 +153,7 @@ pub fn survey(
     map: &MemoryMap,
     rsdp_paddr: u64,
     container: Container,
-) -> (AcpiSummary, Option<MadtSummary>) {
+) -> (AcpiSummary, Option<MadtSummary>, Vec<McfgEntry>) {
     ACTIVE_RSDP.store(rsdp_paddr, Ordering::Release);
     let src = MapSource { phys, map };
     let v = validate(&src, rsdp_paddr);
@@ -228,7 +228,7 @@ pub fn survey(
     if let Some(m) = &madt {
         s.container = container_check(phys, map, &v, m, container, &mut s.problems);
     }
-    (s, madt)
+    (s, madt, v.mcfg.clone())
 }
 
 /// Build the container MADT, compare it with the one dom0 was given, rewrite when they differ.

@@ -56,6 +56,19 @@ pub unsafe fn inb(port: u16) -> u8 {
     v
 }
 
+/// Read a dword from an I/O port.
+///
+/// # Safety
+/// As [`inb`].
+pub unsafe fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: the caller vouches for the port.
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    v
+}
+
 /// # Safety
 /// Writing an MSR can change paging, interrupts or hypervisor state; the caller must know the MSR.
 pub unsafe fn wrmsr(msr: u32, v: u64) {

@@ -18,6 +18,7 @@ mod exit;
 mod heap;
 mod hypercall;
 mod mem;
+mod pcicfg;
 mod smp;
 mod time;
 mod trap;
@@ -418,13 +419,14 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     cpu_report(&mut rep, &map, smp_summary, opts.mtrr, x);
 
     // --- ACPI -----------------------------------------------------------------------------------
+    let mut mcfg: Vec<acpi_fixup::McfgEntry> = Vec::new();
     if si.header.rsdp_paddr != 0 {
         let container = match (rep.under_xen, opts.maxcpus) {
             (true, _) => acpi::Container::XenPvh { vcpus: run_vcpus },
             (false, Some(n)) => acpi::Container::FirmwareLimited { cpus: n },
             (false, None) => acpi::Container::Firmware,
         };
-        let (acpi, madt) = acpi::survey(&phys, &map, si.header.rsdp_paddr, container);
+        let (acpi, madt, found_mcfg) = acpi::survey(&phys, &map, si.header.rsdp_paddr, container);
         let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
         info!(
             "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
@@ -490,6 +492,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             }
             (None, true) => {}
         }
+        mcfg = found_mcfg;
         rep.acpi = Some(acpi);
     } else {
         let w = "no RSDP in start_info: ACPI tables not read".to_string();
@@ -500,6 +503,10 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
     }
     time::phase("acpi");
+
+    // --- PCI --------------------------------------------------------------------------------------
+    rep.pci = Some(pci_survey(&mut rep, &map, &mcfg, x));
+    time::phase("pci");
 
     // --- modules ------------------------------------------------------------------------------
     for m in &si.modules {
@@ -579,6 +586,186 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
         (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
     }
+}
+
+/// Enumerate PCI (ECAM through the MCFG windows, else CF8/CFC), size BARs with decoding off,
+/// check them against the host bridge windows, and report every function to Xen in topological
+/// order (MCFG windows first, with `PHYSDEVOP_pci_mmcfg_reserved`).
+fn pci_survey(
+    rep: &mut BootReport,
+    map: &MemoryMap,
+    mcfg: &[acpi_fixup::McfgEntry],
+    x: Option<hypercall::Xen>,
+) -> report::PciSummary {
+    let mut windows = Vec::new();
+    let mut mmcfg_reserved = Vec::new();
+    let mut problems = Vec::new();
+    for m in mcfg {
+        let size = (u64::from(m.end_bus) + 1) << 20;
+        let (start, end) = (m.base + (u64::from(m.start_bus) << 20), m.base + size);
+        if end > mem::MAPPED_LIMIT
+            && let Err(e) = mem::map_identity(start, end, mem::Cache::Uncached)
+        {
+            problems.push(format!(
+                "MCFG segment {} at {:#x}: not mapped: {e:?}",
+                m.segment, m.base
+            ));
+            continue;
+        }
+        if let Some(x) = x {
+            // Linux's xen_mcfg_late(): so Xen uses the window for extended config space.
+            let r = xen::ops::pci_mmcfg_reserved(&x, m.base, m.segment, m.start_bus, m.end_bus);
+            let r = match r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            mmcfg_reserved.push(format!(
+                "segment {} buses {:#04x}-{:#04x} at {:#x}: {r}",
+                m.segment, m.start_bus, m.end_bus, m.base
+            ));
+        }
+        windows.push(pcicfg::EcamWindow {
+            segment: m.segment,
+            start_bus: m.start_bus,
+            end_bus: m.end_bus,
+            base: m.base,
+        });
+    }
+    let (source, segments): (&str, Vec<pci::Segment>) = if windows.is_empty() {
+        (
+            "CF8/CFC",
+            alloc::vec![pci::Segment {
+                segment: 0,
+                start_bus: 0,
+                end_bus: 255,
+                ecam: false
+            }],
+        )
+    } else {
+        (
+            "ECAM (MCFG)",
+            windows
+                .iter()
+                .map(|w| pci::Segment {
+                    segment: w.segment,
+                    start_bus: w.start_bus,
+                    end_bus: w.end_bus,
+                    ecam: true,
+                })
+                .collect(),
+        )
+    };
+    let cfg = pcicfg::Dom0Config::new(windows);
+    let t0 = arch::rdtsc();
+    let mut topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+    let enumerate_ns = time::ticks_to_ns(arch::rdtsc() - t0);
+    // Host bridge windows: _CRS needs an AML interpreter dom0 does not have yet, so the windows
+    // are the memory map's gaps in the PCI hole (above low RAM, below the IO-APIC/LAPIC range)
+    // and above 4 GiB beyond all RAM and reserved entries.
+    let bridge_windows = host_bridge_windows(map);
+    pci::check_bars(&mut topo, &bridge_windows);
+    let mut sum = report::PciSummary::from_topology(source, &topo);
+    sum.enumerate_ns = enumerate_ns;
+    sum.mmcfg_reserved = mmcfg_reserved;
+    sum.problems.extend(problems);
+    sum.windows = bridge_windows
+        .iter()
+        .map(|w| {
+            format!(
+                "[{:#x}, {:#x}): a gap in the memory map (_CRS not evaluated: no AML interpreter yet)",
+                w.start, w.end
+            )
+        })
+        .collect();
+
+    info!(
+        "PCI: {} functions on {} buses via {source} in {} us",
+        topo.functions.len(),
+        topo.buses.len(),
+        enumerate_ns / 1000
+    );
+    for p in topo.all_problems() {
+        warn!("PCI: {p}");
+    }
+    if let Some(x) = x {
+        let mut failed = 0;
+        for a in pci::xen_add_order(&topo) {
+            let physfn = a.physfn.map(|p| (p.bus(), p.devfn()));
+            let r = xen::ops::pci_device_add(
+                &x,
+                a.sbdf.segment(),
+                a.sbdf.bus(),
+                a.sbdf.devfn(),
+                a.flags,
+                physfn,
+            );
+            let result = match r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    failed += 1;
+                    let m = format!("PHYSDEVOP_pci_device_add {}: {e}", a.sbdf);
+                    error!("PCI: {m}");
+                    rep.errors.push(format!("PCI: {m}"));
+                    e.to_string()
+                }
+            };
+            sum.set_xen_add(a.sbdf, &result);
+        }
+        info!(
+            "PCI: {} functions reported to Xen, {failed} refused",
+            topo.functions.len()
+        );
+    }
+    sum
+}
+
+/// The gaps of the memory map in the PCI hole (from the end of low RAM to 0xfec00000, where the
+/// IO-APIC/HPET/LAPIC range begins) and above 4 GiB (from the end of the highest entry to
+/// 1 TiB): where firmware and dom0 may put BARs.
+fn host_bridge_windows(map: &MemoryMap) -> Vec<core::ops::Range<u64>> {
+    let mut out = Vec::new();
+    let low_end = map
+        .regions()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                xen::memmap::MemType::Ram | xen::memmap::MemType::Unusable
+            )
+        })
+        .map(|r| r.end())
+        .filter(|&e| e <= 1 << 32)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(1 << 20);
+    let mut holes = |lo: u64, hi: u64| {
+        let mut at = lo;
+        let mut regs: Vec<_> = map
+            .regions()
+            .iter()
+            .filter(|r| r.end() > lo && r.addr < hi)
+            .collect();
+        regs.sort_by_key(|r| r.addr);
+        for r in regs {
+            if r.addr > at {
+                out.push(at..r.addr.min(hi));
+            }
+            at = at.max(r.end());
+        }
+        if at < hi {
+            out.push(at..hi);
+        }
+    };
+    holes(low_end, 0xfec0_0000);
+    let top = map
+        .regions()
+        .iter()
+        .map(|r| r.end())
+        .max()
+        .unwrap_or(0)
+        .max(1 << 32);
+    holes(top, 1 << 40);
+    out
 }
 
 /// The CPU side of the report: vCPU 0's CPUID, every vCPU's status and CPUID differences, and

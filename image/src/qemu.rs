@@ -26,17 +26,23 @@ pub enum Topology {
     Default,
     /// q35 with no extra devices.
     Minimal,
+    /// Bridges of every kind: a PCIe switch three levels deep (root port, upstream port, two
+    /// downstream ports carrying virtio-net and NVMe), a PCIe-to-PCI bridge with a conventional
+    /// PCI bridge and an e1000 behind it, and a multi-function device (virtio-serial, functions
+    /// 0 and 1) on the root complex.
+    Bridges,
 }
 
 impl Topology {
     /// Every topology, in `--help` order.
-    pub const ALL: &'static [Topology] = &[Topology::Default, Topology::Minimal];
+    pub const ALL: &'static [Topology] = &[Topology::Default, Topology::Minimal, Topology::Bridges];
 
     /// The name `--topology` takes.
     pub fn name(self) -> &'static str {
         match self {
             Topology::Default => "default",
             Topology::Minimal => "minimal",
+            Topology::Bridges => "bridges",
         }
     }
 
@@ -51,6 +57,37 @@ impl Topology {
         let mut b = DeviceBuilder::default();
         match self {
             Topology::Minimal => {}
+            Topology::Bridges => {
+                let rp = b.root_port();
+                b.args.push("-device".into());
+                b.args.push(format!("x3130-upstream,id=up1,bus={rp}"));
+                for (i, port) in [(1, "dp1"), (2, "dp2")] {
+                    b.args.push("-device".into());
+                    b.args.push(format!(
+                        "xio3130-downstream,id={port},bus=up1,chassis={},slot={i}",
+                        20 + i
+                    ));
+                }
+                b.nic("virtio-net-pci", "dp1", ",disable-legacy=on,romfile=");
+                let disk = b.disk_image(run_dir, "nvme.img", 1024 * 1024)?;
+                b.args.push("-device".into());
+                b.args
+                    .push(format!("nvme,serial=dom0nvme,drive={disk},bus=dp2"));
+                let rp = b.root_port();
+                b.args.push("-device".into());
+                b.args.push(format!("pcie-pci-bridge,id=pcipb,bus={rp}"));
+                b.args.push("-device".into());
+                b.args
+                    .push("pci-bridge,id=pb1,bus=pcipb,chassis_nr=30,addr=0x1".into());
+                b.nic("e1000", "pb1", ",romfile=,addr=0x2");
+                for f in 0..2 {
+                    b.args.push("-device".into());
+                    b.args.push(format!(
+                        "virtio-serial-pci,bus=pcie.0,addr=0x6.{f}{}",
+                        if f == 0 { ",multifunction=on" } else { "" }
+                    ));
+                }
+            }
             Topology::Default => {
                 let rp = b.root_port();
                 b.nic("virtio-net-pci", &rp, ",disable-legacy=on,romfile=");

@@ -1,5 +1,5 @@
 //! Config-space access. dom0 implements [`ConfigSpace`] over port 0xCF8/0xCFC or ECAM (both
-//! trapped by Xen's vPCI for a PVH dom0); host tests use [`FakeConfigSpace`].
+//! trapped by Xen's vPCI for a PVH dom0); host tests use `FakeConfigSpace` (feature `fake`).
 
 use crate::Sbdf;
 
@@ -21,6 +21,31 @@ pub trait ConfigSpace {
     /// The byte at `offset`, from the dword that holds it.
     fn read8(&self, sbdf: Sbdf, offset: u16) -> u8 {
         (self.read32(sbdf, offset & !3) >> ((offset & 3) * 8)) as u8
+    }
+
+    /// Write the 16-bit register at `offset` (2-aligned) by read-modify-write of the dword
+    /// that holds it.
+    ///
+    /// Beware: the other half of the dword is written back with the value just read, which
+    /// clears any write-1-to-clear bits set in it (STATUS beside COMMAND, for one). Callers
+    /// that write COMMAND use `write32` with the STATUS half zero instead; implementations
+    /// with real 16-bit accesses (port 0xCFC, ECAM) should override this.
+    fn write16(&self, sbdf: Sbdf, offset: u16, value: u16) {
+        let aligned = offset & !3;
+        let shift = (offset & 2) * 8;
+        let old = self.read32(sbdf, aligned);
+        let new = (old & !(0xffff << shift)) | (u32::from(value) << shift);
+        self.write32(sbdf, aligned, new);
+    }
+
+    /// Write the byte at `offset` by read-modify-write of the dword that holds it (same
+    /// caveat as [`ConfigSpace::write16`]).
+    fn write8(&self, sbdf: Sbdf, offset: u16, value: u8) {
+        let aligned = offset & !3;
+        let shift = (offset & 3) * 8;
+        let old = self.read32(sbdf, aligned);
+        let new = (old & !(0xff << shift)) | (u32::from(value) << shift);
+        self.write32(sbdf, aligned, new);
     }
 }
 
@@ -182,5 +207,39 @@ mod tests {
         cs.poke32(s, 0x3c, 0x0000_010b);
         assert_eq!(cs.read8(s, 0x3c), 0x0b);
         assert_eq!(cs.writes().len(), 3);
+    }
+
+    #[test]
+    fn narrow_writes_are_read_modify_write() {
+        let cs = FakeConfigSpace::new();
+        let s = sbdf(0, 3, 0);
+        cs.add(s, 0x1af4, 0x1000, [2, 0, 0], 0);
+        cs.poke32(s, 0x3c, 0x1122_3344);
+        cs.write16(s, 0x3e, 0xaabb);
+        assert_eq!(cs.read32(s, 0x3c), 0xaabb_3344);
+        cs.write16(s, 0x3c, 0x5566);
+        assert_eq!(cs.read32(s, 0x3c), 0xaabb_5566);
+        // An odd offset writes the aligned half that holds it.
+        cs.write16(s, 0x3d, 0x7788);
+        assert_eq!(cs.read32(s, 0x3c), 0xaabb_7788);
+        for (off, expect) in [
+            (0x3c, 0xaabb_7701),
+            (0x3d, 0xaabb_0201),
+            (0x3e, 0xaa03_0201),
+            (0x3f, 0x0403_0201),
+        ] {
+            cs.write8(s, off, (off - 0x3b) as u8);
+            assert_eq!(cs.read32(s, 0x3c), expect, "{off:#x}");
+        }
+        // Each narrow write is one aligned dword write.
+        let w = cs.writes();
+        assert_eq!(w.len(), 7);
+        assert!(w.iter().all(|&(_, off, _)| off == 0x3c));
+        // Absent function: the write goes out (all ones merged) and is ignored.
+        cs.write8(sbdf(9, 0, 0), 0x3c, 0);
+        assert_eq!(
+            cs.writes().last(),
+            Some(&(sbdf(9, 0, 0), 0x3c, 0xffff_ff00))
+        );
     }
 }

@@ -1,17 +1,53 @@
-//! PCI for dom0: addresses, config-space access, and (later) enumeration, BAR sizing and
-//! allocation, bus numbering and the report to Xen.
+//! PCI for dom0: addresses, config-space access, enumeration with BAR sizing, the plan of
+//! `PHYSDEVOP_pci_device_add` calls for Xen, and lspci-like text.
+//!
+//! - [`Sbdf`]: a function's address; [`ConfigSpace`]: how config space is reached.
+//! - [`enumerate()`]: depth-first enumeration into a [`Topology`] of [`Function`]s, with
+//!   capabilities, BARs sized with decoding off ([`bar`]) and SR-IOV VFs; [`check_bars`] against
+//!   host bridge windows; [`enable_vfs`].
+//! - [`xen::xen_add_order`]: what to report to Xen, in which order, with which flags.
+//! - [`tree::tree_text`] and [`tree::detail_text`]: `lspci -tv`-style and per-function text.
+//! - `sim` (feature `fake`): a simulated PCI hierarchy with real routing, BAR sizing,
+//!   SR-IOV and hostile hardware, which counts accesses and records every BAR write made with
+//!   decoding on.
+//!
+//! Nothing read from hardware is trusted and nothing panics on bad input: every problem
+//! becomes a string naming the function (`ssss:bb:dd.f`) and the register offset.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
-// Only the fake needs the heap so far; enumeration will make this unconditional.
-#[cfg(any(test, feature = "fake"))]
 extern crate alloc;
 
+pub mod bar;
+pub mod caps;
 pub mod config;
+pub mod enumerate;
+pub mod regs;
+#[cfg(any(test, feature = "fake"))]
+pub mod sim;
+pub mod sriov;
+pub mod tree;
+pub mod xen;
 
+pub use bar::{Bar, BarKind};
 #[cfg(any(test, feature = "fake"))]
 pub use config::FakeConfigSpace;
 pub use config::{ConfigSpace, read_ids};
+pub use enumerate::{
+    Bus, Cap, EnumOptions, ExtCap, Function, FunctionKind, Msi, Msix, Pcie, Segment, Sriov,
+    Topology, check_bars, enumerate,
+};
+pub use sriov::{enable_vfs, vf_sbdfs};
+pub use xen::{XenAdd, xen_add_order};
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Records a problem (and logs it as a warning).
+pub(crate) fn problem(list: &mut Vec<String>, text: String) {
+    log::warn!("pci: {text}");
+    list.push(text);
+}
 
 use core::fmt;
 use core::str::FromStr;

@@ -9,7 +9,8 @@
 //! `vcpus`, `tsc_khz`, `phases` (array of `{"name","at_ns"}`), `timer` (object or null),
 //! `acpi` (object or null, see [`AcpiSummary`]), `cpu` (object or null, see [`CpuSummary`]),
 //! `vcpu_list` (array, see [`VcpuStatus`]), `smp` (object or null, see [`SmpSummary`]), `mtrr`
-//! (object or null, see [`MtrrSummary`]), `modules`, `warnings`, `errors`.
+//! (object or null, see [`MtrrSummary`]), `pci` (object or null, see [`PciSummary`]),
+//! `modules`, `warnings`, `errors`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -237,6 +238,75 @@ pub struct MtrrSummary {
     pub corrected: bool,
 }
 
+/// PCI: how config space was reached, what enumeration found, and what Xen said to each
+/// `PHYSDEVOP_pci_device_add`. Build it with [`PciSummary::from_topology`].
+///
+/// JSON: `{"source","segments","enumerate_ns","mmcfg_reserved","functions","problems","tree"}`;
+/// each function `{"sbdf","vendor","device","class","header_type","kind","parent","bars",
+/// "caps","ext_caps","xen_add","problems"}`, each BAR `{"index","kind","prefetchable",
+/// "address","size"}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PciSummary {
+    /// "ECAM (MCFG)" or "CF8/CFC".
+    pub source: String,
+    /// One per segment entry scanned: "0000 [bus 00-ff] ECAM".
+    pub segments: Vec<String>,
+    /// In enumeration order (bridges before what is behind them, PFs before their VFs).
+    pub functions: Vec<PciFunction>,
+    /// One per MCFG region reported with `PHYSDEVOP_pci_mmcfg_reserved`, with its result:
+    /// "0000 [bus 00-ff] at 0xb0000000: ok".
+    pub mmcfg_reserved: Vec<String>,
+    /// The host bridge windows BARs were checked against, and how they were found.
+    pub windows: Vec<String>,
+    /// Problems not tied to one function (garbage functions, segment trouble, limits).
+    pub problems: Vec<String>,
+    /// The hierarchy drawn as `lspci -tv` does (lines end in '\n').
+    pub tree: String,
+    /// Time the enumeration took.
+    pub enumerate_ns: u64,
+}
+
+/// One PCI function.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PciFunction {
+    /// "ssss:bb:dd.f".
+    pub sbdf: String,
+    pub vendor: u16,
+    pub device: u16,
+    /// Base class << 16 | sub-class << 8 | programming interface.
+    pub class: u32,
+    /// The raw header type register (bit 7: multi-function).
+    pub header_type: u8,
+    /// "endpoint", "bridge [01-02]", "VF of 0000:01:00.0", "CardBus bridge" or
+    /// "unknown header type 0x7f".
+    pub kind: String,
+    /// The bridge above ("ssss:bb:dd.f"); `None` on a root bus.
+    pub parent: Option<String>,
+    /// BARs, then the expansion ROM (kind "rom").
+    pub bars: Vec<PciBar>,
+    /// Capability names, some with a detail: "PCI Express (root port)", "MSI-X (table size 3)".
+    pub caps: Vec<String>,
+    /// Extended capability names: "Advanced Error Reporting", "SR-IOV (4 of 8 VFs)".
+    pub ext_caps: Vec<String>,
+    /// What `PHYSDEVOP_pci_device_add` returned: "ok", "-ENODEV (19)"..., or "not reported".
+    pub xen_add: String,
+    /// Everything wrong with it, each naming the function and the register offset.
+    pub problems: Vec<String>,
+}
+
+/// One BAR of a [`PciFunction`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PciBar {
+    /// 0..=5, 6 for the expansion ROM.
+    pub index: u8,
+    /// "mem32", "mem64", "io" or "rom".
+    pub kind: String,
+    pub prefetchable: bool,
+    pub address: u64,
+    /// 0 if not sized.
+    pub size: u64,
+}
+
 /// Everything dom0 reports about its boot. All owned, so it can be filled step by step.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BootReport {
@@ -266,6 +336,8 @@ pub struct BootReport {
     pub smp: Option<SmpSummary>,
     /// `None` if the MTRRs were not read.
     pub mtrr: Option<MtrrSummary>,
+    /// `None` if PCI was not enumerated.
+    pub pci: Option<PciSummary>,
     pub modules: Vec<ModuleSummary>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
@@ -407,6 +479,11 @@ impl BootReport {
         match &self.mtrr {
             None => j.null()?,
             Some(m) => m.json(j)?,
+        }
+        j.key("pci")?;
+        match &self.pci {
+            None => j.null()?,
+            Some(p) => p.json(j)?,
         }
 
         j.key("modules")?;
@@ -582,6 +659,10 @@ impl BootReport {
         }
         if let Some(m) = &self.mtrr {
             m.write_text(w)?;
+        }
+        match &self.pci {
+            None => writeln!(w, "PCI: not enumerated")?,
+            Some(p) => p.write_text(w)?,
         }
 
         writeln!(w, "modules ({}):", self.modules.len())?;
@@ -946,6 +1027,294 @@ impl MtrrSummary {
     }
 }
 
+impl PciSummary {
+    /// The summary of `topo`, every function's `xen_add` "not reported" and `enumerate_ns`
+    /// 0 until the caller fills them in.
+    pub fn from_topology(source: &str, topo: &pci::Topology) -> PciSummary {
+        let segments = topo
+            .segments
+            .iter()
+            .map(|s| {
+                let mut text = String::new();
+                let _ = write!(
+                    text,
+                    "{:04x} [bus {:02x}-{:02x}] {}",
+                    s.segment,
+                    s.start_bus,
+                    s.end_bus,
+                    if s.ecam { "ECAM" } else { "CF8/CFC" }
+                );
+                text
+            })
+            .collect();
+        let functions = topo
+            .functions
+            .iter()
+            .map(|f| PciFunction::from_function(f, topo))
+            .collect();
+        PciSummary {
+            source: source.into(),
+            segments,
+            functions,
+            mmcfg_reserved: Vec::new(),
+            windows: Vec::new(),
+            problems: topo.problems.clone(),
+            tree: pci::tree::tree_text(topo),
+            enumerate_ns: 0,
+        }
+    }
+
+    /// Records what `PHYSDEVOP_pci_device_add` said for `sbdf`; false if no such function.
+    pub fn set_xen_add(&mut self, sbdf: pci::Sbdf, result: &str) -> bool {
+        let name = alloc::format!("{sbdf}");
+        match self.functions.iter_mut().find(|f| f.sbdf == name) {
+            Some(f) => {
+                f.xen_add = result.into();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Problems of the summary and of every function.
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+            + self
+                .functions
+                .iter()
+                .map(|f| f.problems.len())
+                .sum::<usize>()
+    }
+
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.str_field("source", &self.source)?;
+        str_array_field(j, "segments", &self.segments)?;
+        j.u64_field("enumerate_ns", self.enumerate_ns)?;
+        str_array_field(j, "mmcfg_reserved", &self.mmcfg_reserved)?;
+        str_array_field(j, "windows", &self.windows)?;
+        j.key("functions")?;
+        j.begin_array()?;
+        for f in &self.functions {
+            j.begin_object()?;
+            j.str_field("sbdf", &f.sbdf)?;
+            j.u64_field("vendor", f.vendor.into())?;
+            j.u64_field("device", f.device.into())?;
+            j.u64_field("class", f.class.into())?;
+            j.u64_field("header_type", f.header_type.into())?;
+            j.str_field("kind", &f.kind)?;
+            j.key("parent")?;
+            match &f.parent {
+                None => j.null()?,
+                Some(p) => j.str(p)?,
+            }
+            j.key("bars")?;
+            j.begin_array()?;
+            for b in &f.bars {
+                j.begin_object()?;
+                j.u64_field("index", b.index.into())?;
+                j.str_field("kind", &b.kind)?;
+                j.bool_field("prefetchable", b.prefetchable)?;
+                j.u64_field("address", b.address)?;
+                j.u64_field("size", b.size)?;
+                j.end_object()?;
+            }
+            j.end_array()?;
+            str_array_field(j, "caps", &f.caps)?;
+            str_array_field(j, "ext_caps", &f.ext_caps)?;
+            j.str_field("xen_add", &f.xen_add)?;
+            str_array_field(j, "problems", &f.problems)?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+        str_array_field(j, "problems", &self.problems)?;
+        j.str_field("tree", &self.tree)?;
+        j.end_object()
+    }
+
+    /// "PCI: ECAM (MCFG), segments 0000 [bus 00-ff] ECAM; 7 functions in 0.120 ms; 0
+    /// problems", the MMCFG reports, the tree, one line per function (its problems below
+    /// it), then the problems of no one function.
+    fn write_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        let n = self.functions.len();
+        write!(w, "PCI: {}, segments", Clean(&self.source))?;
+        write_words(w, &self.segments)?;
+        let problems = self.problem_count();
+        writeln!(
+            w,
+            "; {n} function{} in {} ms; {problems} problem{}",
+            if n == 1 { "" } else { "s" },
+            Ms(self.enumerate_ns),
+            if problems == 1 { "" } else { "s" }
+        )?;
+        for m in &self.mmcfg_reserved {
+            writeln!(w, "PCI mmcfg_reserved: {}", Clean(m))?;
+        }
+        for m in &self.windows {
+            writeln!(w, "PCI window: {}", Clean(m))?;
+        }
+        if !self.tree.is_empty() {
+            writeln!(w, "PCI tree:")?;
+            for line in self.tree.lines() {
+                writeln!(w, "  {}", Clean(line))?;
+            }
+        }
+        for f in &self.functions {
+            write!(
+                w,
+                "  {} {:04x}:{:04x} class {:06x} {}",
+                Clean(&f.sbdf),
+                f.vendor,
+                f.device,
+                f.class,
+                Clean(&f.kind)
+            )?;
+            if let Some(p) = &f.parent {
+                write!(w, " below {}", Clean(p))?;
+            }
+            w.write_str("; BARs:")?;
+            if f.bars.is_empty() {
+                w.write_str(" none")?;
+            }
+            for (i, b) in f.bars.iter().enumerate() {
+                let sep = if i == 0 { " " } else { ", " };
+                if b.kind == "rom" {
+                    write!(w, "{sep}rom")?;
+                } else {
+                    write!(w, "{sep}{} {}", b.index, Clean(&b.kind))?;
+                }
+                if b.prefetchable {
+                    w.write_str(" pref")?;
+                }
+                write!(w, " {:#x}", b.address)?;
+                if b.size != 0 {
+                    write!(w, "+{:#x}", b.size)?;
+                }
+            }
+            w.write_str("; caps:")?;
+            write_list(w, &f.caps)?;
+            if !f.ext_caps.is_empty() {
+                w.write_str("; ext caps:")?;
+                write_list(w, &f.ext_caps)?;
+            }
+            writeln!(w, "; xen add {}", Clean(&f.xen_add))?;
+            for p in &f.problems {
+                writeln!(w, "    - {}", Clean(p))?;
+            }
+        }
+        if !self.problems.is_empty() {
+            writeln!(w, "PCI problems ({}):", self.problems.len())?;
+            for p in &self.problems {
+                writeln!(w, "  - {}", Clean(p))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// " a, b, c" (each cleaned), or " none".
+fn write_list(w: &mut dyn fmt::Write, list: &[String]) -> fmt::Result {
+    if list.is_empty() {
+        return w.write_str(" none");
+    }
+    for (i, s) in list.iter().enumerate() {
+        let sep = if i == 0 { " " } else { ", " };
+        write!(w, "{sep}{}", Clean(s))?;
+    }
+    Ok(())
+}
+
+impl PciFunction {
+    /// One function of `topo`, `xen_add` "not reported".
+    pub fn from_function(f: &pci::Function, topo: &pci::Topology) -> PciFunction {
+        use pci::FunctionKind;
+        let mut kind = String::new();
+        let _ = match (f.physfn, f.kind) {
+            (Some(pf), _) => write!(kind, "VF of {pf}"),
+            (None, FunctionKind::Endpoint) => write!(kind, "endpoint"),
+            (
+                None,
+                FunctionKind::Bridge {
+                    secondary,
+                    subordinate,
+                    ..
+                },
+            ) => write!(kind, "bridge [{secondary:02x}-{subordinate:02x}]"),
+            (None, FunctionKind::CardBus) => write!(kind, "CardBus bridge"),
+            (None, FunctionKind::Unknown(t)) => write!(kind, "unknown header type {t:#04x}"),
+        };
+        let parent = f
+            .parent
+            .and_then(|p| topo.functions.get(p))
+            .map(|p| alloc::format!("{}", p.sbdf));
+        let bars = f
+            .bars
+            .iter()
+            .chain(f.rom.iter())
+            .map(|b| PciBar {
+                index: b.index,
+                kind: b.kind.name().into(),
+                prefetchable: b.prefetchable,
+                address: b.address,
+                size: b.size,
+            })
+            .collect();
+        let caps = f
+            .caps
+            .iter()
+            .map(|c| {
+                let mut s = String::new();
+                let _ = match c.id {
+                    pci::regs::CAP_PCIE if f.pcie.is_some_and(|p| p.offset == c.offset) => {
+                        write!(s, "{} ({})", c.name, f.pcie_type.unwrap_or("?"))
+                    }
+                    pci::regs::CAP_MSIX if f.msix.is_some_and(|m| m.offset == c.offset) => {
+                        let size = f.msix.map_or(0, |m| m.table_size);
+                        write!(s, "{} (table size {size})", c.name)
+                    }
+                    pci::regs::CAP_MSI if f.msi.is_some_and(|m| m.offset == c.offset) => {
+                        let n = f.msi.map_or(0, |m| m.vectors);
+                        let plural = if n == 1 { "" } else { "s" };
+                        write!(s, "{} ({n} vector{plural})", c.name)
+                    }
+                    _ if c.name == "unknown" => write!(s, "unknown {:#04x}", c.id),
+                    _ => write!(s, "{}", c.name),
+                };
+                s
+            })
+            .collect();
+        let ext_caps = f
+            .ext_caps
+            .iter()
+            .map(|c| {
+                let mut s = String::new();
+                let _ = match (&f.sriov, c.id) {
+                    (Some(sr), pci::regs::EXT_SRIOV) if sr.offset == c.offset => {
+                        write!(s, "{} ({} of {} VFs)", c.name, sr.num_vfs, sr.total_vfs)
+                    }
+                    _ if c.name == "unknown" => write!(s, "unknown {:#06x}", c.id),
+                    _ => write!(s, "{}", c.name),
+                };
+                s
+            })
+            .collect();
+        PciFunction {
+            sbdf: alloc::format!("{}", f.sbdf),
+            vendor: f.vendor,
+            device: f.device,
+            class: f.class,
+            header_type: f.header_type,
+            kind,
+            parent,
+            bars,
+            caps,
+            ext_caps,
+            xen_add: "not reported".into(),
+            problems: f.problems.clone(),
+        }
+    }
+}
+
 impl BootReport {
     /// "vCPUs: 4 up in 3.200 ms: 0 (APIC 0) 1 (APIC 2) ...", then one line per vCPU with its
     /// timing and work, and its CPUID differences and MTRR problems indented below it.
@@ -1258,6 +1627,7 @@ mod tests {
                 consistent: true,
                 corrected: false,
             }),
+            pci: Some(sample_pci()),
             modules: vec![ModuleSummary {
                 index: 0,
                 paddr: 0x200000,
@@ -1270,6 +1640,88 @@ mod tests {
             errors: vec![],
             ready: true,
             tsc_khz: 2_000_000,
+        }
+    }
+
+    /// QEMU q35 under Xen: host bridge, a root port with a virtio-net behind it.
+    fn sample_pci() -> PciSummary {
+        PciSummary {
+            source: "ECAM (MCFG)".into(),
+            segments: strings(&["0000 [bus 00-ff] ECAM"]),
+            functions: vec![
+                PciFunction {
+                    sbdf: "0000:00:00.0".into(),
+                    vendor: 0x8086,
+                    device: 0x29c0,
+                    class: 0x06_00_00,
+                    header_type: 0,
+                    kind: "endpoint".into(),
+                    parent: None,
+                    bars: vec![],
+                    caps: vec![],
+                    ext_caps: vec![],
+                    xen_add: "ok".into(),
+                    problems: vec![],
+                },
+                PciFunction {
+                    sbdf: "0000:00:01.0".into(),
+                    vendor: 0x1b36,
+                    device: 0x000c,
+                    class: 0x06_04_00,
+                    header_type: 1,
+                    kind: "bridge [01-01]".into(),
+                    parent: None,
+                    bars: vec![PciBar {
+                        index: 0,
+                        kind: "mem32".into(),
+                        prefetchable: false,
+                        address: 0xfeb0_0000,
+                        size: 0x1000,
+                    }],
+                    caps: strings(&["PCI Express (root port)", "MSI-X (table size 1)"]),
+                    ext_caps: strings(&["Advanced Error Reporting"]),
+                    xen_add: "ok".into(),
+                    problems: vec![],
+                },
+                PciFunction {
+                    sbdf: "0000:01:00.0".into(),
+                    vendor: 0x1af4,
+                    device: 0x1041,
+                    class: 0x02_00_00,
+                    header_type: 0,
+                    kind: "endpoint".into(),
+                    parent: Some("0000:00:01.0".into()),
+                    bars: vec![
+                        PciBar {
+                            index: 4,
+                            kind: "mem64".into(),
+                            prefetchable: true,
+                            address: 0xfe00_0000,
+                            size: 0x4000,
+                        },
+                        PciBar {
+                            index: 6,
+                            kind: "rom".into(),
+                            prefetchable: false,
+                            address: 0xfe84_0000,
+                            size: 0x40000,
+                        },
+                    ],
+                    caps: strings(&["MSI-X (table size 3)", "PCI Express (endpoint)"]),
+                    ext_caps: vec![],
+                    xen_add: "-ENODEV (19)".into(),
+                    problems: strings(&[
+                        "0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)",
+                    ]),
+                },
+            ],
+            mmcfg_reserved: strings(&["0000 [bus 00-ff] at 0xb0000000: ok"]),
+            windows: vec!["[0xc0000000, 0xfec00000): a gap in the memory map".into()],
+            problems: strings(&["0000:00:05.0: ID (0x00) changed between two reads"]),
+            tree: "-[0000:00]-+-00.0  8086:29c0 Host bridge\n           \\-01.0-[01]----00.0  \
+                   1af4:1041 Ethernet controller\n"
+                .into(),
+            enumerate_ns: 1_234_567,
         }
     }
 
@@ -1402,8 +1854,50 @@ mod tests {
                 "corrected": false,
             })
         );
-        // Key order: acpi, cpu, vcpu_list, smp, mtrr, modules.
-        let order: Vec<usize> = ["acpi", "cpu", "vcpu_list", "smp", "mtrr", "modules"]
+        assert_eq!(v["pci"]["source"], "ECAM (MCFG)");
+        assert_eq!(v["pci"]["segments"][0], "0000 [bus 00-ff] ECAM");
+        assert_eq!(v["pci"]["enumerate_ns"], 1_234_567);
+        assert_eq!(
+            v["pci"]["mmcfg_reserved"][0],
+            "0000 [bus 00-ff] at 0xb0000000: ok"
+        );
+        assert_eq!(v["pci"]["functions"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            v["pci"]["functions"][2],
+            serde_json::json!({
+                "sbdf": "0000:01:00.0",
+                "vendor": 0x1af4,
+                "device": 0x1041,
+                "class": 0x020000,
+                "header_type": 0,
+                "kind": "endpoint",
+                "parent": "0000:00:01.0",
+                "bars": [
+                    {"index": 4, "kind": "mem64", "prefetchable": true, "address": 0xfe000000u64,
+                     "size": 0x4000},
+                    {"index": 6, "kind": "rom", "prefetchable": false, "address": 0xfe840000u64,
+                     "size": 0x40000},
+                ],
+                "caps": ["MSI-X (table size 3)", "PCI Express (endpoint)"],
+                "ext_caps": [],
+                "xen_add": "-ENODEV (19)",
+                "problems": ["0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)"],
+            })
+        );
+        assert_eq!(v["pci"]["functions"][0]["parent"], Value::Null);
+        assert_eq!(v["pci"]["functions"][1]["kind"], "bridge [01-01]");
+        assert_eq!(
+            v["pci"]["problems"][0],
+            "0000:00:05.0: ID (0x00) changed between two reads"
+        );
+        assert!(
+            v["pci"]["tree"]
+                .as_str()
+                .unwrap()
+                .starts_with("-[0000:00]-+-00.0  8086:29c0")
+        );
+        // Key order: acpi, cpu, vcpu_list, smp, mtrr, pci, modules.
+        let order: Vec<usize> = ["acpi", "cpu", "vcpu_list", "smp", "mtrr", "pci", "modules"]
             .iter()
             .map(|k| s.find(&format!("\"{k}\":")).unwrap())
             .collect();
@@ -1425,6 +1919,7 @@ mod tests {
         assert_eq!(v["vcpu_list"], serde_json::json!([]));
         assert_eq!(v["smp"], Value::Null);
         assert_eq!(v["mtrr"], Value::Null);
+        assert_eq!(v["pci"], Value::Null);
         assert_eq!(v["under_xen"], false);
         assert_eq!(v["options"], serde_json::json!({}));
         assert_eq!(v["memory_map"], serde_json::json!([]));
@@ -1541,6 +2036,15 @@ mod tests {
             m.default_type = evil.into();
             m.variable = vec![evil.into()];
             m.problems = vec![evil.into()];
+            let p = r.pci.as_mut().unwrap();
+            p.source = evil.into();
+            p.tree = evil.into();
+            p.functions[2].sbdf = evil.into();
+            p.functions[2].kind = evil.into();
+            p.functions[2].caps = vec![evil.into()];
+            p.functions[2].xen_add = evil.into();
+            p.functions[2].problems = vec![evil.into()];
+            p.problems = vec![evil.into()];
         }
         let (s, v) = json(&r);
         assert!(!s.contains('\n') && s.is_ascii());
@@ -1562,6 +2066,14 @@ mod tests {
         assert_eq!(v["mtrr"]["default_type"], evil);
         assert_eq!(v["mtrr"]["variable"][0], evil);
         assert_eq!(v["mtrr"]["problems"][0], evil);
+        assert_eq!(v["pci"]["source"], evil);
+        assert_eq!(v["pci"]["tree"], evil);
+        assert_eq!(v["pci"]["functions"][2]["sbdf"], evil);
+        assert_eq!(v["pci"]["functions"][2]["kind"], evil);
+        assert_eq!(v["pci"]["functions"][2]["caps"][0], evil);
+        assert_eq!(v["pci"]["functions"][2]["xen_add"], evil);
+        assert_eq!(v["pci"]["functions"][2]["problems"][0], evil);
+        assert_eq!(v["pci"]["problems"][0], evil);
         assert!(v.get("injected").is_none());
 
         let t = text(&r);
@@ -1615,6 +2127,21 @@ mod tests {
             "SMP: 1 started, IPI round trip 0.012 ms, 0 failed",
             "MTRR: enabled, default WB, 1 variable range: 0x80000000-0x100000000 UC; fixed ranges \
              enabled; consistent across vCPUs; problems: none",
+            "PCI: ECAM (MCFG), segments 0000 [bus 00-ff] ECAM; 3 functions in 1.234 ms; 2 problems",
+            "PCI mmcfg_reserved: 0000 [bus 00-ff] at 0xb0000000: ok",
+            "PCI tree:",
+            "  -[0000:00]-+-00.0  8086:29c0 Host bridge",
+            "             \\-01.0-[01]----00.0  1af4:1041 Ethernet controller",
+            "  0000:00:00.0 8086:29c0 class 060000 endpoint; BARs: none; caps: none; xen add ok",
+            "  0000:00:01.0 1b36:000c class 060400 bridge [01-01]; BARs: 0 mem32 0xfeb00000+0x1000; \
+             caps: PCI Express (root port), MSI-X (table size 1); ext caps: Advanced Error \
+             Reporting; xen add ok",
+            "  0000:01:00.0 1af4:1041 class 020000 endpoint below 0000:00:01.0; BARs: 4 mem64 pref \
+             0xfe000000+0x4000, rom 0xfe840000+0x40000; caps: MSI-X (table size 3), PCI Express \
+             (endpoint); xen add -ENODEV (19)",
+            "    - 0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)",
+            "PCI problems (1):",
+            "  - 0000:00:05.0: ID (0x00) changed between two reads",
             "modules (1):",
             "  #0 [0x200000, +0x1000) 4 KiB  kind bundle  status ok  cmdline \"bundle.cpio\"",
             "warnings (1)",
@@ -1628,7 +2155,10 @@ mod tests {
         // The short vCPU count gives way to the vCPU section, which sits after ACPI.
         assert!(!lines.contains(&"vCPUs: 2"));
         let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap();
-        let order = ["ACPI:", "CPU:", "vCPUs:", "SMP:", "MTRR:", "modules"].map(at);
+        let order = [
+            "ACPI:", "CPU:", "vCPUs:", "SMP:", "MTRR:", "PCI:", "modules",
+        ]
+        .map(at);
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{t}");
     }
 
@@ -1644,6 +2174,7 @@ mod tests {
             "  (none)",
             "timer: not checked",
             "ACPI: none",
+            "PCI: not enumerated",
             "vCPUs: 0",
             "result: NOT READY",
         ] {
@@ -1683,7 +2214,7 @@ mod tests {
             text(&r)
                 .lines()
                 .skip_while(|l| !l.starts_with("ACPI"))
-                .take_while(|l| !l.starts_with("modules"))
+                .take_while(|l| !l.starts_with("PCI") && !l.starts_with("modules"))
                 .map(String::from)
                 .collect()
         };
@@ -1763,7 +2294,7 @@ mod tests {
                 .lines()
                 .skip_while(|l| !l.starts_with("ACPI"))
                 .skip(1)
-                .take_while(|l| !l.starts_with("modules"))
+                .take_while(|l| !l.starts_with("PCI") && !l.starts_with("modules"))
                 .map(String::from)
                 .collect()
         };
@@ -1891,5 +2422,148 @@ mod tests {
         }
         assert!(sample().write_json(&mut Fails).is_err());
         assert!(sample().write_text(&mut Fails).is_err());
+    }
+
+    #[test]
+    fn pci_summary_from_an_enumeration() {
+        use pci::regs::{CMD_IO, CMD_MASTER, CMD_MEM, PCIE_TYPE_ENDPOINT, PCIE_TYPE_ROOT_PORT};
+        use pci::sim::{SimBar, SimConfig, SimDevice, SimSriov};
+        let sbdf = |b, d, f| pci::Sbdf::new(0, b, d, f).unwrap();
+        let sim = SimConfig::new();
+        sim.add(
+            sbdf(0, 0, 0),
+            SimDevice::endpoint(0x8086, 0x29c0, 0x06_00_00),
+        );
+        sim.add(
+            sbdf(0, 1, 0),
+            SimDevice::bridge(0x1b36, 0x000c, 1, 1)
+                .pcie(PCIE_TYPE_ROOT_PORT)
+                .ari_forwarding(true)
+                .aer(),
+        );
+        sim.add(
+            sbdf(1, 0, 0),
+            SimDevice::endpoint(0x8086, 0x10fb, 0x02_00_00)
+                .command(CMD_IO | CMD_MEM | CMD_MASTER)
+                .bar(0, SimBar::mem64(0x8_0000, 0xfe00_0000).prefetchable())
+                .bar(4, SimBar::io(0x20, 0xe000))
+                .rom(0x10000, 0, false)
+                .msi(2, true)
+                .msix(64, 0)
+                .pcie(PCIE_TYPE_ENDPOINT)
+                .ari(0)
+                .raw_ext_cap(0x4242, 8)
+                .sriov(SimSriov::new(4, 0x80, 1, 0x10ed).enabled(2)),
+        );
+        sim.add(sbdf(0, 2, 0), SimDevice::cardbus(0x104c, 0xac56));
+        let segs = [pci::Segment {
+            segment: 0,
+            start_bus: 0,
+            end_bus: 0xff,
+            ecam: true,
+        }];
+        let topo = pci::enumerate(&sim, &segs, &pci::EnumOptions::default());
+        assert!(sim.violations().is_empty());
+        let mut p = PciSummary::from_topology("ECAM (MCFG)", &topo);
+        p.enumerate_ns = 250_000;
+        assert_eq!(p.segments, ["0000 [bus 00-ff] ECAM"]);
+        let sbdfs: Vec<&str> = p.functions.iter().map(|f| f.sbdf.as_str()).collect();
+        assert_eq!(
+            sbdfs,
+            [
+                "0000:00:00.0",
+                "0000:00:01.0",
+                "0000:01:00.0",
+                "0000:01:10.0",
+                "0000:01:10.1",
+                "0000:00:02.0"
+            ]
+        );
+        assert!(p.functions.iter().all(|f| f.xen_add == "not reported"));
+        for a in pci::xen_add_order(&topo) {
+            let result = if a.sbdf == sbdf(0, 2, 0) {
+                "-EOPNOTSUPP (95)"
+            } else {
+                "ok"
+            };
+            assert!(p.set_xen_add(a.sbdf, result));
+        }
+        assert!(!p.set_xen_add(sbdf(9, 9, 0), "ok"));
+        let pf = &p.functions[2];
+        assert_eq!(pf.kind, "endpoint");
+        assert_eq!(pf.parent.as_deref(), Some("0000:00:01.0"));
+        assert_eq!(
+            pf.caps,
+            [
+                "MSI (4 vectors)",
+                "MSI-X (table size 64)",
+                "PCI Express (endpoint)"
+            ]
+        );
+        assert_eq!(
+            pf.ext_caps,
+            [
+                "Alternative Routing-ID Interpretation",
+                "unknown 0x4242",
+                "SR-IOV (2 of 4 VFs)"
+            ]
+        );
+        let bars: Vec<(u8, &str, bool, u64, u64)> = pf
+            .bars
+            .iter()
+            .map(|b| (b.index, b.kind.as_str(), b.prefetchable, b.address, b.size))
+            .collect();
+        assert_eq!(
+            bars,
+            [
+                (0, "mem64", true, 0xfe00_0000, 0x8_0000),
+                (4, "io", false, 0xe000, 0x20),
+                (6, "rom", false, 0, 0x10000)
+            ]
+        );
+        assert_eq!(p.functions[1].kind, "bridge [01-01]");
+        assert_eq!(p.functions[3].kind, "VF of 0000:01:00.0");
+        assert_eq!(p.functions[3].parent.as_deref(), Some("0000:00:01.0"));
+        assert_eq!(p.functions[5].kind, "CardBus bridge");
+        assert_eq!(p.functions[5].xen_add, "-EOPNOTSUPP (95)");
+        assert_eq!(p.problem_count(), 1, "{p:#?}");
+
+        let r = BootReport {
+            pci: Some(p),
+            ..BootReport::default()
+        };
+        let (_, v) = json(&r);
+        assert_eq!(v["pci"]["functions"][3]["kind"], "VF of 0000:01:00.0");
+        assert_eq!(v["pci"]["functions"][2]["bars"][1]["kind"], "io");
+        assert_eq!(
+            v["pci"]["functions"][5]["problems"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let t = text(&r);
+        for expected in [
+            "PCI: ECAM (MCFG), segments 0000 [bus 00-ff] ECAM; 6 functions in 0.250 ms; 1 problem",
+            "PCI tree:",
+            "  -[0000:00]-+-00.0  8086:29c0 Host bridge",
+            "             +-01.0-[01]--+-00.0  8086:10fb Ethernet controller",
+            "             |            +-10.0  8086:10ed Ethernet controller (VF of 0000:01:00.0)",
+            "             |            \\-10.1  8086:10ed Ethernet controller (VF of 0000:01:00.0)",
+            "             \\-02.0  104c:ac56 CardBus bridge",
+            "  0000:01:10.1 8086:10ed class 020000 VF of 0000:01:00.0 below 0000:00:01.0; BARs: \
+             none; caps: PCI Express (endpoint); ext caps: Alternative Routing-ID \
+             Interpretation; xen add ok",
+            "  0000:00:02.0 104c:ac56 class 060700 CardBus bridge; BARs: none; caps: none; xen \
+             add -EOPNOTSUPP (95)",
+            "    - 0000:00:02.0: CardBus bridge (header type 2 at 0x0e): listed, not trusted; \
+             BARs and buses behind it not read",
+        ] {
+            assert!(
+                t.lines().any(|l| l == expected),
+                "missing {expected:?} in\n{t}"
+            );
+        }
+        assert!(!t.contains("PCI problems"));
     }
 }

@@ -366,6 +366,78 @@ pub fn assert_container_rewritten(out: &RunOutcome, cpus: u32, ids: &[u64]) {
     );
 }
 
+/// dom0's PCI enumeration agrees with Xen: the set of SBDFs dom0 reports equals the set Xen's
+/// own log shows as added (`PCI add device ...`, which needs `loglvl=all`), every add returned
+/// ok, every bridge was added before the functions behind it, and Xen never logged a BAR
+/// written while mapped or a BAR it would not map.
+pub fn assert_pci_matches_xen(out: &RunOutcome) {
+    let d = dom0(out);
+    let pci = &d["pci"];
+    check!(out, pci.is_object(), "dom0 did not enumerate PCI: {pci}");
+    let funcs = pci["functions"].as_array().cloned().unwrap_or_default();
+    check!(out, !funcs.is_empty(), "dom0 found no PCI functions");
+    let mut dom0_set: Vec<String> = funcs
+        .iter()
+        .filter_map(|f| f["sbdf"].as_str().map(String::from))
+        .collect();
+    dom0_set.sort();
+    let xen_order = out.report.xen_log.pci_devices_added.clone();
+    let mut xen_set = xen_order.clone();
+    xen_set.sort();
+    check!(
+        out,
+        dom0_set == xen_set,
+        "dom0 enumerated {dom0_set:?}, Xen added {xen_set:?}"
+    );
+    for f in &funcs {
+        check!(
+            out,
+            f["xen_add"] == "ok",
+            "Xen refused {}: {}",
+            f["sbdf"],
+            f["xen_add"]
+        );
+        if let Some(parent) = f["parent"].as_str() {
+            let pos = |s: &str| xen_order.iter().position(|x| x == s);
+            let (p, c) = (pos(parent), f["sbdf"].as_str().and_then(pos));
+            check!(
+                out,
+                p < c,
+                "Xen added {} before its bridge {parent}",
+                f["sbdf"]
+            );
+        }
+    }
+    let w = &out.report.xen_log.bar_warnings;
+    check!(out, w.is_empty(), "Xen logged BAR warnings: {w:?}");
+}
+
+/// The PCI function with these ids, from dom0's report.
+pub fn pci_function<'a>(out: &RunOutcome, d: &'a Value, vendor: u64, device: u64) -> &'a Value {
+    let f = d["pci"]["functions"].as_array().and_then(|a| {
+        a.iter()
+            .find(|f| f["vendor"] == vendor && f["device"] == device)
+    });
+    match f {
+        Some(f) => f,
+        None => panic!("dom0 reports no {vendor:04x}:{device:04x}{}", context(out)),
+    }
+}
+
+/// A BAR of `f` with this index, kind and size.
+pub fn assert_bar(out: &RunOutcome, f: &Value, index: u64, kind: &str, size: u64) {
+    let bars = f["bars"].as_array().cloned().unwrap_or_default();
+    check!(
+        out,
+        bars.iter().any(|b| b["index"] == index
+            && b["kind"] == kind
+            && b["size"] == size
+            && b["address"].as_u64().unwrap_or(0) != 0),
+        "{} has no assigned BAR {index} {kind} of size {size:#x}: {bars:?}",
+        f["sbdf"]
+    );
+}
+
 /// dom0 proved event delivery: a one-shot timer came back as VIRQ_TIMER, not before it was due.
 pub fn assert_timer_event(out: &RunOutcome) {
     let d = dom0(out);

@@ -7,9 +7,10 @@
 use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_container_matches_xen, assert_container_rewritten, assert_dom0_under_xen,
-    assert_madt_matches, assert_nothing_crashed, assert_pass, assert_ready_phase, assert_smp,
-    assert_timer_event, assert_xen_log_clean, boot, check, config, dom0, garbage_module,
+    assert_bar, assert_container_matches_xen, assert_container_rewritten, assert_dom0_under_xen,
+    assert_madt_matches, assert_nothing_crashed, assert_pass, assert_pci_matches_xen,
+    assert_ready_phase, assert_smp, assert_timer_event, assert_xen_log_clean, boot, check, config,
+    dom0, garbage_module, pci_function,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
@@ -84,6 +85,15 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_timer_event(&out);
     assert_smp(&out, smp);
     assert_container_matches_xen(&out, smp);
+    assert_pci_matches_xen(&out);
+    // The default topology's devices, with the BAR sizes QEMU gives them.
+    let d = dom0(&out);
+    let virtio = pci_function(&out, d, 0x1af4, 0x1041);
+    assert_bar(&out, virtio, 4, "mem64", 0x4000);
+    let e1000e = pci_function(&out, d, 0x8086, 0x10d3);
+    assert_bar(&out, e1000e, 0, "mem32", 0x20000);
+    let nvme = pci_function(&out, d, 0x1b36, 0x0010);
+    assert_bar(&out, nvme, 0, "mem64", 0x4000);
 }
 
 /// Xen 4.17, four vCPUs: every AP up, working, with the same MTRRs.
@@ -358,5 +368,87 @@ fn mtrr_disagreement_is_found_and_fixed() {
         out,
         m["corrected"] == true,
         "mtrr=fix did not make the vCPUs agree: {m}"
+    );
+}
+
+/// The `bridges` topology: a PCIe switch three levels deep, a PCIe-to-PCI bridge with a
+/// conventional bridge behind it, a multi-function device. Every function is found, reported
+/// to Xen after its bridge, and Xen agrees.
+fn pci_bridges(xen: XenVersion) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let mut cfg = config(xen, 1, &format!("test-pci-bridges-{major}.{minor}"));
+    cfg.topology = image::Topology::Bridges;
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    assert_pci_matches_xen(&out);
+    let d = dom0(&out);
+    // NVMe behind root port -> switch upstream port -> downstream port.
+    let nvme = pci_function(&out, d, 0x1b36, 0x0010);
+    let mut depth = 0;
+    let mut at = nvme["parent"].as_str().map(String::from);
+    while let Some(p) = at {
+        depth += 1;
+        at = d["pci"]["functions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["sbdf"] == p.as_str()))
+            .and_then(|f| f["parent"].as_str().map(String::from));
+    }
+    check!(
+        out,
+        depth == 3,
+        "the NVMe controller sits {depth} bridges deep, expected 3"
+    );
+    // The conventional e1000 behind the PCIe-to-PCI bridge and the PCI bridge.
+    let e1000 = pci_function(&out, d, 0x8086, 0x100e);
+    assert_bar(&out, e1000, 0, "mem32", 0x20000);
+    // Both functions of the multi-function device on the root bus.
+    for sbdf in ["0000:00:06.0", "0000:00:06.1"] {
+        check!(
+            out,
+            d["pci"]["functions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|f| f["sbdf"] == sbdf)),
+            "{sbdf} (multi-function) missing"
+        );
+    }
+    check!(
+        out,
+        d["pci"]["tree"]
+            .as_str()
+            .is_some_and(|t| t.contains("-[0000:00]-")),
+        "no lspci-style tree in the report"
+    );
+}
+
+#[test]
+fn pci_bridges_under_xen_4_17() {
+    pci_bridges(XenVersion::V4_17);
+}
+
+#[test]
+fn pci_bridges_under_xen_4_20() {
+    pci_bridges(XenVersion::V4_20);
+}
+
+/// Without Xen, dom0 enumerates through ECAM and reports nothing to Xen.
+#[test]
+fn pci_without_xen() {
+    let out = boot(&config(XenVersion::None, 1, "test-pci-bare"));
+    assert_pass(&out);
+    let d = dom0(&out);
+    check!(
+        out,
+        d["pci"]["source"] == "ECAM (MCFG)",
+        "source {}",
+        d["pci"]["source"]
+    );
+    let virtio = pci_function(&out, d, 0x1af4, 0x1041);
+    assert_bar(&out, virtio, 4, "mem64", 0x4000);
+    check!(
+        out,
+        virtio["xen_add"] == "not reported",
+        "xen_add {}",
+        virtio["xen_add"]
     );
 }

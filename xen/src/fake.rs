@@ -25,7 +25,12 @@ struct State {
     up: Vec<u32>,
     ipis: Vec<(u32, u32)>, // (port, vcpu)
     sent: Vec<u32>,
+    pci_adds: Vec<PciAdd>,
+    pci_known: Vec<(u16, u8, u8)>,
 }
+
+/// A recorded `PHYSDEVOP_pci_device_add`: (segment, bus, devfn, flags, physfn).
+pub type PciAdd = (u16, u8, u8, u32, Option<(u8, u8)>);
 
 /// The fake. `FakeXen::new(4, 17)` behaves like the Xen 4.17 a PVH dom0 meets.
 #[derive(Debug)]
@@ -34,6 +39,7 @@ pub struct FakeXen {
     minor: u32,
     vcpus: u32,
     e820: Vec<(u64, u64, u32)>,
+    mmcfg: Vec<(u64, u16, u8, u8)>,
     state: RefCell<State>,
 }
 
@@ -55,6 +61,7 @@ impl FakeXen {
                 (0x4000000, 0x1000, 3),
                 (0xb0000000, 0x10000000, 2),
             ],
+            mmcfg: Vec::new(),
             state: RefCell::new(State {
                 next_port: 1,
                 ..State::default()
@@ -66,6 +73,17 @@ impl FakeXen {
     pub fn with_vcpus(mut self, n: u32) -> Self {
         self.vcpus = n;
         self
+    }
+
+    /// An MCFG window Xen knows from its own boot (address, segment, start bus, end bus).
+    pub fn with_mmcfg(mut self, address: u64, segment: u16, start: u8, end: u8) -> Self {
+        self.mmcfg.push((address, segment, start, end));
+        self
+    }
+
+    /// Every `PHYSDEVOP_pci_device_add`, in order.
+    pub fn pci_adds(&self) -> Vec<PciAdd> {
+        self.state.borrow().pci_adds.clone()
     }
 
     /// Make every call of hypercall `op` fail with `err`.
@@ -336,6 +354,53 @@ impl FakeXen {
                         Some(Arg::In(b)) if b.len() >= 16 => Ok(0),
                         _ => Err(XenError::EFAULT),
                     },
+                    _ => Err(XenError::ENOSYS),
+                }
+            }
+            nr::PHYSDEV_OP => {
+                let Some(Arg::In(b)) = regs.get(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                match sub {
+                    ops::PHYSDEVOP_PCI_MMCFG_RESERVED => {
+                        let addr = u64_at(b, 0).ok_or(XenError::EFAULT)?;
+                        let seg = crate::le::get_u16(b, 8).ok_or(XenError::EFAULT)?;
+                        let (start, end) = (b[10], b[11]);
+                        // X17 mmconfig-shared.c: the window must be one Xen knows.
+                        match self
+                            .mmcfg
+                            .iter()
+                            .find(|m| (m.1, m.2, m.3) == (seg, start, end))
+                        {
+                            None => Err(XenError::ENODEV),
+                            Some(m) if m.0 != addr => Err(XenError::EIO),
+                            Some(_) => Ok(0),
+                        }
+                    }
+                    ops::PHYSDEVOP_PCI_DEVICE_ADD => {
+                        if b.len() < 12 {
+                            return Err(XenError::EFAULT);
+                        }
+                        let seg = crate::le::get_u16(b, 0).ok_or(XenError::EFAULT)?;
+                        let flags = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                        let physfn = (flags & ops::XEN_PCI_DEV_VIRTFN != 0).then_some((b[8], b[9]));
+                        st.pci_adds.push((seg, b[2], b[3], flags, physfn));
+                        if !st.pci_known.contains(&(seg, b[2], b[3])) {
+                            st.pci_known.push((seg, b[2], b[3]));
+                        }
+                        Ok(0)
+                    }
+                    ops::PHYSDEVOP_PCI_DEVICE_REMOVE => {
+                        let seg = crate::le::get_u16(b, 0).ok_or(XenError::EFAULT)?;
+                        let key = (seg, b[2], b[3]);
+                        match st.pci_known.iter().position(|k| *k == key) {
+                            Some(i) => {
+                                st.pci_known.remove(i);
+                                Ok(0)
+                            }
+                            None => Err(XenError::ENODEV),
+                        }
+                    }
                     _ => Err(XenError::ENOSYS),
                 }
             }

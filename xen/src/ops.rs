@@ -439,6 +439,94 @@ pub fn count_vcpus(h: &dyn Hypercall, limit: u32) -> Result<u32, XenError> {
     Ok(limit)
 }
 
+// --- physdev_op (public/physdev.h): reporting PCI to Xen ---------------------------------------
+
+pub const PHYSDEVOP_PCI_MMCFG_RESERVED: u64 = 24;
+pub const PHYSDEVOP_PCI_DEVICE_ADD: u64 = 25;
+pub const PHYSDEVOP_PCI_DEVICE_REMOVE: u64 = 26;
+pub const XEN_PCI_MMCFG_RESERVED: u32 = 1;
+pub const XEN_PCI_DEV_EXTFN: u32 = 1;
+pub const XEN_PCI_DEV_VIRTFN: u32 = 2;
+pub const XEN_PCI_DEV_PXM: u32 = 4;
+
+/// Tell Xen an MCFG window is reserved in the firmware's memory map, so it uses it for
+/// extended config space (`struct physdev_pci_mmcfg_reserved { u64 address; u16 segment;
+/// u8 start_bus; u8 end_bus; u32 flags; }`). Xen answers `-ENODEV` for a window it does not
+/// already know (a dom0 cannot add one), `-EIO` if the address differs from its own.
+pub fn pci_mmcfg_reserved(
+    h: &dyn Hypercall,
+    address: u64,
+    segment: u16,
+    start_bus: u8,
+    end_bus: u8,
+) -> Result<(), XenError> {
+    let mut arg = [0u8; 16];
+    put_u64(&mut arg, 0, address);
+    put_u16(&mut arg, 8, segment);
+    arg[10] = start_bus;
+    arg[11] = end_bus;
+    put_u32(&mut arg, 12, XEN_PCI_MMCFG_RESERVED);
+    issue(
+        h,
+        call!(
+            nr::PHYSDEV_OP,
+            Arg::Val(PHYSDEVOP_PCI_MMCFG_RESERVED),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
+/// Report a PCI function to Xen (`struct physdev_pci_device_add { u16 seg; u8 bus; u8 devfn;
+/// u32 flags; struct { u8 bus; u8 devfn; } physfn; u32 optarr[]; }`). `physfn` is used with
+/// [`XEN_PCI_DEV_VIRTFN`]. Xen logs `PCI add device|extended function|virtual function
+/// ssss:bb:dd.f` (at `loglvl=all`), and the call is idempotent for devices it already knows.
+pub fn pci_device_add(
+    h: &dyn Hypercall,
+    seg: u16,
+    bus: u8,
+    devfn: u8,
+    flags: u32,
+    physfn: Option<(u8, u8)>,
+) -> Result<(), XenError> {
+    let mut arg = [0u8; 16];
+    put_u16(&mut arg, 0, seg);
+    arg[2] = bus;
+    arg[3] = devfn;
+    put_u32(&mut arg, 4, flags);
+    if let Some((b, d)) = physfn {
+        arg[8] = b;
+        arg[9] = d;
+    }
+    issue(
+        h,
+        call!(
+            nr::PHYSDEV_OP,
+            Arg::Val(PHYSDEVOP_PCI_DEVICE_ADD),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
+/// Withdraw a PCI function from Xen (`struct physdev_pci_device { u16 seg; u8 bus; u8 devfn; }`),
+/// e.g. before its bus number changes. `-ENODEV` if Xen does not know it.
+pub fn pci_device_remove(h: &dyn Hypercall, seg: u16, bus: u8, devfn: u8) -> Result<(), XenError> {
+    let mut arg = [0u8; 4];
+    put_u16(&mut arg, 0, seg);
+    arg[2] = bus;
+    arg[3] = devfn;
+    issue(
+        h,
+        call!(
+            nr::PHYSDEV_OP,
+            Arg::Val(PHYSDEVOP_PCI_DEVICE_REMOVE),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
 // --- hvm_op (public/hvm/hvm_op.h, params.h) ----------------------------------------------------
 
 pub const HVMOP_SET_PARAM: u64 = 0;
@@ -581,6 +669,30 @@ mod tests {
         assert_eq!(bind_ipi(&x, 5), Err(XenError::ENOENT));
         evtchn_send(&x, p).unwrap();
         assert_eq!(x.sent(), [p.0]);
+    }
+
+    #[test]
+    fn pci_devices_and_mmcfg_are_reported() {
+        let x = FakeXen::new(4, 17).with_mmcfg(0xb000_0000, 0, 0, 255);
+        pci_mmcfg_reserved(&x, 0xb000_0000, 0, 0, 255).unwrap();
+        assert_eq!(
+            pci_mmcfg_reserved(&x, 0xb000_0000, 0, 0, 127),
+            Err(XenError::ENODEV)
+        );
+        assert_eq!(
+            pci_mmcfg_reserved(&x, 0xc000_0000, 0, 0, 255),
+            Err(XenError::EIO)
+        );
+        pci_device_add(&x, 0, 0, 0x18, 0, None).unwrap();
+        pci_device_add(&x, 0, 1, 0x10, XEN_PCI_DEV_VIRTFN, Some((1, 0))).unwrap();
+        assert_eq!(
+            x.pci_adds(),
+            [(0, 0, 0x18, 0, None), (0, 1, 0x10, 2, Some((1, 0)))]
+        );
+        pci_device_remove(&x, 0, 0, 0x18).unwrap();
+        assert_eq!(pci_device_remove(&x, 0, 0, 0x18), Err(XenError::ENODEV));
+        x.fail_op(nr::PHYSDEV_OP, XenError::ENOSYS);
+        assert_eq!(pci_device_add(&x, 0, 0, 0, 0, None), Err(XenError::ENOSYS));
     }
 
     #[test]

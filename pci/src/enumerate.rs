@@ -1,0 +1,1139 @@
+//! Enumeration: depth-first through PCI-to-PCI and PCIe bridges from each segment's first
+//! bus, with every function's header, capabilities, extended capabilities, BARs (sized with
+//! decoding off, see [`crate::bar`]) and SR-IOV virtual functions.
+//!
+//! Nothing read is trusted. Absent functions (vendor 0xffff or 0) are skipped; a function
+//! whose header is garbage (its ID changes between two reads, the rest reads all ones, or
+//! every register reads the same value) is skipped with a problem; bridges whose bus
+//! numbers loop back, leave their parent's range, overlap a sibling, run past the segment or
+//! reach a bus already scanned are listed but not followed; header types other than 0 and 1
+//! are listed but neither sized nor followed; capability lists are walked with bounds. Every
+//! problem is a string that names the function (`ssss:bb:dd.f`) and the register offset.
+//! Enumeration always ends: each bus is scanned at most once and the function count is
+//! capped ([`EnumOptions::max_functions`]).
+
+use crate::bar::{self, Bar, BarKind};
+use crate::caps;
+use crate::regs::*;
+use crate::{ConfigSpace, Sbdf, problem};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+/// One ECAM region (MCFG entry) or, for CF8/CFC, segment 0 buses 0..=255.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub segment: u16,
+    /// Enumeration starts here (the root bus).
+    pub start_bus: u8,
+    /// No bus number above this is scanned.
+    pub end_bus: u8,
+    /// Extended config space (>= 0x100) is reachable (ECAM; not CF8/CFC).
+    pub ecam: bool,
+}
+
+/// How to enumerate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnumOptions {
+    /// Size BARs (writes to BARs and COMMAND, always with decoding off). Without it nothing
+    /// is written, and BARs are listed with their addresses and size 0.
+    pub size_bars: bool,
+    /// Stop after this many functions (VFs included).
+    pub max_functions: usize,
+}
+
+impl Default for EnumOptions {
+    fn default() -> Self {
+        EnumOptions {
+            size_bars: true,
+            max_functions: 4096,
+        }
+    }
+}
+
+/// What a function's header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// Header type 0.
+    Endpoint,
+    /// Header type 1 (PCI-to-PCI bridge, PCIe port), with its bus-number registers.
+    Bridge {
+        primary: u8,
+        secondary: u8,
+        subordinate: u8,
+    },
+    /// Header type 2: listed, not trusted (no BARs, nothing behind it scanned).
+    CardBus,
+    /// Any other header type (bits 6:0): listed, not trusted.
+    Unknown(u8),
+}
+
+/// A standard capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub id: u8,
+    pub offset: u16,
+    pub name: &'static str,
+}
+
+/// An extended capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtCap {
+    pub id: u16,
+    pub version: u8,
+    pub offset: u16,
+    pub name: &'static str,
+}
+
+/// The PCI Express capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pcie {
+    pub offset: u16,
+    /// Capability version (1 or 2).
+    pub version: u8,
+    /// Device/port type (bits 7:4 of the PCI Express Capabilities register).
+    pub port_type: u8,
+    /// Slot implemented (ports).
+    pub slot: bool,
+    /// ARI Forwarding Enable (Device Control 2 bit 5); read for root and downstream ports
+    /// and PCI-to-PCIe bridges only.
+    pub ari_forwarding: bool,
+}
+
+/// The MSI capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Msi {
+    pub offset: u16,
+    /// Vectors the function can request (1..=32).
+    pub vectors: u8,
+    pub addr64: bool,
+    pub masking: bool,
+    pub enabled: bool,
+}
+
+/// The MSI-X capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Msix {
+    pub offset: u16,
+    /// Entries in the table (1..=2048).
+    pub table_size: u16,
+    pub table_bir: u8,
+    pub table_offset: u32,
+    pub pba_bir: u8,
+    pub pba_offset: u32,
+    pub enabled: bool,
+    pub function_mask: bool,
+}
+
+/// The SR-IOV capability of a PF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sriov {
+    pub offset: u16,
+    pub total_vfs: u16,
+    pub initial_vfs: u16,
+    pub num_vfs: u16,
+    /// First VF Offset and VF Stride, in routing IDs.
+    pub vf_offset: u16,
+    pub vf_stride: u16,
+    pub vf_device: u16,
+    /// VF Enable.
+    pub vf_enabled: bool,
+    /// VF Memory Space Enable.
+    pub vf_mse: bool,
+    /// ARI Capable Hierarchy.
+    pub ari_hierarchy: bool,
+    /// The SR-IOV Control register as read.
+    pub control: u16,
+    /// Each VF's share of the VF BARs: VF 0's address, the size per VF.
+    pub vf_bars: Vec<Bar>,
+}
+
+/// One function found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub sbdf: Sbdf,
+    /// For VFs, the PF's vendor (a VF's own ID register reads 0xffff).
+    pub vendor: u16,
+    /// For VFs, the VF Device ID from the PF's SR-IOV capability.
+    pub device: u16,
+    pub subsystem: Option<(u16, u16)>,
+    pub revision: u8,
+    /// Base class << 16 | sub-class << 8 | programming interface.
+    pub class: u32,
+    /// The raw header type register (bit 7: multi-function).
+    pub header_type: u8,
+    pub multifunction: bool,
+    pub kind: FunctionKind,
+    /// COMMAND and STATUS as first read.
+    pub command: u16,
+    pub status: u16,
+    pub bars: Vec<Bar>,
+    pub rom: Option<Bar>,
+    pub caps: Vec<Cap>,
+    pub ext_caps: Vec<ExtCap>,
+    /// The PCIe device/port type's name, if the function has a PCIe capability.
+    pub pcie_type: Option<&'static str>,
+    pub pcie: Option<Pcie>,
+    pub msi: Option<Msi>,
+    pub msix: Option<Msix>,
+    pub sriov: Option<Sriov>,
+    /// Has an ARI capability.
+    pub ari: bool,
+    /// The ARI capability's Next Function Number (0 without ARI).
+    pub ari_next_fn: u8,
+    /// For VFs, the PF.
+    pub physfn: Option<Sbdf>,
+    /// Index (in [`Topology::functions`]) of the bridge above; `None` on a root bus.
+    pub parent: Option<usize>,
+    /// Bridges between the root bus and this function.
+    pub depth: u8,
+    /// Everything wrong with this function, its BARs' problems included; each names the
+    /// function and the register offset.
+    pub problems: Vec<String>,
+}
+
+impl Function {
+    /// Header layout (type 0, 1, 2...), without the multi-function bit.
+    pub fn layout(&self) -> u8 {
+        self.header_type & 0x7f
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.kind, FunctionKind::Bridge { .. })
+    }
+
+    pub fn is_vf(&self) -> bool {
+        self.physfn.is_some()
+    }
+
+    /// The capability with this ID, if any.
+    pub fn cap(&self, id: u8) -> Option<&Cap> {
+        self.caps.iter().find(|c| c.id == id)
+    }
+
+    /// The extended capability with this ID, if any.
+    pub fn ext_cap(&self, id: u16) -> Option<&ExtCap> {
+        self.ext_caps.iter().find(|c| c.id == id)
+    }
+
+    fn bar_mut(&mut self, which: Which) -> Option<&mut Bar> {
+        match which {
+            Which::Bar(i) => self.bars.get_mut(i),
+            Which::Rom => self.rom.as_mut(),
+            Which::VfBar(i) => self.sriov.as_mut().and_then(|s| s.vf_bars.get_mut(i)),
+        }
+    }
+}
+
+/// A bus that was scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bus {
+    pub segment: u16,
+    pub number: u8,
+    /// Index of the bridge whose secondary bus it is; `None` for a root bus.
+    pub bridge: Option<usize>,
+}
+
+/// Everything enumeration found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub segments: Vec<Segment>,
+    /// In topological order: each bridge before what is behind it, each PF before its VFs.
+    pub functions: Vec<Function>,
+    /// Buses scanned, in scan order.
+    pub buses: Vec<Bus>,
+    /// Problems not tied to a listed function (garbage functions, segment trouble, limits).
+    pub problems: Vec<String>,
+}
+
+impl Topology {
+    /// Index of the function at `sbdf` (linear search).
+    pub fn index_of(&self, sbdf: Sbdf) -> Option<usize> {
+        self.functions.iter().position(|f| f.sbdf == sbdf)
+    }
+
+    pub fn find(&self, sbdf: Sbdf) -> Option<&Function> {
+        self.functions.iter().find(|f| f.sbdf == sbdf)
+    }
+
+    /// Indices of the functions directly below the bridge at `index` (VFs of PFs there
+    /// included), or on the root buses for `None`.
+    pub fn children(&self, index: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+        self.functions
+            .iter()
+            .enumerate()
+            .filter(move |(_, f)| f.parent == index)
+            .map(|(i, _)| i)
+    }
+
+    /// Topology-level problems, then every function's.
+    pub fn all_problems(&self) -> impl Iterator<Item = &str> {
+        self.problems
+            .iter()
+            .chain(self.functions.iter().flat_map(|f| f.problems.iter()))
+            .map(String::as_str)
+    }
+
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+            + self
+                .functions
+                .iter()
+                .map(|f| f.problems.len())
+                .sum::<usize>()
+    }
+}
+
+/// Enumerates every segment in `segments`, depth first from its `start_bus`.
+///
+/// Several entries may name the same segment (other root buses); a bus already scanned is
+/// not scanned again.
+pub fn enumerate(cs: &dyn ConfigSpace, segments: &[Segment], opts: &EnumOptions) -> Topology {
+    let mut e = Enumerator {
+        cs,
+        opts,
+        topo: Topology {
+            segments: segments.to_vec(),
+            ..Topology::default()
+        },
+        scanned: Vec::new(),
+        found: Found::default(),
+        full: false,
+    };
+    for seg in segments {
+        if e.full {
+            break;
+        }
+        e.scan_segment(seg);
+    }
+    check_overlaps(&mut e.topo);
+    e.topo
+}
+
+/// Where a bus sits while its functions are probed.
+#[derive(Debug)]
+struct Frame {
+    bus: u8,
+    /// Highest bus number allowed below this bus (the bridge's subordinate, or the
+    /// segment's end bus).
+    hi: u8,
+    parent: Option<usize>,
+    depth: u8,
+    /// Behind a PCIe root or downstream port: only device 0 exists (as Linux scans).
+    only_dev0: bool,
+    /// The bridge above has ARI Forwarding enabled.
+    ari_fwd: bool,
+    /// Functions follow the ARI Next Function chain (device 0's function 0 has ARI).
+    ari: bool,
+    /// Next devfn to probe.
+    next: Option<u8>,
+    /// Bus ranges of the bridges on this bus so far, with their function indices.
+    claimed: Vec<(u8, u8, usize)>,
+}
+
+impl Frame {
+    /// Moves to the next devfn after probing `devfn` (`found`: what was there, if anything).
+    /// Returns a problem if an ARI chain is broken.
+    fn advance(&mut self, devfn: u8, found: Option<&Function>) -> Option<String> {
+        if devfn == 0 && self.ari_fwd && found.is_some_and(|f| f.ari) {
+            self.ari = true;
+        }
+        if self.ari {
+            self.next = None;
+            let f = found?;
+            if !f.ari || f.ari_next_fn == 0 {
+                return None;
+            }
+            if f.ari_next_fn <= devfn {
+                let at = f.ext_cap(EXT_ARI).map_or(0, |c| c.offset) + ARI_CAP + 1;
+                return Some(format!(
+                    "{}: ARI Next Function Number {:#x} (at {at:#x}) is not after function \
+                     {devfn:#x}; the rest of the chain is ignored",
+                    f.sbdf, f.ari_next_fn
+                ));
+            }
+            self.next = Some(f.ari_next_fn);
+            return None;
+        }
+        let (dev, func) = (devfn >> 3, devfn & 7);
+        let next_dev = if self.only_dev0 || dev == 31 {
+            None
+        } else {
+            Some((dev + 1) << 3)
+        };
+        self.next = if func == 0 {
+            match found {
+                Some(f) if f.multifunction => Some(devfn + 1),
+                _ => next_dev,
+            }
+        } else if func < 7 {
+            Some(devfn + 1)
+        } else {
+            next_dev
+        };
+        None
+    }
+}
+
+/// The functions listed so far: a bit per devfn, per bus, per segment.
+#[derive(Default)]
+struct Found(Vec<(u16, Box<[[u64; 4]; 256]>)>);
+
+impl Found {
+    fn contains(&self, sbdf: &Sbdf) -> bool {
+        let (bus, devfn) = (usize::from(sbdf.bus()), usize::from(sbdf.devfn()));
+        self.0
+            .iter()
+            .find(|(s, _)| *s == sbdf.segment())
+            .is_some_and(|(_, b)| b[bus][devfn / 64] & (1 << (devfn % 64)) != 0)
+    }
+
+    fn insert(&mut self, sbdf: Sbdf) {
+        let i = match self.0.iter().position(|(s, _)| *s == sbdf.segment()) {
+            Some(i) => i,
+            None => {
+                self.0.push((sbdf.segment(), Box::new([[0; 4]; 256])));
+                self.0.len() - 1
+            }
+        };
+        let (bus, devfn) = (usize::from(sbdf.bus()), usize::from(sbdf.devfn()));
+        self.0[i].1[bus][devfn / 64] |= 1 << (devfn % 64);
+    }
+}
+
+struct Enumerator<'a> {
+    cs: &'a dyn ConfigSpace,
+    opts: &'a EnumOptions,
+    topo: Topology,
+    /// Buses taken, per segment (scanned, or holding VFs).
+    scanned: Vec<(u16, [u64; 4])>,
+    found: Found,
+    full: bool,
+}
+
+// Returned by value and unpacked at once; never stored, so the size is no cost.
+#[allow(clippy::large_enum_variant)]
+enum Probe {
+    Absent,
+    Garbage(String),
+    Present(Function),
+}
+
+impl Enumerator<'_> {
+    fn is_taken(&self, segment: u16, bus: u8) -> bool {
+        self.scanned
+            .iter()
+            .find(|(s, _)| *s == segment)
+            .is_some_and(|(_, bits)| bits[usize::from(bus / 64)] & (1 << (bus % 64)) != 0)
+    }
+
+    fn take(&mut self, segment: u16, bus: u8) {
+        let i = match self.scanned.iter().position(|(s, _)| *s == segment) {
+            Some(i) => i,
+            None => {
+                self.scanned.push((segment, [0; 4]));
+                self.scanned.len() - 1
+            }
+        };
+        self.scanned[i].1[usize::from(bus / 64)] |= 1 << (bus % 64);
+    }
+
+    fn scan_segment(&mut self, seg: &Segment) {
+        let s = seg.segment;
+        if seg.start_bus > seg.end_bus {
+            problem(
+                &mut self.topo.problems,
+                format!(
+                    "segment {s:04x}: start bus {:#04x} above end bus {:#04x}; not scanned",
+                    seg.start_bus, seg.end_bus
+                ),
+            );
+            return;
+        }
+        if self.is_taken(s, seg.start_bus) {
+            problem(
+                &mut self.topo.problems,
+                format!(
+                    "segment {s:04x}: root bus {:#04x} already scanned; not scanned again",
+                    seg.start_bus
+                ),
+            );
+            return;
+        }
+        self.take(s, seg.start_bus);
+        self.topo.buses.push(Bus {
+            segment: s,
+            number: seg.start_bus,
+            bridge: None,
+        });
+        let mut stack = vec![Frame {
+            bus: seg.start_bus,
+            hi: seg.end_bus,
+            parent: None,
+            depth: 0,
+            only_dev0: false,
+            ari_fwd: false,
+            ari: false,
+            next: Some(0),
+            claimed: Vec::new(),
+        }];
+        while let Some(top) = stack.last_mut() {
+            let Some(devfn) = top.next else {
+                stack.pop();
+                continue;
+            };
+            let sbdf = Sbdf::from_devfn(s, top.bus, devfn);
+            let mut f = match probe(self.cs, sbdf, seg.ecam) {
+                Probe::Absent => {
+                    top.advance(devfn, None);
+                    continue;
+                }
+                Probe::Garbage(why) => {
+                    problem(&mut self.topo.problems, why);
+                    top.advance(devfn, None);
+                    continue;
+                }
+                Probe::Present(f) => f,
+            };
+            if self.found.contains(&sbdf) {
+                // A VF listed already answers the scan with a real ID.
+                problem(
+                    &mut self.topo.problems,
+                    format!(
+                        "{sbdf}: answers the scan (ID {:04x}:{:04x} at 0x00) at the address of \
+                     a VF already listed; not listed twice",
+                        f.vendor, f.device
+                    ),
+                );
+                top.advance(devfn, None);
+                continue;
+            }
+            if self.topo.functions.len() >= self.opts.max_functions {
+                self.stop(sbdf);
+                return;
+            }
+            f.parent = top.parent;
+            f.depth = top.depth;
+            if let Some(p) = top.advance(devfn, Some(&f)) {
+                problem(&mut f.problems, p);
+            }
+            if matches!(f.layout(), HEADER_ENDPOINT | HEADER_BRIDGE) {
+                bar::read_bars(self.cs, &mut f, self.opts.size_bars);
+                if f.sriov.is_some() {
+                    bar::read_vf_bars(self.cs, &mut f, self.opts.size_bars);
+                }
+            }
+            let hi = top.hi;
+            let index = self.topo.functions.len();
+            let child = match f.kind {
+                FunctionKind::Bridge {
+                    primary,
+                    secondary,
+                    subordinate,
+                } => self.check_bridge(seg, top, &mut f, index, [primary, secondary, subordinate]),
+                _ => None,
+            };
+            self.found.insert(sbdf);
+            self.topo.functions.push(f);
+            self.add_vfs(index, hi);
+            if self.full {
+                return;
+            }
+            if let Some((secondary, subordinate)) = child {
+                let bridge = &self.topo.functions[index];
+                let port = bridge.pcie.map(|p| p.port_type);
+                let ari_fwd = bridge.pcie.is_some_and(|p| p.ari_forwarding);
+                let depth = bridge.depth.saturating_add(1);
+                self.take(s, secondary);
+                self.topo.buses.push(Bus {
+                    segment: s,
+                    number: secondary,
+                    bridge: Some(index),
+                });
+                stack.push(Frame {
+                    bus: secondary,
+                    hi: subordinate,
+                    parent: Some(index),
+                    depth,
+                    only_dev0: matches!(
+                        port,
+                        Some(PCIE_TYPE_ROOT_PORT | PCIE_TYPE_DOWNSTREAM | PCIE_TYPE_PCI_TO_PCIE)
+                    ),
+                    ari_fwd,
+                    ari: false,
+                    next: Some(0),
+                    claimed: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn stop(&mut self, at: Sbdf) {
+        self.full = true;
+        problem(
+            &mut self.topo.problems,
+            format!(
+                "{at}: more than {} functions; enumeration stopped here",
+                self.opts.max_functions
+            ),
+        );
+    }
+
+    /// Checks a bridge's bus numbers; `Some((secondary, subordinate))` to scan behind it
+    /// (subordinate clamped to the parent's range), `None` (with a problem) not to.
+    fn check_bridge(
+        &self,
+        seg: &Segment,
+        frame: &mut Frame,
+        f: &mut Function,
+        index: usize,
+        [primary, secondary, subordinate]: [u8; 3],
+    ) -> Option<(u8, u8)> {
+        let sbdf = f.sbdf;
+        let bus = frame.bus;
+        let refuse = |f: &mut Function, why: String| {
+            problem(
+                &mut f.problems,
+                format!("{sbdf}: bridge bus numbers (0x18): {why}; nothing behind it scanned"),
+            );
+            None
+        };
+        if secondary == 0 && subordinate == 0 {
+            return refuse(f, "not configured (secondary and subordinate 0)".into());
+        }
+        if primary != bus {
+            problem(
+                &mut f.problems,
+                format!(
+                    "{sbdf}: bridge primary bus (0x18) is {primary:#04x}, but it sits on bus \
+                     {bus:#04x}"
+                ),
+            );
+        }
+        if secondary <= bus {
+            return refuse(
+                f,
+                format!(
+                    "secondary bus {secondary:#04x} (0x19) is not above its own bus {bus:#04x} \
+                     (a loop)"
+                ),
+            );
+        }
+        if secondary > seg.end_bus {
+            return refuse(
+                f,
+                format!(
+                    "secondary bus {secondary:#04x} (0x19) is beyond the segment's end bus \
+                     {:#04x}",
+                    seg.end_bus
+                ),
+            );
+        }
+        if secondary > frame.hi {
+            return refuse(
+                f,
+                format!(
+                    "secondary bus {secondary:#04x} (0x19) is outside its parent's range \
+                     [{:#04x}-{:#04x}]",
+                    bus, frame.hi
+                ),
+            );
+        }
+        if subordinate < secondary {
+            return refuse(
+                f,
+                format!(
+                    "subordinate bus {subordinate:#04x} (0x1a) is below secondary bus \
+                     {secondary:#04x}"
+                ),
+            );
+        }
+        let mut sub = subordinate;
+        if sub > frame.hi {
+            problem(
+                &mut f.problems,
+                format!(
+                    "{sbdf}: bridge subordinate bus {sub:#04x} (0x1a) is outside its parent's \
+                     range [{bus:#04x}-{:#04x}]; scanned up to {:#04x} only",
+                    frame.hi, frame.hi
+                ),
+            );
+            sub = frame.hi;
+        }
+        if let Some(&(lo, up, other)) = frame
+            .claimed
+            .iter()
+            .find(|&&(lo, up, _)| secondary <= up && lo <= sub)
+        {
+            let other = self.topo.functions[other].sbdf;
+            return refuse(
+                f,
+                format!(
+                    "bus range [{secondary:#04x}-{sub:#04x}] overlaps sibling {other}'s \
+                     [{lo:#04x}-{up:#04x}]"
+                ),
+            );
+        }
+        if self.is_taken(seg.segment, secondary) {
+            return refuse(
+                f,
+                format!("secondary bus {secondary:#04x} (0x19) was already scanned"),
+            );
+        }
+        frame.claimed.push((secondary, sub, index));
+        Some((secondary, sub))
+    }
+
+    /// Adds the VFs of the PF at `pf` (VF Enable set, NumVFs > 0) right after it.
+    fn add_vfs(&mut self, pf: usize, hi: u8) {
+        let pf_fn = &self.topo.functions[pf];
+        let Some(s) = &pf_fn.sriov else { return };
+        if !s.vf_enabled || s.num_vfs == 0 || s.vf_offset == 0 {
+            return; // The last: a problem was logged when the capability was read.
+        }
+        let count = s.num_vfs.min(s.total_vfs);
+        if count > 1 && s.vf_stride == 0 {
+            return; // Logged with the capability.
+        }
+        let pf_sbdf = pf_fn.sbdf;
+        let (offset, stride) = (s.vf_offset, s.vf_stride);
+        let mut found_on_bus = None;
+        for i in 0..count {
+            if self.topo.functions.len() >= self.opts.max_functions {
+                self.stop(pf_sbdf);
+                return;
+            }
+            let vf = match vf_sbdf(pf_sbdf, offset, stride, i) {
+                Ok(vf) => vf,
+                Err(why) => {
+                    problem(&mut self.topo.functions[pf].problems, why);
+                    return;
+                }
+            };
+            let why = if vf.bus() > hi {
+                Some(format!(
+                    "is beyond the bus range of the bridge above (up to {hi:#04x})"
+                ))
+            } else if vf.bus() != pf_sbdf.bus()
+                && found_on_bus != Some(vf.bus())
+                && self.is_taken(vf.segment(), vf.bus())
+            {
+                Some(format!(
+                    "is on bus {:#04x}, which a bridge claims",
+                    vf.bus()
+                ))
+            } else if self.found.contains(&vf) {
+                Some("collides with a function found by the scan".into())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let at = self.topo.functions[pf]
+                    .sriov
+                    .as_ref()
+                    .map_or(0, |s| s.offset + SRIOV_OFFSET_STRIDE);
+                problem(
+                    &mut self.topo.functions[pf].problems,
+                    format!(
+                        "{pf_sbdf}: VF {i} at {vf} (SR-IOV offset/stride at {at:#x}) {why}; skipped"
+                    ),
+                );
+                continue;
+            }
+            if vf.bus() != pf_sbdf.bus() && found_on_bus != Some(vf.bus()) {
+                self.take(vf.segment(), vf.bus());
+                found_on_bus = Some(vf.bus());
+            }
+            if let Some(f) = self.probe_vf(pf, vf, i) {
+                self.found.insert(vf);
+                self.topo.functions.push(f);
+            }
+        }
+    }
+
+    fn probe_vf(&mut self, pf: usize, vf: Sbdf, i: u16) -> Option<Function> {
+        let cs = self.cs;
+        let class_rev = cs.read32(vf, CLASS_REV);
+        let pf_fn = &mut self.topo.functions[pf];
+        let pf_sbdf = pf_fn.sbdf;
+        if class_rev == u32::MAX {
+            problem(
+                &mut pf_fn.problems,
+                format!("{pf_sbdf}: VF {i} at {vf} does not answer (0x08 reads all ones); skipped"),
+            );
+            return None;
+        }
+        // A VF's ID register reads all ones (SR-IOV 1.1 section 3.4.1.1); some devices put
+        // the PF's vendor and the VF device ID there. Anything else is another function.
+        let id = cs.read32(vf, ID);
+        let vf_device = pf_fn.sriov.as_ref().map_or(0, |s| s.vf_device);
+        let own = u32::from(pf_fn.vendor) | u32::from(vf_device) << 16;
+        if id != u32::MAX && id != own {
+            problem(
+                &mut pf_fn.problems,
+                format!(
+                    "{pf_sbdf}: VF {i} at {vf}: ID (0x00) reads {id:#010x}, not a VF's \
+                     0xffffffff; another function answers there; skipped"
+                ),
+            );
+            return None;
+        }
+        let header = cs.read32(vf, HEADER);
+        let cmd_status = cs.read32(vf, COMMAND);
+        let pf_fn = &self.topo.functions[pf];
+        let s = pf_fn.sriov.as_ref()?;
+        let header_type = (header >> 16) as u8;
+        let mut f = Function {
+            sbdf: vf,
+            vendor: pf_fn.vendor,
+            device: s.vf_device,
+            subsystem: pf_fn.subsystem,
+            revision: class_rev as u8,
+            class: class_rev >> 8,
+            header_type,
+            multifunction: false,
+            kind: FunctionKind::Endpoint,
+            command: cmd_status as u16,
+            status: (cmd_status >> 16) as u16,
+            bars: bar::vf_bars(&s.vf_bars, i),
+            rom: None,
+            caps: Vec::new(),
+            ext_caps: Vec::new(),
+            pcie_type: None,
+            pcie: None,
+            msi: None,
+            msix: None,
+            sriov: None,
+            ari: false,
+            ari_next_fn: 0,
+            physfn: Some(pf_fn.sbdf),
+            parent: pf_fn.parent,
+            depth: pf_fn.depth,
+            problems: Vec::new(),
+        };
+        let ecam = self
+            .topo
+            .segments
+            .iter()
+            .any(|seg| seg.segment == vf.segment() && seg.ecam);
+        if header_type & 0x7f != HEADER_ENDPOINT {
+            problem(
+                &mut f.problems,
+                format!("{vf}: VF header type {header_type:#04x} (0x0e), expected 0"),
+            );
+        } else {
+            read_caps(cs, &mut f, ecam);
+        }
+        Some(f)
+    }
+}
+
+/// VF `i` of `pf`: routing ID = PF's + First VF Offset + i * VF Stride.
+pub fn vf_sbdf(pf: Sbdf, offset: u16, stride: u16, i: u16) -> Result<Sbdf, String> {
+    let rid = u64::from(pf.bdf()) + u64::from(offset) + u64::from(i) * u64::from(stride);
+    if rid > 0xffff {
+        return Err(format!(
+            "{pf}: VF {i} routing ID {rid:#x} (offset {offset:#x}, stride {stride:#x}) is past \
+             bus 0xff"
+        ));
+    }
+    Ok(Sbdf::from_devfn(pf.segment(), (rid >> 8) as u8, rid as u8))
+}
+
+/// Reads the header of `sbdf`: nothing written.
+fn probe(cs: &dyn ConfigSpace, sbdf: Sbdf, ecam: bool) -> Probe {
+    let id = cs.read32(sbdf, ID);
+    let vendor = id as u16;
+    if vendor == 0xffff || vendor == 0 {
+        return Probe::Absent;
+    }
+    let class_rev = cs.read32(sbdf, CLASS_REV);
+    let header = cs.read32(sbdf, HEADER);
+    let cmd_status = cs.read32(sbdf, COMMAND);
+    let again = cs.read32(sbdf, ID);
+    if again != id {
+        return Probe::Garbage(format!(
+            "{sbdf}: ID (0x00) changed between two reads ({id:#010x}, then {again:#010x}); \
+             garbage, skipped"
+        ));
+    }
+    if [class_rev, header, cmd_status].contains(&u32::MAX) {
+        return Probe::Garbage(format!(
+            "{sbdf}: ID (0x00) {id:#010x} but COMMAND (0x04), class (0x08) or header type \
+             (0x0c) reads all ones; garbage, skipped"
+        ));
+    }
+    if class_rev == id && header == id && cmd_status == id {
+        return Probe::Garbage(format!(
+            "{sbdf}: every register (0x00-0x0c) reads {id:#010x}; garbage, skipped"
+        ));
+    }
+    let header_type = (header >> 16) as u8;
+    let class = class_rev >> 8;
+    let mut f = Function {
+        sbdf,
+        vendor,
+        device: (id >> 16) as u16,
+        subsystem: None,
+        revision: class_rev as u8,
+        class,
+        header_type,
+        multifunction: header_type & HEADER_MULTIFUNCTION != 0,
+        kind: FunctionKind::Endpoint,
+        command: cmd_status as u16,
+        status: (cmd_status >> 16) as u16,
+        bars: Vec::new(),
+        rom: None,
+        caps: Vec::new(),
+        ext_caps: Vec::new(),
+        pcie_type: None,
+        pcie: None,
+        msi: None,
+        msix: None,
+        sriov: None,
+        ari: false,
+        ari_next_fn: 0,
+        physfn: None,
+        parent: None,
+        depth: 0,
+        problems: Vec::new(),
+    };
+    let is_ppb_class = class >> 8 == 0x0604 || class >> 8 == 0x0609;
+    match header_type & 0x7f {
+        HEADER_ENDPOINT => {
+            f.subsystem = caps::subsystem(cs.read32(sbdf, SUBSYSTEM));
+            if is_ppb_class {
+                problem(
+                    &mut f.problems,
+                    format!(
+                        "{sbdf}: class {class:06x} (0x09) says PCI-to-PCI bridge but header type \
+                         (0x0e) is 0; treated as an endpoint"
+                    ),
+                );
+            }
+        }
+        HEADER_BRIDGE => {
+            let b = cs.read32(sbdf, BUS_NUMBERS);
+            f.kind = FunctionKind::Bridge {
+                primary: b as u8,
+                secondary: (b >> 8) as u8,
+                subordinate: (b >> 16) as u8,
+            };
+            if !is_ppb_class {
+                problem(
+                    &mut f.problems,
+                    format!(
+                        "{sbdf}: header type (0x0e) 1 (bridge) but class {class:06x} (0x09) is \
+                         not a PCI-to-PCI bridge"
+                    ),
+                );
+            }
+        }
+        HEADER_CARDBUS => {
+            f.kind = FunctionKind::CardBus;
+            problem(
+                &mut f.problems,
+                format!(
+                    "{sbdf}: CardBus bridge (header type 2 at 0x0e): listed, not trusted; BARs \
+                     and buses behind it not read"
+                ),
+            );
+        }
+        other => {
+            f.kind = FunctionKind::Unknown(other);
+            problem(
+                &mut f.problems,
+                format!("{sbdf}: unknown header type {other:#04x} (0x0e): listed, not trusted"),
+            );
+        }
+    }
+    if matches!(f.layout(), HEADER_ENDPOINT | HEADER_BRIDGE) {
+        read_caps(cs, &mut f, ecam);
+    }
+    Probe::Present(f)
+}
+
+/// Standard capabilities (if STATUS says there are any), then extended ones (if extended
+/// config space is reachable and the function is PCIe).
+fn read_caps(cs: &dyn ConfigSpace, f: &mut Function, ecam: bool) {
+    if f.status & STATUS_CAP_LIST != 0 {
+        caps::walk_caps(cs, f);
+    }
+    if ecam && f.pcie.is_some() {
+        caps::walk_ext_caps(cs, f);
+    }
+}
+
+/// Which BAR of a function a range came from.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Bar(usize),
+    Rom,
+    VfBar(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    function: usize,
+    which: Which,
+}
+
+/// The decoded ranges of every function's BARs (VF BARs as the PF's whole aperture for
+/// TotalVFs; VFs themselves skipped), memory and I/O apart.
+fn spans(topo: &Topology) -> (Vec<Span>, Vec<Span>) {
+    let mut mem = Vec::new();
+    let mut io = Vec::new();
+    for (i, f) in topo.functions.iter().enumerate() {
+        if f.is_vf() {
+            continue;
+        }
+        let mut add = |b: &Bar, which: Which, count: u64| {
+            if b.size == 0 || b.address == 0 {
+                return;
+            }
+            let span = Span {
+                start: b.address,
+                end: b.address.saturating_add(b.size.saturating_mul(count)),
+                function: i,
+                which,
+            };
+            if b.kind == BarKind::Io {
+                io.push(span);
+            } else {
+                mem.push(span);
+            }
+        };
+        for (j, b) in f.bars.iter().enumerate() {
+            add(b, Which::Bar(j), 1);
+        }
+        if let Some(rom) = &f.rom
+            && rom.enabled
+        {
+            add(rom, Which::Rom, 1);
+        }
+        if let Some(s) = &f.sriov {
+            for (j, b) in s.vf_bars.iter().enumerate() {
+                add(b, Which::VfBar(j), u64::from(s.total_vfs.max(1)));
+            }
+        }
+    }
+    (mem, io)
+}
+
+fn describe(topo: &Topology, s: &Span) -> String {
+    let f = &topo.functions[s.function];
+    let what = match s.which {
+        Which::Bar(i) => f
+            .bars
+            .get(i)
+            .map(|b| format!("BAR {} ({:#x})", b.index, b.offset)),
+        Which::Rom => f.rom.as_ref().map(|b| format!("ROM ({:#x})", b.offset)),
+        Which::VfBar(i) => f
+            .sriov
+            .as_ref()
+            .and_then(|s| s.vf_bars.get(i))
+            .map(|b| format!("VF BAR {} ({:#x}) for all VFs", b.index, b.offset)),
+    };
+    format!(
+        "{} {} [{:#x}-{:#x}]",
+        f.sbdf,
+        what.unwrap_or_default(),
+        s.start,
+        s.end.saturating_sub(1)
+    )
+}
+
+fn flag(topo: &mut Topology, s: &Span, text: String) {
+    let f = &mut topo.functions[s.function];
+    if let Some(b) = f.bar_mut(s.which) {
+        b.problems.push(text.clone());
+    }
+    problem(&mut f.problems, text);
+}
+
+/// Flags BARs that overlap each other (within a function or across functions).
+fn check_overlaps(topo: &mut Topology) {
+    let (mut mem, mut io) = spans(topo);
+    for (list, space) in [(&mut mem, "memory"), (&mut io, "I/O")] {
+        list.sort_by_key(|s| (s.start, s.end));
+        let mut widest: Option<Span> = None;
+        for s in list.iter() {
+            if let Some(w) = widest {
+                if s.start < w.end {
+                    let (a, b) = (describe(topo, s), describe(topo, &w));
+                    flag(topo, s, format!("{a} overlaps {b} in {space} space"));
+                    flag(topo, &w, format!("{b} overlaps {a} in {space} space"));
+                }
+                if s.end > w.end {
+                    widest = Some(*s);
+                }
+            } else {
+                widest = Some(*s);
+            }
+        }
+    }
+}
+
+/// Flags every memory BAR (the ROM if enabled; a PF's VF BARs for TotalVFs) that is not
+/// inside one of `windows` (the host bridges' memory windows, from ACPI `_CRS` or the
+/// firmware's e820 holes). I/O BARs are not checked. Each call adds its own problems.
+pub fn check_bars(topo: &mut Topology, windows: &[Range<u64>]) {
+    let (mem, _) = spans(topo);
+    for s in &mem {
+        if windows.iter().any(|w| w.start <= s.start && s.end <= w.end) {
+            continue;
+        }
+        let text = format!("{} is outside every host bridge window", describe(topo, s));
+        flag(topo, s, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vf_routing_ids() {
+        let pf = Sbdf::new(0, 3, 0, 0).unwrap();
+        assert_eq!(vf_sbdf(pf, 0x80, 2, 0).unwrap().to_string(), "0000:03:10.0");
+        assert_eq!(vf_sbdf(pf, 0x80, 2, 3).unwrap().to_string(), "0000:03:10.6");
+        assert_eq!(
+            vf_sbdf(pf, 0x100, 1, 1).unwrap().to_string(),
+            "0000:04:00.1"
+        );
+        let last = Sbdf::new(0, 0xff, 0, 0).unwrap();
+        let e = vf_sbdf(last, 0x100, 1, 0).unwrap_err();
+        assert!(e.contains("0000:ff:00.0: VF 0 routing ID 0x10000"), "{e}");
+    }
+
+    #[test]
+    fn frame_walks_devices_and_functions() {
+        let mut fr = Frame {
+            bus: 0,
+            hi: 0xff,
+            parent: None,
+            depth: 0,
+            only_dev0: false,
+            ari_fwd: false,
+            ari: false,
+            next: Some(0),
+            claimed: Vec::new(),
+        };
+        let mut seen = Vec::new();
+        while let Some(d) = fr.next {
+            seen.push(d);
+            fr.advance(d, None);
+        }
+        assert_eq!(seen.len(), 32);
+        assert!(seen.iter().all(|d| d & 7 == 0));
+        fr.only_dev0 = true;
+        fr.next = Some(0);
+        fr.advance(0, None);
+        assert_eq!(fr.next, None);
+    }
+}
