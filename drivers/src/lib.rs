@@ -2,6 +2,9 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+pub mod pcicheck;
 pub mod uart16550;
 
 pub use uart16550::{PortIo, Uart16550, UartWriter};

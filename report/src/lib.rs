@@ -290,6 +290,9 @@ pub struct PciFunction {
     pub ext_caps: Vec<String>,
     /// What `PHYSDEVOP_pci_device_add` returned: "ok", "-ENODEV (19)"..., or "not reported".
     pub xen_add: String,
+    /// A register read through the device's BAR that proves it answers there (see
+    /// `drivers::pcicheck`), with "ok"/"FAILED"; empty when dom0 has no check for the device.
+    pub device_check: String,
     /// Everything wrong with it, each naming the function and the register offset.
     pub problems: Vec<String>,
 }
@@ -1123,6 +1126,7 @@ impl PciSummary {
             str_array_field(j, "caps", &f.caps)?;
             str_array_field(j, "ext_caps", &f.ext_caps)?;
             j.str_field("xen_add", &f.xen_add)?;
+            j.str_field("device_check", &f.device_check)?;
             str_array_field(j, "problems", &f.problems)?;
             j.end_object()?;
         }
@@ -1197,7 +1201,11 @@ impl PciSummary {
                 w.write_str("; ext caps:")?;
                 write_list(w, &f.ext_caps)?;
             }
-            writeln!(w, "; xen add {}", Clean(&f.xen_add))?;
+            write!(w, "; xen add {}", Clean(&f.xen_add))?;
+            if !f.device_check.is_empty() {
+                write!(w, "; check: {}", Clean(&f.device_check))?;
+            }
+            writeln!(w)?;
             for p in &f.problems {
                 writeln!(w, "    - {}", Clean(p))?;
             }
@@ -1310,6 +1318,7 @@ impl PciFunction {
             caps,
             ext_caps,
             xen_add: "not reported".into(),
+            device_check: String::new(),
             problems: f.problems.clone(),
         }
     }
@@ -1661,6 +1670,7 @@ mod tests {
                     caps: vec![],
                     ext_caps: vec![],
                     xen_add: "ok".into(),
+                    device_check: String::new(),
                     problems: vec![],
                 },
                 PciFunction {
@@ -1681,6 +1691,7 @@ mod tests {
                     caps: strings(&["PCI Express (root port)", "MSI-X (table size 1)"]),
                     ext_caps: strings(&["Advanced Error Reporting"]),
                     xen_add: "ok".into(),
+                    device_check: String::new(),
                     problems: vec![],
                 },
                 PciFunction {
@@ -1710,6 +1721,7 @@ mod tests {
                     caps: strings(&["MSI-X (table size 3)", "PCI Express (endpoint)"]),
                     ext_caps: vec![],
                     xen_add: "-ENODEV (19)".into(),
+                    device_check: String::new(),
                     problems: strings(&[
                         "0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)",
                     ]),
@@ -1881,6 +1893,7 @@ mod tests {
                 "caps": ["MSI-X (table size 3)", "PCI Express (endpoint)"],
                 "ext_caps": [],
                 "xen_add": "-ENODEV (19)",
+                "device_check": "",
                 "problems": ["0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)"],
             })
         );

@@ -438,6 +438,18 @@ pub fn assert_bar(out: &RunOutcome, f: &Value, index: u64, kind: &str, size: u64
     );
 }
 
+/// dom0 read a known register of `f` through its BAR (virtio `num_queues`, e1000 STATUS, NVMe
+/// VS): the device answers at the address dom0 reports.
+pub fn assert_device_check(out: &RunOutcome, f: &Value) {
+    let c = f["device_check"].as_str().unwrap_or("");
+    check!(
+        out,
+        c.starts_with("ok:"),
+        "{} device check: {c:?}",
+        f["sbdf"]
+    );
+}
+
 /// dom0 proved event delivery: a one-shot timer came back as VIRQ_TIMER, not before it was due.
 pub fn assert_timer_event(out: &RunOutcome) {
     let d = dom0(out);

@@ -7,10 +7,10 @@
 use image::Outcome;
 use image::XenVersion;
 use tests::{
-    assert_bar, assert_container_matches_xen, assert_container_rewritten, assert_dom0_under_xen,
-    assert_madt_matches, assert_nothing_crashed, assert_pass, assert_pci_matches_xen,
-    assert_ready_phase, assert_smp, assert_timer_event, assert_xen_log_clean, boot, check, config,
-    dom0, garbage_module, pci_function,
+    assert_bar, assert_container_matches_xen, assert_container_rewritten, assert_device_check,
+    assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
+    assert_pci_matches_xen, assert_ready_phase, assert_smp, assert_timer_event,
+    assert_xen_log_clean, boot, check, config, dom0, garbage_module, pci_function,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
@@ -94,6 +94,9 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_bar(&out, e1000e, 0, "mem32", 0x20000);
     let nvme = pci_function(&out, d, 0x1b36, 0x0010);
     assert_bar(&out, nvme, 0, "mem64", 0x4000);
+    for f in [virtio, e1000e, nvme] {
+        assert_device_check(&out, f);
+    }
 }
 
 /// Xen 4.17, four vCPUs: every AP up, working, with the same MTRRs.
@@ -402,6 +405,9 @@ fn pci_bridges(xen: XenVersion) {
     // The conventional e1000 behind the PCIe-to-PCI bridge and the PCI bridge.
     let e1000 = pci_function(&out, d, 0x8086, 0x100e);
     assert_bar(&out, e1000, 0, "mem32", 0x20000);
+    for f in [nvme, e1000, pci_function(&out, d, 0x1af4, 0x1041)] {
+        assert_device_check(&out, f);
+    }
     // Both functions of the multi-function device on the root bus.
     for sbdf in ["0000:00:06.0", "0000:00:06.1"] {
         check!(
