@@ -31,7 +31,7 @@ use core::fmt::Write as _;
 use log::{error, info, warn};
 use report::{BootReport, HeapStats, ModuleSummary, Phase, StartInfoSummary, TimerCheck, XenInfo};
 use xen::cmdline::{
-    ConsoleChoice, Dom0Options, FaultTest, LogLevel, MtrrMode, OnReady, ReportFormat,
+    ConsoleChoice, Dom0Options, FaultTest, LogLevel, MtrrMode, OnReady, PciBars, ReportFormat,
 };
 use xen::memmap::MemoryMap;
 use xen::start_info::{PhysRead, StartInfo, StartInfoHeader};
@@ -505,7 +505,14 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("acpi");
 
     // --- PCI --------------------------------------------------------------------------------------
-    rep.pci = Some(pci_survey(&mut rep, &map, &mcfg, x));
+    rep.pci = Some(pci_survey(
+        &mut rep,
+        &map,
+        &mcfg,
+        x,
+        opts.pci_bars,
+        opts.pci_renumber,
+    ));
     time::phase("pci");
 
     // --- modules ------------------------------------------------------------------------------
@@ -596,6 +603,8 @@ fn pci_survey(
     map: &MemoryMap,
     mcfg: &[acpi_fixup::McfgEntry],
     x: Option<hypercall::Xen>,
+    bars: PciBars,
+    renumber: Option<u8>,
 ) -> report::PciSummary {
     let mut windows = Vec::new();
     let mut mmcfg_reserved = Vec::new();
@@ -664,20 +673,6 @@ fn pci_survey(
     // and above 4 GiB beyond all RAM and reserved entries.
     let bridge_windows = host_bridge_windows(map);
     pci::check_bars(&mut topo, &bridge_windows);
-    let mut sum = report::PciSummary::from_topology(source, &topo);
-    sum.enumerate_ns = enumerate_ns;
-    sum.mmcfg_reserved = mmcfg_reserved;
-    sum.problems.extend(problems);
-    sum.windows = bridge_windows
-        .iter()
-        .map(|w| {
-            format!(
-                "[{:#x}, {:#x}): a gap in the memory map (_CRS not evaluated: no AML interpreter yet)",
-                w.start, w.end
-            )
-        })
-        .collect();
-
     info!(
         "PCI: {} functions on {} buses via {source} in {} us",
         topo.functions.len(),
@@ -687,40 +682,237 @@ fn pci_survey(
     for p in topo.all_problems() {
         warn!("PCI: {p}");
     }
+    // Each function's PHYSDEVOP_pci_device_add result, by SBDF.
+    let mut xen_results: Vec<(pci::Sbdf, String)> = Vec::new();
     if let Some(x) = x {
-        let mut failed = 0;
         for a in pci::xen_add_order(&topo) {
-            let physfn = a.physfn.map(|p| (p.bus(), p.devfn()));
-            let r = xen::ops::pci_device_add(
-                &x,
-                a.sbdf.segment(),
-                a.sbdf.bus(),
-                a.sbdf.devfn(),
-                a.flags,
-                physfn,
-            );
-            let result = match r {
-                Ok(()) => "ok".to_string(),
-                Err(e) => {
-                    failed += 1;
-                    let m = format!("PHYSDEVOP_pci_device_add {}: {e}", a.sbdf);
-                    error!("PCI: {m}");
-                    rep.errors.push(format!("PCI: {m}"));
-                    e.to_string()
-                }
-            };
-            sum.set_xen_add(a.sbdf, &result);
+            let r = xen_add(&x, &a, rep);
+            xen_results.push((a.sbdf, r));
         }
+        let refused = xen_results.iter().filter(|(_, r)| r != "ok").count();
         info!(
-            "PCI: {} functions reported to Xen, {failed} refused",
+            "PCI: {} functions reported to Xen, {refused} refused",
             topo.functions.len()
         );
     }
+    let mut renumber_log = Vec::new();
+    if let Some(gap) = renumber {
+        topo = renumber_buses(
+            &cfg,
+            &segments,
+            topo,
+            gap,
+            x,
+            &mut xen_results,
+            &mut renumber_log,
+            rep,
+        );
+        pci::check_bars(&mut topo, &bridge_windows);
+    }
+    let mut moves_log = Vec::new();
+    if bars != PciBars::Keep {
+        move_bars(&cfg, &mut topo, &bridge_windows, bars, &mut moves_log, rep);
+    }
+    let mut sum = report::PciSummary::from_topology(source, &topo);
+    sum.enumerate_ns = enumerate_ns;
+    sum.mmcfg_reserved = mmcfg_reserved;
+    sum.problems.extend(problems);
+    sum.bar_moves = moves_log;
+    sum.renumber = renumber_log;
+    for (sbdf, r) in &xen_results {
+        sum.set_xen_add(*sbdf, r);
+    }
+    sum.windows = bridge_windows
+        .iter()
+        .map(|w| {
+            format!(
+                "[{:#x}, {:#x}): a gap in the memory map (_CRS not evaluated: no AML interpreter yet)",
+                w.start, w.end
+            )
+        })
+        .collect();
     let (ok, bad) = device_checks(&cfg, &topo, &mut sum);
     if ok + bad > 0 {
         info!("PCI: device checks through the BARs: {ok} ok, {bad} failed");
     }
     sum
+}
+
+/// One `PHYSDEVOP_pci_device_add`; the result as report text ("ok" or the errno).
+fn xen_add(x: &hypercall::Xen, a: &pci::XenAdd, rep: &mut BootReport) -> String {
+    let physfn = a.physfn.map(|p| (p.bus(), p.devfn()));
+    match xen::ops::pci_device_add(
+        x,
+        a.sbdf.segment(),
+        a.sbdf.bus(),
+        a.sbdf.devfn(),
+        a.flags,
+        physfn,
+    ) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            let m = format!("PHYSDEVOP_pci_device_add {}: {e}", a.sbdf);
+            error!("PCI: {m}");
+            rep.errors.push(format!("PCI: {m}"));
+            e.to_string()
+        }
+    }
+}
+
+/// `pci-bars=`: plan and apply BAR moves (each with decoding off, written, read back, decoding
+/// restored: Xen's vPCI ignores a BAR write while the BAR is mapped), then update `topo`.
+fn move_bars(
+    cfg: &pcicfg::Dom0Config,
+    topo: &mut pci::Topology,
+    windows: &[core::ops::Range<u64>],
+    bars: PciBars,
+    log: &mut Vec<String>,
+    rep: &mut BootReport,
+) {
+    let mode = match bars {
+        PciBars::Keep => pci::allocate::BarMode::Keep,
+        PciBars::Unassigned => pci::allocate::BarMode::Unassigned,
+        PciBars::All => pci::allocate::BarMode::All,
+    };
+    let windows: Vec<pci::allocate::Window> = windows
+        .iter()
+        .map(|r| pci::allocate::Window {
+            range: r.clone(),
+            // General windows: both kinds of memory BAR may go there.
+            prefetchable: false,
+        })
+        .collect();
+    let plan = pci::allocate::plan(topo, &windows, mode);
+    log.push(format!(
+        "pci-bars={}: {} BAR moves, {} bridges' windows",
+        bars.name(),
+        plan.moves.len(),
+        plan.bridges.len()
+    ));
+    for p in &plan.problems {
+        warn!("PCI: BAR plan: {p}");
+        log.push(format!("problem: {p}"));
+    }
+    let mut failed = 0;
+    for a in pci::allocate::apply(cfg, topo, &plan) {
+        if !a.ok {
+            failed += 1;
+            rep.errors.push(format!("PCI: {}: {}", a.what, a.detail));
+        }
+        let detail = if a.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.detail)
+        };
+        log.push(format!(
+            "{}: {}{detail}",
+            a.what,
+            if a.ok { "ok" } else { "FAILED" }
+        ));
+    }
+    for m in &plan.moves {
+        if let Some(i) = topo.index_of(m.sbdf)
+            && let Some(b) = topo.functions[i].bars.iter_mut().find(|b| b.index == m.bar)
+        {
+            b.address = m.new;
+        }
+    }
+    info!(
+        "PCI: {} BARs moved ({failed} steps failed)",
+        plan.moves.len()
+    );
+}
+
+/// `pci-renumber=GAP`: Xen does not follow bus renumbering (vPCI, the IOMMU and its pdev list
+/// are keyed by SBDF), so: decoding off and `PHYSDEVOP_pci_device_remove` for every function
+/// whose SBDF changes (deepest first; Xen 4.17's vpci_remove_device does not unmap BARs, hence
+/// decoding off first), program the new bus numbers, enumerate again, re-add the moved
+/// functions at their new SBDFs (bridges first), and restore their command registers.
+#[allow(clippy::too_many_arguments)]
+fn renumber_buses(
+    cfg: &pcicfg::Dom0Config,
+    segments: &[pci::Segment],
+    topo: pci::Topology,
+    gap: u8,
+    x: Option<hypercall::Xen>,
+    xen_results: &mut Vec<(pci::Sbdf, String)>,
+    log: &mut Vec<String>,
+    rep: &mut BootReport,
+) -> pci::Topology {
+    use pci::ConfigSpace as _;
+    let plan = pci::renumber::plan(&topo, gap);
+    for p in &plan.problems {
+        warn!("PCI: renumber plan: {p}");
+        log.push(format!("problem: {p}"));
+    }
+    if plan.moved.is_empty() {
+        log.push(format!("pci-renumber={gap}: no function changes SBDF"));
+        return topo;
+    }
+    log.push(format!(
+        "pci-renumber={gap}: {} functions change SBDF",
+        plan.moved.len()
+    ));
+    let mut saved: Vec<(pci::Sbdf, u32)> = Vec::new();
+    for &(old, _) in plan.moved.iter().rev() {
+        let cmd = cfg.read32(old, 4) & 0xffff;
+        saved.push((old, cmd));
+        cfg.write32(old, 4, cmd & !0x3);
+        if let Some(x) = x {
+            let r = match xen::ops::pci_device_remove(&x, old.segment(), old.bus(), old.devfn()) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    rep.errors
+                        .push(format!("PCI: PHYSDEVOP_pci_device_remove {old}: {e}"));
+                    e.to_string()
+                }
+            };
+            log.push(format!("Xen remove {old}: {r}"));
+        }
+        xen_results.retain(|(s, _)| *s != old);
+    }
+    for (what, ok) in pci::renumber::apply(cfg, &topo, &plan) {
+        if !ok {
+            rep.errors.push(format!("PCI: renumber: {what}"));
+        }
+        log.push(format!("{what}: {}", if ok { "ok" } else { "FAILED" }));
+    }
+    let new_topo = pci::enumerate(cfg, segments, &pci::EnumOptions::default());
+    let moved_new: Vec<pci::Sbdf> = plan.moved.iter().map(|&(_, n)| n).collect();
+    for &(old, new) in &plan.moved {
+        if new_topo.find(new).is_none() {
+            let m = format!("PCI: renumber: {old} is not at {new} afterwards");
+            error!("{m}");
+            rep.errors.push(m);
+        }
+    }
+    if let Some(x) = x {
+        // Bus numbers the firmware used when Xen booted: Xen's IOMMU code resolved its units
+        // (AMD IVRS ranges, VT-d DMAR scopes) for those only.
+        let boot_buses: Vec<u8> = topo.buses.iter().map(|b| b.number).collect();
+        for a in pci::xen_add_order(&new_topo)
+            .into_iter()
+            .filter(|a| moved_new.contains(&a.sbdf))
+        {
+            let mut r = xen_add(&x, &a, rep);
+            if r.contains("ENODEV") && !boot_buses.contains(&a.sbdf.bus()) {
+                r.push_str(&format!(
+                    " (bus {:#04x} did not exist when Xen booted: its IOMMU code only knows the \
+                     firmware's bus numbers, so the device stays out of vPCI and the IOMMU)",
+                    a.sbdf.bus()
+                ));
+            }
+            log.push(format!("Xen add {}: {r}", a.sbdf));
+            xen_results.push((a.sbdf, r));
+        }
+    }
+    for &(old, new) in &plan.moved {
+        if let Some(&(_, cmd)) = saved.iter().find(|(s, _)| *s == old) {
+            cfg.write32(new, 4, cmd);
+        }
+    }
+    info!("PCI: renumbered: {} functions moved", plan.moved.len());
+    new_topo
 }
 
 /// Read one known register of each device dom0 knows through its BAR (`drivers::pcicheck`), with

@@ -24,7 +24,7 @@ pub mod util;
 pub mod xenlog;
 pub mod xenpkg;
 
-pub use qemu::Topology;
+pub use qemu::{Iommu, Topology};
 pub use report::{Outcome, Report};
 pub use xenlog::{Analysis, Dom0Result, XenLog};
 
@@ -90,6 +90,7 @@ pub struct RunConfig {
     /// Xen's `dom0_mem` (MiB).
     pub dom0_mem_mib: u32,
     pub topology: Topology,
+    pub iommu: Iommu,
     pub timeout: Duration,
     /// A boot module (the second multiboot module under Xen; `-initrd` without Xen).
     pub module: Option<PathBuf>,
@@ -111,6 +112,7 @@ impl Default for RunConfig {
             mem_mib: 1024,
             dom0_mem_mib: 64,
             topology: Topology::Default,
+            iommu: Iommu::Amd,
             timeout: Duration::from_secs(90),
             module: None,
             dom0_args: Vec::new(),
@@ -311,12 +313,14 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         dom0: prepared.dom0_elf.clone(),
         module: module.clone(),
     };
-    let xen_cmdline = qemu::xen_cmdline(cfg.dom0_mem_mib, cfg.smp, &cfg.xen_args);
+    let mut xen_args: Vec<String> = cfg.iommu.xen_args().iter().map(|s| s.to_string()).collect();
+    xen_args.extend(cfg.xen_args.iter().cloned());
+    let xen_cmdline = qemu::xen_cmdline(cfg.dom0_mem_mib, cfg.smp, &xen_args);
     // Check the arguments before a run directory is made for them.
     let boot = qemu::boot_args(&files, &xen_cmdline, &dom0_args)?;
 
     let (name, run_dir) = create_run_dir(cfg)?;
-    let mut args = qemu::base_args(cfg.smp, cfg.mem_mib);
+    let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
     args.extend(cfg.topology.qemu_args(&run_dir)?);
     args.extend(boot);
     let qemu_cmdline = run_dir.join("qemu-cmdline.txt");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use image::bench::{BenchConfig, bench};
-use image::{Outcome, RunConfig, Topology, XenVersion};
+use image::{Iommu, Outcome, RunConfig, Topology, XenVersion};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +69,9 @@ struct RunArgs {
     /// PCI topology.
     #[arg(long, value_enum, default_value_t = Topology::Default)]
     topology: Topology,
+    /// The IOMMU QEMU emulates.
+    #[arg(long, value_enum, default_value_t = Iommu::Amd)]
+    iommu: Iommu,
     /// Seconds before QEMU is killed.
     #[arg(long, default_value_t = 90)]
     timeout: u64,
@@ -154,6 +157,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         mem_mib: a.mem,
         dom0_mem_mib: a.dom0_mem,
         topology: a.topology,
+        iommu: a.iommu,
         timeout: Duration::from_secs(a.timeout),
         module: a.module,
         dom0_args: a.dom0_args,

@@ -13,6 +13,39 @@ use serde::{Deserialize, Serialize};
 
 use crate::xenlog::{clean_line, is_terminal_xen_line};
 
+/// The IOMMU QEMU emulates (Xen needs one for a PVH dom0).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Iommu {
+    /// AMD-Vi (`amd-iommu`) with `-cpu qemu64,+svm,+npt`. Its IVRS covers the bus range the
+    /// firmware numbered; Xen refuses devices outside it.
+    #[default]
+    Amd,
+    /// Intel VT-d (`intel-iommu,intremap=off`) with `-cpu max,-rdtscp` and Xen's
+    /// `iommu=1,no-sharept`; its DMAR unit includes every PCI device.
+    Intel,
+}
+
+impl Iommu {
+    pub fn name(self) -> &'static str {
+        match self {
+            Iommu::Amd => "amd",
+            Iommu::Intel => "intel",
+        }
+    }
+
+    /// What Xen's command line needs for this IOMMU.
+    pub fn xen_args(self) -> &'static [&'static str] {
+        match self {
+            Iommu::Amd => &[],
+            Iommu::Intel => &["iommu=1,no-sharept"],
+        }
+    }
+}
+
 /// A named set of PCI devices to boot with. `--topology NAME` takes these names.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
@@ -169,12 +202,17 @@ pub fn path_arg(path: &Path) -> Result<String> {
 }
 
 /// Machine, CPU and the devices every run has.
-pub fn base_args(smp: u32, mem_mib: u32) -> Vec<String> {
+pub fn base_args(smp: u32, mem_mib: u32, iommu: Iommu) -> Vec<String> {
+    let (cpu, iommu_dev) = match iommu {
+        Iommu::Amd => ("qemu64,+svm,+npt", "amd-iommu"),
+        // -rdtscp: Xen under this emulation cannot decode RDTSCP exits (DESIGN.md).
+        Iommu::Intel => ("max,-rdtscp", "intel-iommu,intremap=off"),
+    };
     [
         "-machine",
         "q35,accel=tcg",
         "-cpu",
-        "qemu64,+svm,+npt",
+        cpu,
         "-smp",
         &smp.to_string(),
         "-m",
@@ -188,7 +226,7 @@ pub fn base_args(smp: u32, mem_mib: u32) -> Vec<String> {
         "-serial",
         "stdio",
         "-device",
-        "amd-iommu",
+        iommu_dev,
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=4",
     ]

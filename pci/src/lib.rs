@@ -18,11 +18,15 @@
 
 extern crate alloc;
 
+// `alloc` is the crate `extern crate alloc` names: the module takes another name.
+#[path = "alloc.rs"]
+pub mod allocate;
 pub mod bar;
 pub mod caps;
 pub mod config;
 pub mod enumerate;
 pub mod regs;
+pub mod renumber;
 #[cfg(any(test, feature = "fake"))]
 pub mod sim;
 pub mod sriov;

@@ -18,7 +18,10 @@
 //!   NumVFs cannot change while VF Enable is set.
 //! - It records [`SimConfig::violations`]: every write to a memory BAR or ROM while
 //!   COMMAND.MEM is set, to an I/O BAR while COMMAND.IO is set (any BAR register with either
-//!   set, for unimplemented ones), and to a VF BAR while VF MSE is set. It counts accesses.
+//!   set, for unimplemented ones), to a VF BAR while VF MSE is set, and to a bridge's memory
+//!   window registers (0x20..0x2c) while its COMMAND.MEM is set. It counts accesses.
+//! - Bridge windows read back what was written, with the read-only bits: the low nibbles of
+//!   the memory base/limit read 0, those of the prefetchable base/limit read 1 (64-bit).
 //! - Hostile hardware: [`Hostile`] functions, raw header types, BARs with nonsense masks
 //!   ([`SimBar::with_mask`]), and raw pokes ([`SimConfig::poke32`]) for cyclic capability
 //!   lists, looping or overlapping bridges and the like.
@@ -775,6 +778,8 @@ fn build(dev: &SimDevice, link: usize, devfn: u8, bus: u8) -> SimFn {
         }
         HEADER_BRIDGE => {
             f.regs[6] = u32::from(bus) | u32::from(dev.buses.0) << 8 | u32::from(dev.buses.1) << 16;
+            // Prefetchable base and limit: 64-bit capable (read-only type nibbles 1).
+            f.regs[9] = 0x0001_0001;
         }
         _ => {}
     }
@@ -1134,6 +1139,12 @@ impl Sim {
             self.fns[i].regs[6] = value;
             self.invalidate();
             return;
+        }
+        if layout == HEADER_BRIDGE && (8..=11).contains(&d) && cmd & CMD_MEM != 0 {
+            self.violations.push(format!(
+                "{sbdf}: write {value:#010x} to memory window register ({offset:#x}) with \
+                 decoding on (COMMAND {cmd:#06x})"
+            ));
         }
         if layout == HEADER_BRIDGE && (7..=12).contains(&d) {
             let mask = match d {

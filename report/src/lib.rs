@@ -258,6 +258,11 @@ pub struct PciSummary {
     pub mmcfg_reserved: Vec<String>,
     /// The host bridge windows BARs were checked against, and how they were found.
     pub windows: Vec<String>,
+    /// `pci-bars=`: the mode, then every BAR move and bridge window write with its result
+    /// ("0000:01:00.0 BAR4 0xfd200000 -> 0xfe000000: ok").
+    pub bar_moves: Vec<String>,
+    /// `pci-renumber=`: every Xen remove, bus register write and Xen re-add, with its result.
+    pub renumber: Vec<String>,
     /// Problems not tied to one function (garbage functions, segment trouble, limits).
     pub problems: Vec<String>,
     /// The hierarchy drawn as `lspci -tv` does (lines end in '\n').
@@ -1061,6 +1066,8 @@ impl PciSummary {
             functions,
             mmcfg_reserved: Vec::new(),
             windows: Vec::new(),
+            bar_moves: Vec::new(),
+            renumber: Vec::new(),
             problems: topo.problems.clone(),
             tree: pci::tree::tree_text(topo),
             enumerate_ns: 0,
@@ -1096,6 +1103,8 @@ impl PciSummary {
         j.u64_field("enumerate_ns", self.enumerate_ns)?;
         str_array_field(j, "mmcfg_reserved", &self.mmcfg_reserved)?;
         str_array_field(j, "windows", &self.windows)?;
+        str_array_field(j, "bar_moves", &self.bar_moves)?;
+        str_array_field(j, "renumber", &self.renumber)?;
         j.key("functions")?;
         j.begin_array()?;
         for f in &self.functions {
@@ -1153,6 +1162,12 @@ impl PciSummary {
         )?;
         for m in &self.mmcfg_reserved {
             writeln!(w, "PCI mmcfg_reserved: {}", Clean(m))?;
+        }
+        for m in &self.bar_moves {
+            writeln!(w, "PCI BAR move: {}", Clean(m))?;
+        }
+        for m in &self.renumber {
+            writeln!(w, "PCI renumber: {}", Clean(m))?;
         }
         for m in &self.windows {
             writeln!(w, "PCI window: {}", Clean(m))?;
@@ -1729,6 +1744,8 @@ mod tests {
             ],
             mmcfg_reserved: strings(&["0000 [bus 00-ff] at 0xb0000000: ok"]),
             windows: vec!["[0xc0000000, 0xfec00000): a gap in the memory map".into()],
+            bar_moves: Vec::new(),
+            renumber: Vec::new(),
             problems: strings(&["0000:00:05.0: ID (0x00) changed between two reads"]),
             tree: "-[0000:00]-+-00.0  8086:29c0 Host bridge\n           \\-01.0-[01]----00.0  \
                    1af4:1041 Ethernet controller\n"

@@ -139,6 +139,18 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// `pci-bars=`: where BARs go. `keep`: firmware placement; `unassigned`: place what the
+    /// firmware left unassigned or conflicting; `all`: move every memory BAR (the bring-up
+    /// exercise: every device must still answer at its new address).
+    pub enum PciBars expected "keep|unassigned|all" {
+        #[default]
+        Keep = "keep",
+        Unassigned = "unassigned",
+        All = "all",
+    }
+}
+
 impl ReportFormat {
     pub fn wants_text(self) -> bool {
         matches!(self, ReportFormat::Text | ReportFormat::Both)
@@ -160,6 +172,10 @@ pub struct Dom0Options {
     /// `maxcpus=N`: run on at most N CPUs (1..=128). Without Xen this also makes dom0 rewrite
     /// the MADT for its container to list only those CPUs.
     pub maxcpus: Option<u32>,
+    pub pci_bars: PciBars,
+    /// `pci-renumber=N`: renumber the PCI buses depth-first, leaving N spare bus numbers after
+    /// each bridge for hot-plug (0..=32), following Xen's remove / renumber / re-add protocol.
+    pub pci_renumber: Option<u8>,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -297,6 +313,18 @@ const OPTIONS: &[OptSpec] = &[
             _ => false,
         },
     },
+    keyword_opt!("pci-bars", PciBars, pci_bars),
+    OptSpec {
+        name: "pci-renumber",
+        expected: "a number of spare buses per bridge, 0 to 32",
+        apply: |o, v| match v.and_then(|v| v.parse::<u8>().ok()) {
+            Some(n @ 0..=32) => {
+                o.pci_renumber = Some(n);
+                true
+            }
+            _ => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -307,6 +335,8 @@ const KNOWN_NAMES: &[&str] = &[
     "fault-test",
     "mtrr",
     "maxcpus",
+    "pci-bars",
+    "pci-renumber",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
@@ -491,7 +521,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)"
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)"
             ]
         );
     }
@@ -505,9 +535,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -612,7 +642,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -652,6 +682,15 @@ mod tests {
             e[MAX_ERRORS].to_string(),
             "9984 more command-line problems not shown"
         );
+    }
+
+    #[test]
+    fn pci_options() {
+        let (o, e) = Dom0Options::parse("pci-bars=all pci-renumber=2");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!((o.pci_bars, o.pci_renumber), (PciBars::All, Some(2)));
+        assert_eq!(Dom0Options::parse("pci-renumber=33").1.len(), 1);
+        assert_eq!(Dom0Options::parse("pci-bars=some").1.len(), 1);
     }
 
     #[test]
@@ -704,7 +743,9 @@ mod tests {
                 "console",
                 "fault-test",
                 "mtrr",
-                "maxcpus"
+                "maxcpus",
+                "pci-bars",
+                "pci-renumber"
             ]
         );
     }
