@@ -512,6 +512,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         x,
         opts.pci_bars,
         opts.pci_renumber,
+        opts.pci_vfs,
     ));
     time::phase("pci");
 
@@ -605,6 +606,7 @@ fn pci_survey(
     x: Option<hypercall::Xen>,
     bars: PciBars,
     renumber: Option<u8>,
+    vfs: u16,
 ) -> report::PciSummary {
     let mut windows = Vec::new();
     let mut mmcfg_reserved = Vec::new();
@@ -695,6 +697,56 @@ fn pci_survey(
             topo.functions.len()
         );
     }
+    // SR-IOV, in Linux's order: the PF was reported with its VFs off (Xen sizes the VF BARs when
+    // the PF is added, which it cannot do once VF Enable is set); now give unassigned VF BARs a
+    // place, enable the VFs, wait, find them, and report them as virtual functions of their PF.
+    if vfs > 0 {
+        let pfs: Vec<(pci::Sbdf, u16)> = topo
+            .functions
+            .iter()
+            .filter_map(|f| f.sriov.as_ref().map(|s| (f.sbdf, s.total_vfs.min(vfs))))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        for &(pf, n) in &pfs {
+            for m in assign_vf_bars(&cfg, &topo, pf) {
+                info!("PCI: {m}");
+                problems.push(m);
+            }
+            match pci::enable_vfs(&cfg, pf, n) {
+                Ok(v) => info!("PCI: {pf}: {} VFs enabled", v.len()),
+                Err(e) => {
+                    warn!("PCI: {pf}: enabling {n} VFs failed: {e}");
+                    problems.push(format!("{pf}: enabling {n} VFs failed: {e}"));
+                }
+            }
+        }
+        if !pfs.is_empty() {
+            // SR-IOV 1.1 §3.3.3.1: wait 100 ms after VF Enable before touching the VFs.
+            let t = arch::rdtsc();
+            while time::ticks_to_ns(arch::rdtsc() - t) < 100_000_000 {
+                if let Some(x) = x {
+                    let _ = xen::ops::sched_yield(&x);
+                }
+            }
+            topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+            pci::check_bars(&mut topo, &bridge_windows);
+            if let Some(x) = x {
+                for a in pci::xen_add_order(&topo) {
+                    if !xen_results.iter().any(|(s, _)| *s == a.sbdf) {
+                        let mut r = xen_add(&x, &a, rep);
+                        if a.physfn.is_some() && r.contains("ENODEV") {
+                            r.push_str(
+                                " (Xen's vPCI keeps no BARs for a VF of a PVH dom0: VF BARs read 0 \
+                                 in the VF's config space, so its MSI-X table has no BAR; SR-IOV is \
+                                 unsupported for a PVH dom0 in Xen's SUPPORT.md)",
+                            );
+                        }
+                        xen_results.push((a.sbdf, r));
+                    }
+                }
+            }
+        }
+    }
     let mut renumber_log = Vec::new();
     if let Some(gap) = renumber {
         topo = renumber_buses(
@@ -736,6 +788,92 @@ fn pci_survey(
         info!("PCI: device checks through the BARs: {ok} ok, {bad} failed");
     }
     sum
+}
+
+/// Give a PF's unassigned VF BARs (SR-IOV capability) a place before its VFs are enabled: Xen
+/// 4.20 refuses a VF whose MSI-X table sits in an unassigned BAR ("DEVICE BUG: ... MSI-X vector
+/// table at invalid BAR0", -ENODEV), and firmware (SeaBIOS) leaves VF BARs unassigned. Each VF
+/// BAR region (per-VF size x TotalVFs, aligned to the per-VF size) goes into a free part of the
+/// memory window of the bridge above the PF, written with the PF's decoding off and read back.
+fn assign_vf_bars(cfg: &pcicfg::Dom0Config, topo: &pci::Topology, pf: pci::Sbdf) -> Vec<String> {
+    use pci::ConfigSpace as _;
+    let mut notes = Vec::new();
+    let Some(f) = topo.find(pf) else { return notes };
+    let Some(sriov) = &f.sriov else { return notes };
+    let Some(bridge) = f.parent.and_then(|i| topo.functions.get(i)) else {
+        return notes;
+    };
+    // The bridge's memory window (0x20: base and limit, bits 31:20 of the address).
+    let w = cfg.read32(bridge.sbdf, 0x20);
+    let (base, limit) = (
+        u64::from(w & 0xfff0) << 16,
+        (u64::from(w >> 16 & 0xfff0) << 16) | 0xf_ffff,
+    );
+    if base > limit {
+        notes.push(format!(
+            "{pf}: VF BARs unassigned and the bridge above has no memory window"
+        ));
+        return notes;
+    }
+    // What already lies in the window: the BARs of every function behind the bridge.
+    let mut used: Vec<(u64, u64)> = topo
+        .functions
+        .iter()
+        .filter(|g| g.parent == f.parent)
+        .flat_map(|g| g.bars.iter())
+        .filter(|b| b.address != 0 && b.size != 0)
+        .map(|b| (b.address, b.address + b.size))
+        .collect();
+    for vb in sriov
+        .vf_bars
+        .iter()
+        .filter(|b| b.address == 0 && b.size != 0)
+    {
+        let total = vb.size * u64::from(sriov.total_vfs.max(1));
+        let mut at = base.next_multiple_of(vb.size);
+        while at + total - 1 <= limit {
+            match used.iter().find(|&&(s, e)| at < e && s < at + total) {
+                Some(&(_, e)) => at = e.next_multiple_of(vb.size),
+                None => break,
+            }
+        }
+        if at + total - 1 > limit {
+            notes.push(format!(
+                "{pf}: no room for VF BAR{} ({:#x} x {} VFs) in the bridge window [{base:#x}, {limit:#x}]",
+                vb.index, vb.size, sriov.total_vfs
+            ));
+            continue;
+        }
+        let reg = sriov.offset + pci::regs::SRIOV_VF_BAR0 + 4 * u16::from(vb.index);
+        let cmd = cfg.read32(pf, 4) & 0xffff;
+        cfg.write32(pf, 4, cmd & !0x3);
+        let low_flags = cfg.read32(pf, reg) & 0xf;
+        cfg.write32(pf, reg, (at as u32 & !0xf) | low_flags);
+        if vb.kind == pci::BarKind::Mem64 {
+            cfg.write32(pf, reg + 4, (at >> 32) as u32);
+        }
+        let back = u64::from(cfg.read32(pf, reg) & !0xf)
+            | if vb.kind == pci::BarKind::Mem64 {
+                u64::from(cfg.read32(pf, reg + 4)) << 32
+            } else {
+                0
+            };
+        cfg.write32(pf, 4, cmd);
+        used.push((at, at + total));
+        notes.push(format!(
+            "{pf}: VF BAR{} assigned [{at:#x}, {:#x}) ({} VFs x {:#x}){}",
+            vb.index,
+            at + total,
+            sriov.total_vfs,
+            vb.size,
+            if back == at {
+                String::new()
+            } else {
+                format!("; reads back {back:#x}: FAILED")
+            }
+        ));
+    }
+    notes
 }
 
 /// One `PHYSDEVOP_pci_device_add`; the result as report text ("ok" or the errno).

@@ -64,11 +64,19 @@ pub enum Topology {
     /// PCI bridge and an e1000 behind it, and a multi-function device (virtio-serial, functions
     /// 0 and 1) on the root complex.
     Bridges,
+    /// The default devices plus an SR-IOV NVMe controller (3 virtual functions available;
+    /// dom0's `pci-vfs=` enables them).
+    Sriov,
 }
 
 impl Topology {
     /// Every topology, in `--help` order.
-    pub const ALL: &'static [Topology] = &[Topology::Default, Topology::Minimal, Topology::Bridges];
+    pub const ALL: &'static [Topology] = &[
+        Topology::Default,
+        Topology::Minimal,
+        Topology::Bridges,
+        Topology::Sriov,
+    ];
 
     /// The name `--topology` takes.
     pub fn name(self) -> &'static str {
@@ -76,6 +84,7 @@ impl Topology {
             Topology::Default => "default",
             Topology::Minimal => "minimal",
             Topology::Bridges => "bridges",
+            Topology::Sriov => "sriov",
         }
     }
 
@@ -121,20 +130,37 @@ impl Topology {
                     ));
                 }
             }
-            Topology::Default => {
+            Topology::Sriov => {
+                args_default(&mut b, run_dir)?;
                 let rp = b.root_port();
-                b.nic("virtio-net-pci", &rp, ",disable-legacy=on,romfile=");
-                let rp = b.root_port();
-                b.nic("e1000e", &rp, ",romfile=");
-                let rp = b.root_port();
-                let disk = b.disk_image(run_dir, "nvme.img", 1024 * 1024)?;
+                // QEMU's NVMe SR-IOV (docs/system/devices/nvme.rst) needs an NVM subsystem and
+                // flexible queue/interrupt resources shared between the PF and its VFs.
                 b.args.push("-device".into());
-                b.args
-                    .push(format!("nvme,serial=dom0nvme,drive={disk},bus={rp}"));
+                b.args.push("nvme-subsys,id=subsys0".into());
+                b.args.push("-device".into());
+                b.args.push(format!(
+                    "nvme,serial=dom0sriov,subsys=subsys0,bus={rp},sriov_max_vfs=3,\
+                     sriov_vq_flexible=6,sriov_vi_flexible=3,max_ioqpairs=8,msix_qsize=10"
+                ));
             }
+            Topology::Default => args_default(&mut b, run_dir)?,
         }
         Ok(b.args)
     }
+}
+
+/// The default topology's devices: virtio-net, e1000e and NVMe behind their own root ports.
+fn args_default(b: &mut DeviceBuilder, run_dir: &Path) -> Result<()> {
+    let rp = b.root_port();
+    b.nic("virtio-net-pci", &rp, ",disable-legacy=on,romfile=");
+    let rp = b.root_port();
+    b.nic("e1000e", &rp, ",romfile=");
+    let rp = b.root_port();
+    let disk = b.disk_image(run_dir, "nvme.img", 1024 * 1024)?;
+    b.args.push("-device".into());
+    b.args
+        .push(format!("nvme,serial=dom0nvme,drive={disk},bus={rp}"));
+    Ok(())
 }
 
 /// Hands out unique ids and chassis numbers while devices are added.

@@ -628,3 +628,85 @@ fn pci_renumber_follows_xens_protocol() {
         );
     }
 }
+
+/// `pci-vfs=2` on an SR-IOV NVMe controller (QEMU 7.2 has no igb): dom0 places the VF BARs the
+/// firmware left unassigned, enables 2 VFs after reporting the PF, finds them, and reports them
+/// to Xen as virtual functions of their PF. Xen 4.17 adds them (`PCI add virtual function`);
+/// 4.20's vPCI refuses them (-ENODEV, "MSI-X vector table at invalid BAR0": SR-IOV is
+/// unsupported for a PVH dom0), which dom0 must report and explain.
+fn pci_sriov(xen: XenVersion) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let mut cfg = config(xen, 1, &format!("test-pci-sriov-{major}.{minor}"));
+    cfg.topology = image::Topology::Sriov;
+    cfg.dom0_args = vec!["pci-vfs=2".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    let d = dom0(&out);
+    let funcs = d["pci"]["functions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let vfs: Vec<&serde_json::Value> = funcs
+        .iter()
+        .filter(|f| f["kind"].as_str().is_some_and(|k| k.starts_with("VF of ")))
+        .collect();
+    check!(
+        out,
+        vfs.len() == 2,
+        "expected 2 VFs, dom0 reports {}",
+        vfs.len()
+    );
+    check!(
+        out,
+        d["pci"]["problems"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|x| x.as_str().is_some_and(|s| s.contains("VF BAR0 assigned")))),
+        "the unassigned VF BAR was not placed: {}",
+        d["pci"]["problems"]
+    );
+    let order = &out.report.xen_log.pci_devices_added;
+    for vf in vfs {
+        let sbdf = vf["sbdf"].as_str().unwrap_or("");
+        let pf = vf["kind"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("VF of ")
+            .to_string();
+        if minor == 17 {
+            check!(
+                out,
+                vf["xen_add"] == "ok",
+                "Xen 4.17 refused VF {sbdf}: {}",
+                vf["xen_add"]
+            );
+            let line = format!("PCI add virtual function {sbdf}");
+            check!(out, out.serial.contains(&line), "Xen's log lacks {line:?}");
+            let pos = |s: &str| order.iter().position(|x| x == s);
+            check!(
+                out,
+                pos(&pf) < pos(sbdf),
+                "Xen added VF {sbdf} before its PF {pf}"
+            );
+        } else {
+            let r = vf["xen_add"].as_str().unwrap_or("");
+            check!(
+                out,
+                r.contains("-ENODEV") && r.contains("SR-IOV is unsupported"),
+                "{sbdf}: {r}"
+            );
+            let line = format!("DEVICE BUG: {sbdf}: MSI-X vector table at invalid BAR0");
+            check!(out, out.serial.contains(&line), "Xen's log lacks {line:?}");
+        }
+    }
+}
+
+#[test]
+fn pci_sriov_vfs_under_xen_4_17() {
+    pci_sriov(XenVersion::V4_17);
+}
+
+#[test]
+fn pci_sriov_vfs_refused_by_xen_4_20() {
+    pci_sriov(XenVersion::V4_20);
+}

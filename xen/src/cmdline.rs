@@ -176,6 +176,9 @@ pub struct Dom0Options {
     /// `pci-renumber=N`: renumber the PCI buses depth-first, leaving N spare bus numbers after
     /// each bridge for hot-plug (0..=32), following Xen's remove / renumber / re-add protocol.
     pub pci_renumber: Option<u8>,
+    /// `pci-vfs=N`: enable up to N virtual functions on every SR-IOV physical function (0..=255)
+    /// and report them to Xen as virtual functions of their PF.
+    pub pci_vfs: u16,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -325,6 +328,17 @@ const OPTIONS: &[OptSpec] = &[
             _ => false,
         },
     },
+    OptSpec {
+        name: "pci-vfs",
+        expected: "a number of virtual functions per SR-IOV device, 0 to 255",
+        apply: |o, v| match v.and_then(|v| v.parse::<u16>().ok()) {
+            Some(n @ 0..=255) => {
+                o.pci_vfs = n;
+                true
+            }
+            _ => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -337,6 +351,7 @@ const KNOWN_NAMES: &[&str] = &[
     "maxcpus",
     "pci-bars",
     "pci-renumber",
+    "pci-vfs",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
@@ -521,7 +536,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)"
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)"
             ]
         );
     }
@@ -535,9 +550,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -642,7 +657,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -745,7 +760,8 @@ mod tests {
                 "mtrr",
                 "maxcpus",
                 "pci-bars",
-                "pci-renumber"
+                "pci-renumber",
+                "pci-vfs"
             ]
         );
     }
