@@ -58,6 +58,22 @@ fn vi64(cpu: &PerCpu, off: usize) -> &'static AtomicU64 {
     unsafe { AtomicU64::from_ptr((cpu.vcpu_info + off as u64) as *mut u64) }
 }
 
+/// Per-port handlers for everything that is not a vCPU's timer or IPI port (interdomain
+/// channels: backends, xenstore, consoles). Stored as fn addresses; 0 = none.
+const HANDLED_PORTS: usize = 1024;
+static HANDLERS: [AtomicU64; HANDLED_PORTS] = [const { AtomicU64::new(0) }; HANDLED_PORTS];
+
+/// Call `f(port)` from the upcall whenever `port` fires (on whichever vCPU it is bound to).
+pub fn register(port: EvtchnPort, f: fn(u32)) -> bool {
+    match HANDLERS.get(port.0 as usize) {
+        Some(slot) => {
+            slot.store(f as *const () as u64, Ordering::Release);
+            true
+        }
+        None => false,
+    }
+}
+
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static OTHER_EVENTS: AtomicU64 = AtomicU64::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
@@ -121,7 +137,16 @@ pub fn upcall() {
             } else if port == me.ipi_port.load(Ordering::Relaxed) {
                 crate::smp::on_ipi(me);
             } else {
-                OTHER_EVENTS.fetch_add(1, Ordering::Relaxed);
+                let h = HANDLERS
+                    .get(port as usize)
+                    .map_or(0, |s| s.load(Ordering::Acquire));
+                if h == 0 {
+                    OTHER_EVENTS.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // SAFETY: only `register` stores here, and it stores an `fn(u32)`.
+                    let f: fn(u32) = unsafe { core::mem::transmute::<usize, fn(u32)>(h as usize) };
+                    f(port);
+                }
             }
         });
     }
@@ -216,6 +241,73 @@ pub fn timer_check(
         delivered_ns: fired_at.saturating_sub(start),
         polls,
     })
+}
+
+static LOOPBACK_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+fn loopback_handler(_port: u32) {
+    LOOPBACK_EVENTS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Item 2 of the toolstack, proven on dom0 itself: allocate an unbound port, bind the other end
+/// of it with EVTCHNOP_bind_interdomain (dom0 to dom0), unmask both, send on one end and check
+/// the upcall dispatched the event to the handler registered for the other end.
+pub fn interdomain_loopback(
+    x: &dyn Hypercall,
+) -> Result<(EvtchnPort, EvtchnPort), (&'static str, XenError)> {
+    let a = ops::alloc_unbound(x, ops::DOMID_SELF, 0).map_err(|e| ("EVTCHNOP_alloc_unbound", e))?;
+    let b = ops::bind_interdomain(x, 0, a).map_err(|e| ("EVTCHNOP_bind_interdomain", e))?;
+    register(a, loopback_handler);
+    for p in [a, b] {
+        ops::evtchn_unmask(x, p).map_err(|e| ("EVTCHNOP_unmask", e))?;
+    }
+    let (w, bit) = port_word_bit(a.0).ok_or(("port number", XenError::EINVAL))?;
+    let before = LOOPBACK_EVENTS.load(Ordering::Acquire);
+    let was_on = crate::arch::interrupts_enabled();
+    crate::arch::cli();
+    ops::evtchn_send(x, b).map_err(|e| ("EVTCHNOP_send", e))?;
+    let t0 = crate::arch::rdtsc();
+    while a64(layout::EVTCHN_PENDING + 8 * w).load(Ordering::Acquire) & bit == 0 {
+        if crate::time::ticks_to_ns(crate::arch::rdtsc() - t0) > 1_000_000_000 {
+            return Err(("the event never became pending", XenError::EAGAIN));
+        }
+        let deadline = system_time_ns() + 100_000_000;
+        ops::sched_poll(x, &[a], deadline).map_err(|e| ("SCHEDOP_poll", e))?;
+    }
+    crate::arch::sti();
+    let t1 = crate::arch::rdtsc();
+    while LOOPBACK_EVENTS.load(Ordering::Acquire) == before {
+        if crate::time::ticks_to_ns(crate::arch::rdtsc() - t1) > 100_000_000 {
+            return Err((
+                "pending but not dispatched to its handler",
+                XenError::EAGAIN,
+            ));
+        }
+        core::hint::spin_loop();
+    }
+    if !was_on {
+        crate::arch::cli();
+    }
+    Ok((a, b))
+}
+
+#[repr(C, align(4096))]
+struct GrantPage(UnsafeCell<[u8; 4096]>);
+
+// SAFETY: after XENMEM_add_to_physmap this page is dom0's grant table frame 0, shared with Xen;
+// dom0 only writes grant entries through it (none yet) and never reads it as Rust data.
+unsafe impl Sync for GrantPage {}
+
+static GRANT_FRAME0: GrantPage = GrantPage(UnsafeCell::new([0; 4096]));
+
+/// Map frame 0 of dom0's grant table into a page of dom0's own; (frames, max frames, address).
+pub fn map_grant_table(x: &dyn Hypercall) -> Result<(u32, u32, u64), (&'static str, XenError)> {
+    let (n, max) =
+        ops::gnttab_query_size(x, ops::DOMID_SELF).map_err(|e| ("GNTTABOP_query_size", e))?;
+    let addr = GRANT_FRAME0.0.get() as u64;
+    ops::map_grant_table_frame(x, 0, addr >> 12)
+        .map_err(|e| ("XENMEM_add_to_physmap(grant_table)", e))?;
+    Ok((n, max, addr))
 }
 
 /// Counters for the report: (upcalls, timer events, other events, spurious vectors).

@@ -317,6 +317,35 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         }
         info!("vCPUs: {} (VCPUOP_is_up), vCPU 0 running", rep.vcpus);
     }
+    if let Some(x) = x {
+        match events::interdomain_loopback(&x) {
+            Ok((a, b)) => rep.selftests.push(format!(
+                "interdomain event channel: port {} (EVTCHNOP_alloc_unbound) bound as port {} \
+                 (EVTCHNOP_bind_interdomain), sent on {}, dispatched to {}'s handler: ok",
+                a.0, b.0, b.0, a.0
+            )),
+            Err((what, e)) => {
+                let m = format!("interdomain event channel: {what}: {e}");
+                error!("{m}");
+                rep.errors.push(m.clone());
+                rep.selftests.push(format!("{m}: FAILED"));
+            }
+        }
+        match events::map_grant_table(&x) {
+            Ok((n, max, addr)) => rep.selftests.push(format!(
+                "grant table: {n} of at most {max} frames, frame 0 mapped at {addr:#x}: ok"
+            )),
+            Err((what, e)) => {
+                let m = format!("grant table: {what}: {e}");
+                error!("{m}");
+                rep.errors.push(m.clone());
+                rep.selftests.push(format!("{m}: FAILED"));
+            }
+        }
+        for t in &rep.selftests {
+            info!("self-test: {t}");
+        }
+    }
     time::phase("events");
 
     // --- the other vCPUs --------------------------------------------------------------------------

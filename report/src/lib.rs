@@ -346,6 +346,9 @@ pub struct BootReport {
     pub mtrr: Option<MtrrSummary>,
     /// `None` if PCI was not enumerated.
     pub pci: Option<PciSummary>,
+    /// Self-tests of Xen interfaces the toolstack builds on (interdomain event channel loopback,
+    /// grant table mapping), one line each with its result.
+    pub selftests: Vec<String>,
     pub modules: Vec<ModuleSummary>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
@@ -493,6 +496,7 @@ impl BootReport {
             None => j.null()?,
             Some(p) => p.json(j)?,
         }
+        str_array_field(j, "selftests", &self.selftests)?;
 
         j.key("modules")?;
         j.begin_array()?;
@@ -673,6 +677,9 @@ impl BootReport {
             Some(p) => p.write_text(w)?,
         }
 
+        for t in &self.selftests {
+            writeln!(w, "self-test: {}", Clean(t))?;
+        }
         writeln!(w, "modules ({}):", self.modules.len())?;
         for m in &self.modules {
             writeln!(
@@ -1476,6 +1483,9 @@ mod tests {
 
     fn sample() -> BootReport {
         BootReport {
+            selftests: vec![
+                "grant table: 1 of at most 64 frames, frame 0 mapped at 0x1b5000: ok".into(),
+            ],
             dom0_version: "rust-dom0 0.1.0".into(),
             under_xen: true,
             xen: Some(XenInfo {

@@ -86,6 +86,21 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_smp(&out, smp);
     assert_container_matches_xen(&out, smp);
     assert_pci_matches_xen(&out);
+    // The toolstack's foundations on dom0 itself: an interdomain event channel looped back and
+    // dispatched to its handler, and the grant table mapped.
+    let tests = dom0(&out)["selftests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for want in ["interdomain event channel", "grant table"] {
+        check!(
+            out,
+            tests.iter().any(|t| t
+                .as_str()
+                .is_some_and(|t| t.starts_with(want) && t.ends_with(": ok"))),
+            "self-test {want:?} did not pass: {tests:?}"
+        );
+    }
     // The default topology's devices, with the BAR sizes QEMU gives them.
     let d = dom0(&out);
     let virtio = pci_function(&out, d, 0x1af4, 0x1041);

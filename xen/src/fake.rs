@@ -26,6 +26,8 @@ struct State {
     ipis: Vec<(u32, u32)>, // (port, vcpu)
     sent: Vec<u32>,
     pci_adds: Vec<PciAdd>,
+    interdomain: Vec<(u32, u32)>, // (local, remote) pairs, both directions
+    unbound: Vec<u32>,
     pci_known: Vec<(u16, u8, u8)>,
 }
 
@@ -79,6 +81,16 @@ impl FakeXen {
     pub fn with_mmcfg(mut self, address: u64, segment: u16, start: u8, end: u8) -> Self {
         self.mmcfg.push((address, segment, start, end));
         self
+    }
+
+    /// The other end of an interdomain channel.
+    pub fn peer(&self, port: u32) -> Option<u32> {
+        self.state
+            .borrow()
+            .interdomain
+            .iter()
+            .find(|(l, _)| *l == port)
+            .map(|(_, r)| *r)
     }
 
     /// Every `PHYSDEVOP_pci_device_add`, in order.
@@ -233,10 +245,11 @@ impl FakeXen {
                 let Some(Arg::In(arg)) = regs.get(1) else {
                     return Err(XenError::EFAULT);
                 };
-                if u32_at(arg, 4) != Some(ops::XENMAPSPACE_SHARED_INFO) {
-                    return Err(XenError::EINVAL);
+                match u32_at(arg, 4) {
+                    Some(ops::XENMAPSPACE_SHARED_INFO) => st.shared_info_gfn = u64_at(arg, 16),
+                    Some(ops::XENMAPSPACE_GRANT_TABLE) => {}
+                    _ => return Err(XenError::EINVAL),
                 }
-                st.shared_info_gfn = u64_at(arg, 16);
                 Ok(0)
             }
             nr::SCHED_OP => match sub {
@@ -294,6 +307,26 @@ impl FakeXen {
                     b[8..12].copy_from_slice(&port.to_le_bytes());
                     Ok(0)
                 }
+                (ops::EVTCHNOP_ALLOC_UNBOUND, Some(Arg::InOut(b))) => {
+                    let port = st.next_port;
+                    st.next_port += 1;
+                    st.unbound.push(port);
+                    b[4..8].copy_from_slice(&port.to_le_bytes());
+                    Ok(0)
+                }
+                (ops::EVTCHNOP_BIND_INTERDOMAIN, Some(Arg::InOut(b))) => {
+                    let remote = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                    let Some(i) = st.unbound.iter().position(|&p| p == remote) else {
+                        return Err(XenError::EINVAL);
+                    };
+                    st.unbound.remove(i);
+                    let port = st.next_port;
+                    st.next_port += 1;
+                    st.interdomain.push((port, remote));
+                    st.interdomain.push((remote, port));
+                    b[8..12].copy_from_slice(&port.to_le_bytes());
+                    Ok(0)
+                }
                 (ops::EVTCHNOP_BIND_IPI, Some(Arg::InOut(b))) => {
                     let vcpu = u32_at(b, 0).ok_or(XenError::EFAULT)?;
                     if vcpu >= self.vcpus {
@@ -311,7 +344,8 @@ impl FakeXen {
                         _ => return Err(XenError::EFAULT),
                     };
                     let bound = st.bound_virqs.iter().any(|&(_, _, p)| p == port)
-                        || st.ipis.iter().any(|&(p, _)| p == port);
+                        || st.ipis.iter().any(|&(p, _)| p == port)
+                        || st.interdomain.iter().any(|&(p, _)| p == port);
                     if !bound {
                         return Err(XenError::EINVAL);
                     }
@@ -356,6 +390,14 @@ impl FakeXen {
                     },
                     _ => Err(XenError::ENOSYS),
                 }
+            }
+            nr::GRANT_TABLE_OP if sub == ops::GNTTABOP_QUERY_SIZE => {
+                let Some(Arg::InOut(b)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                b[4..8].copy_from_slice(&1u32.to_le_bytes());
+                b[8..12].copy_from_slice(&64u32.to_le_bytes());
+                Ok(0)
             }
             nr::PHYSDEV_OP => {
                 let Some(Arg::In(b)) = regs.get(1) else {

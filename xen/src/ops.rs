@@ -281,6 +281,8 @@ pub const EVTCHNOP_CLOSE: u64 = 3;
 pub const EVTCHNOP_SEND: u64 = 4;
 pub const EVTCHNOP_UNMASK: u64 = 9;
 pub const EVTCHNOP_BIND_IPI: u64 = 7;
+pub const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
+pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
 
 /// `VIRQ_*` numbers.
 pub const VIRQ_TIMER: u32 = 0;
@@ -324,6 +326,45 @@ pub fn bind_ipi(h: &dyn Hypercall, vcpu: u32) -> Result<EvtchnPort, XenError> {
     Ok(EvtchnPort(get_u32(&arg, 4)))
 }
 
+/// A port in domain `dom` that `remote` may bind to (`struct evtchn_alloc_unbound { domid_t dom;
+/// domid_t remote_dom; u32 port; }`). dom0 makes the store and console ports of a DomU this way
+/// (`dom` = the DomU, `remote` = 0).
+pub fn alloc_unbound(h: &dyn Hypercall, dom: u16, remote: u16) -> Result<EvtchnPort, XenError> {
+    let mut arg = [0u8; 8];
+    put_u16(&mut arg, 0, dom);
+    put_u16(&mut arg, 2, remote);
+    issue(
+        h,
+        call!(
+            nr::EVENT_CHANNEL_OP,
+            Arg::Val(EVTCHNOP_ALLOC_UNBOUND),
+            Arg::InOut(&mut arg)
+        ),
+    )?;
+    Ok(EvtchnPort(get_u32(&arg, 4)))
+}
+
+/// Connect a local port to `remote_port` of `remote_dom` (`struct evtchn_bind_interdomain {
+/// domid_t remote_dom; u32 remote_port; u32 local_port; }`).
+pub fn bind_interdomain(
+    h: &dyn Hypercall,
+    remote_dom: u16,
+    remote_port: EvtchnPort,
+) -> Result<EvtchnPort, XenError> {
+    let mut arg = [0u8; 12];
+    put_u16(&mut arg, 0, remote_dom);
+    put_u32(&mut arg, 4, remote_port.0);
+    issue(
+        h,
+        call!(
+            nr::EVENT_CHANNEL_OP,
+            Arg::Val(EVTCHNOP_BIND_INTERDOMAIN),
+            Arg::InOut(&mut arg)
+        ),
+    )?;
+    Ok(EvtchnPort(get_u32(&arg, 8)))
+}
+
 fn port_op(h: &dyn Hypercall, op: u64, port: EvtchnPort) -> Result<(), XenError> {
     let arg = port.0.to_le_bytes();
     issue(h, call!(nr::EVENT_CHANNEL_OP, Arg::Val(op), Arg::In(&arg)))?;
@@ -343,6 +384,66 @@ pub fn evtchn_send(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> 
 /// Close a port.
 pub fn evtchn_close(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> {
     port_op(h, EVTCHNOP_CLOSE, port)
+}
+
+// --- grant_table_op (public/grant_table.h) ------------------------------------------------------
+
+pub const GNTTABOP_QUERY_SIZE: u64 = 6;
+pub const XENMAPSPACE_GRANT_TABLE: u32 = 1;
+
+/// (current frames, maximum frames) of a domain's grant table (`struct gnttab_query_size {
+/// domid_t dom; u32 nr_frames; u32 max_nr_frames; i16 status; }`, count 1).
+pub fn gnttab_query_size(h: &dyn Hypercall, dom: u16) -> Result<(u32, u32), XenError> {
+    let mut arg = [0u8; 16];
+    put_u16(&mut arg, 0, dom);
+    issue(
+        h,
+        call!(
+            nr::GRANT_TABLE_OP,
+            Arg::Val(GNTTABOP_QUERY_SIZE),
+            Arg::InOut(&mut arg),
+            Arg::Val(1)
+        ),
+    )?;
+    let status = i16::from_le_bytes([arg[12], arg[13]]);
+    if status != 0 {
+        return Err(XenError(i32::from(status).unsigned_abs() as i32));
+    }
+    Ok((get_u32(&arg, 4), get_u32(&arg, 8)))
+}
+
+/// Map frame `idx` of this domain's grant table at guest frame `gfn`
+/// (`XENMEM_add_to_physmap`, `XENMAPSPACE_grant_table`; how an HVM/PVH guest reaches its table).
+pub fn map_grant_table_frame(h: &dyn Hypercall, idx: u64, gfn: u64) -> Result<(), XenError> {
+    let mut arg = [0u8; 24];
+    put_u16(&mut arg, 0, DOMID_SELF);
+    put_u32(&mut arg, 4, XENMAPSPACE_GRANT_TABLE);
+    put_u64(&mut arg, 8, idx);
+    put_u64(&mut arg, 16, gfn);
+    issue(
+        h,
+        call!(
+            nr::MEMORY_OP,
+            Arg::Val(XENMEM_ADD_TO_PHYSMAP),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
+/// `struct grant_entry_v1 { u16 flags; domid_t domid; u32 frame; }`: grant `domid` access to
+/// `frame`. The entry is written flags last (the caller writes bytes 2..8 first, then the
+/// flags with a release store), so the other domain never sees a half-written grant.
+pub fn grant_entry_v1(domid: u16, frame: u32, readonly: bool) -> (u16, [u8; 6]) {
+    const GTF_PERMIT_ACCESS: u16 = 1;
+    const GTF_READONLY: u16 = 1 << 2;
+    let mut rest = [0u8; 6];
+    rest[0..2].copy_from_slice(&domid.to_le_bytes());
+    rest[2..6].copy_from_slice(&frame.to_le_bytes());
+    (
+        GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 },
+        rest,
+    )
 }
 
 // --- vcpu_op (public/vcpu.h) -------------------------------------------------------------------
@@ -693,6 +794,26 @@ mod tests {
         assert_eq!(pci_device_remove(&x, 0, 0, 0x18), Err(XenError::ENODEV));
         x.fail_op(nr::PHYSDEV_OP, XenError::ENOSYS);
         assert_eq!(pci_device_add(&x, 0, 0, 0, 0, None), Err(XenError::ENOSYS));
+    }
+
+    #[test]
+    fn interdomain_loopback_and_grant_table() {
+        let x = FakeXen::new(4, 17);
+        let a = alloc_unbound(&x, DOMID_SELF, 0).unwrap();
+        let b = bind_interdomain(&x, 0, a).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(x.peer(b.0), Some(a.0));
+        assert_eq!(
+            bind_interdomain(&x, 0, EvtchnPort(999)),
+            Err(XenError::EINVAL)
+        );
+        evtchn_send(&x, b).unwrap();
+        assert_eq!(x.sent(), [b.0]);
+        assert_eq!(gnttab_query_size(&x, DOMID_SELF).unwrap(), (1, 64));
+        map_grant_table_frame(&x, 0, 0x1234).unwrap();
+        let (flags, rest) = grant_entry_v1(5, 0x1_2345, true);
+        assert_eq!(flags, 1 | 4);
+        assert_eq!(rest, [5, 0, 0x45, 0x23, 0x01, 0]);
     }
 
     #[test]
