@@ -554,6 +554,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             Err(e) => Err(format!("unreadable: {e}")),
         };
         let (kind, status) = match kind {
+            Ok("boot bundle") => read_bundle(m, &mut rep),
             Ok(k) => {
                 info!(
                     "module {}: {} bytes at {:#x}: {k}",
@@ -1414,9 +1415,62 @@ fn xenmem_memory_map(x: &dyn xen::Hypercall) -> Result<MemoryMap, String> {
         .map_err(|e| format!("XENMEM_memory_map returned a bad map: {e}"))
 }
 
+/// Parse a boot bundle module in place (`toolstack::bundle`) and describe its DomUs.
+fn read_bundle(m: &xen::start_info::ModuleInfo, rep: &mut BootReport) -> (String, String) {
+    // SAFETY: `StartInfo::load` checked that [paddr, paddr+size) is RAM, below the mapped limit
+    // checks of the identity map (it was read through `IdentityMem`), and overlaps neither the
+    // image nor start_info; the heap was built from free RAM excluding it (`taken_ranges`).
+    // Nothing writes the module, and it lives as long as dom0, so a shared slice is sound.
+    let bytes = unsafe { core::slice::from_raw_parts(m.paddr as *const u8, m.size as usize) };
+    match toolstack::bundle::parse(bytes) {
+        Ok(b) => {
+            let mut doms = Vec::new();
+            for d in &b.domains {
+                let kernel = b
+                    .kernel_of(d)
+                    .map(|k| format!("{:?}", toolstack::bundle::kernel_format(k.data)))
+                    .unwrap_or_else(|| "missing".to_string());
+                doms.push(format!(
+                    "{} ({} MiB, {} vCPU{}, kernel {}: {kernel}{})",
+                    d.name,
+                    d.memory_mib,
+                    d.vcpus,
+                    if d.vcpus == 1 { "" } else { "s" },
+                    d.kernel,
+                    d.initrd
+                        .as_ref()
+                        .map_or(String::new(), |i| format!(", initrd {i}"))
+                ));
+            }
+            info!(
+                "module {}: boot bundle with {} DomU(s): {}",
+                m.index,
+                b.domains.len(),
+                doms.join("; ")
+            );
+            (
+                "boot bundle".to_string(),
+                format!(
+                    "{} DomU(s), {} file(s): {}; the domain builder comes with the toolstack",
+                    b.domains.len(),
+                    b.files.len(),
+                    doms.join("; ")
+                ),
+            )
+        }
+        Err(e) => {
+            let msg = format!("module {}: boot bundle rejected: {e}", m.index);
+            error!("{msg}");
+            rep.errors.push(msg);
+            ("boot bundle".to_string(), format!("rejected: {e}"))
+        }
+    }
+}
+
 /// What a module looks like from its first bytes.
 fn classify(head: &[u8]) -> Result<&'static str, String> {
     match head {
+        [b'X', b'D', b'B', b'0', b'B', b'N', b'D', b'L', ..] => Ok("boot bundle"),
         [0x7f, b'E', b'L', b'F', ..] => Ok("ELF image"),
         [0x1f, 0x8b, ..] => Ok("gzip data"),
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Ok("xz data"),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod bench;
+pub mod bundle;
 pub mod qemu;
 pub mod report;
 pub mod setup;

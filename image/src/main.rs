@@ -27,6 +27,15 @@ enum Cmd {
     Run(RunArgs),
     /// Build dom0 only and print its path and size.
     Build,
+    /// Pack a boot bundle: the one boot module dom0 reads to build DomUs.
+    ///
+    /// Example:
+    ///   cargo image bundle --domain name=demo,memory=64,vcpus=1,kernel=vmlinuz,device=console,cmdline="console=hvc0"
+    ///     --file kernel:vmlinuz=/boot/vmlinuz -o target/bundle.bin
+    ///
+    /// Then boot it: cargo image run --bundle target/bundle.bin
+    #[command(verbatim_doc_comment)]
+    Bundle(BundleArgs),
     /// Download Xen from Debian's packages into target/xen/<ver>/.
     FetchXen {
         /// Xen version(s) to fetch.
@@ -75,9 +84,13 @@ struct RunArgs {
     /// Seconds before QEMU is killed.
     #[arg(long, default_value_t = 90)]
     timeout: u64,
-    /// A boot module for dom0.
+    /// A boot module for dom0 (passed as is).
     #[arg(long)]
     module: Option<PathBuf>,
+    /// A boot bundle for dom0 (from `cargo image bundle`): checked, then passed as dom0's boot
+    /// module like --module.
+    #[arg(long, conflicts_with = "module")]
+    bundle: Option<PathBuf>,
     /// An extra word for Xen's command line (repeatable).
     #[arg(long = "xen-arg", allow_hyphen_values = true)]
     xen_args: Vec<String>,
@@ -90,6 +103,22 @@ struct RunArgs {
     /// dom0's command line (`on-ready=qemu-exit` is added unless an `on-ready=` is given).
     #[arg(last = true)]
     dom0_args: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BundleArgs {
+    /// A domain (repeatable):
+    /// name=NAME,memory=MIB,vcpus=N,kernel=NAME[,initrd=NAME][,device=DEV]...[,cmdline=TEXT]
+    /// where DEV is console, vif or vif=aa:bb:cc:dd:ee:ff. cmdline= must come last: it takes
+    /// the rest of the argument verbatim, commas included.
+    #[arg(long = "domain", value_name = "SPEC")]
+    domains: Vec<image::bundle::DomainSpecInput>,
+    /// A file (repeatable): kernel:NAME=PATH or initrd:NAME=PATH; domains refer to NAME.
+    #[arg(long = "file", value_name = "KIND:NAME=PATH")]
+    files: Vec<image::bundle::FileArg>,
+    /// Where to write the bundle [default: target/bundle.bin in the workspace].
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +135,25 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Run(args) => run(args),
+        Cmd::Bundle(args) => {
+            let files = args
+                .files
+                .iter()
+                .map(image::bundle::FileArg::load)
+                .collect::<Result<Vec<_>>>()?;
+            let bytes = image::bundle::pack(&args.domains, &files)?;
+            let out = args
+                .output
+                .unwrap_or_else(|| image::target_dir().join("bundle.bin"));
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, &bytes)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            print!("{}", image::bundle::describe(&bytes)?);
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Build => {
             let p = image::prepare_with(XenVersion::None, false)?;
             let size = std::fs::metadata(&p.dom0_elf)?.len();
@@ -151,6 +199,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
 }
 
 fn run(a: RunArgs) -> Result<ExitCode> {
+    if let Some(b) = &a.bundle {
+        image::bundle::check_file(b)?;
+    }
     let cfg = RunConfig {
         xen: a.xen,
         smp: a.smp,
@@ -159,7 +210,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         topology: a.topology,
         iommu: a.iommu,
         timeout: Duration::from_secs(a.timeout),
-        module: a.module,
+        module: a.module.or(a.bundle),
         dom0_args: a.dom0_args,
         xen_args: a.xen_args,
         run_name: a.name,
@@ -268,6 +319,48 @@ mod tests {
         assert_eq!(a.xen_args, ["iommu=1"]);
         assert_eq!(a.dom0_args, ["a=1", "b"]);
         assert_eq!(a.dom0_mem, 64);
+    }
+
+    #[test]
+    fn run_bundle_is_the_module() {
+        let cli = Cli::try_parse_from(["image", "run", "--bundle", "b.bin"]).unwrap();
+        let Cmd::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.bundle, Some(PathBuf::from("b.bin")));
+        assert_eq!(a.module.or(a.bundle), Some(PathBuf::from("b.bin")));
+        assert!(Cli::try_parse_from(["image", "run", "--bundle", "b", "--module", "m"]).is_err());
+    }
+
+    #[test]
+    fn bundle_args_parse() {
+        let cli = Cli::try_parse_from([
+            "image",
+            "bundle",
+            "--domain",
+            "name=demo,memory=64,vcpus=1,kernel=vmlinuz,cmdline=console=hvc0 quiet,x",
+            "--file",
+            "kernel:vmlinuz=/boot/vmlinuz",
+            "--file",
+            "initrd:initrd.img=/boot/initrd.img",
+            "-o",
+            "out.bin",
+        ])
+        .unwrap();
+        let Cmd::Bundle(a) = cli.command else {
+            panic!("not bundle")
+        };
+        assert_eq!(a.domains.len(), 1);
+        assert_eq!(a.domains[0].name, "demo");
+        assert_eq!(a.domains[0].memory_mib, 64);
+        assert_eq!(a.domains[0].cmdline, "console=hvc0 quiet,x");
+        assert_eq!(a.files.len(), 2);
+        assert_eq!(a.files[1].name, "initrd.img");
+        assert_eq!(a.output, Some(PathBuf::from("out.bin")));
+        let bad = Cli::try_parse_from(["image", "bundle", "--file", "vmlinuz=/x"]);
+        assert!(bad.is_err());
+        let bad = Cli::try_parse_from(["image", "bundle", "--domain", "name=x"]);
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -725,3 +725,61 @@ fn pci_sriov_vfs_under_xen_4_17() {
 fn pci_sriov_vfs_refused_by_xen_4_20() {
     pci_sriov(XenVersion::V4_20);
 }
+
+/// A boot bundle (the one module Xen gives dom0) is read in place: its DomUs are listed with
+/// their kernels' formats; a corrupted one is rejected with the reason, and dom0 boots on.
+#[test]
+fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
+    use toolstack::bundle::FileKind;
+    // A tiny ELF64 x86-64 header as the "kernel" (e_machine 62 at offset 18).
+    let mut kernel = vec![0u8; 4096];
+    kernel[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    kernel[18] = 62;
+    let demo: image::bundle::DomainSpecInput =
+        "name=demo,memory=64,vcpus=2,kernel=k1,device=console,cmdline=console=hvc0"
+            .parse()
+            .expect("spec");
+    let bytes =
+        image::bundle::pack(&[demo], &[(FileKind::Kernel, "k1".into(), kernel)]).expect("pack");
+    let dir = image::target_dir().join("test-data");
+    std::fs::create_dir_all(&dir).expect("test-data dir");
+    let good = dir.join("bundle.bin");
+    std::fs::write(&good, &bytes).expect("write bundle");
+    let mut cfg = config(XenVersion::V4_17, 1, "test-bundle");
+    cfg.module = Some(good);
+    let out = boot(&cfg);
+    assert_pass(&out);
+    let m = &dom0(&out)["modules"][0];
+    check!(out, m["kind"] == "boot bundle", "module kind {}", m["kind"]);
+    let status = m["status"].as_str().unwrap_or("");
+    check!(
+        out,
+        status.contains("demo (64 MiB, 2 vCPUs, kernel k1: Elf"),
+        "status {status:?}"
+    );
+
+    let mut bad = bytes.clone();
+    let last = bad.len() - 9;
+    bad[last] ^= 0x40;
+    let badp = dir.join("bundle-corrupt.bin");
+    std::fs::write(&badp, &bad).expect("write corrupt bundle");
+    let mut cfg = config(XenVersion::V4_17, 1, "test-bundle-corrupt");
+    cfg.module = Some(badp);
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_nothing_crashed(&out);
+    let d = dom0(&out);
+    let status = d["modules"][0]["status"].as_str().unwrap_or("");
+    check!(
+        out,
+        status.starts_with("rejected:") && status.to_ascii_lowercase().contains("crc"),
+        "status {status:?}"
+    );
+    check!(
+        out,
+        d["errors"].as_array().is_some_and(|e| e.iter().any(|x| x
+            .as_str()
+            .is_some_and(|s| s.contains("boot bundle rejected")))),
+        "no error reported for the corrupt bundle"
+    );
+}

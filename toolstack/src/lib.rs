@@ -4,3 +4,4 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
+pub mod bundle;
