@@ -65,9 +65,8 @@ impl AcpiHandler for Mem {
         // SAFETY: `off + size <= len`, so the pointer stays inside the leaked buffer.
         let p = unsafe { self.ptr.add(off) }.cast::<T>();
         let p = NonNull::new(p).unwrap();
-        // SAFETY: `p` points at `size` readable bytes that live for the rest of the test run
-        // (the buffer is leaked); every struct the crate maps is `repr(packed)`, so alignment 1
-        // suffices.
+        // Every struct the crate maps is `repr(packed)`, so alignment 1 suffices.
+        // SAFETY: `p` points at `size` readable bytes of a leaked buffer (live for the run).
         unsafe { PhysicalMapping::new(phys, p, size, size, *self) }
     }
 

@@ -25,9 +25,8 @@ pub struct Xen(());
 /// Install the hypercall page. Call once, from long mode, when CPUID found Xen.
 pub fn init(leaves: &XenLeaves) -> Xen {
     let addr = PAGE.0.get() as u64;
-    // SAFETY: the MSR is the one Xen's CPUID leaf names for exactly this purpose; the page is a
-    // 4 KiB-aligned writable RAM page of dom0's image that nothing else uses. Identity map:
-    // its virtual address is its guest-physical address.
+    // Identity map: the page's virtual address is its guest-physical address.
+    // SAFETY: Xen's CPUID leaf names this MSR for this; the page is aligned RAM nothing else uses.
     unsafe { crate::arch::wrmsr(leaves.hypercall_msr, addr) };
     READY.store(true, Ordering::Release);
     Xen(())
@@ -61,10 +60,10 @@ impl Hypercall for Xen {
         }
         let entry = PAGE.0.get() as u64 + u64::from(op) * 32;
         let ret: i64;
-        // SAFETY: `Xen` exists only after `init`, so the stub at `entry` is Xen's
-        // `mov eax, op; vm(m)call; ret`. Every buffer argument is a live borrow held by `call`
-        // for the duration of this asm (identity map: address == guest-physical address). Xen
-        // may rewrite the argument registers (continuations), so they are all clobbered.
+        // Every buffer argument is a live borrow held by `call` for the duration of this asm
+        // (identity map: address == guest-physical address). Xen may rewrite the argument
+        // registers (continuations), so they are all clobbered.
+        // SAFETY: `Xen` exists only after `init`, so `entry` is Xen's `mov eax, op; vm(m)call; ret`.
         unsafe {
             core::arch::asm!(
                 "call {entry}",

@@ -226,9 +226,9 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         .max_by_key(|r| r.end - r.start);
     match best {
         Some(r) => {
-            // SAFETY: `free_ram` excluded the image, start_info, its strings and modules, and
-            // the first MiB; the range is RAM below the identity-mapped limit and nothing else
-            // in dom0 allocates from RAM.
+            // `free_ram` excluded the image, start_info, its strings and modules, and the
+            // first MiB; nothing else in dom0 allocates from RAM.
+            // SAFETY: so the range is identity-mapped RAM (below the mapped limit) nobody uses.
             unsafe { heap::add_main(r.start, r.end) };
             info!(
                 "heap: [{:#x}, {:#x}) = {} KiB",
@@ -1120,9 +1120,9 @@ fn device_checks(
             if !mem::is_mapped(a, w) {
                 mem::map_identity(a, a + w, mem::Cache::Uncached).ok()?;
             }
-            // SAFETY: `a` lies inside a memory BAR that enumeration sized and found assigned,
-            // identity-mapped uncached (the PCI hole below 4 GiB, or mapped just above); a
-            // naturally aligned device register read of the register's own width.
+            // `a` lies inside a memory BAR enumeration sized and found assigned, mapped
+            // uncached (the PCI hole below 4 GiB, or mapped just above).
+            // SAFETY: mapped device memory; a naturally aligned read of the register's width.
             Some(unsafe {
                 if width == 2 {
                     u32::from(core::ptr::read_volatile(a as *const u16))
@@ -1417,10 +1417,14 @@ fn xenmem_memory_map(x: &dyn xen::Hypercall) -> Result<MemoryMap, String> {
 
 /// Parse a boot bundle module in place (`toolstack::bundle`) and describe its DomUs.
 fn read_bundle(m: &xen::start_info::ModuleInfo, rep: &mut BootReport) -> (String, String) {
-    // SAFETY: `StartInfo::load` checked that [paddr, paddr+size) is RAM, below the mapped limit
-    // checks of the identity map (it was read through `IdentityMem`), and overlaps neither the
-    // image nor start_info; the heap was built from free RAM excluding it (`taken_ranges`).
-    // Nothing writes the module, and it lives as long as dom0, so a shared slice is sound.
+    // `StartInfo::load` checked that the module is RAM overlapping neither the image nor
+    // start_info, and the heap was built from free RAM excluding it (`taken_ranges`).
+    if !mem::is_mapped(m.paddr, m.size) {
+        let msg = format!("module {}: not in the identity map; not read", m.index);
+        rep.errors.push(msg.clone());
+        return ("boot bundle".to_string(), format!("rejected: {msg}"));
+    }
+    // SAFETY: mapped RAM that nothing writes and that lives as long as dom0: a sound shared slice.
     let bytes = unsafe { core::slice::from_raw_parts(m.paddr as *const u8, m.size as usize) };
     match toolstack::bundle::parse(bytes) {
         Ok(b) => {

@@ -87,9 +87,9 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
     let mut at = start;
     while at < end {
         let gib = (at / GIB) as usize;
-        // SAFETY: boot CPU only (APs are not up); BOOT_PDPT is the live PDPT, entry `gib`
-        // (4..512) covers [gib GiB, gib+1 GiB), which lies above the boot stub's 4 GiB. Every
-        // entry written maps an address to itself: no existing mapping changes.
+        // BOOT_PDPT is the live PDPT; entry `gib` (4..512) covers [gib GiB, gib+1 GiB), above
+        // the boot stub's 4 GiB, and every entry written maps an address to itself.
+        // SAFETY: boot CPU only (APs are not up), and no existing mapping changes.
         unsafe {
             let e = &mut (*pdpt).0[gib];
             if *e & 1 == 0 && big && at.is_multiple_of(GIB) && end - at >= GIB {

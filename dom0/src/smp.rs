@@ -126,10 +126,9 @@ fn read_details(pc: &PerCpu) {
     *pc.cpuid.lock() = Some(cpu::CpuidReport::collect(&crate::arch::cpuid));
     if crate::arch::cpuid(1, 0).edx & (1 << 12) != 0 {
         let rdmsr = |msr: u32| {
-            // SAFETY: CPUID.1:EDX.MTRR is set, and `MtrrState::read` only asks for MTRRcap,
-            // MTRRdefType, the fixed ranges when MTRRcap.FIX says they exist and
-            // min(MTRRcap.VCNT, 40) variable pairs: MSRs that exist (Xen gives the hardware
-            // domain the host's VCNT, capped at 40).
+            // `MtrrState::read` only asks for MTRRcap, MTRRdefType, the fixed ranges when
+            // MTRRcap.FIX says they exist and min(VCNT, 40) variable pairs (Xen's cap).
+            // SAFETY: CPUID.1:EDX.MTRR is set, so every MSR asked for exists.
             unsafe { crate::arch::rdmsr(msr) }
         };
         *pc.mtrr.lock() = Some(cpu::MtrrState::read(&rdmsr));
@@ -179,9 +178,9 @@ pub fn skew_mtrr(_: u64) -> u64 {
     if crate::arch::cpuid(1, 0).edx & (1 << 12) == 0 {
         return 0;
     }
-    // SAFETY: CPUID.1:EDX.MTRR is set, so MTRRdefType (0x2FF) exists. Changing the default type
-    // only changes how memory no variable or fixed range covers is cached (slower, not
+    // Changing the default type only changes how memory no range covers is cached (slower, not
     // unsafe); the test then has dom0 set it back with `mtrr=fix`.
+    // SAFETY: CPUID.1:EDX.MTRR is set, so MTRRdefType (0x2FF) exists.
     let new = unsafe {
         let v = crate::arch::rdmsr(0x2ff);
         let ty = if v & 0xff == 0 { 6 } else { 0 };
