@@ -1150,40 +1150,6 @@ fn device_checks(
 /// IO-APIC/HPET/LAPIC range begins) and above 4 GiB (from the end of the highest entry to
 /// 1 TiB): where firmware and dom0 may put BARs.
 fn host_bridge_windows(map: &MemoryMap) -> Vec<core::ops::Range<u64>> {
-    let mut out = Vec::new();
-    let low_end = map
-        .regions()
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.kind,
-                xen::memmap::MemType::Ram | xen::memmap::MemType::Unusable
-            )
-        })
-        .map(|r| r.end())
-        .filter(|&e| e <= 1 << 32)
-        .max()
-        .unwrap_or(0)
-        .next_multiple_of(1 << 20);
-    let mut holes = |lo: u64, hi: u64| {
-        let mut at = lo;
-        let mut regs: Vec<_> = map
-            .regions()
-            .iter()
-            .filter(|r| r.end() > lo && r.addr < hi)
-            .collect();
-        regs.sort_by_key(|r| r.addr);
-        for r in regs {
-            if r.addr > at {
-                out.push(at..r.addr.min(hi));
-            }
-            at = at.max(r.end());
-        }
-        if at < hi {
-            out.push(at..hi);
-        }
-    };
-    holes(low_end, 0xfec0_0000);
     let top = map
         .regions()
         .iter()
@@ -1191,7 +1157,8 @@ fn host_bridge_windows(map: &MemoryMap) -> Vec<core::ops::Range<u64>> {
         .max()
         .unwrap_or(0)
         .max(1 << 32);
-    holes(top, 1 << 40);
+    let mut out = map.gaps(map.low_ram_end(), 0xfec0_0000);
+    out.extend(map.gaps(top, 1 << 40));
     out
 }
 
@@ -1276,25 +1243,13 @@ fn cpu_report(
     // (or RAM Xen withheld, "unusable") below 4 GiB: MMCONFIG, chipset and firmware MMIO.
     // Reserved ranges below that are firmware RAM (ACPI tables, SMM), rightly write-back. BARs
     // join this list with the PCI milestone.
-    let top_of_low_ram = map
-        .regions()
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.kind,
-                xen::memmap::MemType::Ram | xen::memmap::MemType::Unusable
-            )
-        })
-        .map(|r| r.end())
-        .filter(|&e| e <= 1 << 32)
-        .max()
-        .unwrap_or(0);
+    let top_of_low_ram = map.low_ram_end();
     let mmio: Vec<(core::ops::Range<u64>, bool)> = map
         .regions()
         .iter()
         .filter(|r| {
             r.kind == xen::memmap::MemType::Reserved
-                && r.addr >= top_of_low_ram.next_multiple_of(1 << 20)
+                && r.addr >= top_of_low_ram
                 && r.end() <= 1 << 32
         })
         .map(|r| (r.addr..r.end(), false))

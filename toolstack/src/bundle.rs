@@ -449,15 +449,7 @@ fn err<T>(offset: usize, kind: BundleErrorKind) -> Result<T, BundleError> {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    let s = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_le_bytes(s.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    let s = b.get(off..off.checked_add(8)?)?;
-    Some(u64::from_le_bytes(s.try_into().ok()?))
-}
+use xen::le::{get_u32 as u32_at, get_u64 as u64_at};
 
 fn align_up(x: usize) -> Option<usize> {
     Some(x.checked_add(ALIGN - 1)? & !(ALIGN - 1))

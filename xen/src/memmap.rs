@@ -405,6 +405,33 @@ impl MemoryMap {
             })
             .collect()
     }
+
+    /// Where the PCI hole below 4 GiB starts: the end of the last RAM (or RAM Xen withheld from
+    /// dom0, "unusable") below 4 GiB, rounded up to 1 MiB. Reserved entries below it are
+    /// firmware RAM (ACPI tables, SMM); reserved entries above it are MMIO (MMCONFIG, chipset).
+    pub fn low_ram_end(&self) -> u64 {
+        const GIB4: u64 = 1 << 32;
+        self.regions
+            .iter()
+            .filter(|r| matches!(r.kind, MemType::Ram | MemType::Unusable))
+            .map(|r| r.end())
+            .filter(|&e| e <= GIB4)
+            .max()
+            .unwrap_or(0)
+            .next_multiple_of(1 << 20)
+    }
+
+    /// The parts of `[lo, hi)` that no entry covers, in order.
+    pub fn gaps(&self, lo: u64, hi: u64) -> Vec<Range<u64>> {
+        if lo >= hi {
+            return Vec::new();
+        }
+        let mut out = alloc::vec![lo..hi];
+        for r in &self.regions {
+            subtract(&mut out, r.addr..r.end());
+        }
+        out
+    }
 }
 
 /// Remove `hole` from a sorted list of disjoint ranges.
@@ -455,6 +482,34 @@ mod tests {
             MemRegion::new(0xfffc_0000, 0x40000, Reserved),
             MemRegion::new(0x1_0000_0000, 0x4000_0000, Unusable),
         ]
+    }
+
+    #[test]
+    fn pci_hole_and_gaps() {
+        let map = MemoryMap::from_regions(&xen_dom0_regions()).unwrap();
+        // Unusable (RAM Xen kept) ends at 0x7fe0000 below 4 GiB; the reserved firmware RAM after
+        // it does not move the hole's start.
+        assert_eq!(map.low_ram_end(), 0x8000000);
+        assert_eq!(
+            map.gaps(map.low_ram_end(), 0xfec0_0000),
+            vec![0x800_0000..0xb000_0000, 0xc000_0000..0xfec0_0000]
+        );
+        assert_eq!(
+            map.gaps(0, 0x20_0000),
+            vec![] as Vec<Range<u64>>,
+            "RAM, reserved and RAM cover the first 2 MiB"
+        );
+        assert_eq!(
+            map.gaps(0x1_4000_0000, 0x1_8000_0000),
+            vec![0x1_4000_0000..0x1_8000_0000]
+        );
+        assert_eq!(map.gaps(5, 5), vec![] as Vec<Range<u64>>);
+        assert_eq!(
+            map.gaps(0x2_0000_0000, 0x2_0000_0000),
+            vec![] as Vec<Range<u64>>
+        );
+        assert_eq!(map.gaps(9, 3), vec![] as Vec<Range<u64>>);
+        assert_eq!(MemoryMap::from_regions(&[]).unwrap().low_ram_end(), 0);
     }
 
     fn e820_bytes(regions: &[MemRegion]) -> Vec<u8> {
