@@ -178,6 +178,12 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         LogLevel::Debug => log::LevelFilter::Debug,
         LogLevel::Trace => log::LevelFilter::Trace,
     });
+    // The boot log is written out at ready (each byte costs Xen's UART a few microseconds of
+    // emulated I/O on the test bench), or when its buffer fills, or on a fault. At
+    // loglevel=debug and finer it goes out line by line, so a hang shows where it is.
+    if log::max_level() >= log::LevelFilter::Debug {
+        console::set_buffering(false);
+    }
     match opts.console {
         ConsoleChoice::Auto => {}
         ConsoleChoice::Xen if x.is_some() => console::enable(console::XEN),
@@ -270,12 +276,6 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
 
     // --- events, timer, vCPUs -------------------------------------------------------------------
     if let Some(x) = x {
-        // The boot log is written out at ready (each byte costs Xen's UART a few microseconds
-        // of emulated I/O on the test bench), or when its buffer fills, or on a fault. At
-        // loglevel=debug and finer it also goes out before every wait, for live progress.
-        if log::max_level() >= log::LevelFilter::Debug {
-            console::flush();
-        }
         match events::init(&x) {
             Ok(port) => {
                 info!(
