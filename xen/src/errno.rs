@@ -9,6 +9,7 @@ pub struct XenError(pub i32);
 impl XenError {
     pub const EPERM: XenError = XenError(1);
     pub const ENOENT: XenError = XenError(2);
+    pub const ESRCH: XenError = XenError(3);
     pub const EIO: XenError = XenError(5);
     pub const E2BIG: XenError = XenError(7);
     pub const EAGAIN: XenError = XenError(11);

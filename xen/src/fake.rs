@@ -29,6 +29,35 @@ struct State {
     interdomain: Vec<(u32, u32)>, // (local, remote) pairs, both directions
     unbound: Vec<u32>,
     pci_known: Vec<(u16, u8, u8)>,
+    domains: alloc::collections::BTreeMap<u16, FakeDomain>,
+    next_domid: u16,
+    /// dom0 frame -> (domain, its frame), for foreign mappings.
+    foreign: alloc::collections::BTreeMap<u64, (u16, u64)>,
+    fail_domctl: Vec<(u32, XenError)>,
+    domctl_calls: Vec<u32>,
+}
+
+/// A domain the fake has created for dom0's toolstack.
+#[derive(Debug, Default, Clone)]
+pub struct FakeDomain {
+    pub max_vcpus: u32,
+    pub vcpus_allocated: u32,
+    pub max_mem_kib: u64,
+    pub paging_pool: u64,
+    pub paused: bool,
+    pub dying: bool,
+    /// SHUTDOWN_* reason once shut down.
+    pub shutdown: Option<u8>,
+    /// Populated frames.
+    pub frames: alloc::collections::BTreeSet<u64>,
+    pub memory_map: Vec<(u64, u64, u32)>,
+    pub params: Vec<(u32, u64)>,
+    /// Every `sethvmcontext` buffer, in order.
+    pub hvm_loads: Vec<Vec<u8>>,
+    /// Ports allocated in this domain with `alloc_unbound` (port, remote domain).
+    pub unbound: Vec<(u32, u16)>,
+    pub emulation_flags: u32,
+    pub cdf: u32,
 }
 
 /// A recorded `PHYSDEVOP_pci_device_add`: (segment, bus, devfn, flags, physfn).
@@ -66,6 +95,7 @@ impl FakeXen {
             mmcfg: Vec::new(),
             state: RefCell::new(State {
                 next_port: 1,
+                next_domid: 1,
                 ..State::default()
             }),
         }
@@ -163,6 +193,217 @@ impl FakeXen {
         self.state.borrow().shared_info_gfn
     }
 
+    /// A domain created through the fake.
+    pub fn domain(&self, id: u16) -> Option<FakeDomain> {
+        self.state.borrow().domains.get(&id).cloned()
+    }
+
+    /// Ids of live (not destroyed) domains other than dom0.
+    pub fn domain_ids(&self) -> Vec<u16> {
+        self.state.borrow().domains.keys().copied().collect()
+    }
+
+    /// Make domctl `cmd` fail with `err`.
+    pub fn fail_domctl(&self, cmd: u32, err: XenError) {
+        self.state.borrow_mut().fail_domctl.push((cmd, err));
+    }
+
+    /// Domctl commands issued, in order.
+    pub fn domctl_calls(&self) -> Vec<u32> {
+        self.state.borrow().domctl_calls.clone()
+    }
+
+    /// dom0 frames that currently hold foreign mappings: frame -> (domain, its frame).
+    pub fn foreign_mappings(&self) -> Vec<(u64, (u16, u64))> {
+        self.state
+            .borrow()
+            .foreign
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
+    /// Let domain `id` shut down with `reason` (what SCHEDOP_shutdown in the guest does).
+    pub fn guest_shutdown(&self, id: u16, reason: u8) {
+        if let Some(d) = self.state.borrow_mut().domains.get_mut(&id) {
+            d.shutdown = Some(reason);
+        }
+    }
+
+    /// The domctl interface version this fake accepts.
+    pub fn domctl_version(&self) -> u32 {
+        crate::domctl::DomctlVersion::expected(self.major, self.minor).map_or(0x15, |v| v.0)
+    }
+
+    fn domctl(
+        &self,
+        st: &mut State,
+        b: &mut [u8],
+        extras: &mut [Arg<'_>],
+    ) -> Result<u64, XenError> {
+        use crate::domctl::{DOMCTL_U, cmd};
+        let c = u32_at(b, 0).ok_or(XenError::EFAULT)?;
+        st.domctl_calls.push(c);
+        if u32_at(b, 4) != Some(self.domctl_version()) {
+            return Err(XenError::EACCES);
+        }
+        if let Some(&(_, e)) = st.fail_domctl.iter().find(|(k, _)| *k == c) {
+            return Err(e);
+        }
+        let dom = crate::le::get_u16(b, 8).ok_or(XenError::EFAULT)?;
+        let u = DOMCTL_U;
+        if c == cmd::CREATEDOMAIN {
+            let v = self.domctl_version();
+            let arch = if v >= 0x17 { 60 } else { 56 };
+            let flags = u32_at(b, u + 20).ok_or(XenError::EFAULT)?;
+            let emu = u32_at(b, u + arch).ok_or(XenError::EFAULT)?;
+            let grant = u32_at(b, u + 44).ok_or(XenError::EFAULT)?;
+            // emulation_flags_ok(): a non-hardware HVM domain gets LAPIC only, or all but VPCI.
+            if flags & 1 == 0 || (emu != 1 && emu != 0x3ff & !(1 << 10)) || grant & 0xf == 0 {
+                return Err(XenError::EINVAL);
+            }
+            let id = st.next_domid;
+            st.next_domid += 1;
+            st.domains.insert(
+                id,
+                FakeDomain {
+                    max_vcpus: u32_at(b, u + 28).ok_or(XenError::EFAULT)?,
+                    paused: true,
+                    emulation_flags: emu,
+                    cdf: flags,
+                    ..FakeDomain::default()
+                },
+            );
+            b[8..10].copy_from_slice(&id.to_le_bytes());
+            return Ok(0);
+        }
+        if c == cmd::GETDOMAININFO {
+            // 4.17 semantics: the first domain at or above `dom`.
+            let next = if dom == 0 {
+                Some((0u16, None))
+            } else {
+                st.domains
+                    .range(dom..)
+                    .next()
+                    .map(|(k, d)| (*k, Some(d.clone())))
+            };
+            let Some((id, d)) = next else {
+                return Err(XenError::ESRCH);
+            };
+            b[u..].fill(0);
+            b[u..u + 2].copy_from_slice(&id.to_le_bytes());
+            let mut flags = 0u32;
+            if let Some(d) = &d {
+                flags |= 2; // hvm
+                if d.dying {
+                    flags |= 1;
+                }
+                if d.paused {
+                    flags |= 8;
+                }
+                if let Some(r) = d.shutdown {
+                    flags |= 4 | (u32::from(r) << 16);
+                }
+                b[u + 8..u + 16].copy_from_slice(&(d.frames.len() as u64).to_le_bytes());
+                b[u + 64..u + 68].copy_from_slice(&d.vcpus_allocated.to_le_bytes());
+            }
+            b[u + 4..u + 8].copy_from_slice(&flags.to_le_bytes());
+            return Ok(0);
+        }
+        let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
+        match c {
+            cmd::MAX_VCPUS => {
+                let n = u32_at(b, u).ok_or(XenError::EFAULT)?;
+                if n != d.max_vcpus {
+                    return Err(XenError::EINVAL);
+                }
+                d.vcpus_allocated = n;
+            }
+            cmd::MAX_MEM => d.max_mem_kib = u64_at(b, u).ok_or(XenError::EFAULT)?,
+            cmd::SET_PAGING_MEMPOOL_SIZE => d.paging_pool = u64_at(b, u).ok_or(XenError::EFAULT)?,
+            cmd::UNPAUSEDOMAIN => d.paused = false,
+            cmd::PAUSEDOMAIN => d.paused = true,
+            cmd::DESTROYDOMAIN => {
+                if st.foreign.values().any(|(fd, _)| *fd == dom) {
+                    // Xen keeps a domain whose pages are still mapped as a zombie; the fake
+                    // marks it dying and keeps it, so tests see the leak.
+                    d.dying = true;
+                } else {
+                    st.domains.remove(&dom);
+                }
+            }
+            cmd::GETHVMCONTEXT => {
+                use crate::domctl::hvmctx;
+                let mut ctx = Vec::new();
+                let mut hdr = [0u8; hvmctx::HEADER_LEN];
+                hdr[0..4].copy_from_slice(&hvmctx::HEADER_MAGIC.to_le_bytes());
+                hdr[4..8].copy_from_slice(&1u32.to_le_bytes());
+                hvmctx::push(&mut ctx, hvmctx::HEADER, 0, &hdr);
+                for i in 0..d.vcpus_allocated {
+                    hvmctx::push(&mut ctx, hvmctx::CPU, i as u16, &[0; hvmctx::CPU_LEN]);
+                }
+                for i in 0..d.vcpus_allocated {
+                    let mut m = [0u8; hvmctx::MTRR_LEN];
+                    m[0..8].copy_from_slice(&0x0007_0406_0007_0406u64.to_le_bytes());
+                    m[224..232].copy_from_slice(&0x508u64.to_le_bytes());
+                    hvmctx::push(&mut ctx, hvmctx::MTRR, i as u16, &m);
+                }
+                hvmctx::push(&mut ctx, hvmctx::END, 0, &[]);
+                let size = u32_at(b, u).ok_or(XenError::EFAULT)? as usize;
+                let addr = u64_at(b, u + 8).ok_or(XenError::EFAULT)?;
+                if addr != 0 {
+                    let buf = extras
+                        .iter_mut()
+                        .find_map(|e| match e {
+                            Arg::InOut(x) if x.as_ptr() as u64 == addr => Some(x),
+                            _ => None,
+                        })
+                        .ok_or(XenError::EFAULT)?;
+                    if size < ctx.len() || buf.len() < ctx.len() {
+                        return Err(XenError::ENOSPC);
+                    }
+                    buf[..ctx.len()].copy_from_slice(&ctx);
+                }
+                b[u..u + 4].copy_from_slice(&(ctx.len() as u32).to_le_bytes());
+            }
+            cmd::SETHVMCONTEXT => {
+                use crate::domctl::hvmctx;
+                let size = u32_at(b, u).ok_or(XenError::EFAULT)? as usize;
+                let addr = u64_at(b, u + 8).ok_or(XenError::EFAULT)?;
+                let buf = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::In(x) if x.as_ptr() as u64 == addr => Some(x),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                let buf = buf.get(..size).ok_or(XenError::EFAULT)?;
+                let recs = hvmctx::records(buf).ok_or(XenError::EINVAL)?;
+                // arch_hvm_load(): a HEADER first, with the right magic and version.
+                match recs.first() {
+                    Some((hvmctx::HEADER, _, h))
+                        if u32_at(h, 0) == Some(hvmctx::HEADER_MAGIC)
+                            && u32_at(h, 4) == Some(1) => {}
+                    _ => return Err(XenError::EINVAL),
+                }
+                for (ty, inst, body) in &recs {
+                    if (*ty == hvmctx::CPU || *ty == hvmctx::MTRR)
+                        && u32::from(*inst) >= d.vcpus_allocated
+                    {
+                        return Err(XenError::ENOENT); // "dom has no vcpuN"
+                    }
+                    // hvm_load_cpu_ctxt(): pad0 must be 0.
+                    if *ty == hvmctx::CPU && u32_at(body, 1028) != Some(0) {
+                        return Err(XenError::EINVAL);
+                    }
+                }
+                d.hvm_loads.push(buf.to_vec());
+            }
+            _ => return Err(XenError::ENOSYS),
+        }
+        Ok(0)
+    }
+
     fn dispatch(&self, call: &mut Call<'_>) -> Result<u64, XenError> {
         let op = call.op();
         let (regs, extras) = call.split();
@@ -210,6 +451,132 @@ impl FakeXen {
                 }
                 _ => Err(XenError::EFAULT),
             },
+            nr::DOMCTL => match regs.get_mut(0) {
+                Some(Arg::InOut(b)) => self.domctl(&mut st, b, extras),
+                _ => Err(XenError::EFAULT),
+            },
+            nr::MEMORY_OP if sub == crate::domctl::XENMEM_POPULATE_PHYSMAP => {
+                let Some(Arg::In(arg)) = regs.get(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let addr = u64_at(arg, 0).ok_or(XenError::EFAULT)?;
+                let n = u64_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
+                let order = u32_at(arg, 16).ok_or(XenError::EFAULT)?;
+                let dom = crate::le::get_u16(arg, 24).ok_or(XenError::EFAULT)?;
+                let list = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(b),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
+                let mut done = 0;
+                for i in 0..n {
+                    let gfn = u64_at(list, 8 * i).ok_or(XenError::EFAULT)?;
+                    let pages = 1u64 << order;
+                    if gfn % pages != 0 {
+                        return Err(XenError::EINVAL);
+                    }
+                    if (d.frames.len() as u64 + pages) * 4 > d.max_mem_kib {
+                        break; // over max_mem: Xen stops and reports what it did
+                    }
+                    for g in gfn..gfn + pages {
+                        d.frames.insert(g);
+                    }
+                    done += 1;
+                }
+                Ok(done)
+            }
+            nr::MEMORY_OP if sub == crate::domctl::XENMEM_SET_MEMORY_MAP => {
+                let Some(Arg::In(arg)) = regs.get(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let dom = crate::le::get_u16(arg, 0).ok_or(XenError::EFAULT)?;
+                let n = u32_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
+                let addr = u64_at(arg, 16).ok_or(XenError::EFAULT)?;
+                let buf = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::In(b) if b.as_ptr() as u64 == addr => Some(b),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                let mut map = Vec::new();
+                for i in 0..n {
+                    let o = i * ops::E820_ENTRY_SIZE;
+                    map.push((
+                        u64_at(buf, o).ok_or(XenError::EFAULT)?,
+                        u64_at(buf, o + 8).ok_or(XenError::EFAULT)?,
+                        u32_at(buf, o + 16).ok_or(XenError::EFAULT)?,
+                    ));
+                }
+                st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?.memory_map = map;
+                Ok(0)
+            }
+            nr::MEMORY_OP if sub == crate::domctl::XENMEM_ADD_TO_PHYSMAP_BATCH => {
+                let Some(Arg::InOut(arg)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                if crate::le::get_u16(arg, 0) != Some(ops::DOMID_SELF)
+                    || crate::le::get_u16(arg, 2) != Some(crate::domctl::XENMAPSPACE_GMFN_FOREIGN)
+                {
+                    return Err(XenError::EINVAL);
+                }
+                let n = usize::from(crate::le::get_u16(arg, 4).ok_or(XenError::EFAULT)?);
+                let fd = crate::le::get_u16(arg, 6).ok_or(XenError::EFAULT)?;
+                let (ai, ag, ae) = (
+                    u64_at(arg, 8).ok_or(XenError::EFAULT)?,
+                    u64_at(arg, 16).ok_or(XenError::EFAULT)?,
+                    u64_at(arg, 24).ok_or(XenError::EFAULT)?,
+                );
+                let find = |extras: &[Arg<'_>], a: u64| -> Option<Vec<u8>> {
+                    extras.iter().find_map(|e| match e {
+                        Arg::In(b) if b.as_ptr() as u64 == a => Some(b.to_vec()),
+                        _ => None,
+                    })
+                };
+                let idxs = find(extras, ai).ok_or(XenError::EFAULT)?;
+                let gpfns = find(extras, ag).ok_or(XenError::EFAULT)?;
+                let mut results: Vec<i32> = Vec::new();
+                for i in 0..n {
+                    let g = u64_at(&idxs, 8 * i).ok_or(XenError::EFAULT)?;
+                    let at = u64_at(&gpfns, 8 * i).ok_or(XenError::EFAULT)?;
+                    let ok = st.domains.get(&fd).is_some_and(|d| d.frames.contains(&g));
+                    // p2m_add_foreign(): a dom0 frame already holding a foreign page cannot
+                    // be reused without removing it first (guest_remove_page fails).
+                    let r = if !ok {
+                        -22
+                    } else if st.foreign.contains_key(&at) {
+                        -6
+                    } else {
+                        st.foreign.insert(at, (fd, g));
+                        0
+                    };
+                    results.push(r);
+                }
+                let errs = extras
+                    .iter_mut()
+                    .find_map(|e| match e {
+                        Arg::InOut(b) if b.as_ptr() as u64 == ae => Some(b),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                for (i, r) in results.iter().enumerate() {
+                    errs[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+                }
+                Ok(0)
+            }
+            nr::MEMORY_OP if sub == crate::domctl::XENMEM_REMOVE_FROM_PHYSMAP => {
+                let Some(Arg::In(arg)) = regs.get(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let gfn = u64_at(arg, 8).ok_or(XenError::EFAULT)?;
+                match st.foreign.remove(&gfn) {
+                    Some(_) => Ok(0),
+                    None => Err(XenError::EINVAL),
+                }
+            }
             nr::MEMORY_OP if sub == ops::XENMEM_MEMORY_MAP => {
                 let Some(Arg::InOut(arg)) = regs.get_mut(1) else {
                     return Err(XenError::EFAULT);
@@ -308,6 +675,15 @@ impl FakeXen {
                     Ok(0)
                 }
                 (ops::EVTCHNOP_ALLOC_UNBOUND, Some(Arg::InOut(b))) => {
+                    let dom = crate::le::get_u16(b, 0).ok_or(XenError::EFAULT)?;
+                    let remote = crate::le::get_u16(b, 2).ok_or(XenError::EFAULT)?;
+                    if dom != ops::DOMID_SELF && dom != 0 {
+                        let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
+                        let port = d.unbound.len() as u32 + 1;
+                        d.unbound.push((port, remote));
+                        b[4..8].copy_from_slice(&port.to_le_bytes());
+                        return Ok(0);
+                    }
                     let port = st.next_port;
                     st.next_port += 1;
                     st.unbound.push(port);
@@ -315,7 +691,22 @@ impl FakeXen {
                     Ok(0)
                 }
                 (ops::EVTCHNOP_BIND_INTERDOMAIN, Some(Arg::InOut(b))) => {
+                    let rdom = crate::le::get_u16(b, 0).ok_or(XenError::EFAULT)?;
                     let remote = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                    if rdom != 0 && rdom != ops::DOMID_SELF {
+                        let d = st.domains.get_mut(&rdom).ok_or(XenError::ESRCH)?;
+                        let Some(i) = d.unbound.iter().position(|&(p, r)| p == remote && r == 0)
+                        else {
+                            return Err(XenError::EINVAL);
+                        };
+                        d.unbound.remove(i);
+                        let port = st.next_port;
+                        st.next_port += 1;
+                        // The remote end lives in another domain: record it as (local, 0).
+                        st.interdomain.push((port, 0));
+                        b[8..12].copy_from_slice(&port.to_le_bytes());
+                        return Ok(0);
+                    }
                     let Some(i) = st.unbound.iter().position(|&p| p == remote) else {
                         return Err(XenError::EINVAL);
                     };
@@ -451,6 +842,19 @@ impl FakeXen {
                     return Err(XenError::EFAULT);
                 };
                 let index = u32_at(b, 4).ok_or(XenError::EFAULT)?;
+                let dom = crate::le::get_u16(b, 0).ok_or(XenError::EFAULT)?;
+                if dom != ops::DOMID_SELF && dom != 0 {
+                    let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
+                    let v = u64_at(b, 8).ok_or(XenError::EFAULT)?;
+                    return match sub {
+                        ops::HVMOP_SET_PARAM => {
+                            d.params.retain(|&(i, _)| i != index);
+                            d.params.push((index, v));
+                            Ok(0)
+                        }
+                        _ => Err(XenError::ENOSYS),
+                    };
+                }
                 match sub {
                     ops::HVMOP_SET_PARAM => {
                         let v = u64_at(b, 8).ok_or(XenError::EFAULT)?;

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod cpuid;
+pub mod domctl;
 pub mod errno;
 pub mod events;
 pub mod hypercall;
