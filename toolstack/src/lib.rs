@@ -1,8 +1,10 @@
-//! The toolstack in dom0: the boot bundle, the xenstore service, and (next) the domain
-//! builder, console backend and domain lifecycle.
+//! The toolstack in dom0: the boot bundle, the PVH domain builder, the xenstore service, the
+//! console backend and the domain lifecycle logic.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
+pub mod builder;
 pub mod bundle;
+pub mod elf;
 pub mod xenstore;

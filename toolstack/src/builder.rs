@@ -1,0 +1,749 @@
+//! The PVH domain builder: the hypercall sequence of libxl/libxc for a PVH guest
+//! (reference `xen-toolstack-netback.md` §1.4), written against [`Hypercall`] and a
+//! [`GuestMemory`] that copies bytes into the new domain, so all of it runs in host tests
+//! against `xen::fake::FakeXen`.
+//!
+//! Guest-physical layout (libxl's for PVH, `domain_construct_memmap`, with our ACPI block):
+//!
+//! | range | what |
+//! |---|---|
+//! | `0 .. low_end` | RAM (PVH has no VGA hole); `low_end = min(memory, 0xFC00_0000)` |
+//! | kernel `p_paddr` ranges | the ELF's PT_LOAD segments (Debian 6.1: 16 MiB .. 74 MiB) |
+//! | after the kernel, page aligned | initrd (start_info module 0) |
+//! | next page | `hvm_start_info` v1, module list, memory map, command line |
+//! | `0xFC00_0000 ..` | ACPI: RSDP, XSDT, FADT, MADT, DSDT (`acpi_fixup::domu`); e820 ACPI |
+//! | `0xFEFF_8000 .. 0xFF00_0000` | 8 special pages (libxc's `special_pfn`); xenstore ring at pfn 0xFEFFC, console ring at 0xFEFFF; e820 reserved |
+//! | `4 GiB ..` | RAM above the hole, when memory exceeds `low_end` |
+//!
+//! The domain is left paused: the caller introduces it to xenstore and connects the console
+//! before [`start`] unpauses it. Any failure after `createdomain` destroys the domain again.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use xen::domctl::{self, CreateDomain, DomId, DomctlVersion, hvmctx, param};
+use xen::ops::{self, EvtchnPort};
+use xen::{Hypercall, XenError};
+
+use crate::elf;
+
+pub const PAGE: u64 = 4096;
+/// Start of the MMIO hole for a PVH guest without a device model (libxl: the lowest of the
+/// special pages, the LAPIC and the ACPI area).
+pub const HOLE_START: u64 = 0xFC00_0000;
+/// Where the DomU's ACPI tables go (libxl's `ACPI_INFO_PHYSICAL_ADDRESS`).
+pub const ACPI_BASE: u64 = 0xFC00_0000;
+/// The 8 special pages (`X86_HVM_END_SPECIAL_REGION` - 8 .. 0xFF000).
+pub const SPECIAL_PFN: u64 = 0xFEFF8;
+pub const SPECIAL_PAGES: u64 = 8;
+/// `special_pfn(SPECIALPAGE_XENSTORE)` and `special_pfn(SPECIALPAGE_CONSOLE)`.
+pub const STORE_PFN: u64 = SPECIAL_PFN + 4;
+pub const CONSOLE_PFN: u64 = SPECIAL_PFN + 7;
+/// Above this, memory goes above 4 GiB.
+pub const FOUR_GIB: u64 = 1 << 32;
+/// Longest guest command line (libxc `MAX_GUEST_CMDLINE` is 1024; the bundle allows 2048 and
+/// the start_info page has room for it).
+pub const MAX_CMDLINE: usize = 2048;
+/// Slack in max_mem beyond RAM + special + ACPI pages (libxl's `LIBXL_MAXMEM_CONSTANT`).
+pub const MAXMEM_SLACK_KIB: u64 = 1024;
+
+/// e820 types.
+pub const E820_RAM: u32 = 1;
+pub const E820_RESERVED: u32 = 2;
+pub const E820_ACPI: u32 = 3;
+
+/// Copies bytes into another domain's memory (dom0: through foreign mappings; tests: a map).
+pub trait GuestMemory {
+    /// Copy `data` to guest-physical address `gpa` of domain `dom`.
+    fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError>;
+    /// Zero `len` bytes at `gpa`.
+    fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError>;
+}
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainConfig {
+    pub name: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub cmdline: String,
+}
+
+/// A clock in nanoseconds, for per-step timings.
+pub type Clock<'a> = &'a dyn Fn() -> u64;
+
+/// Everything the builder needs from dom0.
+pub struct Env<'a> {
+    pub xen: &'a dyn Hypercall,
+    pub mem: &'a mut dyn GuestMemory,
+    pub version: DomctlVersion,
+    pub now: Clock<'a>,
+}
+
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env").field("version", &self.version).finish()
+    }
+}
+
+/// A built, paused domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub domid: DomId,
+    /// The DomU's ends of its xenstore and console channels (dom0 binds to them).
+    pub store_port: EvtchnPort,
+    pub console_port: EvtchnPort,
+    pub store_pfn: u64,
+    pub console_pfn: u64,
+    pub layout: Layout,
+    /// (step, nanoseconds) in order.
+    pub steps: Vec<(&'static str, u64)>,
+}
+
+/// Where everything goes in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub memory_bytes: u64,
+    pub low_end: u64,
+    /// End of RAM above 4 GiB (0 if none).
+    pub high_end: u64,
+    pub kernel: (u64, u64),
+    pub entry: u32,
+    pub initrd: Option<(u64, u64)>,
+    pub start_info: u64,
+    /// ACPI block (start, end) and the RSDP's address.
+    pub acpi: (u64, u64),
+    pub rsdp: u64,
+    pub e820: Vec<(u64, u64, u32)>,
+}
+
+/// Why a build failed: the step and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    pub step: &'static str,
+    pub detail: String,
+    /// The domain that was created and then destroyed again (or left, if destroy failed).
+    pub domid: Option<DomId>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.detail)?;
+        if let Some(d) = self.domid {
+            write!(f, " (domain {d} destroyed again)")?;
+        }
+        Ok(())
+    }
+}
+
+fn err(step: &'static str, detail: impl Into<String>) -> BuildError {
+    BuildError {
+        step,
+        detail: detail.into(),
+        domid: None,
+    }
+}
+
+/// Plan the guest's memory. Pure: checks everything that can be checked before any hypercall.
+pub fn plan(
+    cfg: &DomainConfig,
+    kernel: &elf::Kernel,
+    initrd_len: Option<u64>,
+    acpi_len: u64,
+) -> Result<Layout, BuildError> {
+    if cfg.vcpus == 0 || cfg.vcpus > 128 {
+        return Err(err("plan", format!("{} vCPUs: must be 1..=128", cfg.vcpus)));
+    }
+    if cfg.cmdline.len() > MAX_CMDLINE || cfg.cmdline.as_bytes().contains(&0) {
+        return Err(err(
+            "plan",
+            format!("command line of {} bytes: at most {MAX_CMDLINE}, no NUL", cfg.cmdline.len()),
+        ));
+    }
+    let memory_bytes = cfg
+        .memory_mib
+        .checked_mul(1 << 20)
+        .filter(|&m| m >= 1 << 20 && m <= 1 << 40)
+        .ok_or_else(|| err("plan", format!("memory {} MiB: must be 1..=1048576", cfg.memory_mib)))?;
+    let low_end = memory_bytes.min(HOLE_START);
+    let high_end = if memory_bytes > low_end {
+        FOUR_GIB + (memory_bytes - low_end)
+    } else {
+        0
+    };
+    let kend = kernel.end.next_multiple_of(PAGE);
+    let initrd = initrd_len.map(|n| (kend, kend + n));
+    let start_info = initrd.map_or(kend, |(_, e)| e.next_multiple_of(PAGE));
+    let need = start_info + PAGE;
+    if need > low_end {
+        return Err(err(
+            "plan",
+            format!(
+                "{} MiB is too small: kernel, initrd and start_info need {} MiB below the \
+                 MMIO hole (kernel {:#x}..{:#x}{})",
+                cfg.memory_mib,
+                need.div_ceil(1 << 20) + 1,
+                kernel.start,
+                kernel.end,
+                initrd.map_or(String::new(), |(s, e)| format!(", initrd {s:#x}..{e:#x}")),
+            ),
+        ));
+    }
+    let acpi_end = (ACPI_BASE + acpi_len).next_multiple_of(PAGE);
+    if acpi_end > SPECIAL_PFN * PAGE {
+        return Err(err("plan", format!("ACPI tables of {acpi_len} bytes do not fit")));
+    }
+    let mut e820 = alloc::vec![(0, low_end, E820_RAM)];
+    if acpi_len > 0 {
+        e820.push((ACPI_BASE, acpi_end - ACPI_BASE, E820_ACPI));
+    }
+    e820.push((SPECIAL_PFN * PAGE, SPECIAL_PAGES * PAGE, E820_RESERVED));
+    if high_end > 0 {
+        e820.push((FOUR_GIB, high_end - FOUR_GIB, E820_RAM));
+    }
+    Ok(Layout {
+        memory_bytes,
+        low_end,
+        high_end,
+        kernel: (kernel.start, kernel.end),
+        entry: kernel.entry,
+        initrd,
+        start_info,
+        acpi: (ACPI_BASE, if acpi_len > 0 { acpi_end } else { ACPI_BASE }),
+        rsdp: if acpi_len > 0 { ACPI_BASE } else { 0 },
+        e820,
+    })
+}
+
+/// `hvm_start_info` version 1 with its module list, memory map and command line, as one page
+/// placed at `layout.start_info` (public/arch-x86/hvm/start_info.h).
+pub fn start_info_page(layout: &Layout, cmdline: &str) -> Vec<u8> {
+    const MODLIST: usize = 64;
+    const MEMMAP: usize = 128;
+    const CMDLINE: usize = 1024;
+    let base = layout.start_info;
+    let mut p = alloc::vec![0u8; PAGE as usize];
+    let put32 = |p: &mut [u8], o: usize, v: u32| p[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |p: &mut [u8], o: usize, v: u64| p[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    put32(&mut p, 0, xen::start_info::XEN_HVM_START_MAGIC_VALUE);
+    put32(&mut p, 4, 1); // version 1: has a memory map
+    let nmods = u32::from(layout.initrd.is_some());
+    put32(&mut p, 12, nmods);
+    if let Some((s, e)) = layout.initrd {
+        put64(&mut p, 16, base + MODLIST as u64);
+        put64(&mut p, MODLIST, s);
+        put64(&mut p, MODLIST + 8, e - s);
+    }
+    put64(&mut p, 24, base + CMDLINE as u64);
+    put64(&mut p, 32, layout.rsdp);
+    put64(&mut p, 40, base + MEMMAP as u64);
+    put32(&mut p, 48, layout.e820.len() as u32);
+    for (i, &(a, s, t)) in layout.e820.iter().enumerate() {
+        let o = MEMMAP + 24 * i;
+        put64(&mut p, o, a);
+        put64(&mut p, o + 8, s);
+        put32(&mut p, o + 16, t);
+    }
+    let c = cmdline.as_bytes();
+    let n = c.len().min(PAGE as usize - CMDLINE - 1);
+    p[CMDLINE..CMDLINE + n].copy_from_slice(&c[..n]);
+    p
+}
+
+/// Frames to populate for `[start, end)`: 2 MiB extents where aligned, else 4 KiB ones.
+/// Returns (order-9 extents, order-0 extents), both as first frames.
+pub fn extents(start: u64, end: u64) -> (Vec<u64>, Vec<u64>) {
+    const SP: u64 = 512;
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    let (mut f, e) = (start / PAGE, end / PAGE);
+    while f < e {
+        if f.is_multiple_of(SP) && f + SP <= e {
+            big.push(f);
+            f += SP;
+        } else {
+            small.push(f);
+            f += 1;
+        }
+    }
+    (big, small)
+}
+
+fn populate(h: &dyn Hypercall, dom: DomId, order: u32, frames: &[u64]) -> Result<(), BuildError> {
+    for chunk in frames.chunks(4096) {
+        let mut c = chunk.to_vec();
+        let done = domctl::populate_physmap(h, dom, order, &mut c)
+            .map_err(|e| err("populate memory", format!("XENMEM_populate_physmap: {e}")))?;
+        if done < chunk.len() {
+            return Err(err(
+                "populate memory",
+                format!(
+                    "Xen populated {done} of {} extents of order {order} at frame {:#x}: not \
+                     enough free memory (give Xen more RAM or the DomU less)",
+                    chunk.len(),
+                    chunk[0]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Build the domain, leaving it paused. `acpi` is the ACPI block for [`ACPI_BASE`] (empty for
+/// none); make it with `acpi_fixup::domu::domu_tables(vcpus, ACPI_BASE)`.
+pub fn build(
+    env: &mut Env<'_>,
+    cfg: &DomainConfig,
+    kernel_elf: &[u8],
+    initrd: Option<&[u8]>,
+    acpi: &[u8],
+) -> Result<Built, BuildError> {
+    let kernel = elf::parse(kernel_elf).map_err(|e| err("parse kernel", format!("{e}")))?;
+    let layout = plan(cfg, &kernel, initrd.map(|i| i.len() as u64), acpi.len() as u64)?;
+    let h = env.xen;
+    let v = env.version;
+    let mut handle = [0u8; 16];
+    for (i, b) in cfg.name.bytes().take(16).enumerate() {
+        handle[i] = b;
+    }
+    let domid = domctl::create_domain(h, v, &CreateDomain::pvh(cfg.vcpus, handle))
+        .map_err(|e| err("createdomain", format!("XEN_DOMCTL_createdomain: {e}")))?;
+    match build_created(env, cfg, &kernel, kernel_elf, initrd, acpi, layout, domid) {
+        Ok(b) => Ok(b),
+        Err(mut e) => {
+            let gone = domctl::destroy(env.xen, env.version, domid);
+            e.domid = Some(domid);
+            if let Err(x) = gone {
+                e.detail.push_str(&format!("; destroying it failed too: {x}"));
+            }
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_created(
+    env: &mut Env<'_>,
+    cfg: &DomainConfig,
+    kernel: &elf::Kernel,
+    kernel_elf: &[u8],
+    initrd: Option<&[u8]>,
+    acpi: &[u8],
+    layout: Layout,
+    domid: DomId,
+) -> Result<Built, BuildError> {
+    let h = env.xen;
+    let v = env.version;
+    let mut steps = Vec::new();
+    let mut t = (env.now)();
+    let mut step = |name: &'static str, now: u64| {
+        steps.push((name, now.saturating_sub(t)));
+        t = now;
+    };
+    let x = |what: &'static str| move |e: XenError| err(what, format!("{e}"));
+
+    domctl::max_vcpus(h, v, domid, cfg.vcpus).map_err(x("max_vcpus"))?;
+    let acpi_pages = (layout.acpi.1 - layout.acpi.0) / PAGE;
+    let max_kib = layout.memory_bytes / 1024 + (SPECIAL_PAGES + acpi_pages) * 4 + MAXMEM_SLACK_KIB;
+    domctl::max_mem(h, v, domid, max_kib).map_err(x("max_mem"))?;
+    // libxl__get_required_paging_memory(): 4 KiB per (256 per vCPU + 1 per MiB).
+    let pool = 4096 * (256 * u64::from(cfg.vcpus) + cfg.memory_mib);
+    domctl::set_paging_mempool_size(h, v, domid, pool).map_err(x("paging pool"))?;
+    domctl::set_param(
+        h,
+        domid,
+        param::TIMER_MODE,
+        param::TIMER_MODE_NO_DELAY_FOR_MISSED_TICKS,
+    )
+    .map_err(x("HVM_PARAM_TIMER_MODE"))?;
+    let store_port = ops::alloc_unbound(h, domid, 0).map_err(x("xenstore event channel"))?;
+    let console_port = ops::alloc_unbound(h, domid, 0).map_err(x("console event channel"))?;
+    domctl::set_memory_map(h, domid, &layout.e820).map_err(x("XENMEM_set_memory_map"))?;
+    step("create", (env.now)());
+
+    // Memory: RAM, ACPI pages, special pages.
+    let mut ranges = alloc::vec![(0, layout.low_end)];
+    if layout.high_end > 0 {
+        ranges.push((FOUR_GIB, layout.high_end));
+    }
+    if acpi_pages > 0 {
+        ranges.push(layout.acpi);
+    }
+    ranges.push((SPECIAL_PFN * PAGE, (SPECIAL_PFN + SPECIAL_PAGES) * PAGE));
+    for (s, e) in ranges {
+        let (big, small) = extents(s, e);
+        populate(h, domid, 9, &big)?;
+        populate(h, domid, 0, &small)?;
+    }
+    step("populate", (env.now)());
+
+    // Kernel segments, bss zeroed.
+    for s in &kernel.segments {
+        let bytes = &kernel_elf[s.offset as usize..(s.offset + s.filesz) as usize];
+        env.mem
+            .write(domid, s.paddr, bytes)
+            .map_err(x("load kernel"))?;
+        if s.memsz > s.filesz {
+            env.mem
+                .zero(domid, s.paddr + s.filesz, s.memsz - s.filesz)
+                .map_err(x("zero kernel bss"))?;
+        }
+    }
+    step("kernel", (env.now)());
+    if let (Some(data), Some((s, _))) = (initrd, layout.initrd) {
+        env.mem.write(domid, s, data).map_err(x("load initrd"))?;
+    }
+    step("initrd", (env.now)());
+    if !acpi.is_empty() {
+        env.mem
+            .write(domid, layout.acpi.0, acpi)
+            .map_err(x("ACPI tables"))?;
+    }
+    let si = start_info_page(&layout, &cfg.cmdline);
+    env.mem
+        .write(domid, layout.start_info, &si)
+        .map_err(x("start_info"))?;
+    // Rings must start zeroed (indices 0, xenstore "connected"); libxc clears all 8.
+    env.mem
+        .zero(domid, SPECIAL_PFN * PAGE, SPECIAL_PAGES * PAGE)
+        .map_err(x("clear special pages"))?;
+    step("start_info", (env.now)());
+
+    for (i, val) in [
+        (param::STORE_PFN, STORE_PFN),
+        (param::CONSOLE_PFN, CONSOLE_PFN),
+        (param::STORE_EVTCHN, u64::from(store_port.0)),
+        (param::CONSOLE_EVTCHN, u64::from(console_port.0)),
+    ] {
+        domctl::set_param(h, domid, i, val).map_err(x("HVM params"))?;
+    }
+    load_vcpu_state(h, v, domid, cfg.vcpus, layout.entry, layout.start_info)?;
+    step("vcpu", (env.now)());
+
+    Ok(Built {
+        domid,
+        store_port,
+        console_port,
+        store_pfn: STORE_PFN,
+        console_pfn: CONSOLE_PFN,
+        layout,
+        steps,
+    })
+}
+
+/// MTRRs for every vCPU (write-back by default, enabled), then the boot vCPU's registers
+/// (libxc `vcpu_hvm()`): each `sethvmcontext` downs the vCPUs without a CPU record, so the
+/// boot vCPU's comes last.
+fn load_vcpu_state(
+    h: &dyn Hypercall,
+    v: DomctlVersion,
+    domid: DomId,
+    vcpus: u32,
+    entry: u32,
+    start_info: u64,
+) -> Result<(), BuildError> {
+    let size = domctl::hvmcontext_size(h, v, domid)
+        .map_err(|e| err("HVM context", format!("gethvmcontext size: {e}")))?;
+    if size == 0 || size > 1 << 20 {
+        return Err(err("HVM context", format!("Xen reports a context of {size} bytes")));
+    }
+    let mut full = alloc::vec![0u8; size as usize];
+    let n = domctl::get_hvmcontext(h, v, domid, &mut full)
+        .map_err(|e| err("HVM context", format!("gethvmcontext: {e}")))?;
+    let recs = hvmctx::records(&full[..n])
+        .ok_or_else(|| err("HVM context", "Xen's context does not parse"))?;
+    let header = recs
+        .iter()
+        .find(|r| r.0 == hvmctx::HEADER)
+        .map(|r| r.2.to_vec())
+        .ok_or_else(|| err("HVM context", "no HEADER record in Xen's context"))?;
+    for i in 0..vcpus {
+        let mut m = recs
+            .iter()
+            .find(|r| r.0 == hvmctx::MTRR && u32::from(r.1) == i)
+            .map(|r| r.2.to_vec())
+            .unwrap_or_else(|| {
+                // No record from Xen: PAT at its power-on value, no ranges.
+                let mut m = alloc::vec![0u8; hvmctx::MTRR_LEN];
+                m[0..8].copy_from_slice(&0x0007_0406_0007_0406u64.to_le_bytes());
+                m
+            });
+        if m.len() < hvmctx::MTRR_LEN {
+            return Err(err("HVM context", format!("MTRR record of vCPU {i} too short")));
+        }
+        m[hvmctx::MTRR_DEF_TYPE..hvmctx::MTRR_DEF_TYPE + 8]
+            .copy_from_slice(&hvmctx::MTRR_DEF_WB_ENABLED.to_le_bytes());
+        let mut rec = Vec::new();
+        hvmctx::push(&mut rec, hvmctx::HEADER, 0, &header);
+        hvmctx::push(&mut rec, hvmctx::MTRR, i as u16, &m);
+        hvmctx::push(&mut rec, hvmctx::END, 0, &[]);
+        domctl::set_hvmcontext(h, v, domid, &rec)
+            .map_err(|e| err("HVM context", format!("MTRRs of vCPU {i}: {e}")))?;
+    }
+    let mut rec = Vec::new();
+    hvmctx::push(&mut rec, hvmctx::HEADER, 0, &header);
+    hvmctx::push(
+        &mut rec,
+        hvmctx::CPU,
+        0,
+        &hvmctx::pvh_boot_cpu(entry, start_info as u32),
+    );
+    hvmctx::push(&mut rec, hvmctx::END, 0, &[]);
+    domctl::set_hvmcontext(h, v, domid, &rec)
+        .map_err(|e| err("HVM context", format!("boot vCPU: {e}")))?;
+    Ok(())
+}
+
+/// Let a built domain run.
+pub fn start(h: &dyn Hypercall, v: DomctlVersion, domid: DomId) -> Result<(), XenError> {
+    domctl::unpause(h, v, domid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use xen::fake::FakeXen;
+    use xen::start_info::{PhysRead, PhysReadError, StartInfo, StartInfoHeader, read_memmap};
+
+    /// Guest memory over the fake: writes land in pages, and only in frames Xen populated.
+    struct FakeMem<'a> {
+        xen: &'a FakeXen,
+        pages: BTreeMap<(DomId, u64), Vec<u8>>,
+    }
+
+    impl GuestMemory for FakeMem<'_> {
+        fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError> {
+            let mut at = 0usize;
+            while at < data.len() {
+                let a = gpa + at as u64;
+                let (gfn, off) = (a / PAGE, (a % PAGE) as usize);
+                let frames = self.xen.domain(dom).ok_or(XenError::ESRCH)?.frames;
+                if !frames.contains(&gfn) {
+                    return Err(XenError::EINVAL);
+                }
+                let n = (PAGE as usize - off).min(data.len() - at);
+                let p = self
+                    .pages
+                    .entry((dom, gfn))
+                    .or_insert_with(|| alloc::vec![0; PAGE as usize]);
+                p[off..off + n].copy_from_slice(&data[at..at + n]);
+                at += n;
+            }
+            Ok(())
+        }
+        fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
+            self.write(dom, gpa, &alloc::vec![0; len as usize])
+        }
+    }
+
+    struct View<'a>(&'a FakeMem<'a>, DomId);
+    impl PhysRead for View<'_> {
+        fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysReadError> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let a = paddr + i as u64;
+                *b = self
+                    .0
+                    .pages
+                    .get(&(self.1, a / PAGE))
+                    .map_or(0, |p| p[(a % PAGE) as usize]);
+            }
+            Ok(())
+        }
+    }
+
+    fn cfg(mib: u64, vcpus: u32) -> DomainConfig {
+        DomainConfig {
+            name: "demo".into(),
+            memory_mib: mib,
+            vcpus,
+            cmdline: "console=hvc0 loglevel=4".into(),
+        }
+    }
+
+    fn kernel() -> Vec<u8> {
+        elf::build_test_kernel(0x100_0000, &[0xf4; 5000], 3 * 4096 + 17, 0x40)
+    }
+
+    #[test]
+    fn builds_a_pvh_domain_like_libxc() {
+        let x = FakeXen::new(4, 20);
+        let mut mem = FakeMem {
+            xen: &x,
+            pages: BTreeMap::new(),
+        };
+        let (v, probes) = DomctlVersion::detect(&x, 4, 20).unwrap();
+        assert_eq!((v, probes), (DomctlVersion(0x17), 1));
+        let acpi = acpi_fixup::domu::domu_tables(2, ACPI_BASE).unwrap().image().unwrap();
+        let initrd = alloc::vec![0xab; 10_000];
+        let clock = || 0u64;
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: v,
+            now: &clock,
+        };
+        let k = kernel();
+        let b = build(&mut env, &cfg(64, 2), &k, Some(&initrd), &acpi).unwrap();
+        let d = x.domain(b.domid).unwrap();
+        assert_eq!(d.cdf, 3, "HVM | HAP");
+        assert_eq!(d.emulation_flags, 1, "LAPIC only");
+        assert_eq!((d.max_vcpus, d.vcpus_allocated), (2, 2));
+        assert!(d.paused, "left paused for the caller");
+        let acpi_pages = (acpi.len() as u64).div_ceil(PAGE);
+        assert_eq!(d.frames.len() as u64, 64 * 256 + 8 + acpi_pages);
+        assert!(d.frames.contains(&STORE_PFN) && d.frames.contains(&CONSOLE_PFN));
+        assert_eq!(
+            d.memory_map,
+            alloc::vec![
+                (0, 64 << 20, E820_RAM),
+                (ACPI_BASE, acpi_pages * PAGE, E820_ACPI),
+                (0xFEFF8000, 0x8000, E820_RESERVED)
+            ]
+        );
+        let param = |i| d.params.iter().find(|p| p.0 == i).map(|p| p.1);
+        assert_eq!(param(param::STORE_PFN), Some(0xFEFFC));
+        assert_eq!(param(param::CONSOLE_PFN), Some(0xFEFFF));
+        assert_eq!(param(param::STORE_EVTCHN), Some(u64::from(b.store_port.0)));
+        assert_eq!(param(param::CONSOLE_EVTCHN), Some(u64::from(b.console_port.0)));
+        assert_ne!(b.store_port, b.console_port);
+        // MTRR loads per vCPU, then the boot vCPU's registers last.
+        assert_eq!(d.hvm_loads.len(), 3);
+        for (i, l) in d.hvm_loads[..2].iter().enumerate() {
+            let r = hvmctx::records(l).unwrap();
+            assert_eq!(r[1].0, hvmctx::MTRR);
+            assert_eq!(usize::from(r[1].1), i);
+            assert_eq!(
+                xen::le::get_u64(r[1].2, hvmctx::MTRR_DEF_TYPE),
+                Some(hvmctx::MTRR_DEF_WB_ENABLED)
+            );
+        }
+        let r = hvmctx::records(&d.hvm_loads[2]).unwrap();
+        assert_eq!((r[1].0, r[1].1), (hvmctx::CPU, 0));
+        assert_eq!(xen::le::get_u64(r[1].2, 640), Some(0x100_0040), "rip = PVH entry");
+        assert_eq!(xen::le::get_u64(r[1].2, 520), Some(b.layout.start_info), "rbx");
+        // Kernel bytes and zeroed bss in place.
+        let view = View(&mem, b.domid);
+        let mut got = alloc::vec![0u8; 5000 + 3 * 4096 + 17];
+        view.read(0x100_0000, &mut got).unwrap();
+        assert!(got[..5000].iter().all(|&c| c == 0xf4));
+        assert!(got[5000..].iter().all(|&c| c == 0));
+        // start_info as dom0's own validator reads it.
+        let mut raw = [0u8; 56];
+        view.read(b.layout.start_info, &mut raw).unwrap();
+        let hdr = StartInfoHeader::parse(&raw).unwrap();
+        assert_eq!(hdr.version, 1);
+        let map = read_memmap(&hdr, &view).unwrap().unwrap();
+        let si = StartInfo::load(b.layout.start_info, hdr, &map, 0..0, &view).unwrap();
+        assert_eq!(si.cmdline, "console=hvc0 loglevel=4");
+        assert_eq!(si.modules.len(), 1);
+        let (s, e) = b.layout.initrd.unwrap();
+        assert_eq!((si.modules[0].paddr, si.modules[0].size), (s, e - s));
+        assert!(s >= 0x100_0000 + 5000 + 3 * 4096 + 17 && s % PAGE == 0);
+        let mut rsdp = [0u8; 8];
+        view.read(hdr.rsdp_paddr, &mut rsdp).unwrap();
+        assert_eq!(&rsdp, b"RSD PTR ");
+        // Start it.
+        start(&x, v, b.domid).unwrap();
+        assert!(!x.domain(b.domid).unwrap().paused);
+    }
+
+    #[test]
+    fn memory_above_the_hole_goes_above_4g() {
+        let l = plan(
+            &cfg(4096 + 64, 1),
+            &elf::parse(&kernel()).unwrap(),
+            None,
+            0,
+        )
+        .unwrap();
+        assert_eq!(l.low_end, HOLE_START);
+        assert_eq!(l.high_end, FOUR_GIB + (4096 + 64) * (1 << 20) - HOLE_START);
+        assert_eq!(l.e820.last(), Some(&(FOUR_GIB, l.high_end - FOUR_GIB, E820_RAM)));
+        assert_eq!(l.rsdp, 0);
+    }
+
+    #[test]
+    fn too_small_fails_before_any_hypercall() {
+        let x = FakeXen::new(4, 17);
+        let mut mem = FakeMem {
+            xen: &x,
+            pages: BTreeMap::new(),
+        };
+        let clock = || 0u64;
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: DomctlVersion(0x15),
+            now: &clock,
+        };
+        let e = build(&mut env, &cfg(16, 1), &kernel(), None, &[]).unwrap_err();
+        assert_eq!(e.step, "plan");
+        assert!(e.detail.contains("too small"), "{e}");
+        assert!(x.domctl_calls().is_empty());
+        let e = build(&mut env, &cfg(64, 1), b"not a kernel", None, &[]).unwrap_err();
+        assert_eq!(e.step, "parse kernel");
+    }
+
+    #[test]
+    fn a_failing_step_destroys_the_domain() {
+        let x = FakeXen::new(4, 17);
+        x.fail_domctl(domctl::cmd::SETHVMCONTEXT, XenError::EINVAL);
+        let mut mem = FakeMem {
+            xen: &x,
+            pages: BTreeMap::new(),
+        };
+        let clock = || 0u64;
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: DomctlVersion(0x15),
+            now: &clock,
+        };
+        let e = build(&mut env, &cfg(64, 1), &kernel(), None, &[]).unwrap_err();
+        assert_eq!(e.step, "HVM context");
+        assert_eq!(e.domid, Some(1));
+        assert!(x.domain_ids().is_empty(), "the half-built domain is gone");
+        assert!(e.to_string().contains("destroyed again"));
+    }
+
+    #[test]
+    fn out_of_memory_is_reported_with_numbers() {
+        let x = FakeXen::new(4, 17);
+        x.fail_domctl(domctl::cmd::MAX_MEM, XenError::EINVAL);
+        let mut mem = FakeMem {
+            xen: &x,
+            pages: BTreeMap::new(),
+        };
+        let clock = || 0u64;
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: DomctlVersion(0x15),
+            now: &clock,
+        };
+        let e = build(&mut env, &cfg(64, 1), &kernel(), None, &[]).unwrap_err();
+        assert_eq!(e.step, "max_mem");
+        assert!(x.domain_ids().is_empty());
+    }
+
+    #[test]
+    fn wrong_domctl_version_is_detected() {
+        let x = FakeXen::new(4, 17);
+        // A 4.17 that claims to be 4.20: detection falls back to probing.
+        let (v, probes) = DomctlVersion::detect(&x, 4, 20).unwrap();
+        assert_eq!(v, DomctlVersion(0x15));
+        assert!(probes > 1);
+    }
+
+    #[test]
+    fn extents_use_superpages_where_aligned() {
+        let (big, small) = extents(0, 5 << 20);
+        assert_eq!(big, alloc::vec![0, 512]);
+        assert_eq!(small.len(), 256);
+        let (big, small) = extents(0xFEFF8000, 0xFF000000);
+        assert!(big.is_empty());
+        assert_eq!(small.len(), 8);
+    }
+}
