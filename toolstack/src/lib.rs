@@ -6,5 +6,7 @@
 extern crate alloc;
 pub mod builder;
 pub mod bundle;
+pub mod console;
+pub mod domain;
 pub mod elf;
 pub mod xenstore;
