@@ -91,6 +91,102 @@ pub struct ModuleSummary {
     pub status: String,
 }
 
+/// One DomU dom0 built from the boot bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomuSummary {
+    pub name: String,
+    /// 0 if it was never created.
+    pub domid: u64,
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    /// "running", "poweroff", "reboot", "crash", ... or "build failed".
+    pub state: String,
+    /// Build steps and their durations (ns).
+    pub build_steps: Vec<(String, u64)>,
+    /// ns from dom0's entry: build start, unpause, first console line, init's first line, stop.
+    pub built_at_ns: u64,
+    pub started_at_ns: u64,
+    pub first_console_ns: Option<u64>,
+    pub init_ns: Option<u64>,
+    pub stopped_at_ns: Option<u64>,
+    pub console_lines: u64,
+    pub console_bytes: u64,
+    /// The first and last lines of its console.
+    pub console: Vec<String>,
+    pub xenstore_requests: u64,
+    /// Nodes the DomU wrote, as "path=value" (its own tree after it stopped).
+    pub xenstore_written: Vec<String>,
+    pub restarts: u64,
+    /// Foreign-mapped pages while building and heap bytes dom0 holds for it.
+    pub pages_copied: u64,
+    pub dom0_heap_bytes: u64,
+    pub errors: Vec<String>,
+}
+
+/// The toolstack's view: the domctl version found, and the DomUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolstackSummary {
+    pub domctl_version: u64,
+    pub domctl_probes: u64,
+    /// dom0 frames used for foreign mappings (first, count).
+    pub window: (u64, u64),
+    pub domus: Vec<DomuSummary>,
+    /// Destroyed domains still mapped or otherwise not fully gone, as Xen reports them.
+    pub leaks: Vec<String>,
+}
+
+impl ToolstackSummary {
+    fn json(&self, j: &mut JsonWriter<'_>) -> Result<(), JsonError> {
+        j.begin_object()?;
+        j.u64_field("domctl_version", self.domctl_version)?;
+        j.u64_field("domctl_probes", self.domctl_probes)?;
+        j.u64_field("window_gfn", self.window.0)?;
+        j.u64_field("window_pages", self.window.1)?;
+        j.key("domus")?;
+        j.begin_array()?;
+        for d in &self.domus {
+            j.begin_object()?;
+            j.str_field("name", &d.name)?;
+            j.u64_field("domid", d.domid)?;
+            j.u64_field("memory_mib", d.memory_mib)?;
+            j.u64_field("vcpus", d.vcpus)?;
+            j.str_field("state", &d.state)?;
+            j.key("build_steps")?;
+            j.begin_object()?;
+            for (k, v) in &d.build_steps {
+                j.u64_field(k, *v)?;
+            }
+            j.end_object()?;
+            j.u64_field("built_at_ns", d.built_at_ns)?;
+            j.u64_field("started_at_ns", d.started_at_ns)?;
+            for (k, v) in [
+                ("first_console_ns", d.first_console_ns),
+                ("init_ns", d.init_ns),
+                ("stopped_at_ns", d.stopped_at_ns),
+            ] {
+                j.key(k)?;
+                match v {
+                    Some(v) => j.u64(v)?,
+                    None => j.null()?,
+                }
+            }
+            j.u64_field("console_lines", d.console_lines)?;
+            j.u64_field("console_bytes", d.console_bytes)?;
+            str_array_field(j, "console", &d.console)?;
+            j.u64_field("xenstore_requests", d.xenstore_requests)?;
+            str_array_field(j, "xenstore_written", &d.xenstore_written)?;
+            j.u64_field("restarts", d.restarts)?;
+            j.u64_field("pages_copied", d.pages_copied)?;
+            j.u64_field("dom0_heap_bytes", d.dom0_heap_bytes)?;
+            str_array_field(j, "errors", &d.errors)?;
+            j.end_object()?;
+        }
+        j.end_array()?;
+        str_array_field(j, "leaks", &self.leaks)?;
+        j.end_object()
+    }
+}
+
 /// One table the root table (XSDT or RSDT) lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcpiTable {
@@ -350,6 +446,8 @@ pub struct BootReport {
     /// grant table mapping), one line each with its result.
     pub selftests: Vec<String>,
     pub modules: Vec<ModuleSummary>,
+    /// DomUs built from the boot bundle (None: no bundle with domains).
+    pub toolstack: Option<ToolstackSummary>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
     /// dom0 reached the point where it serves (or would serve) its purpose.
@@ -511,6 +609,11 @@ impl BootReport {
             j.end_object()?;
         }
         j.end_array()?;
+        j.key("toolstack")?;
+        match &self.toolstack {
+            None => j.null()?,
+            Some(t) => t.json(j)?,
+        }
 
         for (name, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
             j.key(name)?;
@@ -693,6 +796,28 @@ impl BootReport {
                 Clean(&m.status),
                 Clean(&m.cmdline)
             )?;
+        }
+        if let Some(t) = &self.toolstack {
+            writeln!(
+                w,
+                "toolstack: domctl interface {:#x} ({} probe(s)), {} DomU(s)",
+                t.domctl_version,
+                t.domctl_probes,
+                t.domus.len()
+            )?;
+            for d in &t.domus {
+                writeln!(
+                    w,
+                    "  {} (domain {}): {}, {} MiB, {} vCPU(s), {} console lines, {} xenstore requests",
+                    Clean(&d.name),
+                    d.domid,
+                    Clean(&d.state),
+                    d.memory_mib,
+                    d.vcpus,
+                    d.console_lines,
+                    d.xenstore_requests
+                )?;
+            }
         }
         for (title, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
             write!(w, "{title} ({})", list.len())?;
@@ -1670,6 +1795,7 @@ mod tests {
                 kind: "bundle".into(),
                 status: "ok".into(),
             }],
+            toolstack: None,
             warnings: vec!["memory map entry 5 has unknown type 12".into()],
             errors: vec![],
             ready: true,

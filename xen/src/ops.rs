@@ -235,14 +235,15 @@ pub fn sched_poll(
     ports: &[EvtchnPort],
     timeout_ns: u64,
 ) -> Result<(), XenError> {
-    let mut list = [0u8; 4 * 16];
-    if ports.len() > 16 {
+    // do_poll(): Xen takes at most 128 ports.
+    if ports.len() > 128 {
         return Err(XenError::EINVAL);
     }
+    let mut list = alloc::vec![0u8; 4 * ports.len()];
     for (i, p) in ports.iter().enumerate() {
         put_u32(&mut list, 4 * i, p.0);
     }
-    let list = &list[..4 * ports.len()];
+    let list = &list[..];
     let mut arg = [0u8; 24];
     put_u64(&mut arg, 0, list.as_ptr() as u64);
     put_u32(&mut arg, 8, ports.len() as u32);
@@ -736,7 +737,7 @@ mod tests {
         sched_poll(&x, &[p], 99).unwrap();
         assert_eq!(x.last_poll(), Some((alloc::vec![p.0], 99)));
         assert_eq!(
-            sched_poll(&x, &[EvtchnPort(1); 17], 0),
+            sched_poll(&x, &[EvtchnPort(1); 129], 0),
             Err(XenError::EINVAL)
         );
     }
