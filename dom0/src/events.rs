@@ -109,6 +109,24 @@ pub fn clear_pending(word: usize, bit: u64) {
     a64(layout::EVTCHN_PENDING + 8 * word).fetch_and(!bit, Ordering::AcqRel);
 }
 
+/// Mask a port in the 2-level bitmap: it still becomes pending and wakes `SCHEDOP_poll`, but
+/// raises no upcall (the DomU service loop polls its ports with interrupts off).
+pub fn mask(port: EvtchnPort) {
+    if let Some((w, bit)) = port_word_bit(port.0) {
+        a64(layout::EVTCHN_MASK + 8 * w).fetch_or(bit, Ordering::AcqRel);
+    }
+}
+
+/// Clear a port's pending bit; true if it was set.
+pub fn take_pending(port: EvtchnPort) -> bool {
+    match port_word_bit(port.0) {
+        Some((w, bit)) => {
+            a64(layout::EVTCHN_PENDING + 8 * w).fetch_and(!bit, Ordering::AcqRel) & bit != 0
+        }
+        None => false,
+    }
+}
+
 /// The upcall on the current vCPU (interrupts are off: interrupt gate).
 pub fn upcall() {
     let me = crate::smp::current();

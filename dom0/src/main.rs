@@ -13,6 +13,7 @@ mod acpi;
 mod arch;
 mod boot;
 mod console;
+mod domu;
 mod events;
 mod exit;
 mod heap;
@@ -546,6 +547,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("pci");
 
     // --- modules ------------------------------------------------------------------------------
+    let mut bundle_module: Option<(u64, u64)> = None;
     for m in &si.modules {
         let mut head = [0u8; 16];
         let n = head.len().min(m.size as usize);
@@ -554,7 +556,13 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             Err(e) => Err(format!("unreadable: {e}")),
         };
         let (kind, status) = match kind {
-            Ok("boot bundle") => read_bundle(m, &mut rep),
+            Ok("boot bundle") => {
+                let r = read_bundle(m, &mut rep);
+                if !r.1.starts_with("rejected") {
+                    bundle_module = Some((m.paddr, m.size));
+                }
+                r
+            }
             Ok(k) => {
                 info!(
                     "module {}: {} bytes at {:#x}: {k}",
@@ -612,6 +620,49 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     }
     info!("ready {ready_ms:.3} ms after entry");
     println!("DOM0-RESULT: ready");
+
+    // --- DomUs from the boot bundle ---------------------------------------------------------------
+    if let (Some((paddr, size)), Some(x)) = (bundle_module, x) {
+        // SAFETY: the same mapped, never-written module `read_bundle` parsed above.
+        let bytes = unsafe { core::slice::from_raw_parts(paddr as *const u8, size as usize) };
+        if let Ok(b) = toolstack::bundle::parse(bytes)
+            && !b.domains.is_empty()
+        {
+            let busy: Vec<(u64, u64)> = rep
+                .pci
+                .iter()
+                .flat_map(|p| p.functions.iter())
+                .flat_map(|f| f.bars.iter())
+                .filter(|b| b.kind != "io" && b.size > 0)
+                .map(|b| (b.address, b.address.saturating_add(b.size)))
+                .collect();
+            let t = domu::run(
+                x,
+                &b,
+                &map,
+                &busy,
+                domu::Options {
+                    stop_after_s: u64::from(opts.domu_stop),
+                },
+            );
+            for d in &t.domus {
+                for e in &d.errors {
+                    rep.errors.push(format!("domu {}: {e}", d.name));
+                }
+                if d.state == "build failed" || d.state == "crash" {
+                    rep.warnings.push(format!("domu {}: {}", d.name, d.state));
+                }
+            }
+            for l in &t.leaks {
+                rep.errors.push(format!("toolstack: {l}"));
+            }
+            rep.toolstack = Some(t);
+            let (size, used, peak) = heap::stats();
+            rep.heap = HeapStats { size, used, peak };
+            emit_report(&rep, opts.report);
+            println!("DOM0-DOMUS: done");
+        }
+    }
 
     match (opts.on_ready, x) {
         (OnReady::Idle, Some(x)) => {
@@ -1410,7 +1461,7 @@ fn read_bundle(m: &xen::start_info::ModuleInfo, rep: &mut BootReport) -> (String
             (
                 "boot bundle".to_string(),
                 format!(
-                    "{} DomU(s), {} file(s): {}; the domain builder comes with the toolstack",
+                    "{} DomU(s), {} file(s): {}",
                     b.domains.len(),
                     b.files.len(),
                     doms.join("; ")

@@ -84,7 +84,9 @@ pub struct Env<'a> {
 
 impl fmt::Debug for Env<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Env").field("version", &self.version).finish()
+        f.debug_struct("Env")
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -159,14 +161,22 @@ pub fn plan(
     if cfg.cmdline.len() > MAX_CMDLINE || cfg.cmdline.as_bytes().contains(&0) {
         return Err(err(
             "plan",
-            format!("command line of {} bytes: at most {MAX_CMDLINE}, no NUL", cfg.cmdline.len()),
+            format!(
+                "command line of {} bytes: at most {MAX_CMDLINE}, no NUL",
+                cfg.cmdline.len()
+            ),
         ));
     }
     let memory_bytes = cfg
         .memory_mib
         .checked_mul(1 << 20)
-        .filter(|&m| m >= 1 << 20 && m <= 1 << 40)
-        .ok_or_else(|| err("plan", format!("memory {} MiB: must be 1..=1048576", cfg.memory_mib)))?;
+        .filter(|m| (1 << 20..=1 << 40).contains(m))
+        .ok_or_else(|| {
+            err(
+                "plan",
+                format!("memory {} MiB: must be 1..=1048576", cfg.memory_mib),
+            )
+        })?;
     let low_end = memory_bytes.min(HOLE_START);
     let high_end = if memory_bytes > low_end {
         FOUR_GIB + (memory_bytes - low_end)
@@ -193,7 +203,10 @@ pub fn plan(
     }
     let acpi_end = (ACPI_BASE + acpi_len).next_multiple_of(PAGE);
     if acpi_end > SPECIAL_PFN * PAGE {
-        return Err(err("plan", format!("ACPI tables of {acpi_len} bytes do not fit")));
+        return Err(err(
+            "plan",
+            format!("ACPI tables of {acpi_len} bytes do not fit"),
+        ));
     }
     let mut e820 = alloc::vec![(0, low_end, E820_RAM)];
     if acpi_len > 0 {
@@ -300,7 +313,12 @@ pub fn build(
     acpi: &[u8],
 ) -> Result<Built, BuildError> {
     let kernel = elf::parse(kernel_elf).map_err(|e| err("parse kernel", format!("{e}")))?;
-    let layout = plan(cfg, &kernel, initrd.map(|i| i.len() as u64), acpi.len() as u64)?;
+    let layout = plan(
+        cfg,
+        &kernel,
+        initrd.map(|i| i.len() as u64),
+        acpi.len() as u64,
+    )?;
     let h = env.xen;
     let v = env.version;
     let mut handle = [0u8; 16];
@@ -315,7 +333,8 @@ pub fn build(
             let gone = domctl::destroy(env.xen, env.version, domid);
             e.domid = Some(domid);
             if let Err(x) = gone {
-                e.detail.push_str(&format!("; destroying it failed too: {x}"));
+                e.detail
+                    .push_str(&format!("; destroying it failed too: {x}"));
             }
             Err(e)
         }
@@ -446,7 +465,10 @@ fn load_vcpu_state(
     let size = domctl::hvmcontext_size(h, v, domid)
         .map_err(|e| err("HVM context", format!("gethvmcontext size: {e}")))?;
     if size == 0 || size > 1 << 20 {
-        return Err(err("HVM context", format!("Xen reports a context of {size} bytes")));
+        return Err(err(
+            "HVM context",
+            format!("Xen reports a context of {size} bytes"),
+        ));
     }
     let mut full = alloc::vec![0u8; size as usize];
     let n = domctl::get_hvmcontext(h, v, domid, &mut full)
@@ -470,7 +492,10 @@ fn load_vcpu_state(
                 m
             });
         if m.len() < hvmctx::MTRR_LEN {
-            return Err(err("HVM context", format!("MTRR record of vCPU {i} too short")));
+            return Err(err(
+                "HVM context",
+                format!("MTRR record of vCPU {i} too short"),
+            ));
         }
         m[hvmctx::MTRR_DEF_TYPE..hvmctx::MTRR_DEF_TYPE + 8]
             .copy_from_slice(&hvmctx::MTRR_DEF_WB_ENABLED.to_le_bytes());
@@ -575,7 +600,10 @@ mod tests {
         };
         let (v, probes) = DomctlVersion::detect(&x, 4, 20).unwrap();
         assert_eq!((v, probes), (DomctlVersion(0x17), 1));
-        let acpi = acpi_fixup::domu::domu_tables(2, ACPI_BASE).unwrap().image().unwrap();
+        let acpi = acpi_fixup::domu::domu_tables(2, ACPI_BASE)
+            .unwrap()
+            .image()
+            .unwrap();
         let initrd = alloc::vec![0xab; 10_000];
         let clock = || 0u64;
         let mut env = Env {
@@ -606,7 +634,10 @@ mod tests {
         assert_eq!(param(param::STORE_PFN), Some(0xFEFFC));
         assert_eq!(param(param::CONSOLE_PFN), Some(0xFEFFF));
         assert_eq!(param(param::STORE_EVTCHN), Some(u64::from(b.store_port.0)));
-        assert_eq!(param(param::CONSOLE_EVTCHN), Some(u64::from(b.console_port.0)));
+        assert_eq!(
+            param(param::CONSOLE_EVTCHN),
+            Some(u64::from(b.console_port.0))
+        );
         assert_ne!(b.store_port, b.console_port);
         // MTRR loads per vCPU, then the boot vCPU's registers last.
         assert_eq!(d.hvm_loads.len(), 3);
@@ -621,8 +652,16 @@ mod tests {
         }
         let r = hvmctx::records(&d.hvm_loads[2]).unwrap();
         assert_eq!((r[1].0, r[1].1), (hvmctx::CPU, 0));
-        assert_eq!(xen::le::get_u64(r[1].2, 640), Some(0x100_0040), "rip = PVH entry");
-        assert_eq!(xen::le::get_u64(r[1].2, 520), Some(b.layout.start_info), "rbx");
+        assert_eq!(
+            xen::le::get_u64(r[1].2, 640),
+            Some(0x100_0040),
+            "rip = PVH entry"
+        );
+        assert_eq!(
+            xen::le::get_u64(r[1].2, 520),
+            Some(b.layout.start_info),
+            "rbx"
+        );
         // Kernel bytes and zeroed bss in place.
         let view = View(&mem, b.domid);
         let mut got = alloc::vec![0u8; 5000 + 3 * 4096 + 17];
@@ -651,16 +690,13 @@ mod tests {
 
     #[test]
     fn memory_above_the_hole_goes_above_4g() {
-        let l = plan(
-            &cfg(4096 + 64, 1),
-            &elf::parse(&kernel()).unwrap(),
-            None,
-            0,
-        )
-        .unwrap();
+        let l = plan(&cfg(4096 + 64, 1), &elf::parse(&kernel()).unwrap(), None, 0).unwrap();
         assert_eq!(l.low_end, HOLE_START);
         assert_eq!(l.high_end, FOUR_GIB + (4096 + 64) * (1 << 20) - HOLE_START);
-        assert_eq!(l.e820.last(), Some(&(FOUR_GIB, l.high_end - FOUR_GIB, E820_RAM)));
+        assert_eq!(
+            l.e820.last(),
+            Some(&(FOUR_GIB, l.high_end - FOUR_GIB, E820_RAM))
+        );
         assert_eq!(l.rsdp, 0);
     }
 

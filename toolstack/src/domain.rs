@@ -2,7 +2,7 @@
 //! requests that introduce and release it, and what to do when it stops.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use xen::domctl::ShutdownCode;
@@ -84,7 +84,7 @@ pub fn dom0_request(server: &mut Server, ty: MsgType, args: &[&[u8]]) -> Result<
     let first = out
         .first()
         .ok_or_else(|| String::from("no reply from the store"))?;
-    reply_result(first).map_err(|e| format!("{}", e.name()))
+    reply_result(first).map_err(|e| e.name().to_string())
 }
 
 /// Write the nodes (then their permissions) as dom0.

@@ -49,7 +49,10 @@ pub enum ElfError {
     NotElf,
     NotX86_64,
     Truncated(&'static str),
-    BadSegment { index: usize, why: &'static str },
+    BadSegment {
+        index: usize,
+        why: &'static str,
+    },
     NoLoadSegments,
     /// No `XEN_ELFNOTE_PHYS32_ENTRY`: not a PVH kernel.
     NoPvhEntry,
@@ -99,10 +102,12 @@ pub fn parse(data: &[u8]) -> Result<Kernel, ElfError> {
         return Err(ElfError::NotX86_64);
     }
     let phoff = u64_at(data, 32).ok_or(ElfError::Truncated("ELF header"))?;
-    let phentsize = u16_at(data, 54).ok_or(ElfError::Truncated("ELF header"))? as u64;
-    let phnum = u16_at(data, 56).ok_or(ElfError::Truncated("ELF header"))? as u64;
+    let phentsize = u64::from(u16_at(data, 54).ok_or(ElfError::Truncated("ELF header"))?);
+    let phnum = u64::from(u16_at(data, 56).ok_or(ElfError::Truncated("ELF header"))?);
     if phentsize < 56 {
-        return Err(ElfError::Truncated("program header entries (e_phentsize < 56)"));
+        return Err(ElfError::Truncated(
+            "program header entries (e_phentsize < 56)",
+        ));
     }
     let table_end = phoff
         .checked_add(phentsize * phnum)
@@ -179,7 +184,11 @@ pub fn parse(data: &[u8]) -> Result<Kernel, ElfError> {
         return Err(ElfError::EntryOutsideSegments(entry));
     }
     let start = segments[0].paddr;
-    let end = segments.iter().map(|s| s.paddr + s.memsz).max().unwrap_or(start);
+    let end = segments
+        .iter()
+        .map(|s| s.paddr + s.memsz)
+        .max()
+        .unwrap_or(start);
     Ok(Kernel {
         segments,
         entry,
@@ -221,7 +230,9 @@ fn scan_notes(
                 XEN_ELFNOTE_SUPPORTED_FEATURES => *features = u32_at(desc, 0),
                 XEN_ELFNOTE_GUEST_OS => {
                     let s = desc.split(|&c| c == 0).next().unwrap_or(&[]);
-                    *guest_os = core::str::from_utf8(s).ok().map(alloc::string::String::from);
+                    *guest_os = core::str::from_utf8(s)
+                        .ok()
+                        .map(alloc::string::String::from);
                 }
                 _ => {}
             }

@@ -176,6 +176,9 @@ pub struct Dom0Options {
     /// `pci-renumber=N`: renumber the PCI buses depth-first, leaving N spare bus numbers after
     /// each bridge for hot-plug (0..=32), following Xen's remove / renumber / re-add protocol.
     pub pci_renumber: Option<u8>,
+    /// `domu-stop=S`: S seconds after the first DomU started, ask every running DomU to power
+    /// off through xenstore `control/shutdown` (what `xl shutdown` does); 0 = never (1..=86400).
+    pub domu_stop: u32,
     /// `pci-vfs=N`: enable up to N virtual functions on every SR-IOV physical function (0..=255)
     /// and report them to Xen as virtual functions of their PF.
     pub pci_vfs: u16,
@@ -339,6 +342,17 @@ const OPTIONS: &[OptSpec] = &[
             _ => false,
         },
     },
+    OptSpec {
+        name: "domu-stop",
+        expected: "seconds after the first DomU started, 0 to 86400",
+        apply: |o, v| match v.and_then(|v| v.parse::<u32>().ok()) {
+            Some(n @ 0..=86400) => {
+                o.domu_stop = n;
+                true
+            }
+            _ => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -352,6 +366,7 @@ const KNOWN_NAMES: &[&str] = &[
     "pci-bars",
     "pci-renumber",
     "pci-vfs",
+    "domu-stop",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
@@ -536,7 +551,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)"
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)"
             ]
         );
     }
@@ -550,9 +565,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -657,7 +672,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -748,6 +763,21 @@ mod tests {
     }
 
     #[test]
+    fn domu_stop_is_bounded() {
+        assert_eq!(Dom0Options::parse("domu-stop=20").0.domu_stop, 20);
+        for bad in [
+            "domu-stop=-1",
+            "domu-stop=86401",
+            "domu-stop=x",
+            "domu-stop",
+        ] {
+            let (o, e) = Dom0Options::parse(bad);
+            assert_eq!(o.domu_stop, 0, "{bad}");
+            assert_eq!(e.len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
     fn known_names() {
         assert_eq!(
             Dom0Options::known_names(),
@@ -761,7 +791,8 @@ mod tests {
                 "maxcpus",
                 "pci-bars",
                 "pci-renumber",
-                "pci-vfs"
+                "pci-vfs",
+                "domu-stop"
             ]
         );
     }

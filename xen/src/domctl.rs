@@ -194,7 +194,14 @@ pub fn set_paging_mempool_size(
     dom: DomId,
     bytes: u64,
 ) -> Result<(), XenError> {
-    domctl(h, v, cmd::SET_PAGING_MEMPOOL_SIZE, dom, &bytes.to_le_bytes()).map(|_| ())
+    domctl(
+        h,
+        v,
+        cmd::SET_PAGING_MEMPOOL_SIZE,
+        dom,
+        &bytes.to_le_bytes(),
+    )
+    .map(|_| ())
 }
 
 /// Start (or resume) a paused domain.
@@ -438,8 +445,7 @@ pub fn map_foreign(
     at: &[u64],
     errs: &mut [i32],
 ) -> Result<(), XenError> {
-    if gfns.len() != at.len() || errs.len() != gfns.len() || gfns.len() > usize::from(u16::MAX)
-    {
+    if gfns.len() != at.len() || errs.len() != gfns.len() || gfns.len() > usize::from(u16::MAX) {
         return Err(XenError::EINVAL);
     }
     let idxs: Vec<u8> = gfns.iter().flat_map(|g| g.to_le_bytes()).collect();
@@ -626,7 +632,12 @@ mod tests {
     fn records_round_trip_and_reject_truncation() {
         let mut v = Vec::new();
         hvmctx::push(&mut v, hvmctx::HEADER, 0, &[1; hvmctx::HEADER_LEN]);
-        hvmctx::push(&mut v, hvmctx::CPU, 0, &hvmctx::pvh_boot_cpu(0x1000850, 0x5000));
+        hvmctx::push(
+            &mut v,
+            hvmctx::CPU,
+            0,
+            &hvmctx::pvh_boot_cpu(0x1000850, 0x5000),
+        );
         hvmctx::push(&mut v, hvmctx::END, 0, &[]);
         let r = hvmctx::records(&v).unwrap();
         assert_eq!(r.len(), 3);

@@ -121,6 +121,7 @@ pub struct Connection {
     broken: Option<RingError>,
     max_pending: usize,
     dropped: u64,
+    requests: u64,
 }
 
 impl Connection {
@@ -133,6 +134,7 @@ impl Connection {
             broken: None,
             max_pending,
             dropped: 0,
+            requests: 0,
         }
     }
 
@@ -148,6 +150,11 @@ impl Connection {
     /// Messages queued and not yet (fully) in the ring.
     pub fn pending(&self) -> usize {
         self.out.len()
+    }
+
+    /// Requests read from the ring so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// Watch events dropped because the queue was full.
@@ -375,6 +382,7 @@ impl Server {
             return Ok(false);
         };
         let (reqs, consumed) = c.read_requests(page, batch)?;
+        c.requests += reqs.len() as u64;
         for r in &reqs {
             let out = self.store.handle(dom, r);
             self.route(out);

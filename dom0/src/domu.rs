@@ -1,0 +1,779 @@
+//! DomUs from the boot bundle: build them (`toolstack::builder`), serve their xenstore rings
+//! and consoles, notice when they stop (`VIRQ_DOM_EXC`), tear them down and apply the policy.
+//!
+//! The unsafe part is memory: copying into a DomU through foreign mappings in a window of
+//! dom0's physical address space that holds neither RAM nor MMIO, and the shared ring pages.
+//! Everything else is `toolstack` logic. The service loop runs on the boot vCPU with
+//! interrupts off, sleeping in `SCHEDOP_poll` on the DomUs' (masked) ports: an event that
+//! arrives at any time wakes it, with no lost-wakeup window.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use log::{error, info, warn};
+use report::{DomuSummary, ToolstackSummary};
+use toolstack::builder::{self, DomainConfig, Env, GuestMemory};
+use toolstack::bundle::{Bundle, DomainSpec};
+use toolstack::console::ConsoleBackend;
+use toolstack::domain::{self, Action};
+use toolstack::xenstore::{MsgType, Quota, RingPage, Server, Store};
+use xen::domctl::{self, DomId, DomctlVersion, ShutdownCode};
+use xen::memmap::MemoryMap;
+use xen::ops::{self, EvtchnPort};
+use xen::{Hypercall, XenError};
+
+use crate::events;
+use crate::hypercall::Xen;
+
+const PAGE: u64 = 4096;
+/// Pages mapped at once while copying into a DomU (one `add_to_physmap_batch`).
+const CHUNK_PAGES: u64 = 1024;
+/// Window slots for ring pages (two per DomU), before the copy chunk.
+const RING_SLOTS: u64 = 512;
+const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES;
+
+/// Copies into a DomU through the copy chunk of the window.
+struct ForeignMem<'a> {
+    x: &'a dyn Hypercall,
+    chunk_gfn: u64,
+    pages: u64,
+}
+
+impl ForeignMem<'_> {
+    fn copy(&mut self, dom: DomId, gpa: u64, len: u64, src: Option<&[u8]>) -> Result<(), XenError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = gpa.checked_add(len).ok_or(XenError::EINVAL)?;
+        let mut f = gpa / PAGE;
+        let last = (end - 1) / PAGE;
+        while f <= last {
+            let n = CHUNK_PAGES.min(last - f + 1);
+            let gfns: Vec<u64> = (f..f + n).collect();
+            let at: Vec<u64> = (self.chunk_gfn..self.chunk_gfn + n).collect();
+            let mut errs = alloc::vec![0i32; n as usize];
+            let whole = domctl::map_foreign(self.x, dom, &gfns, &at, &mut errs);
+            let bad = match whole {
+                Err(e) => Some(e),
+                Ok(()) => errs
+                    .iter()
+                    .find(|&&e| e != 0)
+                    .map(|&e| XenError(e.unsigned_abs() as i32)),
+            };
+            if bad.is_none() {
+                let lo = gpa.max(f * PAGE);
+                let hi = end.min((f + n) * PAGE);
+                let dst = (self.chunk_gfn * PAGE + (lo - f * PAGE)) as *mut u8;
+                let count = (hi - lo) as usize;
+                match src {
+                    Some(s) => {
+                        let from = &s[(lo - gpa) as usize..(hi - gpa) as usize];
+                        // SAFETY: [dst, dst+count) lies in the copy chunk, identity-mapped
+                        // write-back by `map_window` and now backed by the DomU's frames; only
+                        // this builder (boot vCPU, single-threaded) touches it, and `from` is
+                        // an ordinary slice that cannot overlap it.
+                        unsafe { core::ptr::copy_nonoverlapping(from.as_ptr(), dst, count) };
+                    }
+                    // SAFETY: as above.
+                    None => unsafe { core::ptr::write_bytes(dst, 0, count) },
+                }
+                self.pages += n;
+            }
+            let mut unmap_err = None;
+            for (i, e) in errs.iter().enumerate() {
+                if whole.is_ok()
+                    && *e == 0
+                    && let Err(x) = domctl::unmap_own(self.x, self.chunk_gfn + i as u64)
+                {
+                    unmap_err = Some(x);
+                }
+            }
+            if let Some(e) = bad.or(unmap_err) {
+                return Err(e);
+            }
+            f += n;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for ForeignMem<'_> {
+    fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError> {
+        self.copy(dom, gpa, data.len() as u64, Some(data))
+    }
+    fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
+        self.copy(dom, gpa, len, None)
+    }
+}
+
+/// A ring page shared with a DomU (foreign-mapped at a window slot). The guest writes it
+/// concurrently: indices are atomics (acquire/release as the ring protocol needs), bytes are
+/// copied with volatile accesses, and every offset is bounds-checked.
+struct SharedPage(*mut u8);
+
+impl SharedPage {
+    fn atomic(&self, off: usize) -> Option<&AtomicU32> {
+        if !off.is_multiple_of(4) || off + 4 > PAGE as usize {
+            return None;
+        }
+        // SAFETY: the page is mapped for as long as this SharedPage lives (the slot is unmapped
+        // only after the DomU's connection is dropped), `off` is aligned and inside it.
+        Some(unsafe { AtomicU32::from_ptr(self.0.add(off).cast()) })
+    }
+}
+
+impl RingPage for SharedPage {
+    fn load_u32(&self, off: usize) -> u32 {
+        self.atomic(off).map_or(0, |a| a.load(Ordering::Acquire))
+    }
+    fn store_u32(&mut self, off: usize, v: u32) {
+        if let Some(a) = self.atomic(off) {
+            a.store(v, Ordering::Release);
+        }
+    }
+    fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+        if off + dst.len() > PAGE as usize {
+            dst.fill(0);
+            return;
+        }
+        for (i, d) in dst.iter_mut().enumerate() {
+            // SAFETY: inside the mapped page (checked above).
+            *d = unsafe { core::ptr::read_volatile(self.0.add(off + i)) };
+        }
+    }
+    fn write_bytes(&mut self, off: usize, src: &[u8]) {
+        if off + src.len() > PAGE as usize {
+            return;
+        }
+        for (i, s) in src.iter().enumerate() {
+            // SAFETY: inside the mapped page (checked above).
+            unsafe { core::ptr::write_volatile(self.0.add(off + i), *s) };
+        }
+    }
+}
+
+/// One DomU being served.
+struct Running {
+    spec: usize,
+    domid: DomId,
+    store_local: EvtchnPort,
+    console_local: EvtchnPort,
+    slots: [u64; 2],
+    console: ConsoleBackend,
+    summary: DomuSummary,
+    stop_asked_ns: Option<u64>,
+}
+
+/// DomU options from dom0's command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Ask running DomUs to power off this many seconds after the first one started (0: never).
+    pub stop_after_s: u64,
+}
+
+struct Toolstack<'a> {
+    x: Xen,
+    v: DomctlVersion,
+    bundle: &'a Bundle<'a>,
+    server: Server,
+    window: u64,
+    free_slots: Vec<u64>,
+    running: Vec<Running>,
+    done: Vec<DomuSummary>,
+    destroyed: Vec<DomId>,
+    first_start_ns: Option<u64>,
+}
+
+fn now() -> u64 {
+    crate::time::since_entry_ns()
+}
+
+/// Build every DomU of the bundle and serve them until all have stopped.
+/// `busy`: (start, end) of 64-bit BARs, which the window must avoid.
+pub fn run(
+    x: Xen,
+    bundle: &Bundle<'_>,
+    map: &MemoryMap,
+    busy: &[(u64, u64)],
+    opts: Options,
+) -> ToolstackSummary {
+    let mut sum = ToolstackSummary::default();
+    let (major, minor) = match ops::xen_version(&x) {
+        Ok(v) => v,
+        Err(e) => {
+            sum.leaks.push(format!("XENVER_version: {e}"));
+            return sum;
+        }
+    };
+    let v = match DomctlVersion::detect(&x, major, minor) {
+        Ok((v, probes)) => {
+            sum.domctl_version = u64::from(v.0);
+            sum.domctl_probes = u64::from(probes);
+            info!(
+                "toolstack: Xen {major}.{minor}, domctl interface {:#x} ({probes} probe(s))",
+                v.0
+            );
+            v
+        }
+        Err(e) => {
+            let m = format!(
+                "no domctl interface version this dom0 knows is accepted by Xen {major}.{minor}: {e}"
+            );
+            error!("toolstack: {m}");
+            sum.leaks.push(m);
+            return sum;
+        }
+    };
+    let window = match map_window(map, busy) {
+        Ok(w) => w,
+        Err(m) => {
+            error!("toolstack: {m}");
+            sum.leaks.push(m);
+            return sum;
+        }
+    };
+    sum.window = (window, WINDOW_PAGES);
+    info!(
+        "toolstack: foreign-mapping window at {:#x} ({} pages)",
+        window * PAGE,
+        WINDOW_PAGES
+    );
+    let dom_exc = match ops::bind_virq(&x, ops::VIRQ_DOM_EXC, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            let m = format!("EVTCHNOP_bind_virq(VIRQ_DOM_EXC): {e}");
+            error!("toolstack: {m}");
+            sum.leaks.push(m);
+            return sum;
+        }
+    };
+    events::mask(dom_exc);
+    let mut ts = Toolstack {
+        x,
+        v,
+        bundle,
+        server: Server::new(Store::new(Quota::default())),
+        window,
+        free_slots: (0..RING_SLOTS).rev().map(|i| window + i).collect(),
+        running: Vec::new(),
+        done: Vec::new(),
+        destroyed: Vec::new(),
+        first_start_ns: None,
+    };
+    crate::arch::cli();
+    for i in 0..bundle.domains.len() {
+        ts.start(i, 0);
+    }
+    ts.serve(dom_exc, opts);
+    let _ = ops::evtchn_close(&x, dom_exc);
+    sum.leaks = ts.leaks();
+    sum.domus = ts.done;
+    sum
+}
+
+/// Choose and map the window: the first 1 GiB-aligned stretch above 4 GiB that no memory-map
+/// entry (RAM or reserved, e.g. AMD's HyperTransport hole) and no 64-bit BAR covers, below the
+/// CPU's physical address width and what dom0 maps, so no RAM page is replaced and no MMIO range
+/// shadowed (Linux takes such ranges from its unpopulated-alloc pool for the same purpose).
+fn map_window(map: &MemoryMap, busy: &[(u64, u64)]) -> Result<u64, String> {
+    const GIB: u64 = 1 << 30;
+    let width = crate::arch::cpuid(0x8000_0008, 0).eax & 0xff;
+    let ceiling = crate::mem::MAP_CEILING.min(1u64 << width.clamp(32, 52));
+    let size = WINDOW_PAGES * PAGE;
+    let base = map
+        .gaps(1 << 32, ceiling)
+        .into_iter()
+        .find_map(|g| {
+            let mut b = g.start.next_multiple_of(GIB);
+            while b + size <= g.end {
+                match busy.iter().find(|&&(s, e)| s < b + size && b < e) {
+                    None => return Some(b),
+                    Some(&(_, e)) => b = e.next_multiple_of(GIB),
+                }
+            }
+            None
+        })
+        .ok_or_else(|| {
+            format!("no free 1 GiB-aligned range of {size:#x} bytes between 4 GiB and {ceiling:#x}")
+        })?;
+    crate::mem::map_identity(base, base + size, crate::mem::Cache::WriteBack)
+        .map_err(|e| format!("cannot map the foreign-mapping window at {base:#x}: {e:?}"))?;
+    Ok(base / PAGE)
+}
+
+impl Toolstack<'_> {
+    fn spec(&self, i: usize) -> &DomainSpec {
+        &self.bundle.domains[i]
+    }
+
+    /// Build, connect and unpause DomU `i`.
+    fn start(&mut self, i: usize, restarts: u64) {
+        let spec = self.spec(i).clone();
+        let mut s = DomuSummary {
+            name: spec.name.clone(),
+            memory_mib: spec.memory_mib,
+            vcpus: u64::from(spec.vcpus),
+            restarts,
+            built_at_ns: now(),
+            ..DomuSummary::default()
+        };
+        match self.try_start(i, &spec, &mut s) {
+            Ok(r) => {
+                info!(
+                    "domu {}: domain {} running ({} MiB, {} vCPU(s)), built in {} ms",
+                    spec.name,
+                    r.domid,
+                    spec.memory_mib,
+                    spec.vcpus,
+                    (r.summary.started_at_ns - r.summary.built_at_ns) / 1_000_000
+                );
+                self.first_start_ns.get_or_insert(r.summary.started_at_ns);
+                self.running.push(r);
+            }
+            Err(m) => {
+                error!("domu {}: {m}", spec.name);
+                s.state = "build failed".to_string();
+                s.errors.push(m);
+                s.stopped_at_ns = Some(now());
+                self.done.push(s);
+            }
+        }
+    }
+
+    fn try_start(
+        &mut self,
+        i: usize,
+        spec: &DomainSpec,
+        s: &mut DomuSummary,
+    ) -> Result<Running, String> {
+        let b = self.bundle;
+        let kernel = b
+            .kernel_of(spec)
+            .ok_or_else(|| format!("kernel '{}' is not in the bundle", spec.kernel))?;
+        let initrd = match &spec.initrd {
+            None => None,
+            Some(n) => Some(
+                b.initrd_of(spec)
+                    .ok_or_else(|| format!("initrd '{n}' is not in the bundle"))?
+                    .data,
+            ),
+        };
+        let acpi = acpi_fixup::domu::domu_tables(spec.vcpus, builder::ACPI_BASE)
+            .ok()
+            .and_then(|t| t.image())
+            .ok_or_else(|| format!("cannot make ACPI tables for {} vCPUs", spec.vcpus))?;
+        let heap_before = crate::heap::stats().1;
+        let x = self.x;
+        let mut mem = ForeignMem {
+            x: &x,
+            chunk_gfn: self.window + RING_SLOTS,
+            pages: 0,
+        };
+        let cfg = DomainConfig {
+            name: spec.name.clone(),
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            cmdline: spec.cmdline.clone(),
+        };
+        let clock = now;
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: self.v,
+            now: &clock,
+        };
+        let built = builder::build(&mut env, &cfg, kernel.data, initrd, &acpi)
+            .map_err(|e| format!("build failed at {e}"))?;
+        s.pages_copied = mem.pages;
+        s.domid = u64::from(built.domid);
+        s.build_steps = built
+            .steps
+            .iter()
+            .map(|(n, t)| (n.to_string(), *t))
+            .collect();
+        match self.connect(spec, &built) {
+            Ok((store_local, console_local, slots)) => {
+                builder::start(&x, self.v, built.domid).map_err(|e| {
+                    self.teardown_parts(built.domid, store_local, console_local, slots);
+                    format!("XEN_DOMCTL_unpausedomain: {e}")
+                })?;
+                s.started_at_ns = now();
+                s.state = "running".to_string();
+                s.dom0_heap_bytes = crate::heap::stats().1.saturating_sub(heap_before);
+                Ok(Running {
+                    spec: i,
+                    domid: built.domid,
+                    store_local,
+                    console_local,
+                    slots,
+                    console: ConsoleBackend::new(),
+                    summary: core::mem::take(s),
+                    stop_asked_ns: None,
+                })
+            }
+            Err(m) => {
+                let _ = domctl::destroy(&x, self.v, built.domid);
+                self.destroyed.push(built.domid);
+                Err(m)
+            }
+        }
+    }
+
+    /// Map the rings, bind the channels, write the xenstore tree and introduce the domain.
+    fn connect(
+        &mut self,
+        spec: &DomainSpec,
+        b: &builder::Built,
+    ) -> Result<(EvtchnPort, EvtchnPort, [u64; 2]), String> {
+        let x = self.x;
+        let (Some(s0), Some(s1)) = (self.free_slots.pop(), self.free_slots.pop()) else {
+            return Err("no free ring slots in the window".to_string());
+        };
+        let slots = [s0, s1];
+        let mut errs = [0i32; 2];
+        let mapped = domctl::map_foreign(
+            &x,
+            b.domid,
+            &[b.store_pfn, b.console_pfn],
+            &slots,
+            &mut errs,
+        );
+        if mapped.is_err() || errs != [0, 0] {
+            for (k, e) in errs.iter().enumerate() {
+                if mapped.is_ok() && *e == 0 {
+                    let _ = domctl::unmap_own(&x, slots[k]);
+                }
+            }
+            self.free_slots.extend(slots);
+            return Err(format!("mapping the rings: {mapped:?} {errs:?}"));
+        }
+        let bind = |p| ops::bind_interdomain(&x, b.domid, p);
+        let store_local =
+            bind(b.store_port).map_err(|e| format!("binding the xenstore channel: {e}"));
+        let console_local =
+            bind(b.console_port).map_err(|e| format!("binding the console channel: {e}"));
+        let (store_local, console_local) = match (store_local, console_local) {
+            (Ok(a), Ok(c)) => (a, c),
+            (a, c) => {
+                for p in [a.as_ref().ok(), c.as_ref().ok()].into_iter().flatten() {
+                    let _ = ops::evtchn_close(&x, *p);
+                }
+                for sl in slots {
+                    let _ = domctl::unmap_own(&x, sl);
+                }
+                self.free_slots.extend(slots);
+                return Err(a.err().or(c.err()).unwrap_or_default());
+            }
+        };
+        events::mask(store_local);
+        events::mask(console_local);
+        let nodes = domain::xenstore_nodes(
+            b.domid,
+            &spec.name,
+            spec.memory_mib * 1024,
+            spec.vcpus,
+            b.store_pfn,
+            b.store_port.0,
+            b.console_pfn,
+            b.console_port.0,
+        );
+        let r = domain::write_nodes(&mut self.server, &nodes).and_then(|()| {
+            domain::introduce(&mut self.server, b.domid, b.store_pfn, b.store_port.0)
+        });
+        let _ = self.server.take_domain_events();
+        if let Err(m) = r {
+            self.teardown_parts(b.domid, store_local, console_local, slots);
+            return Err(format!("xenstore: {m}"));
+        }
+        Ok((store_local, console_local, slots))
+    }
+
+    /// Release everything dom0 holds for a domain (not the domain itself).
+    fn teardown_parts(
+        &mut self,
+        domid: DomId,
+        store: EvtchnPort,
+        console: EvtchnPort,
+        slots: [u64; 2],
+    ) {
+        let x = self.x;
+        let _ = domain::release(&mut self.server, domid);
+        let _ = self.server.take_domain_events();
+        for p in [store, console] {
+            if let Err(e) = ops::evtchn_close(&x, p) {
+                warn!("domain {domid}: closing port {}: {e}", p.0);
+            }
+        }
+        for sl in slots {
+            match domctl::unmap_own(&x, sl) {
+                Ok(()) => self.free_slots.push(sl),
+                Err(e) => warn!("domain {domid}: unmapping ring slot {sl:#x}: {e} (slot retired)"),
+            }
+        }
+    }
+
+    fn page(slot: u64) -> SharedPage {
+        SharedPage((slot * PAGE) as *mut u8)
+    }
+
+    /// The service loop: until every DomU has stopped.
+    fn serve(&mut self, dom_exc: EvtchnPort, opts: Options) {
+        let x = self.x;
+        while !self.running.is_empty() {
+            let mut ports = alloc::vec![dom_exc];
+            for r in &self.running {
+                ports.push(r.store_local);
+                ports.push(r.console_local);
+            }
+            let deadline = events::system_time_ns() + 1_000_000_000;
+            if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], deadline) {
+                warn!("toolstack: SCHEDOP_poll: {e}");
+            }
+            for k in 0..self.running.len() {
+                self.service_console(k);
+                if events::take_pending(self.running[k].store_local)
+                    || self.server.has_output(self.running[k].domid)
+                {
+                    self.service_store(k);
+                }
+            }
+            let _ = events::take_pending(dom_exc);
+            // Check every DomU on each wakeup: VIRQ_DOM_EXC says only that *some* domain
+            // changed, and a missed one is found on the next timeout anyway.
+            self.check_stopped();
+            self.maybe_ask_to_stop(opts);
+        }
+    }
+
+    fn service_console(&mut self, k: usize) {
+        let x = self.x;
+        let r = &mut self.running[k];
+        let _ = events::take_pending(r.console_local);
+        let mut page = Self::page(r.slots[1]);
+        let d = r.console.service(&mut page);
+        if let Some((c, p)) = d.bad_indices {
+            let m =
+                format!("console ring indices out of range (cons {c}, prod {p}); skipped ahead");
+            warn!("domu {}: {m}", r.summary.name);
+            r.summary.errors.push(m);
+        }
+        let t = now();
+        for line in &d.lines {
+            r.summary.first_console_ns.get_or_insert(t);
+            if r.summary.init_ns.is_none()
+                && (line.contains("DOMU-INIT") || line.contains("Run /init"))
+            {
+                r.summary.init_ns = Some(t);
+            }
+            crate::println!("[{}] {}", r.summary.name, line);
+        }
+        if d.notify {
+            let _ = ops::evtchn_send(&x, r.console_local);
+        }
+    }
+
+    fn service_store(&mut self, k: usize) {
+        let x = self.x;
+        let (domid, port, slot) = {
+            let r = &self.running[k];
+            (r.domid, r.store_local, r.slots[0])
+        };
+        let mut page = Self::page(slot);
+        match self.server.service(domid, &mut page) {
+            Ok(true) => {
+                let _ = ops::evtchn_send(&x, port);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let m = format!("xenstore connection closed: {e:?}");
+                let r = &mut self.running[k];
+                if !r.summary.errors.contains(&m) {
+                    warn!("domu {}: {m}", r.summary.name);
+                    r.summary.errors.push(m);
+                }
+            }
+        }
+        self.flush_others();
+    }
+
+    /// Write watch events queued for any DomU into its ring.
+    fn flush_others(&mut self) {
+        let x = self.x;
+        for d in self.server.domains_with_output() {
+            if let Some(r) = self.running.iter().find(|r| r.domid == d) {
+                let mut page = Self::page(r.slots[0]);
+                if let Ok(true) = self.server.flush(d, &mut page) {
+                    let _ = ops::evtchn_send(&x, r.store_local);
+                }
+            }
+        }
+    }
+
+    fn check_stopped(&mut self) {
+        let mut k = 0;
+        while k < self.running.len() {
+            let domid = self.running[k].domid;
+            let why = match domctl::getdomaininfo(&self.x, self.v, domid) {
+                Ok(i) if i.shutdown().is_some() => i.shutdown(),
+                Ok(i) if i.dying() => Some(ShutdownCode::Other(255)),
+                Ok(_) => None,
+                Err(_) => Some(ShutdownCode::Other(254)),
+            };
+            match why {
+                None => k += 1,
+                Some(code) => {
+                    let r = self.running.remove(k);
+                    self.stopped(r, code);
+                }
+            }
+        }
+    }
+
+    /// A DomU stopped: drain its console, record what it wrote to xenstore, tear it down,
+    /// apply the policy.
+    fn stopped(&mut self, mut r: Running, code: ShutdownCode) {
+        let x = self.x;
+        let mut page = Self::page(r.slots[1]);
+        let d = r.console.service(&mut page);
+        for line in d.lines.iter().chain(r.console.flush().iter()) {
+            crate::println!("[{}] {}", r.summary.name, line);
+        }
+        let state = match code {
+            ShutdownCode::Other(255) => "dying".to_string(),
+            ShutdownCode::Other(254) => "vanished".to_string(),
+            c => c.name().to_string(),
+        };
+        info!(
+            "domu {}: domain {} stopped: {state}",
+            r.summary.name, r.domid
+        );
+        r.summary.written_from(&mut self.server, r.domid);
+        if let Some(c) = self.server.connection(r.domid) {
+            r.summary.xenstore_requests = c.requests();
+        }
+        self.teardown_parts(r.domid, r.store_local, r.console_local, r.slots);
+        if let Err(e) = domctl::destroy(&x, self.v, r.domid) {
+            r.summary
+                .errors
+                .push(format!("XEN_DOMCTL_destroydomain: {e}"));
+        }
+        self.destroyed.push(r.domid);
+        r.summary.state = state;
+        r.summary.stopped_at_ns = Some(now());
+        r.summary.console_lines = r.console.lines;
+        r.summary.console_bytes = r.console.bytes;
+        r.summary.console = r
+            .console
+            .head
+            .iter()
+            .chain(r.console.tail.iter())
+            .cloned()
+            .collect();
+        let restarts = r.summary.restarts;
+        let spec = r.spec;
+        self.done.push(r.summary);
+        if domain::policy(code, restarts as u32) == Action::Restart {
+            info!(
+                "domu {}: restarting (restart {})",
+                self.spec(spec).name,
+                restarts + 1
+            );
+            self.start(spec, restarts + 1);
+        }
+    }
+
+    /// `domu-stop=`: ask DomUs to power off through `control/shutdown` (what `xl shutdown`
+    /// does), and destroy the ones that ignore it for 30 seconds.
+    fn maybe_ask_to_stop(&mut self, opts: Options) {
+        let (Some(t0), true) = (self.first_start_ns, opts.stop_after_s > 0) else {
+            return;
+        };
+        let t = now();
+        if t < t0 + opts.stop_after_s * 1_000_000_000 {
+            return;
+        }
+        let x = self.x;
+        let mut k = 0;
+        while k < self.running.len() {
+            let domid = self.running[k].domid;
+            match self.running[k].stop_asked_ns {
+                None => {
+                    let path = format!("/local/domain/{domid}/control/shutdown");
+                    let mut p = path.into_bytes();
+                    p.push(0);
+                    p.extend_from_slice(b"poweroff");
+                    let _ = self.server.local(&toolstack::xenstore::Message::new(
+                        MsgType::Write,
+                        0,
+                        0,
+                        p,
+                    ));
+                    self.flush_others();
+                    info!(
+                        "domu {}: asked to power off (control/shutdown)",
+                        self.running[k].summary.name
+                    );
+                    self.running[k].stop_asked_ns = Some(t);
+                    k += 1;
+                }
+                Some(a) if t > a + 30_000_000_000 => {
+                    let r = self.running.remove(k);
+                    warn!(
+                        "domu {}: ignored control/shutdown for 30 s; destroying it",
+                        r.summary.name
+                    );
+                    let _ = domctl::pause(&x, self.v, r.domid);
+                    self.stopped(r, ShutdownCode::Other(253));
+                }
+                Some(_) => k += 1,
+            }
+        }
+    }
+
+    /// Destroyed domains Xen still knows about (something still maps their memory).
+    fn leaks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for &d in &self.destroyed {
+            if let Ok(i) = domctl::getdomaininfo(&self.x, self.v, d) {
+                out.push(format!(
+                    "domain {d} still exists after destroy (flags {:#x}, {} pages)",
+                    i.flags, i.tot_pages
+                ));
+            }
+        }
+        out
+    }
+}
+
+trait Written {
+    fn written_from(&mut self, server: &mut Server, domid: DomId);
+}
+
+impl Written for DomuSummary {
+    /// Every node with a value under the DomU's home, as "relative/path=value" (at most 64):
+    /// what the guest wrote (and what dom0 wrote for it).
+    fn written_from(&mut self, server: &mut Server, domid: DomId) {
+        let home = format!("/local/domain/{domid}");
+        let mut stack = alloc::vec![home.clone()];
+        while let Some(p) = stack.pop() {
+            if self.xenstore_written.len() >= 64 {
+                break;
+            }
+            if let Some(v) = domain::read(server, &p)
+                && !v.is_empty()
+            {
+                let rel = p.strip_prefix(&home).unwrap_or(&p).trim_start_matches('/');
+                self.xenstore_written
+                    .push(format!("{rel}={}", String::from_utf8_lossy(&v)));
+            }
+            if let Ok(list) = domain::dom0_request(server, MsgType::Directory, &[p.as_bytes()]) {
+                for name in list.split(|&c| c == 0).filter(|n| !n.is_empty()).rev() {
+                    stack.push(format!("{p}/{}", String::from_utf8_lossy(name)));
+                }
+            }
+        }
+        self.xenstore_written.sort();
+    }
+}
