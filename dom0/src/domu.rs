@@ -81,13 +81,22 @@ impl ForeignMem<'_> {
                 }
                 self.pages += n;
             }
+            // Undo the mappings in one multicall (one trap instead of one per page).
+            let mapped: Vec<u64> = errs
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| whole.is_ok() && **e == 0)
+                .map(|(i, _)| self.chunk_gfn + i as u64)
+                .collect();
             let mut unmap_err = None;
-            for (i, e) in errs.iter().enumerate() {
-                if whole.is_ok()
-                    && *e == 0
-                    && let Err(x) = domctl::unmap_own(self.x, self.chunk_gfn + i as u64)
-                {
-                    unmap_err = Some(x);
+            if !mapped.is_empty() {
+                match domctl::unmap_own_batch(self.x, &mapped) {
+                    Err(e) => unmap_err = Some(e),
+                    Ok(rs) => {
+                        if let Some(r) = rs.iter().find(|&&r| r != 0) {
+                            unmap_err = Some(XenError(r.unsigned_abs() as i32));
+                        }
+                    }
                 }
             }
             if let Some(e) = bad.or(unmap_err) {

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod bundle;
+pub mod guest;
 pub mod qemu;
 pub mod report;
 pub mod setup;
@@ -25,6 +26,7 @@ pub mod util;
 pub mod xenlog;
 pub mod xenpkg;
 
+pub use guest::{DomuSpec, GuestFiles};
 pub use qemu::{Iommu, Topology};
 pub use report::{Outcome, Report};
 pub use xenlog::{Analysis, Dom0Result, XenLog};
@@ -103,6 +105,14 @@ pub struct RunConfig {
     pub run_name: Option<String>,
     /// Do not stream the serial console or build output to the terminal.
     pub quiet: bool,
+    /// DomUs running the Debian Linux guest ([`guest::fetch_linux`]): [`run`] packs them into
+    /// `bundle.bin` in the run directory (one shared kernel and initramfs) and passes it as
+    /// dom0's boot module. Not together with `module`.
+    pub domus: Vec<DomuSpec>,
+    /// With `domus`, keep `mem_mib` and `dom0_mem_mib` as given. Otherwise [`run`] raises
+    /// `dom0_mem_mib` to at least 256 MiB (the bundle lands in dom0's memory) and `mem_mib` to
+    /// at least `dom0_mem_mib` + the DomUs' memory + 256 MiB ([`guest::memory_for_domus`]).
+    pub dom0_mem_fixed: bool,
 }
 
 impl Default for RunConfig {
@@ -120,6 +130,8 @@ impl Default for RunConfig {
             xen_args: Vec::new(),
             run_name: None,
             quiet: false,
+            domus: Vec::new(),
+            dom0_mem_fixed: false,
         }
     }
 }
@@ -285,6 +297,20 @@ fn create_run_dir(cfg: &RunConfig) -> Result<(String, PathBuf)> {
 /// under `target/runs/<run>/`. An `Err` means the run could not be set up (build, fetch, bad
 /// arguments); everything that happens once QEMU starts is in the outcome.
 pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
+    if !cfg.domus.is_empty() && cfg.module.is_some() {
+        bail!("--domu packs its own boot bundle: it cannot be combined with --bundle or --module");
+    }
+    let (mem_mib, dom0_mem_mib) = guest::memory_for_domus(
+        cfg.mem_mib,
+        cfg.dom0_mem_mib,
+        &cfg.domus,
+        cfg.dom0_mem_fixed,
+    );
+    let cfg = &RunConfig {
+        mem_mib,
+        dom0_mem_mib,
+        ..cfg.clone()
+    };
     if cfg.smp == 0 || cfg.smp > 64 {
         bail!("--smp must be 1..=64, not {}", cfg.smp);
     }
@@ -304,23 +330,49 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         bail!("module {} is not a file", m.display());
     }
     let prepared = prepare_with(cfg.xen, cfg.quiet)?;
-    let dom0_args = dom0_args_for_run(&cfg.dom0_args);
-    let module = cfg
-        .module
-        .as_ref()
-        .map(|m| std::path::absolute(m).unwrap_or_else(|_| m.clone()));
-    let files = qemu::BootFiles {
-        xen: prepared.xen_elf.clone(),
-        dom0: prepared.dom0_elf.clone(),
-        module: module.clone(),
+    let bundle = if cfg.domus.is_empty() {
+        None
+    } else {
+        let linux = guest::fetch_linux(&target_dir(), cfg.quiet)?;
+        Some(guest::domu_bundle(&cfg.domus, &linux)?)
     };
+    let dom0_args = dom0_args_for_run(&cfg.dom0_args);
     let mut xen_args: Vec<String> = cfg.iommu.xen_args().iter().map(|s| s.to_string()).collect();
     xen_args.extend(cfg.xen_args.iter().cloned());
     let xen_cmdline = qemu::xen_cmdline(cfg.dom0_mem_mib, cfg.smp, &xen_args);
-    // Check the arguments before a run directory is made for them.
-    let boot = qemu::boot_args(&files, &xen_cmdline, &dom0_args)?;
+    let boot_args = |module: Option<PathBuf>| {
+        let files = qemu::BootFiles {
+            xen: prepared.xen_elf.clone(),
+            dom0: prepared.dom0_elf.clone(),
+            module,
+        };
+        qemu::boot_args(&files, &xen_cmdline, &dom0_args)
+    };
 
-    let (name, run_dir) = create_run_dir(cfg)?;
+    let (name, run_dir, module, boot) = if let Some(bytes) = bundle {
+        // The bundle goes into the run directory, so that directory comes first.
+        let (name, run_dir) = create_run_dir(cfg)?;
+        let path = std::path::absolute(run_dir.join("bundle.bin"))?;
+        let boot = std::fs::write(&path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))
+            .and_then(|()| boot_args(Some(path.clone())));
+        match boot {
+            Ok(boot) => (name, run_dir, Some(path), boot),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(e);
+            }
+        }
+    } else {
+        let module = cfg
+            .module
+            .as_ref()
+            .map(|m| std::path::absolute(m).unwrap_or_else(|_| m.clone()));
+        // Check the arguments before a run directory is made for them.
+        let boot = boot_args(module.clone())?;
+        let (name, run_dir) = create_run_dir(cfg)?;
+        (name, run_dir, module, boot)
+    };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
     args.extend(cfg.topology.qemu_args(&run_dir)?);
     args.extend(boot);
@@ -338,6 +390,15 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
             cfg.topology.name(),
             dom0_elf_bytes
         );
+        for d in &cfg.domus {
+            eprintln!(
+                "image:   DomU {}: {} MiB, {} vCPU(s), cmdline {:?}",
+                d.name,
+                d.memory_mib,
+                d.vcpus,
+                d.cmdline()
+            );
+        }
     }
 
     let finished = qemu::run_qemu(&prepared.qemu, &args, cfg.timeout, !cfg.quiet)?;
@@ -401,6 +462,17 @@ mod tests {
         assert_eq!(dom0_args_for_run(&[]), ["on-ready=qemu-exit"]);
         let given = vec!["x=1".to_string(), "on-ready=halt".to_string()];
         assert_eq!(dom0_args_for_run(&given), given);
+    }
+
+    #[test]
+    fn domus_exclude_a_module() {
+        let cfg = RunConfig {
+            domus: vec![DomuSpec::new("demo")],
+            module: Some("m.bin".into()),
+            ..RunConfig::default()
+        };
+        let e = run(&cfg).unwrap_err().to_string();
+        assert!(e.contains("--domu packs its own boot bundle"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ enum Cmd {
     /// Then boot it: cargo image run --bundle target/bundle.bin
     #[command(verbatim_doc_comment)]
     Bundle(BundleArgs),
+    /// Download the DomU guest (Debian's Linux kernel and busybox) into target/guest/ and make
+    /// the kernel ELF and the initramfs `--domu` boots.
+    FetchLinux,
     /// Download Xen from Debian's packages into target/xen/<ver>/.
     FetchXen {
         /// Xen version(s) to fetch.
@@ -72,9 +75,9 @@ struct RunArgs {
     /// QEMU RAM in MiB.
     #[arg(long, default_value_t = 1024)]
     mem: u32,
-    /// Xen's dom0_mem in MiB.
-    #[arg(long, default_value_t = 64)]
-    dom0_mem: u32,
+    /// Xen's dom0_mem in MiB [default: 64; with --domu 256, and --mem raised to fit the DomUs].
+    #[arg(long)]
+    dom0_mem: Option<u32>,
     /// PCI topology.
     #[arg(long, value_enum, default_value_t = Topology::Default)]
     topology: Topology,
@@ -91,6 +94,12 @@ struct RunArgs {
     /// module like --module.
     #[arg(long, conflicts_with = "module")]
     bundle: Option<PathBuf>,
+    /// A DomU running Debian's Linux with a busybox initramfs (repeatable):
+    /// NAME[:memory=MIB][,vcpus=N][,cmdline=TEXT] (defaults 128 MiB, 1 vCPU; TEXT is appended
+    /// to "console=hvc0 loglevel=4" and must come last). The DomUs are packed into a boot
+    /// bundle in the run directory that is passed as dom0's module.
+    #[arg(long = "domu", value_name = "NAME[:OPTS]", conflicts_with_all = ["module", "bundle"])]
+    domus: Vec<image::DomuSpec>,
     /// An extra word for Xen's command line (repeatable).
     #[arg(long = "xen-arg", allow_hyphen_values = true)]
     xen_args: Vec<String>,
@@ -160,6 +169,24 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             println!("{} ({size} bytes)", p.dom0_elf.display());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::FetchLinux => {
+            let g = image::guest::fetch_linux(&image::target_dir(), false)?;
+            let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len());
+            println!("Linux {} ({})", g.kernel_version, g.kernel_package);
+            println!(
+                "  kernel:    {} ({} bytes, XEN_ELFNOTE_PHYS32_ENTRY {:#x})",
+                g.vmlinux.display(),
+                size(&g.vmlinux)?,
+                g.phys32_entry
+            );
+            println!(
+                "  initramfs: {} ({} bytes, {})",
+                g.initramfs.display(),
+                size(&g.initramfs)?,
+                g.busybox_package
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::FetchXen { xen } => {
             for v in xen {
                 if v == XenVersion::None {
@@ -206,7 +233,9 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         xen: a.xen,
         smp: a.smp,
         mem_mib: a.mem,
-        dom0_mem_mib: a.dom0_mem,
+        dom0_mem_mib: a.dom0_mem.unwrap_or(RunConfig::default().dom0_mem_mib),
+        dom0_mem_fixed: a.dom0_mem.is_some(),
+        domus: a.domus,
         topology: a.topology,
         iommu: a.iommu,
         timeout: Duration::from_secs(a.timeout),
@@ -318,7 +347,36 @@ mod tests {
         assert_eq!(a.topology, Topology::Minimal);
         assert_eq!(a.xen_args, ["iommu=1"]);
         assert_eq!(a.dom0_args, ["a=1", "b"]);
-        assert_eq!(a.dom0_mem, 64);
+        assert_eq!(a.dom0_mem, None);
+        assert!(a.domus.is_empty());
+    }
+
+    #[test]
+    fn run_domus_parse() {
+        let cli = Cli::try_parse_from([
+            "image",
+            "run",
+            "--domu",
+            "demo",
+            "--domu",
+            "crashy:memory=128,vcpus=2,cmdline=domu-test=crash",
+            "--dom0-mem",
+            "300",
+        ])
+        .unwrap();
+        let Cmd::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.domus.len(), 2);
+        assert_eq!(a.domus[0], image::DomuSpec::new("demo"));
+        assert_eq!(a.domus[1].vcpus, 2);
+        assert_eq!(a.domus[1].cmdline_extra, "domu-test=crash");
+        assert_eq!(a.dom0_mem, Some(300));
+        for other in ["--bundle", "--module"] {
+            assert!(Cli::try_parse_from(["image", "run", "--domu", "a", other, "b"]).is_err());
+        }
+        assert!(Cli::try_parse_from(["image", "run", "--domu", "a:memory=x"]).is_err());
+        assert!(Cli::try_parse_from(["image", "fetch-linux"]).is_ok());
     }
 
     #[test]

@@ -121,20 +121,25 @@ fn download_and_unpack(origin: Origin, work: &Path, dir: &Path) -> Result<String
     Ok(package)
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// Writes `data` to `path` through a temporary file and a rename, so a reader never sees half
+/// a file.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
 
-/// apt-get with private state under one directory.
-struct AptPrivate {
+/// apt-get (and apt-cache) with private state under one directory: a private sources file,
+/// lists directory, cache and an empty dpkg status. Used for Xen here and for the DomU guest
+/// in [`crate::guest`].
+pub(crate) struct AptPrivate {
     options: Vec<String>,
 }
 
 impl AptPrivate {
-    fn create(work: &Path, sources: &str) -> Result<Self> {
+    /// Lays out the private state under `work` with `sources` (deb822 text).
+    pub(crate) fn create(work: &Path, sources: &str) -> Result<Self> {
         let parts = work.join("sources.list.d");
         let lists = work.join("lists");
         let cache = work.join("cache");
@@ -160,8 +165,18 @@ impl AptPrivate {
         Ok(Self { options })
     }
 
-    fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
-        let mut cmd = Command::new("apt-get");
+    /// Runs `apt-get -q ARGS` in `cwd` (where `download` leaves its `.deb` files).
+    pub(crate) fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
+        self.tool("apt-get", args, cwd).map(drop)
+    }
+
+    /// Runs `apt-cache ARGS` on the private state and returns its standard output.
+    pub(crate) fn query(&self, args: &[&str], cwd: &Path) -> Result<String> {
+        self.tool("apt-cache", args, cwd)
+    }
+
+    fn tool(&self, program: &str, args: &[&str], cwd: &Path) -> Result<String> {
+        let mut cmd = Command::new(program);
         cmd.arg("-q");
         for option in &self.options {
             cmd.arg("-o").arg(option);
@@ -172,12 +187,12 @@ impl AptPrivate {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.lines().any(|l| l.starts_with("E:")) {
             bail!(
-                "`apt-get {}` reported errors:\n{}",
+                "`{program} {}` reported errors:\n{}",
                 args.join(" "),
                 tail_lines(&stderr, 15)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
@@ -334,7 +349,7 @@ fn codename_from_os_release(text: &str) -> Option<String> {
 }
 
 /// Builds the private sources text that reaches `suite` through this machine's own archive.
-fn private_sources(suite: &str) -> Result<String> {
+pub(crate) fn private_sources(suite: &str) -> Result<String> {
     let entries = system_entries();
     let codename = codename()?;
     sources_for(suite, &codename, &entries).with_context(|| {

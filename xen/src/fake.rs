@@ -451,6 +451,46 @@ impl FakeXen {
                 }
                 _ => Err(XenError::EFAULT),
             },
+            nr::MULTICALL => {
+                let n = regs.get(1).map(Arg::addr).unwrap_or(0) as usize;
+                let Some(Arg::InOut(list)) = regs.get_mut(0) else {
+                    return Err(XenError::EFAULT);
+                };
+                let args = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::In(b) => Some(b.to_vec()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let base = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::In(b) => Some(b.as_ptr() as u64),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                for i in 0..n {
+                    let e = crate::domctl::MULTICALL_ENTRY * i;
+                    let op = u64_at(list, e).ok_or(XenError::EFAULT)?;
+                    let sub = u64_at(list, e + 16).ok_or(XenError::EFAULT)?;
+                    let ptr = u64_at(list, e + 24).ok_or(XenError::EFAULT)?;
+                    let r: i64 = if op == u64::from(nr::MEMORY_OP)
+                        && sub == crate::domctl::XENMEM_REMOVE_FROM_PHYSMAP
+                    {
+                        let off = ptr.wrapping_sub(base) as usize;
+                        match u64_at(&args, off + 8) {
+                            Some(g) if st.foreign.remove(&g).is_some() => 0,
+                            Some(_) => -22,
+                            None => -14,
+                        }
+                    } else {
+                        -38
+                    };
+                    list[e + 8..e + 16].copy_from_slice(&r.to_le_bytes());
+                }
+                Ok(0)
+            }
             nr::DOMCTL => match regs.get_mut(0) {
                 Some(Arg::InOut(b)) => self.domctl(&mut st, b, extras),
                 _ => Err(XenError::EFAULT),

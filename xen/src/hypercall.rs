@@ -19,6 +19,7 @@
 pub mod nr {
     pub const CONSOLE_IO: u32 = 18;
     pub const MEMORY_OP: u32 = 12;
+    pub const MULTICALL: u32 = 13;
     pub const SET_TIMER_OP: u32 = 15;
     pub const XEN_VERSION: u32 = 17;
     pub const GRANT_TABLE_OP: u32 = 20;
