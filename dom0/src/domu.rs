@@ -540,13 +540,13 @@ impl Toolstack<'_> {
             if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], deadline) {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
+            // Every ring is looked at on every wakeup, not only those whose port is pending:
+            // reading two indices is cheap, and a notification that went missing then costs
+            // at most one poll timeout instead of a guest waiting forever.
             for k in 0..self.running.len() {
                 self.service_console(k);
-                if events::take_pending(self.running[k].store_local)
-                    || self.server.has_output(self.running[k].domid)
-                {
-                    self.service_store(k);
-                }
+                let _ = events::take_pending(self.running[k].store_local);
+                self.service_store(k);
             }
             let _ = events::take_pending(dom_exc);
             // Check every DomU on each wakeup: VIRQ_DOM_EXC says only that *some* domain

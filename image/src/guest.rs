@@ -865,6 +865,10 @@ impl CpioWriter {
 
 /// `/init`: see the module documentation. Every command goes through `/bin/busybox`, so no
 /// applet links are needed.
+/// `/sbin/poweroff` in the initramfs.
+pub const POWEROFF_SCRIPT: &str =
+    "#!/bin/busybox sh\necho 'DOMU-INIT: poweroff requested'\nexec /bin/busybox poweroff -f\n";
+
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 # DomU init for the Rust PVH dom0's tests (written by image/src/guest.rs).
 bb=/bin/busybox
@@ -926,12 +930,15 @@ $bb reboot -f
 /// console before devtmpfs is mounted) and the directories `/init` mounts on.
 pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
     let mut w = CpioWriter::new();
-    for d in ["bin", "dev", "etc", "proc", "sys", "tmp"] {
+    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "tmp"] {
         w.dir(d, if d == "tmp" { 0o1777 } else { 0o755 });
     }
     w.char_dev("dev/console", 0o600, 5, 1);
     w.file("bin/busybox", 0o755, busybox);
     w.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    // What Linux runs for a xenstore `control/shutdown` = "poweroff" (orderly_poweroff() runs
+    // /sbin/poweroff); busybox's own applet would signal init, a shell script that would die.
+    w.file("sbin/poweroff", 0o755, POWEROFF_SCRIPT.as_bytes());
     w.finish()
 }
 

@@ -551,3 +551,141 @@ pub fn garbage_module() -> PathBuf {
     std::fs::write(&path, bytes).expect("writing the garbage module");
     path
 }
+
+/// Timeout for a boot with Debian DomUs (Linux boots in 15-30 s of emulated time per DomU
+/// here, nested in Xen under TCG).
+pub const DOMU_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// A configuration that boots the fetched Debian kernel + busybox initramfs as `domus`
+/// (`image::DomuSpec` syntax: `NAME[:memory=,vcpus=,cmdline=]`).
+pub fn domu_config(
+    xen: XenVersion,
+    smp: u32,
+    name: &str,
+    domus: &[&str],
+    dom0_args: &[&str],
+) -> RunConfig {
+    let mut c = config(xen, smp, name);
+    c.timeout = DOMU_TIMEOUT;
+    c.domus = domus
+        .iter()
+        .map(|d| {
+            d.parse()
+                .unwrap_or_else(|e| panic!("bad DomU spec {d:?}: {e:#}"))
+        })
+        .collect();
+    c.dom0_args = dom0_args.iter().map(|s| s.to_string()).collect();
+    c
+}
+
+/// The serial log of a run.
+pub fn serial(out: &RunOutcome) -> String {
+    std::fs::read_to_string(&out.serial_log).unwrap_or_default()
+}
+
+/// dom0's report of the DomU called `name` (its last incarnation).
+pub fn domu(out: &RunOutcome, name: &str) -> Value {
+    let d = dom0(out);
+    let list = d["toolstack"]["domus"].as_array();
+    match list.and_then(|l| l.iter().rev().find(|v| v["name"] == name)) {
+        Some(v) => v.clone(),
+        None => panic!(
+            "dom0 reports no DomU {name:?}: toolstack = {}{}",
+            d["toolstack"],
+            context(out)
+        ),
+    }
+}
+
+/// A DomU booted the Debian kernel to our init, wrote to xenstore (itself and from init),
+/// stopped in `state`, and dom0 released everything; Xen's own log shows its context loaded
+/// and its kernel registering an event upcall.
+pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
+    let d = domu(out, name);
+    check!(
+        out,
+        d["state"] == state,
+        "DomU {name}: state {}, expected {state}: {d}",
+        d["state"]
+    );
+    let console: Vec<&str> = d["console"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    check!(
+        out,
+        console.iter().any(|l| l.starts_with("DOMU-INIT: up 6.")),
+        "DomU {name}: no 'DOMU-INIT: up' line from its init on its console: {console:?}"
+    );
+    check!(
+        out,
+        console.iter().any(|l| *l == "DOMU-INIT: xenstore write ok"),
+        "DomU {name}: init's xenstore write did not succeed: {console:?}"
+    );
+    let written: Vec<&str> = d["xenstore_written"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for want in ["data/init=hello from init", "control/feature-poweroff=1"] {
+        check!(
+            out,
+            written.contains(&want),
+            "DomU {name}: xenstore lacks {want:?} (written by the guest): {written:?}"
+        );
+    }
+    check!(
+        out,
+        d["xenstore_requests"].as_u64().unwrap_or(0) >= 5,
+        "DomU {name}: only {} xenstore requests served",
+        d["xenstore_requests"]
+    );
+    check!(
+        out,
+        d["errors"].as_array().is_some_and(Vec::is_empty),
+        "DomU {name}: errors {}",
+        d["errors"]
+    );
+    let id = d["domid"].as_u64().unwrap_or(0);
+    check!(out, id > 0, "DomU {name}: no domain id");
+    // Xen's side: it loaded the CPU record dom0 built, and the guest kernel registered its
+    // event-channel upcall vector (it ran far enough to bring up Xen's PV interfaces).
+    let log = serial(out);
+    // 4.17 says "HVM1 restore: CPU 0", 4.20 "HVM restore d1: CPU 0".
+    check!(
+        out,
+        log.contains(&format!("HVM{id} restore: CPU 0"))
+            || log.contains(&format!("HVM restore d{id}: CPU 0")),
+        "Xen's log lacks its 'restore: CPU 0' line for DomU {name} (domain {id})"
+    );
+    let want = format!("d{id}v0: upcall vector");
+    check!(
+        out,
+        log.contains(&want),
+        "Xen's log lacks {want:?} for DomU {name} (domain {id})"
+    );
+    // dom0 printed the guest's console lines with its name.
+    check!(
+        out,
+        log.contains(&format!("[{name}] DOMU-INIT: up")),
+        "dom0's console lacks the '[{name}] DOMU-INIT: up' line"
+    );
+    id
+}
+
+/// dom0 destroyed every DomU it built and Xen has forgotten them (no mapping kept one alive).
+pub fn assert_no_domu_leaks(out: &RunOutcome) {
+    let d = dom0(out);
+    check!(
+        out,
+        d["toolstack"]["leaks"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "toolstack leaks: {}",
+        d["toolstack"]["leaks"]
+    );
+    check!(
+        out,
+        serial(out).contains("DOM0-DOMUS: done"),
+        "dom0 never finished serving its DomUs"
+    );
+}
