@@ -587,11 +587,14 @@ impl FakeXen {
                     // be reused without removing it first (guest_remove_page fails).
                     let r = if !ok {
                         -22
-                    } else if st.foreign.contains_key(&at) {
-                        -6
                     } else {
-                        st.foreign.insert(at, (fd, g));
-                        0
+                        match st.foreign.entry(at) {
+                            alloc::collections::btree_map::Entry::Occupied(_) => -6,
+                            alloc::collections::btree_map::Entry::Vacant(v) => {
+                                v.insert((fd, g));
+                                0
+                            }
+                        }
                     };
                     results.push(r);
                 }
