@@ -115,6 +115,32 @@ impl GuestMemory for ForeignMem<'_> {
     fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
         self.copy(dom, gpa, len, None)
     }
+    fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError> {
+        let at = self.chunk_gfn;
+        domctl::map_grant_frame(self.x, dom, at)?;
+        let base = (at * PAGE) as *mut u8;
+        for (r, e) in entries {
+            let off = *r as usize * 8;
+            if off + 8 > PAGE as usize {
+                continue;
+            }
+            // SAFETY: the first chunk page now holds frame 0 of the DomU's grant table (mapped
+            // just above, write-back in dom0's page tables); `off + 8` is inside it. The entry
+            // is written domid/frame first and flags last (a volatile u16 store), so the grant
+            // never looks valid half-written. The DomU is paused.
+            unsafe {
+                for (i, b) in e[2..8].iter().enumerate() {
+                    core::ptr::write_volatile(base.add(off + 2 + i), *b);
+                }
+                core::sync::atomic::fence(Ordering::Release);
+                core::ptr::write_volatile(
+                    base.add(off).cast::<u16>(),
+                    u16::from_le_bytes([e[0], e[1]]),
+                );
+            }
+        }
+        domctl::unmap_own(self.x, at)
+    }
 }
 
 /// A ring page shared with a DomU (foreign-mapped at a window slot). The guest writes it

@@ -619,7 +619,7 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
     );
     check!(
         out,
-        console.iter().any(|l| *l == "DOMU-INIT: xenstore write ok"),
+        console.contains(&"DOMU-INIT: xenstore write ok"),
         "DomU {name}: init's xenstore write did not succeed: {console:?}"
     );
     let written: Vec<&str> = d["xenstore_written"]

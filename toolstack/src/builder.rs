@@ -60,6 +60,29 @@ pub trait GuestMemory {
     fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError>;
     /// Zero `len` bytes at `gpa`.
     fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError>;
+    /// Write v1 grant entries (ref, `grant_entry_v1` bytes) into frame 0 of `dom`'s grant
+    /// table, each entry's flags last.
+    fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError>;
+}
+
+/// `GNTTAB_RESERVED_CONSOLE` and `GNTTAB_RESERVED_XENSTORE` (public/grant_table.h).
+pub const GNTTAB_RESERVED_CONSOLE: u32 = 0;
+pub const GNTTAB_RESERVED_XENSTORE: u32 = 1;
+
+/// The grants libxc seeds (`xc_dom_gnttab_seed`): the console and xenstore rings, readable and
+/// writable by the backend domain.
+pub fn seed_entries(backend: DomId) -> [(u32, [u8; 8]); 2] {
+    let e = |frame: u64| {
+        let (flags, rest) = ops::grant_entry_v1(backend, frame as u32, false);
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&flags.to_le_bytes());
+        b[2..8].copy_from_slice(&rest);
+        b
+    };
+    [
+        (GNTTAB_RESERVED_CONSOLE, e(CONSOLE_PFN)),
+        (GNTTAB_RESERVED_XENSTORE, e(STORE_PFN)),
+    ]
 }
 
 /// What to build.
@@ -102,6 +125,9 @@ pub struct Built {
     pub layout: Layout,
     /// (step, nanoseconds) in order.
     pub steps: Vec<(&'static str, u64)>,
+    /// Why seeding the console/xenstore grants failed, if it did (not fatal: dom0 maps those
+    /// rings by frame number, as xenconsoled's fallback does).
+    pub grant_seed_error: Option<XenError>,
 }
 
 /// Where everything goes in the guest.
@@ -438,6 +464,7 @@ fn build_created(
         domctl::set_param(h, domid, i, val).map_err(x("HVM params"))?;
     }
     load_vcpu_state(h, v, domid, cfg.vcpus, layout.entry, layout.start_info)?;
+    let grant_seed_error = env.mem.seed_grants(domid, &seed_entries(0)).err();
     step("vcpu", (env.now)());
 
     Ok(Built {
@@ -448,6 +475,7 @@ fn build_created(
         console_pfn: CONSOLE_PFN,
         layout,
         steps,
+        grant_seed_error,
     })
 }
 
@@ -536,6 +564,7 @@ mod tests {
     struct FakeMem<'a> {
         xen: &'a FakeXen,
         pages: BTreeMap<(DomId, u64), Vec<u8>>,
+        grants: BTreeMap<DomId, Vec<u8>>,
     }
 
     impl GuestMemory for FakeMem<'_> {
@@ -560,6 +589,16 @@ mod tests {
         }
         fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
             self.write(dom, gpa, &alloc::vec![0; len as usize])
+        }
+        fn seed_grants(&mut self, dom: DomId, e: &[(u32, [u8; 8])]) -> Result<(), XenError> {
+            let at = 0x9_0000;
+            xen::domctl::map_grant_frame(self.xen, dom, at)?;
+            let mut frame = alloc::vec![0u8; PAGE as usize];
+            for (r, b) in e {
+                frame[*r as usize * 8..*r as usize * 8 + 8].copy_from_slice(b);
+            }
+            self.grants.insert(dom, frame);
+            xen::domctl::unmap_own(self.xen, at)
         }
     }
 
@@ -597,6 +636,7 @@ mod tests {
         let mut mem = FakeMem {
             xen: &x,
             pages: BTreeMap::new(),
+            grants: BTreeMap::new(),
         };
         let (v, probes) = DomctlVersion::detect(&x, 4, 20).unwrap();
         assert_eq!((v, probes), (DomctlVersion(0x17), 1));
@@ -683,6 +723,15 @@ mod tests {
         let mut rsdp = [0u8; 8];
         view.read(hdr.rsdp_paddr, &mut rsdp).unwrap();
         assert_eq!(&rsdp, b"RSD PTR ");
+        // The console and xenstore rings granted to dom0 (refs 0 and 1, GTF_permit_access).
+        assert_eq!(b.grant_seed_error, None);
+        let g = &mem.grants[&b.domid];
+        assert_eq!(&g[0..8], &[1, 0, 0, 0, 0xff, 0xef, 0x0f, 0]);
+        assert_eq!(&g[8..16], &[1, 0, 0, 0, 0xfc, 0xef, 0x0f, 0]);
+        assert!(
+            x.foreign_mappings().is_empty(),
+            "grant frame unmapped again"
+        );
         // Start it.
         start(&x, v, b.domid).unwrap();
         assert!(!x.domain(b.domid).unwrap().paused);
@@ -706,6 +755,7 @@ mod tests {
         let mut mem = FakeMem {
             xen: &x,
             pages: BTreeMap::new(),
+            grants: BTreeMap::new(),
         };
         let clock = || 0u64;
         let mut env = Env {
@@ -729,6 +779,7 @@ mod tests {
         let mut mem = FakeMem {
             xen: &x,
             pages: BTreeMap::new(),
+            grants: BTreeMap::new(),
         };
         let clock = || 0u64;
         let mut env = Env {
@@ -751,6 +802,7 @@ mod tests {
         let mut mem = FakeMem {
             xen: &x,
             pages: BTreeMap::new(),
+            grants: BTreeMap::new(),
         };
         let clock = || 0u64;
         let mut env = Env {

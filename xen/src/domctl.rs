@@ -476,6 +476,34 @@ pub fn map_foreign(
     Ok(())
 }
 
+pub const XENMEM_ACQUIRE_RESOURCE: u64 = 28;
+pub const XENMEM_RESOURCE_GRANT_TABLE: u16 = 1;
+pub const XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED: u32 = 0;
+
+/// Map frame 0 of domain `dom`'s (shared) grant table at dom0's frame `at`
+/// (`XENMEM_acquire_resource`; for an HVM caller `frame_list` names where the frames go).
+/// Undo with [`unmap_own`].
+pub fn map_grant_frame(h: &dyn Hypercall, dom: DomId, at: u64) -> Result<(), XenError> {
+    let list = at.to_le_bytes();
+    let mut arg = [0u8; 32];
+    put_u16(&mut arg, 0, dom);
+    put_u16(&mut arg, 2, XENMEM_RESOURCE_GRANT_TABLE);
+    put_u32(&mut arg, 4, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED);
+    put_u32(&mut arg, 8, 1);
+    put_u64(&mut arg, 16, 0);
+    put_u64(&mut arg, 24, list.as_ptr() as u64);
+    issue(
+        h,
+        call!(
+            nr::MEMORY_OP,
+            Arg::Val(XENMEM_ACQUIRE_RESOURCE),
+            Arg::InOut(&mut arg)
+        )
+        .with_extra(Arg::In(&list)),
+    )?;
+    Ok(())
+}
+
 /// Remove whatever is mapped at dom0's own frame `gfn` (undoes [`map_foreign`]).
 pub fn unmap_own(h: &dyn Hypercall, gfn: u64) -> Result<(), XenError> {
     let mut arg = [0u8; 16];

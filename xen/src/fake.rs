@@ -610,6 +610,34 @@ impl FakeXen {
                 }
                 Ok(0)
             }
+            nr::MEMORY_OP if sub == crate::domctl::XENMEM_ACQUIRE_RESOURCE => {
+                let Some(Arg::InOut(arg)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let dom = crate::le::get_u16(arg, 0).ok_or(XenError::EFAULT)?;
+                let ty = crate::le::get_u16(arg, 2).ok_or(XenError::EFAULT)?;
+                let addr = u64_at(arg, 24).ok_or(XenError::EFAULT)?;
+                if ty != crate::domctl::XENMEM_RESOURCE_GRANT_TABLE {
+                    return Err(XenError::EOPNOTSUPP);
+                }
+                if !st.domains.contains_key(&dom) {
+                    return Err(XenError::ESRCH);
+                }
+                let list = extras
+                    .iter()
+                    .find_map(|e| match e {
+                        Arg::In(b) if b.as_ptr() as u64 == addr => Some(b.to_vec()),
+                        _ => None,
+                    })
+                    .ok_or(XenError::EFAULT)?;
+                let at = u64_at(&list, 0).ok_or(XenError::EFAULT)?;
+                if st.foreign.contains_key(&at) {
+                    return Err(XenError::EBUSY);
+                }
+                // Grant frame 0 of `dom`, recorded as its frame u64::MAX.
+                st.foreign.insert(at, (dom, u64::MAX));
+                Ok(0)
+            }
             nr::MEMORY_OP if sub == crate::domctl::XENMEM_REMOVE_FROM_PHYSMAP => {
                 let Some(Arg::In(arg)) = regs.get(1) else {
                     return Err(XenError::EFAULT);
