@@ -18,7 +18,7 @@ use toolstack::builder::{self, DomainConfig, Env, GuestMemory};
 use toolstack::bundle::{Bundle, DomainSpec};
 use toolstack::console::ConsoleBackend;
 use toolstack::domain::{self, Action};
-use toolstack::xenstore::{MsgType, Quota, RingPage, Server, Store};
+use toolstack::xenstore::{Quota, RingPage, Server, Store};
 use xen::domctl::{self, DomId, DomctlVersion, ShutdownCode};
 use xen::memmap::MemoryMap;
 use xen::ops::{self, EvtchnPort};
@@ -68,15 +68,15 @@ impl ForeignMem<'_> {
                 let dst = (self.chunk_gfn * PAGE + (lo - f * PAGE)) as *mut u8;
                 let count = (hi - lo) as usize;
                 match src {
+                    // [dst, dst+count) lies in the copy chunk, identity-mapped write-back by
+                    // `map_window` and now backed by the DomU's frames; only this builder
+                    // (boot vCPU, single-threaded) touches it, and `from` is an ordinary slice.
                     Some(s) => {
                         let from = &s[(lo - gpa) as usize..(hi - gpa) as usize];
-                        // SAFETY: [dst, dst+count) lies in the copy chunk, identity-mapped
-                        // write-back by `map_window` and now backed by the DomU's frames; only
-                        // this builder (boot vCPU, single-threaded) touches it, and `from` is
-                        // an ordinary slice that cannot overlap it.
+                        // SAFETY: dst..dst+count is the mapped chunk (above); no overlap.
                         unsafe { core::ptr::copy_nonoverlapping(from.as_ptr(), dst, count) };
                     }
-                    // SAFETY: as above.
+                    // SAFETY: dst..dst+count is the mapped chunk (above).
                     None => unsafe { core::ptr::write_bytes(dst, 0, count) },
                 }
                 self.pages += n;
@@ -124,10 +124,10 @@ impl GuestMemory for ForeignMem<'_> {
             if off + 8 > PAGE as usize {
                 continue;
             }
-            // SAFETY: the first chunk page now holds frame 0 of the DomU's grant table (mapped
-            // just above, write-back in dom0's page tables); `off + 8` is inside it. The entry
-            // is written domid/frame first and flags last (a volatile u16 store), so the grant
-            // never looks valid half-written. The DomU is paused.
+            // The first chunk page now holds frame 0 of the DomU's grant table (mapped just
+            // above, write-back in dom0's page tables). The entry is written domid/frame first
+            // and flags last (a volatile u16 store), so the grant never looks valid half-written.
+            // SAFETY: `off + 8` is inside that mapped page, and the DomU is paused.
             unsafe {
                 for (i, b) in e[2..8].iter().enumerate() {
                     core::ptr::write_volatile(base.add(off + 2 + i), *b);
@@ -153,8 +153,9 @@ impl SharedPage {
         if !off.is_multiple_of(4) || off + 4 > PAGE as usize {
             return None;
         }
-        // SAFETY: the page is mapped for as long as this SharedPage lives (the slot is unmapped
-        // only after the DomU's connection is dropped), `off` is aligned and inside it.
+        // The page stays mapped as long as this SharedPage lives (the slot is unmapped only
+        // after the DomU's connection is dropped).
+        // SAFETY: mapped page (above); `off` is 4-aligned and inside it.
         Some(unsafe { AtomicU32::from_ptr(self.0.add(off).cast()) })
     }
 }
@@ -684,7 +685,7 @@ impl Toolstack<'_> {
             "domu {}: domain {} stopped: {state}",
             r.summary.name, r.domid
         );
-        r.summary.written_from(&mut self.server, r.domid);
+        r.summary.xenstore_written = domain::written(&mut self.server, r.domid, 64);
         if let Some(c) = self.server.connection(r.domid) {
             r.summary.xenstore_requests = c.requests();
         }
@@ -736,15 +737,9 @@ impl Toolstack<'_> {
             match self.running[k].stop_asked_ns {
                 None => {
                     let path = format!("/local/domain/{domid}/control/shutdown");
-                    let mut p = path.into_bytes();
-                    p.push(0);
-                    p.extend_from_slice(b"poweroff");
-                    let _ = self.server.local(&toolstack::xenstore::Message::new(
-                        MsgType::Write,
-                        0,
-                        0,
-                        p,
-                    ));
+                    if let Err(e) = domain::write(&mut self.server, &path, b"poweroff") {
+                        warn!("domu {}: {e}", self.running[k].summary.name);
+                    }
                     self.flush_others();
                     info!(
                         "domu {}: asked to power off (control/shutdown)",
@@ -779,36 +774,5 @@ impl Toolstack<'_> {
             }
         }
         out
-    }
-}
-
-trait Written {
-    fn written_from(&mut self, server: &mut Server, domid: DomId);
-}
-
-impl Written for DomuSummary {
-    /// Every node with a value under the DomU's home, as "relative/path=value" (at most 64):
-    /// what the guest wrote (and what dom0 wrote for it).
-    fn written_from(&mut self, server: &mut Server, domid: DomId) {
-        let home = format!("/local/domain/{domid}");
-        let mut stack = alloc::vec![home.clone()];
-        while let Some(p) = stack.pop() {
-            if self.xenstore_written.len() >= 64 {
-                break;
-            }
-            if let Some(v) = domain::read(server, &p)
-                && !v.is_empty()
-            {
-                let rel = p.strip_prefix(&home).unwrap_or(&p).trim_start_matches('/');
-                self.xenstore_written
-                    .push(format!("{rel}={}", String::from_utf8_lossy(&v)));
-            }
-            if let Ok(list) = domain::dom0_request(server, MsgType::Directory, &[p.as_bytes()]) {
-                for name in list.split(|&c| c == 0).filter(|n| !n.is_empty()).rev() {
-                    stack.push(format!("{p}/{}", String::from_utf8_lossy(name)));
-                }
-            }
-        }
-        self.xenstore_written.sort();
     }
 }

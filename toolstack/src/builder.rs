@@ -602,6 +602,32 @@ mod tests {
         }
     }
 
+    impl<'a> FakeMem<'a> {
+        fn new(xen: &'a FakeXen) -> Self {
+            FakeMem {
+                xen,
+                pages: BTreeMap::new(),
+                grants: BTreeMap::new(),
+            }
+        }
+    }
+
+    fn zero_clock() -> u64 {
+        0
+    }
+
+    /// Build `cfg` with `kernel` and nothing else against a fake 4.17.
+    fn build_on(x: &FakeXen, cfg: &DomainConfig, kernel: &[u8]) -> Result<Built, BuildError> {
+        let mut mem = FakeMem::new(x);
+        let mut env = Env {
+            xen: x,
+            mem: &mut mem,
+            version: DomctlVersion(0x15),
+            now: &zero_clock,
+        };
+        build(&mut env, cfg, kernel, None, &[])
+    }
+
     struct View<'a>(&'a FakeMem<'a>, DomId);
     impl PhysRead for View<'_> {
         fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysReadError> {
@@ -633,11 +659,7 @@ mod tests {
     #[test]
     fn builds_a_pvh_domain_like_libxc() {
         let x = FakeXen::new(4, 20);
-        let mut mem = FakeMem {
-            xen: &x,
-            pages: BTreeMap::new(),
-            grants: BTreeMap::new(),
-        };
+        let mut mem = FakeMem::new(&x);
         let (v, probes) = DomctlVersion::detect(&x, 4, 20).unwrap();
         assert_eq!((v, probes), (DomctlVersion(0x17), 1));
         let acpi = acpi_fixup::domu::domu_tables(2, ACPI_BASE)
@@ -645,12 +667,11 @@ mod tests {
             .image()
             .unwrap();
         let initrd = alloc::vec![0xab; 10_000];
-        let clock = || 0u64;
         let mut env = Env {
             xen: &x,
             mem: &mut mem,
             version: v,
-            now: &clock,
+            now: &zero_clock,
         };
         let k = kernel();
         let b = build(&mut env, &cfg(64, 2), &k, Some(&initrd), &acpi).unwrap();
@@ -752,23 +773,11 @@ mod tests {
     #[test]
     fn too_small_fails_before_any_hypercall() {
         let x = FakeXen::new(4, 17);
-        let mut mem = FakeMem {
-            xen: &x,
-            pages: BTreeMap::new(),
-            grants: BTreeMap::new(),
-        };
-        let clock = || 0u64;
-        let mut env = Env {
-            xen: &x,
-            mem: &mut mem,
-            version: DomctlVersion(0x15),
-            now: &clock,
-        };
-        let e = build(&mut env, &cfg(16, 1), &kernel(), None, &[]).unwrap_err();
+        let e = build_on(&x, &cfg(16, 1), &kernel()).unwrap_err();
         assert_eq!(e.step, "plan");
         assert!(e.detail.contains("too small"), "{e}");
         assert!(x.domctl_calls().is_empty());
-        let e = build(&mut env, &cfg(64, 1), b"not a kernel", None, &[]).unwrap_err();
+        let e = build_on(&x, &cfg(64, 1), b"not a kernel").unwrap_err();
         assert_eq!(e.step, "parse kernel");
     }
 
@@ -776,19 +785,7 @@ mod tests {
     fn a_failing_step_destroys_the_domain() {
         let x = FakeXen::new(4, 17);
         x.fail_domctl(domctl::cmd::SETHVMCONTEXT, XenError::EINVAL);
-        let mut mem = FakeMem {
-            xen: &x,
-            pages: BTreeMap::new(),
-            grants: BTreeMap::new(),
-        };
-        let clock = || 0u64;
-        let mut env = Env {
-            xen: &x,
-            mem: &mut mem,
-            version: DomctlVersion(0x15),
-            now: &clock,
-        };
-        let e = build(&mut env, &cfg(64, 1), &kernel(), None, &[]).unwrap_err();
+        let e = build_on(&x, &cfg(64, 1), &kernel()).unwrap_err();
         assert_eq!(e.step, "HVM context");
         assert_eq!(e.domid, Some(1));
         assert!(x.domain_ids().is_empty(), "the half-built domain is gone");
@@ -799,19 +796,7 @@ mod tests {
     fn out_of_memory_is_reported_with_numbers() {
         let x = FakeXen::new(4, 17);
         x.fail_domctl(domctl::cmd::MAX_MEM, XenError::EINVAL);
-        let mut mem = FakeMem {
-            xen: &x,
-            pages: BTreeMap::new(),
-            grants: BTreeMap::new(),
-        };
-        let clock = || 0u64;
-        let mut env = Env {
-            xen: &x,
-            mem: &mut mem,
-            version: DomctlVersion(0x15),
-            now: &clock,
-        };
-        let e = build(&mut env, &cfg(64, 1), &kernel(), None, &[]).unwrap_err();
+        let e = build_on(&x, &cfg(64, 1), &kernel()).unwrap_err();
         assert_eq!(e.step, "max_mem");
         assert!(x.domain_ids().is_empty());
     }

@@ -87,17 +87,25 @@ pub fn dom0_request(server: &mut Server, ty: MsgType, args: &[&[u8]]) -> Result<
     reply_result(first).map_err(|e| e.name().to_string())
 }
 
+/// Write `value` at `path` as dom0 (parents created as needed).
+pub fn write(server: &mut Server, path: &str, value: &[u8]) -> Result<(), String> {
+    let mut payload = Vec::with_capacity(path.len() + 1 + value.len());
+    payload.extend_from_slice(path.as_bytes());
+    payload.push(0);
+    payload.extend_from_slice(value);
+    let out = server.local(&Message::new(MsgType::Write, 0, 0, payload));
+    match out.first() {
+        Some(m) => reply_result(m)
+            .map(|_| ())
+            .map_err(|e| format!("write {path}: {}", e.name())),
+        None => Err(format!("write {path}: no reply from the store")),
+    }
+}
+
 /// Write the nodes (then their permissions) as dom0.
 pub fn write_nodes(server: &mut Server, nodes: &[Node]) -> Result<(), String> {
     for (path, value, perms) in nodes {
-        let mut payload = Vec::with_capacity(path.len() + 1 + value.len());
-        payload.extend_from_slice(path.as_bytes());
-        payload.push(0);
-        payload.extend_from_slice(value);
-        let out = server.local(&Message::new(MsgType::Write, 0, 0, payload));
-        if let Some(m) = out.first() {
-            reply_result(m).map_err(|e| format!("write {path}: {}", e.name()))?;
-        }
+        write(server, path, value)?;
         let enc = perms.encode();
         let mut args: Vec<&[u8]> = alloc::vec![path.as_bytes()];
         args.extend(enc.split(|&c| c == 0).filter(|s| !s.is_empty()));
@@ -105,6 +113,32 @@ pub fn write_nodes(server: &mut Server, nodes: &[Node]) -> Result<(), String> {
             .map_err(|e| format!("set_perms {path}: {e}"))?;
     }
     Ok(())
+}
+
+/// Every node with a value under `domid`'s home, as "relative/path=value", sorted, at most
+/// `max`: what the guest wrote (and what dom0 wrote for it), for the report.
+pub fn written(server: &mut Server, domid: DomId, max: usize) -> Vec<String> {
+    let home = format!("/local/domain/{domid}");
+    let mut out = Vec::new();
+    let mut stack = alloc::vec![home.clone()];
+    while let Some(p) = stack.pop() {
+        if out.len() >= max {
+            break;
+        }
+        if let Some(v) = read(server, &p)
+            && !v.is_empty()
+        {
+            let rel = p.strip_prefix(&home).unwrap_or(&p).trim_start_matches('/');
+            out.push(format!("{rel}={}", String::from_utf8_lossy(&v)));
+        }
+        if let Ok(list) = dom0_request(server, MsgType::Directory, &[p.as_bytes()]) {
+            for name in list.split(|&c| c == 0).filter(|n| !n.is_empty()).rev() {
+                stack.push(format!("{p}/{}", String::from_utf8_lossy(name)));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// XS_INTRODUCE as dom0: from now on `domid`'s ring is served.
@@ -182,6 +216,14 @@ mod tests {
         assert!(write("name", b"evil").is_err());
         assert!(st.call(3, MsgType::Read, &[b"/local/domain/0"]).is_err());
         assert_eq!(read(&mut s, "/local/domain/3/data/init").unwrap(), b"hello");
+        let w = written(&mut s, 3, 64);
+        assert!(w.contains(&"data/init=hello".to_string()), "{w:?}");
+        assert!(
+            w.contains(&"control/feature-poweroff=1".to_string()),
+            "{w:?}"
+        );
+        assert!(w.windows(2).all(|p| p[0] <= p[1]), "sorted");
+        assert_eq!(written(&mut s, 3, 2).len(), 2);
         assert_eq!(
             read(&mut s, "/local/domain/3/cpu/1/availability").unwrap(),
             b"online"

@@ -6,6 +6,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use xen::le::{get_u16 as u16_at, get_u32 as u32_at, get_u64 as u64_at};
+
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of the PVH ABI.
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// `XEN_ELFNOTE_SUPPORTED_FEATURES`.
@@ -78,16 +80,6 @@ impl fmt::Display for ElfError {
     }
 }
 
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-}
-
 /// Highest physical address a segment may reach (the PVH entry is 32-bit: the kernel must be
 /// loaded below 4 GiB).
 pub const LOAD_LIMIT: u64 = 1 << 32;
@@ -109,11 +101,10 @@ pub fn parse(data: &[u8]) -> Result<Kernel, ElfError> {
             "program header entries (e_phentsize < 56)",
         ));
     }
-    let table_end = phoff
+    phoff
         .checked_add(phentsize * phnum)
         .filter(|&e| e <= data.len() as u64)
         .ok_or(ElfError::Truncated("program header table"))?;
-    let _ = table_end;
     let mut segments = Vec::new();
     let mut entry = None;
     let mut features = None;

@@ -13,11 +13,7 @@ use alloc::vec::Vec;
 use crate::errno::XenError;
 use crate::hypercall::{Arg, Hypercall, call, nr};
 use crate::le::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
-use crate::ops::DOMID_SELF;
-
-fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
-    XenError::check(h.hypercall(&mut c))
-}
+use crate::ops::{DOMID_SELF, E820_ENTRY_SIZE, issue};
 
 /// A domain id (`domid_t`).
 pub type DomId = u16;
@@ -97,14 +93,42 @@ fn domctl(
     dom: DomId,
     payload: &[u8],
 ) -> Result<[u8; DOMCTL_SIZE], XenError> {
+    domctl_with(h, v, cmd, dom, payload, None)
+}
+
+/// A domctl whose payload points at `extra` (a guest handle inside the union).
+fn domctl_with(
+    h: &dyn Hypercall,
+    v: DomctlVersion,
+    cmd: u32,
+    dom: DomId,
+    payload: &[u8],
+    extra: Option<Arg<'_>>,
+) -> Result<[u8; DOMCTL_SIZE], XenError> {
     let mut b = [0u8; DOMCTL_SIZE];
     put_u32(&mut b, 0, cmd);
     put_u32(&mut b, 4, v.0);
     put_u16(&mut b, 8, dom);
     let n = payload.len().min(DOMCTL_SIZE - DOMCTL_U);
     b[DOMCTL_U..DOMCTL_U + n].copy_from_slice(&payload[..n]);
-    issue(h, call!(nr::DOMCTL, Arg::InOut(&mut b)))?;
+    let c = call!(nr::DOMCTL, Arg::InOut(&mut b));
+    issue(
+        h,
+        if let Some(e) = extra {
+            c.with_extra(e)
+        } else {
+            c
+        },
+    )?;
     Ok(b)
+}
+
+/// `struct xen_domctl_hvmcontext { u32 size; XEN_GUEST_HANDLE_64(uint8) buffer; }`
+fn hvmcontext_arg(size: usize, addr: u64) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    put_u32(&mut a, 0, size as u32);
+    put_u64(&mut a, 8, addr);
+    a
 }
 
 /// `XEN_DOMCTL_CDF_*` (createdomain flags).
@@ -326,18 +350,11 @@ pub fn get_hvmcontext(
     dom: DomId,
     buf: &mut [u8],
 ) -> Result<usize, XenError> {
-    let mut b = [0u8; DOMCTL_SIZE];
-    put_u32(&mut b, 0, cmd::GETHVMCONTEXT);
-    put_u32(&mut b, 4, v.0);
-    put_u16(&mut b, 8, dom);
-    put_u32(&mut b, DOMCTL_U, buf.len() as u32);
-    put_u64(&mut b, DOMCTL_U + 8, buf.as_ptr() as u64);
-    issue(
-        h,
-        call!(nr::DOMCTL, Arg::InOut(&mut b)).with_extra(Arg::InOut(buf)),
-    )?;
-    let n = get_u32(&b, DOMCTL_U).unwrap_or(0) as usize;
-    if n > buf.len() {
+    let arg = hvmcontext_arg(buf.len(), buf.as_ptr() as u64);
+    let cap = buf.len();
+    let out = domctl_with(h, v, cmd::GETHVMCONTEXT, dom, &arg, Some(Arg::InOut(buf)))?;
+    let n = get_u32(&out, DOMCTL_U).unwrap_or(0) as usize;
+    if n > cap {
         return Err(XenError::E2BIG);
     }
     Ok(n)
@@ -351,17 +368,8 @@ pub fn set_hvmcontext(
     dom: DomId,
     records: &[u8],
 ) -> Result<(), XenError> {
-    let mut b = [0u8; DOMCTL_SIZE];
-    put_u32(&mut b, 0, cmd::SETHVMCONTEXT);
-    put_u32(&mut b, 4, v.0);
-    put_u16(&mut b, 8, dom);
-    put_u32(&mut b, DOMCTL_U, records.len() as u32);
-    put_u64(&mut b, DOMCTL_U + 8, records.as_ptr() as u64);
-    issue(
-        h,
-        call!(nr::DOMCTL, Arg::InOut(&mut b)).with_extra(Arg::In(records)),
-    )?;
-    Ok(())
+    let arg = hvmcontext_arg(records.len(), records.as_ptr() as u64);
+    domctl_with(h, v, cmd::SETHVMCONTEXT, dom, &arg, Some(Arg::In(records))).map(|_| ())
 }
 
 // --- memory_op on another domain ---------------------------------------------------------------
@@ -400,9 +408,6 @@ pub fn populate_physmap(
     )?;
     Ok((done as usize).min(gfns.len()))
 }
-
-/// Size of one packed `struct e820entry`.
-pub const E820_ENTRY_SIZE: usize = 20;
 
 /// Tell Xen domain `dom`'s memory map (what `XENMEM_memory_map` returns to it).
 /// `entries` are (address, size, e820 type).

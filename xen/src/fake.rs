@@ -76,6 +76,29 @@ pub struct FakeXen {
 
 use crate::le::{get_u32 as u32_at, get_u64 as u64_at};
 
+/// The buffer behind guest handle `addr` (an extra argument with that address), for reading.
+fn handle_in<'a>(extras: &'a [Arg<'_>], addr: u64) -> Result<&'a [u8], XenError> {
+    extras
+        .iter()
+        .find_map(|e| match e {
+            Arg::In(b) if b.as_ptr() as u64 == addr => Some(&b[..]),
+            Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(&b[..]),
+            _ => None,
+        })
+        .ok_or(XenError::EFAULT)
+}
+
+/// The buffer behind guest handle `addr`, for writing (only `InOut` extras qualify).
+fn handle_out<'a>(extras: &'a mut [Arg<'_>], addr: u64) -> Result<&'a mut [u8], XenError> {
+    extras
+        .iter_mut()
+        .find_map(|e| match e {
+            Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(&mut b[..]),
+            _ => None,
+        })
+        .ok_or(XenError::EFAULT)
+}
+
 impl FakeXen {
     /// A Xen `major.minor` with one vCPU and a small dom0 memory map.
     pub fn new(major: u32, minor: u32) -> Self {
@@ -352,13 +375,7 @@ impl FakeXen {
                 let size = u32_at(b, u).ok_or(XenError::EFAULT)? as usize;
                 let addr = u64_at(b, u + 8).ok_or(XenError::EFAULT)?;
                 if addr != 0 {
-                    let buf = extras
-                        .iter_mut()
-                        .find_map(|e| match e {
-                            Arg::InOut(x) if x.as_ptr() as u64 == addr => Some(x),
-                            _ => None,
-                        })
-                        .ok_or(XenError::EFAULT)?;
+                    let buf = handle_out(extras, addr)?;
                     if size < ctx.len() || buf.len() < ctx.len() {
                         return Err(XenError::ENOSPC);
                     }
@@ -370,13 +387,7 @@ impl FakeXen {
                 use crate::domctl::hvmctx;
                 let size = u32_at(b, u).ok_or(XenError::EFAULT)? as usize;
                 let addr = u64_at(b, u + 8).ok_or(XenError::EFAULT)?;
-                let buf = extras
-                    .iter()
-                    .find_map(|e| match e {
-                        Arg::In(x) if x.as_ptr() as u64 == addr => Some(x),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let buf = handle_in(extras, addr)?;
                 let buf = buf.get(..size).ok_or(XenError::EFAULT)?;
                 let recs = hvmctx::records(buf).ok_or(XenError::EINVAL)?;
                 // arch_hvm_load(): a HEADER first, with the right magic and version.
@@ -456,20 +467,14 @@ impl FakeXen {
                 let Some(Arg::InOut(list)) = regs.get_mut(0) else {
                     return Err(XenError::EFAULT);
                 };
-                let args = extras
+                // The entries' argument structs, and where they start.
+                let (args, base) = extras
                     .iter()
                     .find_map(|e| match e {
-                        Arg::In(b) => Some(b.to_vec()),
+                        Arg::In(b) => Some((b.to_vec(), b.as_ptr() as u64)),
                         _ => None,
                     })
                     .unwrap_or_default();
-                let base = extras
-                    .iter()
-                    .find_map(|e| match e {
-                        Arg::In(b) => Some(b.as_ptr() as u64),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
                 for i in 0..n {
                     let e = crate::domctl::MULTICALL_ENTRY * i;
                     let op = u64_at(list, e).ok_or(XenError::EFAULT)?;
@@ -503,13 +508,7 @@ impl FakeXen {
                 let n = u64_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
                 let order = u32_at(arg, 16).ok_or(XenError::EFAULT)?;
                 let dom = crate::le::get_u16(arg, 24).ok_or(XenError::EFAULT)?;
-                let list = extras
-                    .iter()
-                    .find_map(|e| match e {
-                        Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(b),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let list = handle_in(extras, addr)?;
                 let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
                 let mut done = 0;
                 for i in 0..n {
@@ -535,13 +534,7 @@ impl FakeXen {
                 let dom = crate::le::get_u16(arg, 0).ok_or(XenError::EFAULT)?;
                 let n = u32_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
                 let addr = u64_at(arg, 16).ok_or(XenError::EFAULT)?;
-                let buf = extras
-                    .iter()
-                    .find_map(|e| match e {
-                        Arg::In(b) if b.as_ptr() as u64 == addr => Some(b),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let buf = handle_in(extras, addr)?;
                 let mut map = Vec::new();
                 for i in 0..n {
                     let o = i * ops::E820_ENTRY_SIZE;
@@ -570,14 +563,8 @@ impl FakeXen {
                     u64_at(arg, 16).ok_or(XenError::EFAULT)?,
                     u64_at(arg, 24).ok_or(XenError::EFAULT)?,
                 );
-                let find = |extras: &[Arg<'_>], a: u64| -> Option<Vec<u8>> {
-                    extras.iter().find_map(|e| match e {
-                        Arg::In(b) if b.as_ptr() as u64 == a => Some(b.to_vec()),
-                        _ => None,
-                    })
-                };
-                let idxs = find(extras, ai).ok_or(XenError::EFAULT)?;
-                let gpfns = find(extras, ag).ok_or(XenError::EFAULT)?;
+                let idxs = handle_in(extras, ai)?.to_vec();
+                let gpfns = handle_in(extras, ag)?.to_vec();
                 let mut results: Vec<i32> = Vec::new();
                 for i in 0..n {
                     let g = u64_at(&idxs, 8 * i).ok_or(XenError::EFAULT)?;
@@ -598,13 +585,7 @@ impl FakeXen {
                     };
                     results.push(r);
                 }
-                let errs = extras
-                    .iter_mut()
-                    .find_map(|e| match e {
-                        Arg::InOut(b) if b.as_ptr() as u64 == ae => Some(b),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let errs = handle_out(extras, ae)?;
                 for (i, r) in results.iter().enumerate() {
                     errs[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
                 }
@@ -623,13 +604,7 @@ impl FakeXen {
                 if !st.domains.contains_key(&dom) {
                     return Err(XenError::ESRCH);
                 }
-                let list = extras
-                    .iter()
-                    .find_map(|e| match e {
-                        Arg::In(b) if b.as_ptr() as u64 == addr => Some(b.to_vec()),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let list = handle_in(extras, addr)?.to_vec();
                 let at = u64_at(&list, 0).ok_or(XenError::EFAULT)?;
                 if st.foreign.contains_key(&at) {
                     return Err(XenError::EBUSY);
@@ -655,13 +630,7 @@ impl FakeXen {
                 let cap = u32_at(arg, 0).ok_or(XenError::EFAULT)? as usize;
                 let addr = u64_at(arg, 8).ok_or(XenError::EFAULT)?;
                 // Follow the guest handle: it must name one of the extra buffers.
-                let buf = extras
-                    .iter_mut()
-                    .find_map(|e| match e {
-                        Arg::InOut(b) if b.as_ptr() as u64 == addr => Some(b),
-                        _ => None,
-                    })
-                    .ok_or(XenError::EFAULT)?;
+                let buf = handle_out(extras, addr)?;
                 if cap < self.e820.len() || buf.len() < cap * ops::E820_ENTRY_SIZE {
                     return Err(XenError::E2BIG);
                 }
@@ -699,13 +668,7 @@ impl FakeXen {
                     let addr = u64_at(arg, 0).ok_or(XenError::EFAULT)?;
                     let n = u32_at(arg, 8).ok_or(XenError::EFAULT)? as usize;
                     let timeout = u64_at(arg, 16).ok_or(XenError::EFAULT)?;
-                    let list = extras
-                        .iter()
-                        .find_map(|e| match e {
-                            Arg::In(b) if b.as_ptr() as u64 == addr => Some(b),
-                            _ => None,
-                        })
-                        .ok_or(XenError::EFAULT)?;
+                    let list = handle_in(extras, addr)?;
                     let ports = (0..n)
                         .map(|i| u32_at(list, 4 * i))
                         .collect::<Option<Vec<_>>>();

@@ -13,7 +13,7 @@ pub const DOMID_SELF: u16 = 0x7ff0;
 
 use crate::le::{put_u16, put_u32, put_u64, u32_at as get_u32};
 
-fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
+pub(crate) fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
     XenError::check(h.hypercall(&mut c))
 }
 
