@@ -52,10 +52,38 @@ pub fn canonicalize(dom: DomId, raw: &[u8], special: bool) -> Result<ClientPath,
     if abs.len() > XENSTORE_ABS_PATH_MAX
         || abs.contains("//")
         || (abs.len() > 1 && abs.ends_with('/'))
+        || (dom != 0 && unprivileged_len(&abs) > XENSTORE_REL_PATH_MAX)
     {
         return Err(XsError::Inval);
     }
     Ok(ClientPath { abs, relative })
+}
+
+/// The length C xenstored holds an unprivileged domain's path to (`ACC_PATHLEN`, 2,048 by
+/// default): the part after a `/local/domain/<id>/` prefix, or the whole path.
+fn unprivileged_len(abs: &str) -> usize {
+    let Some(rest) = abs.strip_prefix("/local/domain/") else {
+        return abs.len();
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    match rest.as_bytes().get(digits) {
+        Some(b'/') if (1..=5).contains(&digits) => rest.len() - digits - 1,
+        _ => abs.len(),
+    }
+}
+
+/// The first argument of a request from `dom` is a path over the unprivileged length limit
+/// (to tell that refusal apart from a malformed path in the report).
+pub fn too_long(dom: DomId, payload: &[u8]) -> bool {
+    let first = payload.split(|b| *b == 0).next().unwrap_or(&[]);
+    if dom == 0 || first.is_empty() {
+        return false;
+    }
+    if first[0] == b'/' {
+        core::str::from_utf8(first).is_ok_and(|s| unprivileged_len(s) > XENSTORE_REL_PATH_MAX)
+    } else {
+        first.len() > XENSTORE_REL_PATH_MAX
+    }
 }
 
 /// Parent of an absolute path (`None` for the root).
@@ -168,9 +196,19 @@ mod tests {
         assert!(canonicalize(5, &long, false).is_err());
         let mut abs = alloc::vec![b'/'];
         abs.extend(core::iter::repeat_n(b'a', XENSTORE_ABS_PATH_MAX - 1));
-        assert!(canonicalize(5, &abs, false).is_ok());
-        abs.push(b'a');
+        assert!(canonicalize(0, &abs, false).is_ok());
+        // Unprivileged domains: 2,048 bytes (after a /local/domain/<id>/ prefix), as C.
         assert!(canonicalize(5, &abs, false).is_err());
+        assert!(canonicalize(5, &abs[..XENSTORE_REL_PATH_MAX], false).is_ok());
+        assert!(canonicalize(5, &abs[..XENSTORE_REL_PATH_MAX + 1], false).is_err());
+        let mut home = b"/local/domain/7/".to_vec();
+        home.extend(core::iter::repeat_n(b'a', XENSTORE_REL_PATH_MAX));
+        assert!(canonicalize(5, &home, false).is_ok());
+        home.push(b'a');
+        assert!(canonicalize(5, &home, false).is_err());
+        assert!(canonicalize(0, &home, false).is_ok());
+        abs.push(b'a');
+        assert!(canonicalize(0, &abs, false).is_err());
     }
 
     #[test]

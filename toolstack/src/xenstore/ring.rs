@@ -8,8 +8,11 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use super::DomId;
-use super::store::{DomainEvent, Reply, Store};
-use super::wire::{HEADER_LEN, Header, Message, MsgType, ProtoError, Request};
+use super::account::Refusal;
+use super::store::{DomainEvent, Outbox, Store};
+use super::wire::{
+    HEADER_LEN, Header, Message, MsgType, ProtoError, Request, XENSTORE_PAYLOAD_MAX,
+};
 
 /// `XENSTORE_RING_SIZE`.
 pub const XENSTORE_RING_SIZE: u32 = 1024;
@@ -111,29 +114,57 @@ impl RingError {
 const MASK: u32 = XENSTORE_RING_SIZE - 1;
 
 /// One domain's side of the ring: the partial request being assembled and the queue of
-/// outgoing messages.
+/// outgoing messages, bounded in messages and in bytes.
 #[derive(Debug)]
 pub struct Connection {
     dom: DomId,
     inbuf: Vec<u8>,
-    out: VecDeque<Vec<u8>>,
+    /// Wire bytes of each queued message, and whether it is a reply (not a watch event).
+    out: VecDeque<(Vec<u8>, bool)>,
     out_off: usize,
+    /// Bytes of the messages in `out`.
+    out_bytes: usize,
+    /// Replies in `out` (C's outstanding requests: answered but not yet delivered).
+    replies: usize,
     broken: Option<RingError>,
     max_pending: usize,
+    max_outstanding: usize,
+    max_output_bytes: usize,
     dropped: u64,
+    held: u64,
     requests: u64,
 }
 
+/// Size of one queue slot (`(Vec<u8>, bool)`).
+const SLOT: usize = core::mem::size_of::<(Vec<u8>, bool)>();
+
 impl Connection {
     pub fn new(dom: DomId, max_pending: usize) -> Connection {
+        let q = super::Quota::default();
+        Connection::with_limits(dom, max_pending, q.max_outstanding, q.max_output_bytes)
+    }
+
+    /// A connection whose queue holds at most `max_pending` messages and `max_output_bytes`
+    /// bytes, and which stops reading requests while `max_outstanding` replies are queued.
+    pub fn with_limits(
+        dom: DomId,
+        max_pending: usize,
+        max_outstanding: usize,
+        max_output_bytes: usize,
+    ) -> Connection {
         Connection {
             dom,
-            inbuf: Vec::with_capacity(HEADER_LEN),
+            inbuf: Vec::new(),
             out: VecDeque::new(),
             out_off: 0,
+            out_bytes: 0,
+            replies: 0,
             broken: None,
             max_pending,
+            max_outstanding: max_outstanding.max(1),
+            max_output_bytes,
             dropped: 0,
+            held: 0,
             requests: 0,
         }
     }
@@ -152,6 +183,11 @@ impl Connection {
         self.out.len()
     }
 
+    /// Bytes of the messages queued and not yet (fully) in the ring.
+    pub fn pending_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
     /// Requests read from the ring so far.
     pub fn requests(&self) -> u64 {
         self.requests
@@ -162,15 +198,38 @@ impl Connection {
         self.dropped
     }
 
+    /// Times its requests were left in its ring because its replies were not read.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Heap bytes this connection holds (charged to its domain): the request being
+    /// assembled and the queue.
+    pub fn bytes(&self) -> u64 {
+        (self.inbuf.capacity() + self.out_bytes + self.out.capacity() * SLOT) as u64
+    }
+
     fn fail<P: RingPage + ?Sized>(&mut self, page: &mut P, e: RingError) -> RingError {
         self.broken = Some(e);
         page.store_u32(L::ERROR, e.code());
         e
     }
 
+    /// May another request be read, with `taken` read but not yet answered? Only while
+    /// fewer than `max_outstanding` replies wait and a worst-case reply for each would still
+    /// fit the byte bound (XSA-326: an unread response ring must not grow dom0's memory).
+    fn may_read(&self, taken: usize) -> bool {
+        let worst = (taken + 1) * (HEADER_LEN + XENSTORE_PAYLOAD_MAX);
+        self.replies + taken < self.max_outstanding
+            && self.out.len() + taken < self.max_pending
+            && self.out_bytes + worst
+                <= self.max_output_bytes.max(HEADER_LEN + XENSTORE_PAYLOAD_MAX)
+    }
+
     /// Take up to `max` complete requests out of the request ring. Returns them and whether
     /// anything was consumed (then the guest is to be notified). Stops early while too many
-    /// replies are queued (the guest is not reading its responses).
+    /// replies are queued (the guest is not reading its responses): its requests wait in
+    /// its ring.
     pub fn read_requests<P: RingPage + ?Sized>(
         &mut self,
         page: &mut P,
@@ -206,9 +265,10 @@ impl Connection {
                 }
                 total - self.inbuf.len()
             } else {
-                if self.inbuf.is_empty()
-                    && (reqs.len() >= max || self.out.len() + reqs.len() >= self.max_pending)
-                {
+                if self.inbuf.is_empty() && (reqs.len() >= max || !self.may_read(reqs.len())) {
+                    if avail > 0 && !self.may_read(reqs.len()) {
+                        self.held += 1;
+                    }
                     break;
                 }
                 HEADER_LEN - self.inbuf.len()
@@ -221,6 +281,11 @@ impl Connection {
             let idx = (cons & MASK) as usize;
             let first = core::cmp::min(take as usize, XENSTORE_RING_SIZE as usize - idx);
             let start = self.inbuf.len();
+            // The request is at most 4112 bytes; a heap that cannot give them stops the read
+            // (the bytes stay in the ring) instead of aborting dom0.
+            if self.inbuf.try_reserve_exact(want).is_err() {
+                break;
+            }
             self.inbuf.resize(start + take as usize, 0);
             page.read_bytes(L::REQ + idx, &mut self.inbuf[start..start + first]);
             page.read_bytes(L::REQ, &mut self.inbuf[start + first..]);
@@ -228,24 +293,55 @@ impl Connection {
             avail -= take;
             consumed = true;
         }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            // Do not keep a 4 KiB buffer per idle guest.
+            self.inbuf = Vec::new();
+        }
         if consumed {
             page.store_u32(L::REQ_CONS, cons);
         }
         Ok((reqs, consumed))
     }
 
-    /// Queue a message for the guest. Watch events beyond the pending limit are dropped (and
-    /// counted); replies are always queued (their number is bounded by the read throttle).
+    /// Is there room for a watch event of `wire_len` bytes? A "no" counts a dropped event
+    /// (C xenstored drops events for a domain over its quota too).
+    pub fn room_for_event(&mut self, wire_len: usize) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        if self.out.len() >= self.max_pending || self.out_bytes + wire_len > self.max_output_bytes {
+            self.dropped += 1;
+            return false;
+        }
+        true
+    }
+
+    fn push(&mut self, m: &Message, reply: bool) -> bool {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(m.wire_len()).is_err() || self.out.try_reserve(1).is_err() {
+            return false;
+        }
+        m.encode_into(&mut v);
+        self.out_bytes += v.len();
+        self.replies += usize::from(reply);
+        self.out.push_back((v, reply));
+        true
+    }
+
+    /// Queue a message for the guest. Watch events beyond the queue's bounds are dropped (and
+    /// counted); replies are always queued (their number and size are bounded by the read
+    /// throttle). `false`: not queued.
     pub fn queue(&mut self, m: &Message) -> bool {
         if self.broken.is_some() {
             return false;
         }
-        if m.msg_type == MsgType::WatchEvent as u32 && self.out.len() >= self.max_pending {
-            self.dropped += 1;
-            return false;
+        if m.msg_type == MsgType::WatchEvent as u32 {
+            if !self.room_for_event(m.wire_len()) {
+                return false;
+            }
+            return self.push(m, false);
         }
-        self.out.push_back(m.encode());
-        true
+        self.push(m, true)
     }
 
     /// Copy queued messages into the response ring as far as there is room. Returns whether
@@ -263,7 +359,9 @@ impl Connection {
         let mut free = XENSTORE_RING_SIZE - used;
         let mut wrote = false;
         while free > 0 {
-            let Some(front) = self.out.front() else { break };
+            let Some((front, reply)) = self.out.front() else {
+                break;
+            };
             let chunk = &front[self.out_off..];
             let n = core::cmp::min(chunk.len(), free as usize);
             let idx = (prod & MASK) as usize;
@@ -275,14 +373,60 @@ impl Connection {
             wrote = true;
             self.out_off += n;
             if self.out_off == front.len() {
+                let (len, reply) = (front.len(), *reply);
                 self.out.pop_front();
+                self.out_bytes -= len;
+                self.replies -= usize::from(reply);
                 self.out_off = 0;
             }
+        }
+        if self.out.is_empty() && self.out.capacity() > 8 {
+            // A burst's queue is not kept (nor charged) once the guest caught up.
+            self.out = VecDeque::new();
         }
         if wrote {
             page.store_u32(L::RSP_PROD, prod);
         }
         Ok(wrote)
+    }
+}
+
+/// Local messages (replies and events for dom0 itself) kept at most; dom0 drains them after
+/// each of its own requests.
+const LOCAL_MAX: usize = 4096;
+
+/// Routes what the store produces: dom0's messages to the local queue, a DomU's to its
+/// connection, each event only if its receiver has room.
+struct Route<'a> {
+    conns: &'a mut BTreeMap<DomId, Connection>,
+    local: &'a mut VecDeque<Message>,
+}
+
+impl Outbox for Route<'_> {
+    fn room(&mut self, to: DomId, wire_len: usize) -> bool {
+        if to == 0 {
+            return self.local.len() < LOCAL_MAX;
+        }
+        self.conns
+            .get_mut(&to)
+            .is_some_and(|c| c.room_for_event(wire_len))
+    }
+    fn push(&mut self, to: DomId, msg: Message) {
+        if to == 0 {
+            self.local.push_back(msg);
+        } else if let Some(c) = self.conns.get_mut(&to) {
+            c.queue(&msg);
+        }
+    }
+    fn reply(&mut self, to: DomId, msg: Message) -> bool {
+        if to == 0 {
+            self.local.push_back(msg);
+            return true;
+        }
+        match self.conns.get_mut(&to) {
+            Some(c) => c.queue(&msg) || c.broken().is_some(),
+            None => true,
+        }
     }
 }
 
@@ -293,7 +437,10 @@ pub struct Server {
     conns: BTreeMap<DomId, Connection>,
     local: VecDeque<Message>,
     events: Vec<DomainEvent>,
-    /// Requests taken from one ring per `service` call.
+    /// Most bytes charged to each domain (kept after release until taken).
+    peaks: BTreeMap<DomId, u64>,
+    /// Requests taken from one ring per `service` call (the work done for one domain on
+    /// one wakeup is bounded by this).
     pub batch: usize,
 }
 
@@ -304,6 +451,7 @@ impl Server {
             conns: BTreeMap::new(),
             local: VecDeque::new(),
             events: Vec::new(),
+            peaks: BTreeMap::new(),
             batch: 64,
         }
     }
@@ -314,8 +462,53 @@ impl Server {
 
     /// Open (or reset) the connection of `dom` (XS_INTRODUCE does this itself).
     pub fn connect(&mut self, dom: DomId) {
-        let max = self.store.quota().max_pending;
-        self.conns.insert(dom, Connection::new(dom, max));
+        let q = self.store.quota();
+        let c = Connection::with_limits(dom, q.max_pending, q.max_outstanding, q.max_output_bytes);
+        self.conns.insert(dom, c);
+    }
+
+    /// Bytes charged to `dom` now: what the store holds for it and its connection.
+    pub fn charged(&self, dom: DomId) -> u64 {
+        self.store.charged(dom) + self.conns.get(&dom).map_or(0, Connection::bytes)
+    }
+
+    /// Record `dom`'s charge for its peak.
+    pub fn sample(&mut self, dom: DomId) {
+        if dom == 0 {
+            return;
+        }
+        let now = self.charged(dom);
+        let p = self.peaks.entry(dom).or_insert(0);
+        *p = (*p).max(now);
+    }
+
+    /// [`Server::sample`] every connected domain.
+    pub fn sample_all(&mut self) {
+        let doms: Vec<DomId> = self.conns.keys().copied().collect();
+        for d in doms {
+            self.sample(d);
+        }
+    }
+
+    /// What `dom` is charged, its peak, and what it was refused (the connection's dropped
+    /// events and held reads included).
+    pub fn stats(&self, dom: DomId) -> super::account::DomainStats {
+        let mut s = self.store.stats(dom);
+        s.bytes = self.charged(dom);
+        s.peak_bytes = self.peaks.get(&dom).copied().unwrap_or(0).max(s.bytes);
+        if let Some(c) = self.conns.get(&dom) {
+            s.refusals.add_n(Refusal::EventDropped, c.dropped);
+            s.refusals.add_n(Refusal::ReadHeld, c.held);
+        }
+        s
+    }
+
+    /// [`Server::stats`], forgetting the peak and the refusals (after the domain is gone).
+    pub fn take_stats(&mut self, dom: DomId) -> super::account::DomainStats {
+        let s = self.stats(dom);
+        self.peaks.remove(&dom);
+        let _ = self.store.take_refusals(dom);
+        s
     }
 
     /// Queued output for `dom`'s ring?
@@ -337,30 +530,42 @@ impl Server {
         core::mem::take(&mut self.events)
     }
 
-    fn route(&mut self, replies: Vec<Reply>) {
-        for r in replies {
-            if r.to == 0 {
-                self.local.push_back(r.msg);
-            } else if let Some(c) = self.conns.get_mut(&r.to) {
-                c.queue(&r.msg);
-            }
-        }
+    /// Handle one request from `dom` and route its reply and events.
+    fn handle(&mut self, dom: DomId, req: &Request) {
+        let mut route = Route {
+            conns: &mut self.conns,
+            local: &mut self.local,
+        };
+        self.store.handle_to(dom, req, &mut route);
+        self.after_events();
+    }
+
+    fn after_events(&mut self) {
         for e in self.store.take_domain_events() {
             match e {
                 DomainEvent::Introduced { dom, .. } => self.connect(dom),
                 DomainEvent::Released { dom } => {
-                    self.conns.remove(&dom);
+                    // Its last dropped/held counts go into its refusals before it goes.
+                    self.sample(dom);
+                    if let Some(c) = self.conns.remove(&dom) {
+                        self.fold_counts(dom, &c);
+                    }
                 }
             }
             self.events.push(e);
         }
     }
 
+    fn fold_counts(&mut self, dom: DomId, c: &Connection) {
+        self.store
+            .note_refusals(dom, Refusal::EventDropped, c.dropped);
+        self.store.note_refusals(dom, Refusal::ReadHeld, c.held);
+    }
+
     /// A request from dom0 itself; returns every message queued for dom0 (its reply first,
     /// then watch events, including earlier ones).
     pub fn local(&mut self, req: &Request) -> Vec<Message> {
-        let r = self.store.handle(0, req);
-        self.route(r);
+        self.handle(0, req);
         self.local.drain(..).collect()
     }
 
@@ -369,26 +574,49 @@ impl Server {
         self.local.drain(..).collect()
     }
 
-    /// Serve `dom`'s ring after an event: read a batch of requests, handle them, write the
-    /// replies. Returns whether to notify `dom`. Other domains may have received watch events:
-    /// see [`Server::domains_with_output`].
+    /// The domain died without XS_RELEASE: clean up as for a release.
+    pub fn domain_gone(&mut self, dom: DomId) {
+        let mut route = Route {
+            conns: &mut self.conns,
+            local: &mut self.local,
+        };
+        self.store.domain_gone_to(dom, &mut route);
+        self.after_events();
+    }
+
+    /// Serve `dom`'s ring after an event: read requests (at most [`Server::batch`], and only
+    /// while its replies are being read), handle them, write the replies. Returns whether
+    /// to notify `dom`. Other domains may have received watch events: see
+    /// [`Server::domains_with_output`].
     pub fn service<P: RingPage + ?Sized>(
         &mut self,
         dom: DomId,
         page: &mut P,
     ) -> Result<bool, RingError> {
-        let batch = self.batch;
-        let Some(c) = self.conns.get_mut(&dom) else {
-            return Ok(false);
-        };
-        let (reqs, consumed) = c.read_requests(page, batch)?;
-        c.requests += reqs.len() as u64;
-        for r in &reqs {
-            let out = self.store.handle(dom, r);
-            self.route(out);
+        let mut left = self.batch;
+        let mut notify = false;
+        while left > 0 {
+            let Some(c) = self.conns.get_mut(&dom) else {
+                return Ok(notify);
+            };
+            // One at a time: the read throttle then sees each reply (and the events its
+            // request caused) before it reads the next request, which keeps the queue under
+            // `max_output_bytes` + one reply.
+            let (reqs, consumed) = c.read_requests(page, 1)?;
+            c.requests += reqs.len() as u64;
+            notify |= consumed;
+            left = left.saturating_sub(reqs.len().max(1));
+            let got = !reqs.is_empty();
+            for r in &reqs {
+                self.handle(dom, r);
+                self.sample(dom);
+            }
+            notify |= self.flush(dom, page)?;
+            if !got {
+                break;
+            }
         }
-        let wrote = self.flush(dom, page)?;
-        Ok(consumed || wrote)
+        Ok(notify)
     }
 
     /// Write queued output into `dom`'s ring. Returns whether to notify.

@@ -5,14 +5,46 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cell::Cell;
 
-use super::path::{canonicalize, domain_path, parse_domid, parse_u64};
+use super::account::{
+    DOM0_SLACK, DomainStats, Refusal, Refusals, TX_OVERHEAD, WATCH_OVERHEAD, output_reserve,
+};
+use super::path::{canonicalize, domain_path, parse_domid, parse_u64, too_long};
 use super::perms::{Access, Perms};
 use super::tree::{self, Caller, Change, Direct, InTx, Transaction, Tree, View, watch_matches};
 use super::wire::{
-    Message, MsgType, Request, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XsError, split_args,
+    HEADER_LEN, Message, MsgType, Request, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XsError,
+    split_args,
 };
 use super::{DomId, Quota};
+
+/// Where watch events go. The store asks for room *before* it builds an event, so what one
+/// request (a commit of many changes seen by many watches) allocates for events is bounded by
+/// the room its receivers have, never by changes × watches.
+pub trait Outbox {
+    /// Is there room for a message of `wire_len` bytes for `to`? (A "no" drops the event;
+    /// the outbox counts it.)
+    fn room(&mut self, to: DomId, wire_len: usize) -> bool;
+    fn push(&mut self, to: DomId, msg: Message);
+    /// The reply to a request (always kept: the read throttle bounds them). `false`: it
+    /// could not be queued (no memory).
+    fn reply(&mut self, to: DomId, msg: Message) -> bool;
+}
+
+/// Unbounded: every event is kept (dom0's convenience calls and tests).
+impl Outbox for Vec<Reply> {
+    fn room(&mut self, _to: DomId, _wire_len: usize) -> bool {
+        true
+    }
+    fn push(&mut self, to: DomId, msg: Message) {
+        Vec::push(self, Reply { to, msg });
+    }
+    fn reply(&mut self, to: DomId, msg: Message) -> bool {
+        Vec::push(self, Reply { to, msg });
+        true
+    }
+}
 
 /// Special watch path fired when a domain is introduced.
 pub const INTRODUCE_DOMAIN: &str = "@introduceDomain";
@@ -51,6 +83,12 @@ struct Watch {
     token: Vec<u8>,
 }
 
+impl Watch {
+    fn cost(&self) -> u64 {
+        WATCH_OVERHEAD + (self.raw.capacity() + self.abs.capacity() + self.token.capacity()) as u64
+    }
+}
+
 #[derive(Default)]
 struct Pending {
     changes: Vec<Change>,
@@ -69,6 +107,12 @@ pub struct Store {
     targets: BTreeMap<DomId, DomId>,
     special: BTreeMap<&'static str, Perms>,
     events: Vec<DomainEvent>,
+    /// Bytes charged to each domain for its watches.
+    watch_bytes: BTreeMap<DomId, u64>,
+    /// What each domain was refused (kept after release until [`Store::take_refusals`]).
+    refusals: BTreeMap<DomId, Refusals>,
+    /// Most bytes all DomUs together may make the service hold (see [`Store::set_global_limit`]).
+    global_limit: u64,
 }
 
 impl Default for Store {
@@ -88,6 +132,30 @@ fn args_n(payload: &[u8], n: usize) -> Result<Vec<&[u8]>, XsError> {
     match split_args(payload) {
         Some(v) if v.len() >= n => Ok(v),
         _ => Err(XsError::Inval),
+    }
+}
+
+/// Length of [`relativize`]'s answer, without building it.
+fn relative_len(path: &str, dom: DomId) -> usize {
+    let mut base = [0u8; 24];
+    let mut w = Cursor(&mut base, 0);
+    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("/local/domain/{dom}/"));
+    let n = w.1;
+    match path.as_bytes().get(..n) {
+        Some(p) if p == &base[..n] && path.len() > n => path.len() - n,
+        _ => path.len(),
+    }
+}
+
+struct Cursor<'a>(&'a mut [u8], usize);
+
+impl core::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.1 + s.len();
+        let dst = self.0.get_mut(self.1..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.1 = end;
+        Ok(())
     }
 }
 
@@ -118,7 +186,134 @@ impl Store {
             targets: BTreeMap::new(),
             special,
             events: Vec::new(),
+            watch_bytes: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            global_limit: u64::MAX,
         }
+    }
+
+    /// Cap what all DomUs together may make the service hold (their nodes, watches,
+    /// transactions, and an output reserve of [`output_reserve`] per introduced domain).
+    pub fn set_global_limit(&mut self, bytes: u64) {
+        self.global_limit = bytes;
+    }
+
+    pub fn global_limit(&self) -> u64 {
+        self.global_limit
+    }
+
+    /// Bytes charged to `dom` for what the store holds for it: nodes it owns, its watches
+    /// and its open transactions (its connection's queue is charged by the [`super::Server`]).
+    pub fn charged(&self, dom: DomId) -> u64 {
+        let tx: u64 = self
+            .txns
+            .range((dom, 0)..=(dom, u32::MAX))
+            .map(|(_, t)| t.bytes)
+            .sum();
+        self.tree.bytes_of(dom) + self.watch_bytes.get(&dom).copied().unwrap_or(0) + tx
+    }
+
+    /// What all DomUs hold, plus the output reserve of every introduced domain.
+    pub fn domu_total(&self) -> u64 {
+        let tree: u64 = self.tree.bytes.range(1..).map(|(_, b)| *b).sum();
+        let watches: u64 = self.watch_bytes.range(1..).map(|(_, b)| *b).sum();
+        let tx: u64 = self.txns.range((1, 0)..).map(|(_, t)| t.bytes).sum();
+        let reserve = self.domains.len() as u64
+            * output_reserve(self.quota.max_output_bytes, self.quota.max_pending);
+        tree + watches + tx + reserve
+    }
+
+    /// The most `dom`'s own requests may make the store hold for it: its limit less the
+    /// output reserve and [`DOM0_SLACK`].
+    pub fn state_limit(&self) -> u64 {
+        self.quota
+            .max_bytes
+            .saturating_sub(output_reserve(
+                self.quota.max_output_bytes,
+                self.quota.max_pending,
+            ))
+            .saturating_sub(DOM0_SLACK)
+    }
+
+    /// Bytes `dom` may still add, and which limit binds (`None`: dom0, unlimited).
+    fn room(&self, dom: DomId) -> (Option<u64>, Refusal) {
+        if dom == 0 {
+            return (None, Refusal::MemoryQuota);
+        }
+        let own = self.state_limit().saturating_sub(self.charged(dom));
+        let all = self.global_limit.saturating_sub(self.domu_total());
+        if all < own {
+            (Some(all), Refusal::GlobalCap)
+        } else {
+            (Some(own), Refusal::MemoryQuota)
+        }
+    }
+
+    /// Count a refusal for `dom` (the service counts output it held back the same way).
+    pub fn note_refusal(&mut self, dom: DomId, why: Refusal) {
+        if dom != 0 {
+            self.refusals.entry(dom).or_default().add(why);
+        }
+    }
+
+    /// Count `n` refusals of one kind for `dom`.
+    pub fn note_refusals(&mut self, dom: DomId, why: Refusal, n: u64) {
+        if dom != 0 && n > 0 {
+            self.refusals.entry(dom).or_default().add_n(why, n);
+        }
+    }
+
+    /// What `dom` was refused so far.
+    pub fn refusals(&self, dom: DomId) -> Refusals {
+        self.refusals.get(&dom).cloned().unwrap_or_default()
+    }
+
+    /// Forget `dom`'s refusal counters (after reporting them).
+    pub fn take_refusals(&mut self, dom: DomId) -> Refusals {
+        self.refusals.remove(&dom).unwrap_or_default()
+    }
+
+    /// Current charge and refusals of `dom` (peak is the server's business).
+    pub fn stats(&self, dom: DomId) -> DomainStats {
+        DomainStats {
+            bytes: self.charged(dom),
+            peak_bytes: 0,
+            refusals: self.refusals(dom),
+        }
+    }
+
+    /// Recompute every charge from scratch and compare (tests and fuzzing).
+    pub fn check_accounting(&self) -> Result<(), &'static str> {
+        self.tree.check()?;
+        let mut wb: BTreeMap<DomId, u64> = BTreeMap::new();
+        for (d, ws) in &self.watches {
+            let c: u64 = ws.iter().map(Watch::cost).sum();
+            if c > 0 {
+                wb.insert(*d, c);
+            }
+        }
+        if wb != self.watch_bytes {
+            return Err("watch charges wrong");
+        }
+        for (&(d, _), t) in &self.txns {
+            if d != 0 && t.bytes < super::account::TX_OVERHEAD {
+                return Err("transaction charge wrong");
+            }
+        }
+        if self.domu_total()
+            > self.global_limit.max(
+                self.domains.len() as u64
+                    * output_reserve(self.quota.max_output_bytes, self.quota.max_pending),
+            )
+        {
+            return Err("all-DomU cap exceeded");
+        }
+        for d in self.domains.keys() {
+            if self.charged(*d) > self.state_limit() + DOM0_SLACK {
+                return Err("a domain holds more than its limit");
+            }
+        }
+        Ok(())
     }
 
     pub fn quota(&self) -> &Quota {
@@ -148,52 +343,99 @@ impl Store {
     /// Handle one request from `dom`. The first reply always goes to `dom` (the answer, or
     /// an XS_ERROR); any further ones are watch events for whichever domain they name.
     pub fn handle(&mut self, dom: DomId, req: &Request) -> Vec<Reply> {
+        let mut out = Vec::new();
+        self.handle_to(dom, req, &mut out);
+        out
+    }
+
+    /// Handle one request from `dom`: hands its reply to `out` first, then every watch event
+    /// it causes, each one only if `out` has room for it.
+    pub fn handle_to(&mut self, dom: DomId, req: &Request, out: &mut dyn Outbox) {
         let mut pending = Pending::default();
-        let reply = match self.dispatch(dom, req, &mut pending) {
+        let (room, binding) = self.room(dom);
+        let quota = self.quota.clone();
+        let who = Caller {
+            dom,
+            target: self.targets.get(&dom).copied(),
+            quota: &quota,
+            room: Cell::new(room),
+            binding,
+            refusal: Cell::new(None),
+        };
+        let r = self.dispatch(&who, req, &mut pending);
+        if dom != 0
+            && let Err(e) = r
+        {
+            let why = who.refusal.get().or(match e {
+                XsError::Acces | XsError::Perm => Some(Refusal::Permission),
+                XsError::NoMem => Some(Refusal::Allocation),
+                XsError::Inval if too_long(dom, &req.payload) => Some(Refusal::PathSize),
+                _ => None,
+            });
+            if let Some(why) = why {
+                self.note_refusal(dom, why);
+            }
+        }
+        let reply = match r {
             Ok(payload) => req.reply(payload),
             Err(e) => req.error(e),
         };
-        let mut out = Vec::with_capacity(1 + pending.direct.len());
-        out.push(Reply {
-            to: dom,
-            msg: reply,
-        });
-        out.append(&mut pending.direct);
-        for c in &pending.changes {
-            self.fire(c, &mut out);
+        if !out.reply(dom, reply) {
+            self.note_refusal(dom, Refusal::Allocation);
         }
-        out
+        for Reply { to, msg } in pending.direct {
+            if out.room(to, msg.wire_len()) {
+                out.push(to, msg);
+            }
+        }
+        for c in &pending.changes {
+            self.fire(c, out);
+        }
     }
 
     /// The domain died or was destroyed without XS_RELEASE: same clean-up, `@releaseDomain`
     /// fires. Returns the watch events.
     pub fn domain_gone(&mut self, dom: DomId) -> Vec<Reply> {
-        let mut pending = Pending::default();
-        self.remove_domain(dom, &mut pending);
         let mut out = Vec::new();
-        for c in &pending.changes {
-            self.fire(c, &mut out);
-        }
+        self.domain_gone_to(dom, &mut out);
         out
     }
 
-    fn fire(&self, c: &Change, out: &mut Vec<Reply>) {
+    /// [`Store::domain_gone`] with bounded event delivery.
+    pub fn domain_gone_to(&mut self, dom: DomId, out: &mut dyn Outbox) {
+        let mut pending = Pending::default();
+        self.remove_domain(dom, &mut pending);
+        for c in &pending.changes {
+            self.fire(c, out);
+        }
+    }
+
+    /// Hand the events of one change to `out`: each watch that matches gets one event, built
+    /// only once its receiver is known to have room.
+    fn fire(&self, c: &Change, out: &mut dyn Outbox) {
         for (&wdom, ws) in &self.watches {
             let target = self.targets.get(&wdom).copied();
             if wdom != 0 && !c.perms.access_for(wdom, target).can_read() {
                 continue;
             }
             for w in ws {
-                let epath = match watch_matches(&w.abs, &c.path, c.recurse) {
-                    Some(true) if w.relative => relativize(&c.path, wdom),
-                    Some(true) => c.path.clone(),
-                    Some(false) => w.raw.clone(),
-                    None => continue,
+                let Some(names_change) = watch_matches(&w.abs, &c.path, c.recurse) else {
+                    continue;
                 };
-                out.push(Reply {
-                    to: wdom,
-                    msg: Message::watch_event(epath.as_bytes(), &w.token),
-                });
+                let elen = match names_change {
+                    true if w.relative => relative_len(&c.path, wdom),
+                    true => c.path.len(),
+                    false => w.raw.len(),
+                };
+                if !out.room(wdom, HEADER_LEN + elen + w.token.len() + 2) {
+                    continue;
+                }
+                let epath = match names_change {
+                    true if w.relative => relativize(&c.path, wdom),
+                    true => c.path.clone(),
+                    false => w.raw.clone(),
+                };
+                out.push(wdom, Message::watch_event(epath.as_bytes(), &w.token));
             }
         }
     }
@@ -220,10 +462,11 @@ impl Store {
 
     fn dispatch(
         &mut self,
-        dom: DomId,
+        who: &Caller<'_>,
         req: &Request,
         pending: &mut Pending,
     ) -> Result<Vec<u8>, XsError> {
+        let dom = who.dom;
         let ok = || Ok(b"OK\0".to_vec());
         let kind = req.kind().ok_or(XsError::Inval)?;
         match kind {
@@ -234,7 +477,7 @@ impl Store {
             | MsgType::Write
             | MsgType::Mkdir
             | MsgType::Rm
-            | MsgType::SetPerms => self.node_request(dom, kind, req, pending),
+            | MsgType::SetPerms => self.node_request(who, kind, req, pending),
             MsgType::Watch => {
                 let a = args_n(&req.payload, 2)?;
                 let p = canonicalize(dom, a[0], true)?;
@@ -244,24 +487,34 @@ impl Store {
                     return Err(XsError::Inval);
                 }
                 let n = self.watches.get(&dom).map_or(0, Vec::len);
-                let ws = self.watches.entry(dom).or_default();
-                if ws.iter().any(|w| w.abs == p.abs && w.token == token) {
+                if self
+                    .watches
+                    .get(&dom)
+                    .is_some_and(|ws| ws.iter().any(|w| w.abs == p.abs && w.token == token))
+                {
                     return Err(XsError::Exist);
                 }
                 if dom != 0 && n >= self.quota.max_watches {
+                    who.refuse(Refusal::WatchQuota);
                     return Err(XsError::TooBig);
                 }
                 let raw = String::from_utf8_lossy(a[0]).into_owned();
-                pending.direct.push(Reply {
-                    to: dom,
-                    msg: Message::watch_event(raw.as_bytes(), &token),
-                });
-                ws.push(Watch {
+                let w = Watch {
                     raw,
                     abs: p.abs,
                     relative: p.relative,
                     token,
+                };
+                // Charged with what its vector may grow to before it is stored.
+                who.take(w.cost())?;
+                let ws = self.watches.entry(dom).or_default();
+                ws.try_reserve(1).map_err(|_| XsError::NoMem)?;
+                pending.direct.push(Reply {
+                    to: dom,
+                    msg: Message::watch_event(w.raw.as_bytes(), &w.token),
                 });
+                *self.watch_bytes.entry(dom).or_insert(0) += w.cost();
+                ws.push(w);
                 ok()
             }
             MsgType::Unwatch => {
@@ -272,10 +525,11 @@ impl Store {
                     .iter()
                     .position(|w| w.abs == p.abs && w.token == a[1])
                     .ok_or(XsError::NoEnt)?;
-                ws.remove(i);
+                let cost = ws.remove(i).cost();
                 if ws.is_empty() {
                     self.watches.remove(&dom);
                 }
+                self.uncharge_watch(dom, cost);
                 ok()
             }
             MsgType::TransactionStart => {
@@ -284,8 +538,10 @@ impl Store {
                 }
                 let open = self.txns.range((dom, 0)..=(dom, u32::MAX)).count();
                 if dom != 0 && open >= self.quota.max_transactions {
+                    who.refuse(Refusal::TransactionQuota);
                     return Err(XsError::NoSpc);
                 }
+                who.take(TX_OVERHEAD)?;
                 let next = self.next_tx.entry(dom).or_insert(0);
                 loop {
                     *next = next.wrapping_add(1);
@@ -294,7 +550,7 @@ impl Store {
                     }
                 }
                 let id = *next;
-                self.txns.insert((dom, id), Transaction::default());
+                self.txns.insert((dom, id), Transaction::new());
                 Ok(format!("{id}\0").into_bytes())
             }
             MsgType::TransactionEnd => {
@@ -305,7 +561,7 @@ impl Store {
                 };
                 let tx = self.txns.remove(&(dom, req.tx_id)).ok_or(XsError::NoEnt)?;
                 if commit {
-                    self.commit(dom, tx, pending)?;
+                    self.commit(who, tx, pending)?;
                 }
                 ok()
             }
@@ -378,6 +634,7 @@ impl Store {
             }
             MsgType::ResetWatches => {
                 self.watches.remove(&dom);
+                self.watch_bytes.remove(&dom);
                 let keys: Vec<_> = self
                     .txns
                     .range((dom, 0)..=(dom, u32::MAX))
@@ -401,14 +658,27 @@ impl Store {
         }
     }
 
+    fn uncharge_watch(&mut self, dom: DomId, cost: u64) {
+        if let Some(b) = self.watch_bytes.get_mut(&dom) {
+            *b = b.saturating_sub(cost);
+            if *b == 0 {
+                self.watch_bytes.remove(&dom);
+            }
+        }
+    }
+
+    /// Apply a transaction. Nothing is copied: staged nodes move into the tree (what the
+    /// tree's maps allocate for them is at most what the transaction was charged for them),
+    /// and each changed node's watches fire once, through the bounded outbox.
     fn commit(
         &mut self,
-        dom: DomId,
-        tx: Transaction,
+        who: &Caller<'_>,
+        mut tx: Transaction,
         pending: &mut Pending,
     ) -> Result<(), XsError> {
-        if tx.overflow {
-            return Err(XsError::NoSpc);
+        let dom = who.dom;
+        if let Some(e) = tx.failed {
+            return Err(e);
         }
         for (p, g) in &tx.reads {
             if self.tree.generation(p) != *g {
@@ -418,25 +688,29 @@ impl Store {
         if dom != 0 {
             let d = tx.delta.get(&dom).copied().unwrap_or(0);
             if d > 0 && self.tree.owned_by(dom) + d > i64::from(self.quota.max_nodes) {
+                who.refuse(Refusal::NodeQuota);
                 return Err(XsError::NoSpc);
             }
         }
-        for (p, n) in tx.overlay {
+        pending.changes = tx.take_changes();
+        for (p, n) in core::mem::take(&mut tx.overlay) {
             match n {
                 Some(n) => self.tree.insert(p, n),
                 None => self.tree.remove(&p),
             }
         }
-        pending.changes.extend(tx.changes);
         Ok(())
     }
 
     fn remove_domain(&mut self, d: DomId, pending: &mut Pending) {
         self.watches.remove(&d);
+        self.watch_bytes.remove(&d);
         self.txns.retain(|(td, _), _| *td != d);
         self.next_tx.remove(&d);
         self.targets.retain(|k, v| *k != d && *v != d);
         self.domains.remove(&d);
+        // Orphans are deleted (C's default), then the domain is struck from every list.
+        pending.changes.extend(self.tree.remove_owned(d));
         self.tree.revoke(d);
         for p in self.special.values_mut() {
             p.revoke(d);
@@ -447,16 +721,12 @@ impl Store {
 
     fn node_request(
         &mut self,
-        dom: DomId,
+        who: &Caller<'_>,
         kind: MsgType,
         req: &Request,
         pending: &mut Pending,
     ) -> Result<Vec<u8>, XsError> {
-        let who = Caller {
-            dom,
-            target: self.targets.get(&dom).copied(),
-            quota: &self.quota,
-        };
+        let dom = who.dom;
         // The special nodes only have permissions (outside any transaction).
         if matches!(kind, MsgType::GetPerms | MsgType::SetPerms) {
             let a = args_n(&req.payload, 1)?;
@@ -476,8 +746,14 @@ impl Store {
                     };
                 }
                 let new = Perms::parse(&a[1..])?;
-                if !who.may(cur, Access::Write) {
+                // Write access and ownership, as for any node (C: XS_PERM_WRITE |
+                // XS_PERM_OWNER on the special nodes too).
+                if !who.may(cur, Access::Write) || !who.owns(cur) {
                     return Err(XsError::Acces);
+                }
+                if !who.privileged() && new.entries().len() > self.quota.max_perms {
+                    who.refuse(Refusal::PermQuota);
+                    return Err(XsError::NoSpc);
                 }
                 if !who.privileged() && new.owner() != cur.owner() {
                     return Err(XsError::Perm);
@@ -491,7 +767,7 @@ impl Store {
                 tree: &mut self.tree,
                 changes: &mut pending.changes,
             };
-            node_op(&mut v, &who, kind, &req.payload)
+            node_op(&mut v, who, kind, &req.payload)
         } else {
             let key = (dom, req.tx_id);
             let mut tx = self.txns.remove(&key).ok_or(XsError::NoEnt)?;
@@ -500,8 +776,9 @@ impl Store {
                     tree: &self.tree,
                     tx: &mut tx,
                     max_nodes: self.quota.max_tx_nodes,
+                    who,
                 };
-                node_op(&mut v, &who, kind, &req.payload)
+                node_op(&mut v, who, kind, &req.payload)
             };
             self.txns.insert(key, tx);
             r
@@ -574,9 +851,23 @@ fn node_op<V: View>(
     kind: MsgType,
     payload: &[u8],
 ) -> Result<Vec<u8>, XsError> {
-    if v.full() {
-        return Err(XsError::NoSpc);
+    if let Some(e) = v.failed() {
+        return Err(e);
     }
+    let r = node_op_inner(v, who, kind, payload);
+    // A transaction that went over a limit while staging this request fails it.
+    match v.failed() {
+        Some(e) => Err(e),
+        None => r,
+    }
+}
+
+fn node_op_inner<V: View>(
+    v: &mut V,
+    who: &Caller<'_>,
+    kind: MsgType,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     let ok = b"OK\0".to_vec();
     let path = |raw: &[u8]| canonicalize(who.dom, raw, false).map(|p| p.abs);
     match kind {

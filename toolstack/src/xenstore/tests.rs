@@ -430,17 +430,44 @@ fn created_node_inherits_parent_perms() {
 }
 
 #[test]
-fn release_revokes_access() {
+fn release_revokes_access_and_deletes_orphans() {
     let mut st = setup();
     ok(&mut st, 1, &write_req(0, "data/k", b"v"));
+    ok(&mut st, 1, &write_req(0, "data/k/below", b"w"));
     st.set_perms(
         "/local/domain/1/data/k",
         &Perms::new(1, Access::None).with(2, Access::Read),
     )
     .unwrap();
-    ok(&mut st, 0, &req(T::Release, 0, &[b"1"]));
+    st.write("/local/domain/2/shared", b"s").unwrap();
+    st.set_perms(
+        "/local/domain/2/shared",
+        &Perms::new(0, Access::None)
+            .with(1, Access::Both)
+            .with(2, Access::Read),
+    )
+    .unwrap();
+    // A node dom0 gave domain 1 outside its home.
+    st.write("/tool/d1", b"x").unwrap();
+    st.set_perms("/tool/d1", &Perms::new(1, Access::None))
+        .unwrap();
+    assert!(st.charged(1) > 0);
+    ok(&mut st, 0, &req(T::Watch, 0, &[b"/tool", b"t"]));
+    let e = ok(&mut st, 0, &req(T::Release, 0, &[b"1"]));
+    // What domain 1 owned is gone (C xenstored's default for orphans), wherever it was,
+    // and watchers hear about it; nothing stays charged to it.
+    for p in [
+        &b"/local/domain/1/data/k"[..],
+        b"/local/domain/1/data/k/below",
+        b"/tool/d1",
+    ] {
+        assert_eq!(st.call(0, T::Read, &[p]), Err(XsError::NoEnt));
+    }
+    assert!(events(&e).contains(&ev(0, "/tool/d1", "t")));
+    assert_eq!(st.charged(1), 0);
+    // Its entries are struck from everything else (XSA-322).
     assert_eq!(
-        st.call(0, T::GetPerms, &[b"/local/domain/1/data/k"])
+        st.call(0, T::GetPerms, &[b"/local/domain/2/shared"])
             .unwrap(),
         b"n0\0r2\0"
     );
@@ -613,12 +640,12 @@ fn transaction_commit_fires_watches_on_commit_only() {
     ok(&mut st, 1, &req(T::Rm, t, &[b"data/a"]));
     let (r, e) = end(&mut st, 1, t, true);
     assert_eq!(r.unwrap(), b"OK\0");
+    // One event per changed node (data/a was written then removed: one change).
     assert_eq!(
         events(&e),
         vec![
             ev(0, "/local/domain/1/data/a", "w"),
             ev(0, "/local/domain/1/data/b", "w"),
-            ev(0, "/local/domain/1/data/a", "w")
         ]
     );
     assert_eq!(st.call(1, T::Read, &[b"data/b"]).unwrap(), b"2");

@@ -6,8 +6,14 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::cell::Cell;
+
 use super::DomId;
 use super::Quota;
+use super::account::{
+    CHANGE_OVERHEAD, PERM_BYTES, READ_OVERHEAD, Refusal, STAGED_OVERHEAD, TX_OVERHEAD, node_cost,
+    staged_cost, try_copy,
+};
 use super::path::{basename, depth, is_below, join, parent};
 use super::perms::{Access, Perms};
 use super::wire::{XENSTORE_PAYLOAD_MAX, XsError};
@@ -30,6 +36,27 @@ impl Node {
             generation: 0,
         }
     }
+
+    /// What this node costs its owner in the tree (see [`node_cost`]).
+    pub fn cost(&self, path: &str) -> u64 {
+        node_cost(
+            path.len(),
+            self.value.len(),
+            self.perms.entries().len(),
+            basename(path).len(),
+        )
+    }
+
+    /// What a copy of it staged in a transaction costs (see [`staged_cost`]).
+    pub fn staged_cost(&self, path: &str) -> u64 {
+        staged_cost(
+            path.len(),
+            self.value.len(),
+            self.perms.entries().len(),
+            self.children.len(),
+            self.children.iter().map(String::len).sum(),
+        )
+    }
 }
 
 /// A modification to report to watchers.
@@ -48,6 +75,8 @@ pub(crate) struct Tree {
     pub nodes: BTreeMap<String, Node>,
     /// Number of nodes each domain owns (the node quota).
     pub owned: BTreeMap<DomId, i64>,
+    /// Bytes charged to each domain for the nodes it owns.
+    pub bytes: BTreeMap<DomId, u64>,
     pub next_gen: u64,
 }
 
@@ -56,6 +85,7 @@ impl Tree {
         let mut t = Tree {
             nodes: BTreeMap::new(),
             owned: BTreeMap::new(),
+            bytes: BTreeMap::new(),
             next_gen: 0,
         };
         t.insert(
@@ -73,8 +103,21 @@ impl Tree {
         }
     }
 
+    fn charge(bytes: &mut BTreeMap<DomId, u64>, dom: DomId, add: u64, sub: u64) {
+        let e = bytes.entry(dom).or_insert(0);
+        *e = e.saturating_add(add).saturating_sub(sub);
+        if *e == 0 {
+            bytes.remove(&dom);
+        }
+    }
+
     pub fn owned_by(&self, dom: DomId) -> i64 {
         self.owned.get(&dom).copied().unwrap_or(0)
+    }
+
+    /// Bytes charged to `dom` for its nodes.
+    pub fn bytes_of(&self, dom: DomId) -> u64 {
+        self.bytes.get(&dom).copied().unwrap_or(0)
     }
 
     pub fn generation(&self, path: &str) -> Option<u64> {
@@ -85,20 +128,26 @@ impl Tree {
         self.next_gen += 1;
         node.generation = self.next_gen;
         Tree::count(&mut self.owned, node.perms.owner(), 1);
+        Tree::charge(&mut self.bytes, node.perms.owner(), node.cost(&path), 0);
+        let (plen, nlen) = (path.len(), basename(&path).len());
         if let Some(old) = self.nodes.insert(path, node) {
             Tree::count(&mut self.owned, old.perms.owner(), -1);
+            let c = node_cost(plen, old.value.len(), old.perms.entries().len(), nlen);
+            Tree::charge(&mut self.bytes, old.perms.owner(), 0, c);
         }
     }
 
     pub fn remove(&mut self, path: &str) {
         if let Some(old) = self.nodes.remove(path) {
             Tree::count(&mut self.owned, old.perms.owner(), -1);
+            Tree::charge(&mut self.bytes, old.perms.owner(), 0, old.cost(path));
         }
     }
 
     pub fn modify(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> Option<Perms> {
         let n = self.nodes.get_mut(path)?;
         let old = n.perms.owner();
+        let old_cost = n.cost(path);
         f(n);
         self.next_gen += 1;
         n.generation = self.next_gen;
@@ -108,13 +157,17 @@ impl Tree {
             Tree::count(&mut self.owned, old, -1);
             Tree::count(&mut self.owned, new, 1);
         }
+        Tree::charge(&mut self.bytes, old, 0, old_cost);
+        Tree::charge(&mut self.bytes, new, n.cost(path), 0);
         Some(perms)
     }
 
-    /// Strip a dead domain from every permission list (its nodes pass to dom0).
+    /// Strip a dead domain from every permission list (XSA-322: a reused domain id must not
+    /// inherit rights).
     pub fn revoke(&mut self, dom: DomId) {
-        for n in self.nodes.values_mut() {
+        for (p, n) in self.nodes.iter_mut() {
             let old = n.perms.owner();
+            let old_cost = n.cost(p);
             if n.perms.revoke(dom) {
                 self.next_gen += 1;
                 n.generation = self.next_gen;
@@ -122,18 +175,60 @@ impl Tree {
                     Tree::count(&mut self.owned, old, -1);
                     Tree::count(&mut self.owned, n.perms.owner(), 1);
                 }
+                Tree::charge(&mut self.bytes, old, 0, old_cost);
+                Tree::charge(&mut self.bytes, n.perms.owner(), n.cost(p), 0);
             }
         }
+    }
+
+    /// Remove every node a dead domain owns, with everything below it, and return the
+    /// removals to report to watchers. C xenstored deletes such orphans by default
+    /// (`domain_tree_remove`; `-K` keeps them for dom0): nothing a dead domain made stays
+    /// charged to nobody.
+    pub fn remove_owned(&mut self, dom: DomId) -> Vec<Change> {
+        let roots: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(p, n)| n.perms.owner() == dom && p.as_str() != "/")
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut out = Vec::new();
+        for root in roots {
+            let Some(perms) = self.nodes.get(&root).map(|n| n.perms.clone()) else {
+                continue; // already gone with an ancestor
+            };
+            let mut stack = vec![root.clone()];
+            while let Some(p) = stack.pop() {
+                if let Some(n) = self.nodes.get(&p) {
+                    stack.extend(n.children.iter().map(|c| join(&p, c)));
+                }
+                self.remove(&p);
+            }
+            if let Some(pp) = parent(&root) {
+                let name = basename(&root).to_string();
+                self.modify(pp, |n| {
+                    n.children.remove(&name);
+                });
+            }
+            out.push(Change {
+                path: root,
+                perms,
+                recurse: true,
+            });
+        }
+        out
     }
 
     /// Structural invariants (tests and `XS_CONTROL check`).
     pub fn check(&self) -> Result<(), &'static str> {
         let mut owned: BTreeMap<DomId, i64> = BTreeMap::new();
+        let mut bytes: BTreeMap<DomId, u64> = BTreeMap::new();
         if !self.nodes.contains_key("/") {
             return Err("root missing");
         }
         for (p, n) in &self.nodes {
             Tree::count(&mut owned, n.perms.owner(), 1);
+            Tree::charge(&mut bytes, n.perms.owner(), n.cost(p), 0);
             if n.generation == 0 || n.generation > self.next_gen {
                 return Err("bad generation");
             }
@@ -152,23 +247,54 @@ impl Tree {
         if owned != self.owned {
             return Err("owner counts wrong");
         }
+        if bytes != self.bytes {
+            return Err("byte charges wrong");
+        }
         Ok(())
     }
 }
 
 /// A transaction: copy-on-write overlay plus the generation of every node it looked at.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Transaction {
-    /// Changed nodes (`None` = removed).
+    /// Changed nodes (`None` = removed): one entry per node however often it is written.
     pub overlay: BTreeMap<String, Option<Node>>,
     /// Generation (or absence) of every node read or written, as first seen.
     pub reads: BTreeMap<String, Option<u64>>,
     /// Owned-node count changes per domain.
     pub delta: BTreeMap<DomId, i64>,
-    /// Watch events to fire on commit.
-    pub changes: Vec<Change>,
-    /// The transaction touched more nodes than the quota allows; it can only fail.
-    pub overflow: bool,
+    /// Watch records to fire on commit: one per changed node (its permissions, and whether
+    /// a subtree went away), so a node written 5,000 times fires its watches once.
+    pub changes: BTreeMap<String, (Perms, bool)>,
+    /// The transaction went over a limit; it can only fail (with this error).
+    pub failed: Option<XsError>,
+    /// Bytes charged to its domain for it (see `account`).
+    pub bytes: u64,
+}
+
+impl Transaction {
+    pub fn new() -> Transaction {
+        Transaction {
+            overlay: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            delta: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            failed: None,
+            bytes: TX_OVERHEAD,
+        }
+    }
+
+    /// The watch records, in path order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        core::mem::take(&mut self.changes)
+            .into_iter()
+            .map(|(path, (perms, recurse))| Change {
+                path,
+                perms,
+                recurse,
+            })
+            .collect()
+    }
 }
 
 /// Access to nodes, either directly on the tree or through a transaction.
@@ -180,7 +306,11 @@ pub(crate) trait View {
     fn modify(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> Option<Perms>;
     fn owned_by(&self, dom: DomId) -> i64;
     fn changed(&mut self, c: Change);
-    fn full(&self) -> bool;
+    /// The view can only fail from now on (a transaction over its limits).
+    fn failed(&self) -> Option<XsError>;
+    /// May `who` make the tree hold `bytes` more, charged to `payer`? Checked before a
+    /// direct change allocates; a transaction checks as it stages instead.
+    fn afford(&self, who: &Caller<'_>, payer: DomId, bytes: u64) -> Result<(), XsError>;
 }
 
 /// Operations outside a transaction.
@@ -208,30 +338,63 @@ impl View for Direct<'_> {
     fn changed(&mut self, c: Change) {
         self.changes.push(c);
     }
-    fn full(&self) -> bool {
-        false
+    fn failed(&self) -> Option<XsError> {
+        None
+    }
+    fn afford(&self, who: &Caller<'_>, payer: DomId, bytes: u64) -> Result<(), XsError> {
+        // What a domain makes a node owned by someone else hold is charged to that owner (as
+        // C xenstored does) and bounded by the value-size and permission quotas.
+        if who.privileged() || payer != who.dom {
+            return Ok(());
+        }
+        who.take(bytes)
     }
 }
 
-/// Operations inside a transaction.
+/// Operations inside a transaction. Everything staged is charged to the transaction's
+/// domain as it is staged; past the domain's room the transaction fails (`ENOMEM`) and
+/// stages nothing more.
 pub(crate) struct InTx<'a> {
     pub tree: &'a Tree,
     pub tx: &'a mut Transaction,
     pub max_nodes: usize,
+    pub who: &'a Caller<'a>,
 }
 
 impl InTx<'_> {
+    fn fail(&mut self, e: XsError, why: Refusal) {
+        if self.tx.failed.is_none() {
+            self.tx.failed = Some(e);
+            self.who.refuse(why);
+        }
+    }
+
+    /// Charge `add` more and release `sub` (net growth must fit the room).
+    fn grow(&mut self, add: u64, sub: u64) -> bool {
+        if self.tx.failed.is_some() {
+            return false;
+        }
+        if add > sub && self.who.take(add - sub).is_err() {
+            self.tx.failed = Some(XsError::NoMem);
+            return false;
+        }
+        self.tx.bytes = self.tx.bytes.saturating_add(add).saturating_sub(sub);
+        true
+    }
+
     fn note(&mut self, path: &str) {
-        if self.tx.reads.contains_key(path) {
+        if self.tx.reads.contains_key(path) || self.tx.failed.is_some() {
             return;
         }
         if self.tx.reads.len() >= self.max_nodes {
-            self.tx.overflow = true;
+            self.fail(XsError::NoSpc, Refusal::TransactionQuota);
             return;
         }
-        self.tx
-            .reads
-            .insert(path.to_string(), self.tree.generation(path));
+        if self.grow(READ_OVERHEAD + path.len() as u64, 0) {
+            self.tx
+                .reads
+                .insert(path.to_string(), self.tree.generation(path));
+        }
     }
 
     fn current_owner(&self, path: &str) -> Option<DomId> {
@@ -243,6 +406,33 @@ impl InTx<'_> {
 
     fn adjust(&mut self, dom: DomId, d: i64) {
         *self.tx.delta.entry(dom).or_insert(0) += d;
+    }
+
+    fn staged(&self, path: &str) -> u64 {
+        match self.tx.overlay.get(path) {
+            Some(Some(n)) => n.staged_cost(path),
+            Some(None) => STAGED_OVERHEAD + path.len() as u64,
+            None => 0,
+        }
+    }
+
+    /// Put `entry` in the overlay at `path`, charging the difference.
+    fn stage(&mut self, path: &str, entry: Option<Node>) -> bool {
+        let new = match &entry {
+            Some(n) => n.staged_cost(path),
+            None => STAGED_OVERHEAD + path.len() as u64,
+        };
+        let old = self.staged(path);
+        if !self.grow(new, old) {
+            return false;
+        }
+        match self.tx.overlay.get_mut(path) {
+            Some(slot) => *slot = entry,
+            None => {
+                self.tx.overlay.insert(path.to_string(), entry);
+            }
+        }
+        true
     }
 }
 
@@ -256,57 +446,81 @@ impl View for InTx<'_> {
     }
     fn insert(&mut self, path: &str, node: Node) {
         self.note(path);
-        if let Some(o) = self.current_owner(path) {
-            self.adjust(o, -1);
+        let old = self.current_owner(path);
+        let owner = node.perms.owner();
+        if self.stage(path, Some(node)) {
+            if let Some(o) = old {
+                self.adjust(o, -1);
+            }
+            self.adjust(owner, 1);
         }
-        self.adjust(node.perms.owner(), 1);
-        self.tx.overlay.insert(path.to_string(), Some(node));
     }
     fn remove(&mut self, path: &str) {
         self.note(path);
-        if let Some(o) = self.current_owner(path) {
+        if let Some(o) = self.current_owner(path)
+            && self.stage(path, None)
+        {
             self.adjust(o, -1);
-            self.tx.overlay.insert(path.to_string(), None);
         }
     }
     fn modify(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> Option<Perms> {
         self.note(path);
-        let mut node = match self.tx.overlay.remove(path) {
-            Some(Some(n)) => n,
-            Some(None) => {
-                self.tx.overlay.insert(path.to_string(), None);
-                return None;
-            }
+        let mut node = match self.tx.overlay.get(path) {
+            Some(Some(n)) => n.clone(),
+            Some(None) => return None,
             None => self.tree.nodes.get(path)?.clone(),
         };
         let old = node.perms.owner();
         f(&mut node);
         let new = node.perms.owner();
-        if old != new {
+        let perms = node.perms.clone();
+        if self.stage(path, Some(node)) && old != new {
             self.adjust(old, -1);
             self.adjust(new, 1);
         }
-        let perms = node.perms.clone();
-        self.tx.overlay.insert(path.to_string(), Some(node));
         Some(perms)
     }
     fn owned_by(&self, dom: DomId) -> i64 {
         self.tree.owned_by(dom) + self.tx.delta.get(&dom).copied().unwrap_or(0)
     }
     fn changed(&mut self, c: Change) {
-        self.tx.changes.push(c);
+        let add = c.perms.entries().len() as u64 * PERM_BYTES;
+        match self.tx.changes.get(&c.path) {
+            Some((p, _)) => {
+                let sub = p.entries().len() as u64 * PERM_BYTES;
+                if self.grow(add, sub)
+                    && let Some(e) = self.tx.changes.get_mut(&c.path)
+                {
+                    e.0 = c.perms;
+                    e.1 |= c.recurse;
+                }
+            }
+            None => {
+                if self.grow(CHANGE_OVERHEAD + c.path.len() as u64 + add, 0) {
+                    self.tx.changes.insert(c.path, (c.perms, c.recurse));
+                }
+            }
+        }
     }
-    fn full(&self) -> bool {
-        self.tx.overflow
+    fn failed(&self) -> Option<XsError> {
+        self.tx.failed
+    }
+    fn afford(&self, _who: &Caller<'_>, _payer: DomId, _bytes: u64) -> Result<(), XsError> {
+        Ok(())
     }
 }
 
-/// Who is asking.
+/// Who is asking, and how many more bytes its requests may make the service hold.
 #[derive(Debug)]
 pub(crate) struct Caller<'q> {
     pub dom: DomId,
     pub target: Option<DomId>,
     pub quota: &'q Quota,
+    /// Bytes this request may still add (`None`: dom0, unlimited), and which limit binds.
+    pub room: Cell<Option<u64>>,
+    pub binding: Refusal,
+    /// Why the request was refused, when a quota refused it.
+    pub refusal: Cell<Option<Refusal>>,
 }
 
 impl Caller<'_> {
@@ -316,6 +530,34 @@ impl Caller<'_> {
 
     pub fn may(&self, perms: &Perms, need: Access) -> bool {
         self.privileged() || perms.access_for(self.dom, self.target).covers(need)
+    }
+
+    /// The caller owns the node (or acts for its owner through XS_SET_TARGET), or is dom0
+    /// (C xenstored's `XS_PERM_OWNER`).
+    pub fn owns(&self, perms: &Perms) -> bool {
+        self.privileged() || perms.owner() == self.dom || self.target == Some(perms.owner())
+    }
+
+    /// Record why the request is being refused (the first reason wins).
+    pub fn refuse(&self, why: Refusal) {
+        if self.refusal.get().is_none() {
+            self.refusal.set(Some(why));
+        }
+    }
+
+    /// Take `bytes` from the room, or refuse with `ENOMEM`.
+    pub fn take(&self, bytes: u64) -> Result<(), XsError> {
+        match self.room.get() {
+            None => Ok(()),
+            Some(r) if bytes <= r => {
+                self.room.set(Some(r - bytes));
+                Ok(())
+            }
+            Some(_) => {
+                self.refuse(self.binding);
+                Err(XsError::NoMem)
+            }
+        }
     }
 }
 
@@ -436,9 +678,12 @@ fn create<V: View>(v: &mut V, who: &Caller<'_>, path: &str, value: &[u8]) -> Res
     };
     if !who.privileged() {
         let n = i64::try_from(todo.len()).unwrap_or(i64::MAX);
-        if depth(path) > who.quota.max_depth
-            || v.owned_by(who.dom).saturating_add(n) > i64::from(who.quota.max_nodes)
-        {
+        if depth(path) > who.quota.max_depth {
+            who.refuse(Refusal::PathSize);
+            return Err(XsError::NoSpc);
+        }
+        if v.owned_by(who.dom).saturating_add(n) > i64::from(who.quota.max_nodes) {
+            who.refuse(Refusal::NodeQuota);
             return Err(XsError::NoSpc);
         }
     }
@@ -447,9 +692,20 @@ fn create<V: View>(v: &mut V, who: &Caller<'_>, path: &str, value: &[u8]) -> Res
         // Inherit the parent's permissions; unprivileged domains own what they create.
         perms = perms.with_owner(who.dom);
     }
+    // Everything is charged before anything is allocated (XSA-326: the quota is checked
+    // first, so a refused request leaves nothing behind).
+    let cost: u64 = todo
+        .iter()
+        .map(|p| {
+            let vlen = if p == path { value.len() } else { 0 };
+            node_cost(p.len(), vlen, perms.entries().len(), basename(p).len())
+        })
+        .sum();
+    v.afford(who, perms.owner(), cost)?;
+    let mut value = Some(try_copy(value)?);
     for p in todo.iter().rev() {
         let val = if p == path {
-            value.to_vec()
+            value.take().unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -475,14 +731,22 @@ pub(crate) fn write<V: View>(
     value: &[u8],
 ) -> Result<(), XsError> {
     if !who.privileged() && value.len() > who.quota.max_value_len {
+        who.refuse(Refusal::ValueSize);
         return Err(XsError::NoSpc);
     }
-    match v.get(path).map(|n| who.may(&n.perms, Access::Write)) {
-        Some(false) => Err(XsError::Acces),
-        Some(true) => {
-            let perms = v
-                .modify(path, |n| n.value = value.to_vec())
-                .ok_or(XsError::NoEnt)?;
+    let found = v.get(path).map(|n| {
+        (
+            who.may(&n.perms, Access::Write),
+            n.perms.owner(),
+            n.value.len(),
+        )
+    });
+    match found {
+        Some((false, _, _)) => Err(XsError::Acces),
+        Some((true, owner, old_len)) => {
+            v.afford(who, owner, value.len().saturating_sub(old_len) as u64)?;
+            let val = try_copy(value)?;
+            let perms = v.modify(path, |n| n.value = val).ok_or(XsError::NoEnt)?;
             v.changed(Change {
                 path: path.to_string(),
                 perms,
@@ -552,13 +816,22 @@ pub(crate) fn set_perms<V: View>(
     perms: Perms,
 ) -> Result<(), XsError> {
     if !who.privileged() && perms.entries().len() > who.quota.max_perms {
+        who.refuse(Refusal::PermQuota);
         return Err(XsError::NoSpc);
     }
-    let owner = with_node(v, who, path, Access::Write, |n| n.perms.owner())?;
+    let (owner, owns, old) = with_node(v, who, path, Access::Write, |n| {
+        (n.perms.owner(), who.owns(&n.perms), n.perms.entries().len())
+    })?;
+    if !owns {
+        // Write access is not enough: C xenstored asks for XS_PERM_WRITE | XS_PERM_OWNER.
+        return Err(XsError::Acces);
+    }
     if !who.privileged() && perms.owner() != owner {
         // Only the control domain may give a node away.
         return Err(XsError::Perm);
     }
+    let grow = perms.entries().len().saturating_sub(old) as u64 * PERM_BYTES;
+    v.afford(who, owner, grow)?;
     let p = perms.clone();
     v.modify(path, |n| n.perms = p).ok_or(XsError::NoEnt)?;
     v.changed(Change {
