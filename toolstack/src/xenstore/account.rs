@@ -201,3 +201,18 @@ pub struct DomainStats {
     pub peak_bytes: u64,
     pub refusals: Refusals,
 }
+
+/// What committing one staged node allocates: its share of the tree map's leaves (the node
+/// itself is moved, not copied) and its record in the list of changes to fire.
+pub const COMMIT_PER_NODE: u64 = 288 + 64;
+/// A request's own transient buffers: the message, its reply, the reply's wire form, paths.
+pub const REQUEST_FIXED: u64 = 3 * MAX_MESSAGE + 8192;
+
+/// The most one request allocates that is not charged to the domain that sent it, whatever
+/// the number of watches and changes: `max_tx_nodes × 352 + 20 KiB` (≈ 372 KiB with the
+/// defaults, for a TRANSACTION_END of 1,024 nodes). Watch events come on top, but each is
+/// built only if its receiver's queue has room, and is charged to that receiver, so they add
+/// at most the free output room of the receivers (`max_output_bytes` each).
+pub fn request_bound(q: &super::Quota) -> u64 {
+    q.max_tx_nodes as u64 * COMMIT_PER_NODE + REQUEST_FIXED
+}

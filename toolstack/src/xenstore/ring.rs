@@ -391,21 +391,23 @@ impl Connection {
     }
 }
 
-/// Local messages (replies and events for dom0 itself) kept at most; dom0 drains them after
-/// each of its own requests.
-const LOCAL_MAX: usize = 4096;
+/// Watch events kept for dom0 itself at most (messages and bytes); dom0 drains them after
+/// each of its own requests, and a DomU's changes must not grow them without bound either.
+const LOCAL_MAX: usize = 1024;
+const LOCAL_MAX_BYTES: usize = 256 * 1024;
 
 /// Routes what the store produces: dom0's messages to the local queue, a DomU's to its
 /// connection, each event only if its receiver has room.
 struct Route<'a> {
     conns: &'a mut BTreeMap<DomId, Connection>,
     local: &'a mut VecDeque<Message>,
+    local_bytes: &'a mut usize,
 }
 
 impl Outbox for Route<'_> {
     fn room(&mut self, to: DomId, wire_len: usize) -> bool {
         if to == 0 {
-            return self.local.len() < LOCAL_MAX;
+            return self.local.len() < LOCAL_MAX && *self.local_bytes + wire_len <= LOCAL_MAX_BYTES;
         }
         self.conns
             .get_mut(&to)
@@ -413,6 +415,7 @@ impl Outbox for Route<'_> {
     }
     fn push(&mut self, to: DomId, msg: Message) {
         if to == 0 {
+            *self.local_bytes += msg.wire_len();
             self.local.push_back(msg);
         } else if let Some(c) = self.conns.get_mut(&to) {
             c.queue(&msg);
@@ -420,6 +423,7 @@ impl Outbox for Route<'_> {
     }
     fn reply(&mut self, to: DomId, msg: Message) -> bool {
         if to == 0 {
+            *self.local_bytes += msg.wire_len();
             self.local.push_back(msg);
             return true;
         }
@@ -436,6 +440,7 @@ pub struct Server {
     pub store: Store,
     conns: BTreeMap<DomId, Connection>,
     local: VecDeque<Message>,
+    local_bytes: usize,
     events: Vec<DomainEvent>,
     /// Most bytes charged to each domain (kept after release until taken).
     peaks: BTreeMap<DomId, u64>,
@@ -450,6 +455,7 @@ impl Server {
             store,
             conns: BTreeMap::new(),
             local: VecDeque::new(),
+            local_bytes: 0,
             events: Vec::new(),
             peaks: BTreeMap::new(),
             batch: 64,
@@ -535,6 +541,7 @@ impl Server {
         let mut route = Route {
             conns: &mut self.conns,
             local: &mut self.local,
+            local_bytes: &mut self.local_bytes,
         };
         self.store.handle_to(dom, req, &mut route);
         self.after_events();
@@ -566,11 +573,12 @@ impl Server {
     /// then watch events, including earlier ones).
     pub fn local(&mut self, req: &Request) -> Vec<Message> {
         self.handle(0, req);
-        self.local.drain(..).collect()
+        self.take_local()
     }
 
     /// Messages queued for dom0 by other domains' actions (watch events).
     pub fn take_local(&mut self) -> Vec<Message> {
+        self.local_bytes = 0;
         self.local.drain(..).collect()
     }
 
@@ -579,6 +587,7 @@ impl Server {
         let mut route = Route {
             conns: &mut self.conns,
             local: &mut self.local,
+            local_bytes: &mut self.local_bytes,
         };
         self.store.domain_gone_to(dom, &mut route);
         self.after_events();
@@ -594,7 +603,8 @@ impl Server {
         page: &mut P,
     ) -> Result<bool, RingError> {
         let mut left = self.batch;
-        let mut notify = false;
+        // Room the guest made in its response ring first: that may let its requests in.
+        let mut notify = self.flush(dom, page)?;
         while left > 0 {
             let Some(c) = self.conns.get_mut(&dom) else {
                 return Ok(notify);

@@ -678,6 +678,10 @@ impl Store {
     ) -> Result<(), XsError> {
         let dom = who.dom;
         if let Some(e) = tx.failed {
+            who.refuse(match e {
+                XsError::NoMem => who.binding,
+                _ => Refusal::TransactionQuota,
+            });
             return Err(e);
         }
         for (p, g) in &tx.reads {
@@ -852,6 +856,10 @@ fn node_op<V: View>(
     payload: &[u8],
 ) -> Result<Vec<u8>, XsError> {
     if let Some(e) = v.failed() {
+        who.refuse(match e {
+            XsError::NoMem => who.binding,
+            _ => Refusal::TransactionQuota,
+        });
         return Err(e);
     }
     let r = node_op_inner(v, who, kind, payload);
