@@ -478,6 +478,41 @@ fn release_revokes_access_and_deletes_orphans() {
     );
 }
 
+/// C xenstored asks for write access *and* ownership (XS_PERM_WRITE | XS_PERM_OWNER) before
+/// SET_PERMS, on ordinary nodes and on @introduceDomain/@releaseDomain alike: a domain that
+/// may only write a node cannot re-open it to others (or take it).
+#[test]
+fn set_perms_by_a_writer_who_is_not_the_owner_is_eacces() {
+    let mut st = setup();
+    ok(&mut st, 1, &write_req(0, "data/k", b"v"));
+    // Domain 1 owns it and lets domain 2 write it.
+    ok(&mut st, 1, &req(T::SetPerms, 0, &[b"data/k", b"n1", b"w2"]));
+    ok(&mut st, 2, &write_req(0, "/local/domain/1/data/k", b"w"));
+    for perms in [&[&b"n1"[..], b"b2"][..], &[b"n1", b"w2", b"r3"], &[b"n2"]] {
+        let mut a: Vec<&[u8]> = vec![b"/local/domain/1/data/k"];
+        a.extend_from_slice(perms);
+        assert_eq!(err(&mut st, 2, &req(T::SetPerms, 0, &a)), XsError::Acces);
+    }
+    assert_eq!(
+        st.call(0, T::GetPerms, &[b"/local/domain/1/data/k"])
+            .unwrap(),
+        b"n1\0w2\0"
+    );
+    // The special nodes too: dom0 lets domain 2 write @releaseDomain, not own it.
+    st.set_perms(RELEASE_DOMAIN, &Perms::new(0, Access::None).with(2, Access::Both))
+        .unwrap();
+    assert_eq!(
+        err(
+            &mut st,
+            2,
+            &req(T::SetPerms, 0, &[b"@releaseDomain", b"n0", b"r3"])
+        ),
+        XsError::Acces
+    );
+    // The refusals are counted for the report.
+    assert!(st.refusals(2).get(Refusal::Permission) >= 4);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Watches
 // ---------------------------------------------------------------------------------------------
@@ -1343,7 +1378,7 @@ fn randomized_requests_never_panic() {
                 .all(|r| r.msg.payload.len() <= XENSTORE_PAYLOAD_MAX)
         );
         if i % 1000 == 0 {
-            st.check().unwrap();
+            st.check_accounting().unwrap();
             assert!(st.node_count() < 10_000);
         }
         if history.len() < 256 {
@@ -1388,7 +1423,10 @@ fn randomized_ring_pages_never_panic_or_hang() {
             let _ = srv.service(1, &mut page);
             let c = srv.connection(1).unwrap();
             assert!(c.pending() <= srv.store.quota().max_pending + srv.batch);
+            let q = srv.store.quota();
+            assert!(c.pending_bytes() <= q.max_output_bytes + 4112);
+            assert!(srv.charged(1) <= q.max_bytes);
         }
-        srv.store.check().unwrap();
+        srv.store.check_accounting().unwrap();
     }
 }
