@@ -6,6 +6,13 @@
 //! producer and goes on (XSA-39: never loop on guest indices). Bytes are sanitised (control
 //! characters other than tab become `?`), lines are cut at [`MAX_LINE`], and the backend keeps
 //! at most [`KEEP_LINES`] lines for the report.
+//!
+//! A hostile guest gets nowhere by repetition: bad indices are recorded once with a count
+//! (the first pair seen is kept), never once per wakeup; and output is rate-limited like
+//! xenconsoled does (`RATE_LIMIT_ALLOWANCE` per `RATE_LIMIT_PERIOD`, there in events, here
+//! in bytes): past [`RATE_BYTES`] in one [`RATE_PERIOD_NS`], the backend stops reading the
+//! ring until the period ends, so a flooding guest waits on its own full ring instead of
+//! flooding dom0's console. Each period in which that happened counts in `throttled`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,6 +39,12 @@ pub const MAX_LINE: usize = 512;
 pub const KEEP_LINES: usize = 400;
 pub const KEEP_TAIL: usize = 100;
 
+/// Bytes a DomU's console may send per [`RATE_PERIOD_NS`] (160 KiB/s: a Linux boot log
+/// never meets it; a flood does at once).
+pub const RATE_BYTES: u32 = 16 * 1024;
+/// The rate-limit period (100 ms).
+pub const RATE_PERIOD_NS: u64 = 100_000_000;
+
 /// One DomU's console.
 #[derive(Debug, Default)]
 pub struct ConsoleBackend {
@@ -44,6 +57,14 @@ pub struct ConsoleBackend {
     pub bytes: u64,
     /// Times the guest's indices were out of range.
     pub bad_indices: u64,
+    /// The first out-of-range pair (cons, prod).
+    pub first_bad: Option<(u32, u32)>,
+    /// Periods in which the guest used its whole allowance and its output was held back in
+    /// its ring (times, not bytes).
+    pub throttled: u64,
+    period_start: u64,
+    period_used: u32,
+    throttled_this_period: bool,
 }
 
 /// What one [`ConsoleBackend::service`] produced.
@@ -52,8 +73,11 @@ pub struct Drained {
     pub lines: Vec<String>,
     /// Bytes were consumed: notify the guest (it may be waiting for room).
     pub notify: bool,
-    /// The guest's indices were corrupt (reported once per occurrence).
+    /// The guest's indices were corrupt for the first time (later occurrences are only
+    /// counted: see [`ConsoleBackend::bad_indices_report`]).
     pub bad_indices: Option<(u32, u32)>,
+    /// Output was left in the ring: the guest is over its rate until `Some(t)` (ns).
+    pub throttled_until: Option<u64>,
 }
 
 impl ConsoleBackend {
@@ -61,34 +85,79 @@ impl ConsoleBackend {
         ConsoleBackend::default()
     }
 
-    /// Drain everything the guest has written so far.
+    /// Drain everything the guest has written so far (no rate limit: at teardown).
     pub fn service<P: RingPage + ?Sized>(&mut self, page: &mut P) -> Drained {
+        self.drain(page, u32::MAX).drained
+    }
+
+    /// Drain what the guest's rate allows at time `now_ns`.
+    pub fn service_at<P: RingPage + ?Sized>(&mut self, page: &mut P, now_ns: u64) -> Drained {
+        if now_ns >= self.period_start.saturating_add(RATE_PERIOD_NS) || now_ns < self.period_start
+        {
+            self.period_start = now_ns;
+            self.period_used = 0;
+            self.throttled_this_period = false;
+        }
+        let left = RATE_BYTES.saturating_sub(self.period_used);
+        let mut d = self.drain(page, left);
+        self.period_used = self.period_used.saturating_add(d.taken);
+        let prod = page.load_u32(L::OUT_PROD);
+        let cons = page.load_u32(L::OUT_CONS);
+        if prod != cons && self.period_used >= RATE_BYTES {
+            if !self.throttled_this_period {
+                self.throttled_this_period = true;
+                self.throttled += 1;
+            }
+            d.drained.throttled_until = Some(self.period_start + RATE_PERIOD_NS);
+        }
+        d.drained
+    }
+
+    /// One line for the report about bad indices: how often, and the first pair seen.
+    pub fn bad_indices_report(&self) -> Option<String> {
+        let (c, p) = self.first_bad?;
+        Some(alloc::format!(
+            "console ring indices out of range x {} (first: cons {c}, prod {p}); skipped ahead",
+            self.bad_indices
+        ))
+    }
+
+    fn drain<P: RingPage + ?Sized>(&mut self, page: &mut P, max: u32) -> Taken {
         let mut out = Drained::default();
         let cons = page.load_u32(L::OUT_CONS);
         let prod = page.load_u32(L::OUT_PROD);
         let avail = prod.wrapping_sub(cons);
-        if avail == 0 {
-            return out;
+        if avail == 0 || max == 0 {
+            return Taken {
+                drained: out,
+                taken: 0,
+            };
         }
         let mut start = cons;
         if avail > L::OUT_SIZE {
             self.bad_indices += 1;
-            out.bad_indices = Some((cons, prod));
+            if self.first_bad.is_none() {
+                self.first_bad = Some((cons, prod));
+                out.bad_indices = Some((cons, prod));
+            }
             // Take the last ring's worth, as if the consumer had been lapped.
             start = prod.wrapping_sub(L::OUT_SIZE);
         }
-        let n = prod.wrapping_sub(start);
-        let mut buf = alloc::vec![0u8; n as usize];
+        let n = prod.wrapping_sub(start).min(max);
+        let end = start.wrapping_add(n);
+        // On the stack: draining a guest's ring never allocates.
+        let mut whole = [0u8; L::OUT_SIZE as usize];
+        let buf = &mut whole[..n as usize];
         let first = (start % L::OUT_SIZE) as usize;
         let until_wrap = (L::OUT_SIZE as usize - first).min(n as usize);
         page.read_bytes(L::OUT + first, &mut buf[..until_wrap]);
         if until_wrap < n as usize {
             page.read_bytes(L::OUT, &mut buf[until_wrap..]);
         }
-        page.store_u32(L::OUT_CONS, prod);
+        page.store_u32(L::OUT_CONS, end);
         out.notify = true;
         self.bytes += u64::from(n);
-        for &c in &buf {
+        for &c in buf.iter() {
             match c {
                 b'\n' => self.finish_line(&mut out.lines),
                 b'\r' => {}
@@ -100,7 +169,10 @@ impl ConsoleBackend {
                 self.finish_line(&mut out.lines);
             }
         }
-        out
+        Taken {
+            drained: out,
+            taken: n,
+        }
     }
 
     /// Whatever is left without a newline (at teardown).
@@ -127,6 +199,11 @@ impl ConsoleBackend {
         }
         sink.push(line);
     }
+}
+
+struct Taken {
+    drained: Drained,
+    taken: u32,
 }
 
 #[cfg(test)]
@@ -169,11 +246,70 @@ mod tests {
         assert_eq!(d.bad_indices, Some((0, 1_000_000)));
         assert_eq!(page.load_u32(L::OUT_CONS), 1_000_000);
         assert_eq!(c.bad_indices, 1);
-        // Producer behind consumer: also "more than a ring", same handling, no loop.
+        // Producer behind consumer: also "more than a ring", same handling, no loop; only
+        // counted this time.
         page.store_u32(L::OUT_PROD, 5);
         let d = c.service(&mut page[..]);
-        assert!(d.bad_indices.is_some());
+        assert_eq!(d.bad_indices, None);
+        assert_eq!(c.bad_indices, 2);
         assert_eq!(page.load_u32(L::OUT_CONS), 5);
+    }
+
+    #[test]
+    fn bad_index_reports_are_counted_not_accumulated() {
+        let mut page = alloc::vec![0u8; 4096];
+        let mut c = ConsoleBackend::new();
+        let mut reports = Vec::new();
+        for i in 0..10_000u32 {
+            // The guest breaks its indices again before every wakeup.
+            let cons = page.load_u32(L::OUT_CONS);
+            page.store_u32(L::OUT_PROD, cons.wrapping_add(5000 + i));
+            let d = c.service_at(&mut page[..], u64::from(i) * RATE_PERIOD_NS);
+            reports.extend(d.bad_indices);
+        }
+        assert_eq!(reports, [(0, 5000)], "one report, the first pair");
+        assert_eq!(c.bad_indices, 10_000);
+        assert_eq!(
+            c.bad_indices_report().unwrap(),
+            "console ring indices out of range x 10000 (first: cons 0, prod 5000); skipped ahead"
+        );
+        // What the report keeps stays bounded too.
+        assert!(c.head.len() + c.tail.len() <= KEEP_LINES + KEEP_TAIL);
+    }
+
+    #[test]
+    fn a_flooding_console_is_throttled() {
+        let mut page = alloc::vec![0u8; 4096];
+        let mut c = ConsoleBackend::new();
+        let mut t = 0u64;
+        let mut taken = 0u64;
+        let mut last = Drained::default();
+        // The guest refills its ring before each of 1,000 wakeups in one period.
+        for _ in 0..1000 {
+            let cons = page.load_u32(L::OUT_CONS);
+            let prod = page.load_u32(L::OUT_PROD);
+            put(
+                &mut page,
+                &alloc::vec![b'x'; (L::OUT_SIZE - prod.wrapping_sub(cons)) as usize],
+            );
+            let before = c.bytes;
+            let d = c.service_at(&mut page[..], t);
+            taken += c.bytes - before;
+            t += 50_000; // 1,000 wakeups in 50 ms
+            last = d;
+        }
+        assert_eq!(last.throttled_until, Some(RATE_PERIOD_NS));
+        assert!(last.lines.is_empty());
+        assert_eq!(
+            taken,
+            u64::from(RATE_BYTES),
+            "held to the allowance in one period"
+        );
+        assert_eq!(c.throttled, 1, "one period throttled");
+        // The next period drains again.
+        let d = c.service_at(&mut page[..], RATE_PERIOD_NS);
+        assert!(d.notify);
+        assert!(c.bytes > u64::from(RATE_BYTES));
     }
 
     #[test]
