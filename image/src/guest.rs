@@ -41,6 +41,10 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 pub const KERNEL_ENTRY: &str = "linux";
 /// Name of the initrd entry in a bundle made by [`domu_bundle`].
 pub const INITRD_ENTRY: &str = "initramfs";
+/// Name of the test guest's kernel entry in a bundle made by [`domu_bundle`].
+pub const TESTGUEST_ENTRY: &str = "testguest";
+/// Test guest memory when `memory=` is not given (MiB): it needs little more than its image.
+pub const TESTGUEST_MEMORY_MIB: u64 = 32;
 /// The start of every DomU command line; a [`DomuSpec`]'s `cmdline_extra` is appended.
 pub const DEFAULT_CMDLINE: &str = "console=hvc0 loglevel=4";
 /// DomU memory when `memory=` is not given (MiB).
@@ -955,14 +959,41 @@ fn write_initramfs(dir: &Path, busybox: &[u8]) -> Result<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // DomUs for a boot bundle
 
-/// A DomU running the fetched guest, as `cargo image run --domu NAME[:OPTS]` describes it.
+/// Which kernel a `--domu` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DomuKernel {
+    /// Debian's Linux with the busybox initramfs ([`fetch_linux`]).
+    #[default]
+    Linux,
+    /// The project's hostile test guest (the `testguest` crate, built by
+    /// [`crate::setup::build_testguest`]): no initrd; it floods its console, xenstore and event
+    /// channels and ignores `control/shutdown`.
+    Testguest,
+}
+
+impl DomuKernel {
+    /// The value of `kernel=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DomuKernel::Linux => "linux",
+            DomuKernel::Testguest => "testguest",
+        }
+    }
+}
+
+/// A DomU running the fetched guest (or the test guest), as `cargo image run --domu
+/// NAME[:OPTS]` describes it.
 ///
-/// `FromStr`: `NAME[:memory=MIB][,vcpus=N][,cmdline=TEXT]`; `cmdline=` must come last and takes
-/// the rest verbatim (commas included). Its text is appended to [`DEFAULT_CMDLINE`].
+/// `FromStr`: `NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT]`;
+/// `cmdline=` must come last and takes the rest verbatim (commas included). For Linux its text
+/// is appended to [`DEFAULT_CMDLINE`]; the test guest gets it alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomuSpec {
     pub name: String,
-    /// MiB; [`DEFAULT_DOMU_MEMORY_MIB`] by default.
+    /// [`DomuKernel::Linux`] by default.
+    pub kernel: DomuKernel,
+    /// MiB; [`DEFAULT_DOMU_MEMORY_MIB`] by default ([`TESTGUEST_MEMORY_MIB`] for the test
+    /// guest).
     pub memory_mib: u64,
     /// [`DEFAULT_DOMU_VCPUS`] by default.
     pub vcpus: u32,
@@ -971,10 +1002,11 @@ pub struct DomuSpec {
 }
 
 impl DomuSpec {
-    /// A DomU with the default memory, vCPUs and command line.
+    /// A Linux DomU with the default memory, vCPUs and command line.
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            kernel: DomuKernel::Linux,
             memory_mib: DEFAULT_DOMU_MEMORY_MIB,
             vcpus: DEFAULT_DOMU_VCPUS,
             cmdline_extra: String::new(),
@@ -984,22 +1016,27 @@ impl DomuSpec {
     /// The full kernel command line.
     pub fn cmdline(&self) -> String {
         let extra = self.cmdline_extra.trim();
-        if extra.is_empty() {
-            DEFAULT_CMDLINE.to_string()
-        } else {
-            format!("{DEFAULT_CMDLINE} {extra}")
+        match self.kernel {
+            DomuKernel::Testguest => extra.to_string(),
+            DomuKernel::Linux if extra.is_empty() => DEFAULT_CMDLINE.to_string(),
+            DomuKernel::Linux => format!("{DEFAULT_CMDLINE} {extra}"),
         }
     }
 
-    /// The bundle description: kernel [`KERNEL_ENTRY`], initrd [`INITRD_ENTRY`], a console.
+    /// The bundle description: kernel [`KERNEL_ENTRY`] and initrd [`INITRD_ENTRY`] (or kernel
+    /// [`TESTGUEST_ENTRY`] and no initrd), a console.
     pub fn domain_input(&self) -> DomainSpecInput {
+        let (kernel, initrd) = match self.kernel {
+            DomuKernel::Linux => (KERNEL_ENTRY, Some(INITRD_ENTRY.to_string())),
+            DomuKernel::Testguest => (TESTGUEST_ENTRY, None),
+        };
         DomainSpecInput {
             name: self.name.clone(),
             memory_mib: self.memory_mib,
             vcpus: self.vcpus,
             cmdline: self.cmdline(),
-            kernel: KERNEL_ENTRY.to_string(),
-            initrd: Some(INITRD_ENTRY.to_string()),
+            kernel: kernel.to_string(),
+            initrd,
             devices: vec!["console".to_string()],
         }
     }
@@ -1016,7 +1053,7 @@ impl FromStr for DomuSpec {
             ));
         }
         let mut spec = DomuSpec::new(name);
-        let (mut memory, mut vcpus) = (false, false);
+        let (mut memory, mut vcpus, mut kernel) = (false, false, false);
         let mut rest = opts;
         while !rest.is_empty() {
             if let Some(c) = rest.strip_prefix("cmdline=") {
@@ -1027,10 +1064,18 @@ impl FromStr for DomuSpec {
             rest = tail;
             let Some((key, value)) = item.split_once('=') else {
                 return Err(format!(
-                    "{item:?} is not key=value (memory, vcpus, cmdline)"
+                    "{item:?} is not key=value (kernel, memory, vcpus, cmdline)"
                 ));
             };
             match key {
+                "kernel" if !kernel => {
+                    kernel = true;
+                    spec.kernel = match value {
+                        "linux" => DomuKernel::Linux,
+                        "testguest" => DomuKernel::Testguest,
+                        _ => return Err(format!("kernel={value:?}: linux or testguest")),
+                    };
+                }
                 "memory" if !memory => {
                     memory = true;
                     spec.memory_mib = value
@@ -1047,30 +1092,58 @@ impl FromStr for DomuSpec {
                         .filter(|&v| v > 0)
                         .ok_or_else(|| format!("vcpus={value:?} is not a number of vCPUs"))?;
                 }
-                "memory" | "vcpus" => return Err(format!("{key} given twice")),
-                _ => return Err(format!("unknown key {key:?} (memory, vcpus, cmdline)")),
+                "memory" | "vcpus" | "kernel" => return Err(format!("{key} given twice")),
+                _ => {
+                    return Err(format!(
+                        "unknown key {key:?} (kernel, memory, vcpus, cmdline)"
+                    ));
+                }
             }
+        }
+        if spec.kernel == DomuKernel::Testguest && !memory {
+            spec.memory_mib = TESTGUEST_MEMORY_MIB;
         }
         Ok(spec)
     }
 }
 
-/// Packs a bundle of `domus` sharing one kernel entry ([`KERNEL_ENTRY`]) and one initrd entry
-/// ([`INITRD_ENTRY`]) from `guest` (checked by [`crate::bundle::pack`]).
-pub fn domu_bundle(domus: &[DomuSpec], guest: &GuestFiles) -> Result<Vec<u8>> {
+/// Packs a bundle of `domus`: the Linux ones share one kernel entry ([`KERNEL_ENTRY`]) and one
+/// initrd entry ([`INITRD_ENTRY`]) from `linux`, the test guests one kernel entry
+/// ([`TESTGUEST_ENTRY`]) read from `testguest` (checked by [`crate::bundle::pack`]). Each file
+/// is packed only if a DomU uses it, and must then be given.
+pub fn domu_bundle(
+    domus: &[DomuSpec],
+    linux: Option<&GuestFiles>,
+    testguest: Option<&Path>,
+) -> Result<Vec<u8>> {
     use toolstack::bundle::FileKind;
     if domus.is_empty() {
         bail!("no DomUs to pack");
     }
-    let kernel =
-        fs::read(&guest.vmlinux).with_context(|| format!("reading {}", guest.vmlinux.display()))?;
-    let initrd = fs::read(&guest.initramfs)
-        .with_context(|| format!("reading {}", guest.initramfs.display()))?;
+    let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut files = Vec::new();
+    if domus.iter().any(|d| d.kernel == DomuKernel::Linux) {
+        let Some(guest) = linux else {
+            bail!("a Linux DomU needs the Debian guest (cargo image fetch-linux)");
+        };
+        files.push((
+            FileKind::Kernel,
+            KERNEL_ENTRY.to_string(),
+            read(&guest.vmlinux)?,
+        ));
+        files.push((
+            FileKind::Initrd,
+            INITRD_ENTRY.to_string(),
+            read(&guest.initramfs)?,
+        ));
+    }
+    if domus.iter().any(|d| d.kernel == DomuKernel::Testguest) {
+        let Some(path) = testguest else {
+            bail!("a kernel=testguest DomU needs the test guest's ELF");
+        };
+        files.push((FileKind::Kernel, TESTGUEST_ENTRY.to_string(), read(path)?));
+    }
     let domains: Vec<DomainSpecInput> = domus.iter().map(DomuSpec::domain_input).collect();
-    let files = [
-        (FileKind::Kernel, KERNEL_ENTRY.to_string(), kernel),
-        (FileKind::Initrd, INITRD_ENTRY.to_string(), initrd),
-    ];
     crate::bundle::pack(&domains, &files).map_err(|e| anyhow!("packing the DomU bundle: {e:#}"))
 }
 
@@ -1778,6 +1851,7 @@ mod tests {
             d,
             DomuSpec {
                 name: "crashy".into(),
+                kernel: DomuKernel::Linux,
                 memory_mib: 64,
                 vcpus: 2,
                 cmdline_extra: "domu-test=crash x=a,b".into()
@@ -1799,9 +1873,25 @@ mod tests {
             "x:memory=1,memory=2",
             "x:colour=red",
             "x:memory",
+            "x:kernel=bsd",
+            "x:kernel=linux,kernel=testguest",
         ] {
             assert!(bad.parse::<DomuSpec>().is_err(), "{bad}");
         }
+        // The test guest: its own small default memory, no initrd, only the given cmdline.
+        let h: DomuSpec = "hostile:kernel=testguest".parse().unwrap();
+        assert_eq!(h.kernel, DomuKernel::Testguest);
+        assert_eq!(h.memory_mib, TESTGUEST_MEMORY_MIB);
+        assert_eq!(h.cmdline(), "");
+        let i = h.domain_input();
+        assert_eq!((i.kernel.as_str(), i.initrd), ("testguest", None));
+        assert_eq!(i.devices, ["console"]);
+        let h: DomuSpec = "h:memory=48,kernel=testguest,cmdline=x".parse().unwrap();
+        assert_eq!((h.memory_mib, h.cmdline().as_str()), (48, "x"));
+        assert_eq!(
+            "l:kernel=linux".parse::<DomuSpec>().unwrap(),
+            DomuSpec::new("l")
+        );
     }
 
     #[test]
@@ -1838,7 +1928,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         ];
-        let bytes = domu_bundle(&domus, &guest).unwrap();
+        let bytes = domu_bundle(&domus, Some(&guest), None).unwrap();
         let b = toolstack::bundle::parse(&bytes).unwrap();
         assert_eq!(b.files.len(), 2);
         assert_eq!(
@@ -1859,8 +1949,32 @@ mod tests {
                 .all(|d| d.kernel == "linux" && d.initrd.as_deref() == Some("initramfs"))
         );
         // A name dom0 would refuse is refused here.
-        assert!(domu_bundle(&[DomuSpec::new(&"n".repeat(65))], &guest).is_err());
-        assert!(domu_bundle(&[], &guest).is_err());
+        let long = [DomuSpec::new(&"n".repeat(65))];
+        assert!(domu_bundle(&long, Some(&guest), None).is_err());
+        assert!(domu_bundle(&[], Some(&guest), None).is_err());
+
+        // A test guest next to a Linux DomU: its own kernel entry, no initrd; each file only
+        // when a DomU needs it, and an error when one is needed but missing.
+        fs::write(dir.join("testguest"), &elf).unwrap();
+        let tg = dir.join("testguest");
+        let mixed = [
+            DomuSpec::new("demo"),
+            "hostile:kernel=testguest".parse().unwrap(),
+        ];
+        let bytes = domu_bundle(&mixed, Some(&guest), Some(&tg)).unwrap();
+        let b = toolstack::bundle::parse(&bytes).unwrap();
+        let names: Vec<&str> = b.files.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["linux", "initramfs", "testguest"]);
+        assert_eq!(
+            (b.domains[1].kernel.as_str(), b.domains[1].initrd.as_deref()),
+            ("testguest", None)
+        );
+        assert_eq!(b.domains[1].memory_mib, TESTGUEST_MEMORY_MIB);
+        let only = &mixed[1..];
+        let b = domu_bundle(only, None, Some(&tg)).unwrap();
+        assert_eq!(toolstack::bundle::parse(&b).unwrap().files.len(), 1);
+        assert!(domu_bundle(only, Some(&guest), None).is_err());
+        assert!(domu_bundle(&mixed[..1], None, Some(&tg)).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,7 +26,7 @@ pub mod util;
 pub mod xenlog;
 pub mod xenpkg;
 
-pub use guest::{DomuSpec, GuestFiles};
+pub use guest::{DomuKernel, DomuSpec, GuestFiles};
 pub use qemu::{Iommu, Topology};
 pub use report::{Outcome, Report};
 pub use xenlog::{Analysis, Dom0Result, XenLog};
@@ -169,6 +169,18 @@ fn host(quiet: bool) -> Result<Host> {
         work().map_err(|e| format!("{e:#}"))
     });
     host.clone().map_err(anyhow::Error::msg)
+}
+
+/// Builds the hostile test guest (`testguest`, once per process) and returns its ELF.
+pub fn testguest_elf(quiet: bool) -> Result<PathBuf> {
+    static ELF: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ELF.get_or_init(|| {
+        setup::ensure_target(quiet)
+            .and_then(|()| setup::build_testguest(&workspace_root(), quiet))
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
 }
 
 /// Fetches Xen `xen` (once per process; later calls reuse the result).
@@ -333,8 +345,20 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
     let bundle = if cfg.domus.is_empty() {
         None
     } else {
-        let linux = guest::fetch_linux(&target_dir(), cfg.quiet)?;
-        Some(guest::domu_bundle(&cfg.domus, &linux)?)
+        let uses = |k: guest::DomuKernel| cfg.domus.iter().any(|d| d.kernel == k);
+        let linux = match uses(guest::DomuKernel::Linux) {
+            true => Some(guest::fetch_linux(&target_dir(), cfg.quiet)?),
+            false => None,
+        };
+        let testguest = match uses(guest::DomuKernel::Testguest) {
+            true => Some(testguest_elf(cfg.quiet)?),
+            false => None,
+        };
+        Some(guest::domu_bundle(
+            &cfg.domus,
+            linux.as_ref(),
+            testguest.as_deref(),
+        )?)
     };
     let dom0_args = dom0_args_for_run(&cfg.dom0_args);
     let mut xen_args: Vec<String> = cfg.iommu.xen_args().iter().map(|s| s.to_string()).collect();

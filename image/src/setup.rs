@@ -93,6 +93,18 @@ pub fn ensure_qemu(quiet: bool) -> Result<PathBuf> {
 /// inside `cargo test`/`cargo run`, which hold the lock of the main target directory).
 /// Returns the ELF path.
 pub fn build_dom0(workspace: &Path, quiet: bool) -> Result<PathBuf> {
+    build_bare(workspace, "dom0", quiet)
+}
+
+/// Builds the hostile test guest (the `testguest` crate) like dom0, in the same target
+/// directory (they share their dependencies). Returns the ELF path.
+pub fn build_testguest(workspace: &Path, quiet: bool) -> Result<PathBuf> {
+    build_bare(workspace, "testguest", quiet)
+}
+
+/// Builds the `x86_64-unknown-none` binary `package` (whose binary has the same name) with
+/// the `dom0` profile into `target/dom0`.
+fn build_bare(workspace: &Path, package: &str, quiet: bool) -> Result<PathBuf> {
     let target_dir = workspace.join("target").join("dom0");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -100,7 +112,7 @@ pub fn build_dom0(workspace: &Path, quiet: bool) -> Result<PathBuf> {
         .args([
             "build",
             "-p",
-            "dom0",
+            package,
             "--target",
             DOM0_TARGET,
             "--profile",
@@ -110,13 +122,13 @@ pub fn build_dom0(workspace: &Path, quiet: bool) -> Result<PathBuf> {
         .arg(&target_dir);
     if quiet {
         cmd.arg("--quiet");
-        run_captured_tail(&mut cmd, 60).context("building dom0")?;
+        run_captured_tail(&mut cmd, 60).with_context(|| format!("building {package}"))?;
     } else {
-        run_inherited(&mut cmd).context("building dom0")?;
+        run_inherited(&mut cmd).with_context(|| format!("building {package}"))?;
     }
-    let elf = target_dir.join(DOM0_TARGET).join("dom0").join("dom0");
+    let elf = target_dir.join(DOM0_TARGET).join("dom0").join(package);
     if !elf.is_file() {
-        bail!("dom0 built, but {} is missing", elf.display());
+        bail!("{package} built, but {} is missing", elf.display());
     }
     Ok(elf)
 }
