@@ -116,6 +116,19 @@ pub struct DomuSummary {
     pub xenstore_requests: u64,
     /// Nodes the DomU wrote, as "path=value" (its own tree after it stopped).
     pub xenstore_written: Vec<String>,
+    /// Bytes of dom0's heap the xenstore service charges to the DomU now (its nodes,
+    /// watches, transactions and queued messages); 0 once it has been released.
+    pub xenstore_bytes: u64,
+    /// The most bytes it was charged at once.
+    pub xenstore_peak_bytes: u64,
+    /// Its xenstore requests refused for quota, memory, permission or size reasons.
+    pub xenstore_refused: u64,
+    /// Times its console was throttled: rate-limit periods (100 ms) in which it used its
+    /// whole allowance and further output was left in its ring (times, not bytes).
+    pub console_throttled: u64,
+    /// One line per class of refusal with its count, e.g. "xenstore: ENOMEM memory quota x
+    /// 12" (at most 16 lines).
+    pub refusals: Vec<String>,
     pub restarts: u64,
     /// Foreign-mapped pages while building and heap bytes dom0 holds for it.
     pub pages_copied: u64,
@@ -130,6 +143,10 @@ pub struct ToolstackSummary {
     pub domctl_probes: u64,
     /// dom0 frames used for foreign mappings (first, count).
     pub window: (u64, u64),
+    /// The xenstore memory limit of each DomU (`xenstore-quota=`), in bytes.
+    pub xenstore_limit_bytes: u64,
+    /// What all DomUs together may make the xenstore service hold, in bytes.
+    pub xenstore_global_limit_bytes: u64,
     pub domus: Vec<DomuSummary>,
     /// Destroyed domains still mapped or otherwise not fully gone, as Xen reports them.
     pub leaks: Vec<String>,
@@ -142,6 +159,11 @@ impl ToolstackSummary {
         j.u64_field("domctl_probes", self.domctl_probes)?;
         j.u64_field("window_gfn", self.window.0)?;
         j.u64_field("window_pages", self.window.1)?;
+        j.u64_field("xenstore_limit_bytes", self.xenstore_limit_bytes)?;
+        j.u64_field(
+            "xenstore_global_limit_bytes",
+            self.xenstore_global_limit_bytes,
+        )?;
         j.key("domus")?;
         j.begin_array()?;
         for d in &self.domus {
@@ -175,6 +197,11 @@ impl ToolstackSummary {
             str_array_field(j, "console", &d.console)?;
             j.u64_field("xenstore_requests", d.xenstore_requests)?;
             str_array_field(j, "xenstore_written", &d.xenstore_written)?;
+            j.u64_field("xenstore_bytes", d.xenstore_bytes)?;
+            j.u64_field("xenstore_peak_bytes", d.xenstore_peak_bytes)?;
+            j.u64_field("xenstore_refused", d.xenstore_refused)?;
+            j.u64_field("console_throttled", d.console_throttled)?;
+            str_array_field(j, "refusals", &d.refusals)?;
             j.u64_field("restarts", d.restarts)?;
             j.u64_field("pages_copied", d.pages_copied)?;
             j.u64_field("dom0_heap_bytes", d.dom0_heap_bytes)?;
@@ -800,10 +827,12 @@ impl BootReport {
         if let Some(t) = &self.toolstack {
             writeln!(
                 w,
-                "toolstack: domctl interface {:#x} ({} probe(s)), {} DomU(s)",
+                "toolstack: domctl interface {:#x} ({} probe(s)), {} DomU(s), xenstore limit {} KiB per DomU ({} KiB for all)",
                 t.domctl_version,
                 t.domctl_probes,
-                t.domus.len()
+                t.domus.len(),
+                t.xenstore_limit_bytes / 1024,
+                t.xenstore_global_limit_bytes / 1024
             )?;
             for d in &t.domus {
                 writeln!(
@@ -817,6 +846,17 @@ impl BootReport {
                     d.console_lines,
                     d.xenstore_requests
                 )?;
+                writeln!(
+                    w,
+                    "    xenstore: {} bytes held, peak {}, {} request(s) refused; console throttled {} time(s)",
+                    d.xenstore_bytes,
+                    d.xenstore_peak_bytes,
+                    d.xenstore_refused,
+                    d.console_throttled
+                )?;
+                for r in &d.refusals {
+                    writeln!(w, "    - {}", Clean(r))?;
+                }
             }
         }
         for (title, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
