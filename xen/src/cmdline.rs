@@ -182,6 +182,10 @@ pub struct Dom0Options {
     /// `pci-vfs=N`: enable up to N virtual functions on every SR-IOV physical function (0..=255)
     /// and report them to Xen as virtual functions of their PF.
     pub pci_vfs: u16,
+    /// `xenstore-quota=KiB`: the most dom0's xenstore service holds for one DomU (its nodes,
+    /// watches, transactions and queued messages; 64..=1048576 KiB). `None`: C xenstored's
+    /// 2.5 MiB.
+    pub xenstore_quota_kib: Option<u32>,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -353,6 +357,17 @@ const OPTIONS: &[OptSpec] = &[
             _ => false,
         },
     },
+    OptSpec {
+        name: "xenstore-quota",
+        expected: "KiB of xenstore memory per DomU, 64 to 1048576",
+        apply: |o, v| match v.and_then(|v| v.parse::<u32>().ok()) {
+            Some(n @ 64..=1_048_576) => {
+                o.xenstore_quota_kib = Some(n);
+                true
+            }
+            _ => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -367,6 +382,7 @@ const KNOWN_NAMES: &[&str] = &[
     "pci-renumber",
     "pci-vfs",
     "domu-stop",
+    "xenstore-quota",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.
@@ -551,7 +567,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)"
+                "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)"
             ]
         );
     }
@@ -565,9 +581,9 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
+                "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
                 "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
+                "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
                 "option 'report': bad value '' (expected one of text|json|both|none)",
             ]
         );
@@ -672,7 +688,7 @@ mod tests {
         assert_eq!(
             e,
             [
-                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop)",
+                "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
                 "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
                 "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
             ]
@@ -763,6 +779,25 @@ mod tests {
     }
 
     #[test]
+    fn xenstore_quota_is_bounded() {
+        assert_eq!(Dom0Options::parse("").0.xenstore_quota_kib, None);
+        assert_eq!(
+            Dom0Options::parse("xenstore-quota=4096").0.xenstore_quota_kib,
+            Some(4096)
+        );
+        for bad in [
+            "xenstore-quota=63",
+            "xenstore-quota=1048577",
+            "xenstore-quota=2M",
+            "xenstore-quota",
+        ] {
+            let (o, e) = Dom0Options::parse(bad);
+            assert_eq!(o.xenstore_quota_kib, None, "{bad}");
+            assert_eq!(e.len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
     fn domu_stop_is_bounded() {
         assert_eq!(Dom0Options::parse("domu-stop=20").0.domu_stop, 20);
         for bad in [
@@ -792,7 +827,8 @@ mod tests {
                 "pci-bars",
                 "pci-renumber",
                 "pci-vfs",
-                "domu-stop"
+                "domu-stop",
+                "xenstore-quota"
             ]
         );
     }
