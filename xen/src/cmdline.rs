@@ -782,7 +782,9 @@ mod tests {
     fn xenstore_quota_is_bounded() {
         assert_eq!(Dom0Options::parse("").0.xenstore_quota_kib, None);
         assert_eq!(
-            Dom0Options::parse("xenstore-quota=4096").0.xenstore_quota_kib,
+            Dom0Options::parse("xenstore-quota=4096")
+                .0
+                .xenstore_quota_kib,
             Some(4096)
         );
         for bad in [
