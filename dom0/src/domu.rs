@@ -6,6 +6,15 @@
 //! Everything else is `toolstack` logic. The service loop runs on the boot vCPU with
 //! interrupts off, sleeping in `SCHEDOP_poll` on the DomUs' (masked) ports: an event that
 //! arrives at any time wakes it, with no lost-wakeup window.
+//!
+//! Hostile guests (issue 10): each wakeup does a bounded amount of work per DomU (at most
+//! `Server::batch` xenstore requests, one rate-limited console drain), visiting the DomUs
+//! round-robin from a different one each time; a DomU whose ports wake dom0 more than
+//! [`STORM_WAKEUPS`] times in a [`STORM_PERIOD_NS`] (XSA-332: event storms) is left out of the
+//! poll set until that period ends, so it cannot starve the others or dom0's own work; its
+//! rings are still served on the others' wakeups and the period's end. Its xenstore memory is
+//! limited (`xenstore-quota=`), and all DomUs together are held to a quarter of the heap dom0
+//! has free when the toolstack starts.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -18,7 +27,7 @@ use toolstack::builder::{self, DomainConfig, Env, GuestMemory};
 use toolstack::bundle::{Bundle, DomainSpec};
 use toolstack::console::ConsoleBackend;
 use toolstack::domain::{self, Action};
-use toolstack::xenstore::{Quota, RingPage, Server, Store};
+use toolstack::xenstore::{DEFAULT_MAX_BYTES, Quota, RingPage, Server, Store};
 use xen::domctl::{self, DomId, DomctlVersion, ShutdownCode};
 use xen::memmap::MemoryMap;
 use xen::ops::{self, EvtchnPort};
@@ -200,13 +209,29 @@ struct Running {
     console: ConsoleBackend,
     summary: DomuSummary,
     stop_asked_ns: Option<u64>,
+    /// Event-storm accounting: the current period's start and wakeups, and until when its
+    /// ports are left out of the poll set.
+    storm_period: u64,
+    storm_wakeups: u32,
+    storm_until: Option<u64>,
+    storms: u64,
 }
+
+/// Wakeups by one DomU's ports per [`STORM_PERIOD_NS`] before its ports are left out of the
+/// poll set for the rest of the period (a Linux guest at its busiest wakes dom0 a few hundred
+/// times a second).
+const STORM_WAKEUPS: u32 = 200;
+const STORM_PERIOD_NS: u64 = 100_000_000;
+/// At most this many classes of refusal lines per DomU in the report.
+const MAX_REFUSAL_LINES: usize = 16;
 
 /// DomU options from dom0's command line.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Ask running DomUs to power off this many seconds after the first one started (0: never).
     pub stop_after_s: u64,
+    /// `xenstore-quota=`: xenstore memory per DomU in KiB (`None`: 2.5 MiB, as C xenstored).
+    pub xenstore_quota_kib: Option<u32>,
 }
 
 struct Toolstack<'a> {
@@ -220,6 +245,9 @@ struct Toolstack<'a> {
     done: Vec<DomuSummary>,
     destroyed: Vec<DomId>,
     first_start_ns: Option<u64>,
+    /// Where the next wakeup starts its round-robin.
+    next_first: usize,
+    last_check_ns: u64,
 }
 
 fn now() -> u64 {
@@ -286,17 +314,41 @@ pub fn run(
         }
     };
     events::mask(dom_exc);
+    // Per DomU: `xenstore-quota=` (C's 2.5 MiB by default). All DomUs together: a quarter of
+    // the heap free now, so that N hostile DomUs leave dom0 three quarters of it whatever N
+    // is (and never less than one DomU's limit).
+    let quota = Quota {
+        max_bytes: opts
+            .xenstore_quota_kib
+            .map_or(DEFAULT_MAX_BYTES, |k| u64::from(k) * 1024),
+        ..Quota::default()
+    };
+    let (heap_size, heap_used, _) = crate::heap::stats();
+    let global = (heap_size.saturating_sub(heap_used) / 4).max(quota.max_bytes);
+    sum.xenstore_limit_bytes = quota.max_bytes;
+    sum.xenstore_global_limit_bytes = global;
+    info!(
+        "toolstack: xenstore limit {} KiB per DomU, {} KiB for all DomUs",
+        quota.max_bytes / 1024,
+        global / 1024
+    );
+    let mut store = Store::new(quota);
+    store.set_global_limit(global);
+    let mut server = Server::new(store);
+    server.batch = 32;
     let mut ts = Toolstack {
         x,
         v,
         bundle,
-        server: Server::new(Store::new(Quota::default())),
+        server,
         window,
         free_slots: (0..RING_SLOTS).rev().map(|i| window + i).collect(),
         running: Vec::new(),
         done: Vec::new(),
         destroyed: Vec::new(),
         first_start_ns: None,
+        next_first: 0,
+        last_check_ns: 0,
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -447,6 +499,10 @@ impl Toolstack<'_> {
                     console: ConsoleBackend::new(),
                     summary: core::mem::take(s),
                     stop_asked_ns: None,
+                    storm_period: 0,
+                    storm_wakeups: 0,
+                    storm_until: None,
+                    storms: 0,
                 })
             }
             Err(m) => {
@@ -557,45 +613,114 @@ impl Toolstack<'_> {
     /// The service loop: until every DomU has stopped.
     fn serve(&mut self, dom_exc: EvtchnPort, opts: Options) {
         let x = self.x;
+        let mut wake_at: Option<u64> = None;
         while !self.running.is_empty() {
+            let t = now();
             let mut ports = alloc::vec![dom_exc];
-            for r in &self.running {
-                ports.push(r.store_local);
-                ports.push(r.console_local);
+            for r in &mut self.running {
+                if r.storm_until.is_some_and(|u| t >= u) {
+                    r.storm_until = None;
+                }
+                if r.storm_until.is_none() {
+                    ports.push(r.store_local);
+                    ports.push(r.console_local);
+                }
             }
-            let deadline = events::system_time_ns() + 1_000_000_000;
-            if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], deadline) {
+            // Sleep at most 1 s, less when a throttled console or a storm period ends sooner.
+            let sys = events::system_time_ns();
+            let mut sleep = 1_000_000_000u64;
+            for u in wake_at
+                .into_iter()
+                .chain(self.running.iter().filter_map(|r| r.storm_until))
+            {
+                sleep = sleep.min(u.saturating_sub(t).max(1_000_000));
+            }
+            if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
             // Every ring is looked at on every wakeup, not only those whose port is pending:
             // reading two indices is cheap, and a notification that went missing then costs
-            // at most one poll timeout instead of a guest waiting forever.
-            for k in 0..self.running.len() {
-                self.service_console(k);
-                let _ = events::take_pending(self.running[k].store_local);
+            // at most one poll timeout instead of a guest waiting forever. Round-robin, from
+            // a different DomU each time, each with bounded work.
+            wake_at = None;
+            let n = self.running.len();
+            let first = self.next_first % n;
+            self.next_first = first + 1;
+            for i in 0..n {
+                let k = (first + i) % n;
+                self.note_wakeup(k);
+                if let Some(u) = self.service_console(k) {
+                    wake_at = Some(wake_at.map_or(u, |w: u64| w.min(u)));
+                }
                 self.service_store(k);
             }
-            let _ = events::take_pending(dom_exc);
-            // Check every DomU on each wakeup: VIRQ_DOM_EXC says only that *some* domain
-            // changed, and a missed one is found on the next timeout anyway.
-            self.check_stopped();
+            self.server.sample_all();
+            // VIRQ_DOM_EXC says only that *some* domain changed: then every DomU is checked,
+            // and at least every 100 ms anyway (a missed one is found then), not on every
+            // wakeup (a storm must not turn into a storm of domctls).
+            let exc = events::take_pending(dom_exc);
+            let t = now();
+            if exc || t >= self.last_check_ns + 100_000_000 {
+                self.last_check_ns = t;
+                self.check_stopped();
+            }
             self.maybe_ask_to_stop(opts);
         }
     }
 
-    fn service_console(&mut self, k: usize) {
+    /// Count the wakeups DomU `k`'s ports caused; past [`STORM_WAKEUPS`] in a period its
+    /// ports leave the poll set until the period ends.
+    fn note_wakeup(&mut self, k: usize) {
+        let t = now();
+        let r = &mut self.running[k];
+        let store = events::take_pending(r.store_local);
+        let console = events::take_pending(r.console_local);
+        if !store && !console {
+            return;
+        }
+        if t >= r.storm_period + STORM_PERIOD_NS {
+            r.storm_period = t;
+            r.storm_wakeups = 0;
+        }
+        r.storm_wakeups += 1;
+        if r.storm_wakeups > STORM_WAKEUPS && r.storm_until.is_none() {
+            r.storm_until = Some(r.storm_period + STORM_PERIOD_NS);
+            r.storms += 1;
+            if r.storms == 1 {
+                warn!(
+                    "domu {}: event storm ({} wakeups in {} ms); its ports are polled less",
+                    r.summary.name,
+                    r.storm_wakeups,
+                    STORM_PERIOD_NS / 1_000_000
+                );
+            }
+        }
+    }
+
+    /// Drain DomU `k`'s console as far as its rate allows; returns when a throttled console
+    /// may go on.
+    fn service_console(&mut self, k: usize) -> Option<u64> {
         let x = self.x;
         let r = &mut self.running[k];
-        let _ = events::take_pending(r.console_local);
         let mut page = Self::page(r.slots[1]);
-        let d = r.console.service(&mut page);
-        if let Some((c, p)) = d.bad_indices {
-            let m =
-                format!("console ring indices out of range (cons {c}, prod {p}); skipped ahead");
-            warn!("domu {}: {m}", r.summary.name);
-            r.summary.errors.push(m);
-        }
         let t = now();
+        let throttled_before = r.console.throttled;
+        let d = r.console.service_at(&mut page, t);
+        if let Some((c, p)) = d.bad_indices {
+            // Said once; later occurrences are counted and the report gets one line.
+            warn!(
+                "domu {}: console ring indices out of range (cons {c}, prod {p}); skipped ahead",
+                r.summary.name
+            );
+        }
+        if throttled_before == 0 && r.console.throttled > 0 {
+            warn!(
+                "domu {}: console output over {} KiB per {} ms; throttled",
+                r.summary.name,
+                toolstack::console::RATE_BYTES / 1024,
+                toolstack::console::RATE_PERIOD_NS / 1_000_000
+            );
+        }
         for line in &d.lines {
             r.summary.first_console_ns.get_or_insert(t);
             if r.summary.init_ns.is_none()
@@ -608,6 +733,7 @@ impl Toolstack<'_> {
         if d.notify {
             let _ = ops::evtchn_send(&x, r.console_local);
         }
+        d.throttled_until
     }
 
     fn service_store(&mut self, k: usize) {
@@ -690,6 +816,40 @@ impl Toolstack<'_> {
             r.summary.xenstore_requests = c.requests();
         }
         self.teardown_parts(r.domid, r.store_local, r.console_local, r.slots);
+        // After the release: what it was charged at most and refused, and what it is
+        // charged now (nothing, once released).
+        let st = self.server.take_stats(r.domid);
+        r.summary.xenstore_bytes = st.bytes;
+        r.summary.xenstore_peak_bytes = st.peak_bytes;
+        r.summary.xenstore_refused = st.refusals.requests();
+        r.summary.console_throttled = r.console.throttled;
+        let mut lines = st.refusals.lines();
+        if r.console.throttled > 0 {
+            lines.push(format!("console: throttled x {}", r.console.throttled));
+        }
+        if r.console.bad_indices > 0 {
+            lines.push(format!(
+                "console: bad ring indices x {}",
+                r.console.bad_indices
+            ));
+        }
+        if r.storms > 0 {
+            lines.push(format!(
+                "evtchn: event storm, ports polled less x {}",
+                r.storms
+            ));
+        }
+        lines.truncate(MAX_REFUSAL_LINES);
+        r.summary.refusals = lines;
+        if let Some(m) = r.console.bad_indices_report() {
+            r.summary.errors.push(m);
+        }
+        if st.bytes != 0 {
+            r.summary.errors.push(format!(
+                "xenstore still charges {} bytes to the released domain",
+                st.bytes
+            ));
+        }
         if let Err(e) = domctl::destroy(&x, self.v, r.domid) {
             r.summary
                 .errors

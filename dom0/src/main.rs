@@ -643,6 +643,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
                 &busy,
                 domu::Options {
                     stop_after_s: u64::from(opts.domu_stop),
+                    xenstore_quota_kib: opts.xenstore_quota_kib,
                 },
             );
             for d in &t.domus {
