@@ -316,7 +316,7 @@ pub fn run(
     events::mask(dom_exc);
     // Per DomU: `xenstore-quota=` (C's 2.5 MiB by default). All DomUs together: a quarter of
     // the heap free now, so that N hostile DomUs leave dom0 three quarters of it whatever N
-    // is (and never less than one DomU's limit).
+    // is (on a small dom0 that cap, not the per-DomU limit, is what binds).
     let quota = Quota {
         max_bytes: opts
             .xenstore_quota_kib
@@ -324,7 +324,7 @@ pub fn run(
         ..Quota::default()
     };
     let (heap_size, heap_used, _) = crate::heap::stats();
-    let global = (heap_size.saturating_sub(heap_used) / 4).max(quota.max_bytes);
+    let global = heap_size.saturating_sub(heap_used) / 4;
     sum.xenstore_limit_bytes = quota.max_bytes;
     sum.xenstore_global_limit_bytes = global;
     info!(
