@@ -126,6 +126,9 @@ pub struct Connection {
     out_bytes: usize,
     /// Replies in `out` (C's outstanding requests: answered but not yet delivered).
     replies: usize,
+    /// Requests read and not yet answered: room for a worst-case reply is kept for each, so
+    /// the watch events they cause cannot crowd their replies past the byte bound.
+    unanswered: usize,
     broken: Option<RingError>,
     max_pending: usize,
     max_outstanding: usize,
@@ -159,6 +162,7 @@ impl Connection {
             out_off: 0,
             out_bytes: 0,
             replies: 0,
+            unanswered: 0,
             broken: None,
             max_pending,
             max_outstanding: max_outstanding.max(1),
@@ -219,8 +223,8 @@ impl Connection {
     /// fewer than `max_outstanding` replies wait and a worst-case reply for each would still
     /// fit the byte bound (XSA-326: an unread response ring must not grow dom0's memory).
     fn may_read(&self, taken: usize) -> bool {
-        let worst = (taken + 1) * (HEADER_LEN + XENSTORE_PAYLOAD_MAX);
-        self.replies + taken < self.max_outstanding
+        let worst = (self.unanswered + taken + 1) * (HEADER_LEN + XENSTORE_PAYLOAD_MAX);
+        self.replies + self.unanswered + taken < self.max_outstanding
             && self.out.len() + taken < self.max_pending
             && self.out_bytes + worst
                 <= self.max_output_bytes.max(HEADER_LEN + XENSTORE_PAYLOAD_MAX)
@@ -300,6 +304,7 @@ impl Connection {
         if consumed {
             page.store_u32(L::REQ_CONS, cons);
         }
+        self.unanswered += reqs.len();
         Ok((reqs, consumed))
     }
 
@@ -309,7 +314,10 @@ impl Connection {
         if self.broken.is_some() {
             return false;
         }
-        if self.out.len() >= self.max_pending || self.out_bytes + wire_len > self.max_output_bytes {
+        let reserved = self.unanswered * (HEADER_LEN + XENSTORE_PAYLOAD_MAX);
+        if self.out.len() + self.unanswered >= self.max_pending
+            || self.out_bytes + reserved + wire_len > self.max_output_bytes
+        {
             self.dropped += 1;
             return false;
         }
@@ -341,6 +349,7 @@ impl Connection {
             }
             return self.push(m, false);
         }
+        self.unanswered = self.unanswered.saturating_sub(1);
         self.push(m, true)
     }
 
@@ -609,10 +618,9 @@ impl Server {
             let Some(c) = self.conns.get_mut(&dom) else {
                 return Ok(notify);
             };
-            // One at a time: the read throttle then sees each reply (and the events its
-            // request caused) before it reads the next request, which keeps the queue under
-            // `max_output_bytes` + one reply.
-            let (reqs, consumed) = c.read_requests(page, 1)?;
+            // The read throttle keeps room for a worst-case reply to each request read, and
+            // events only take what is left: the queue stays under `max_output_bytes`.
+            let (reqs, consumed) = c.read_requests(page, left)?;
             c.requests += reqs.len() as u64;
             notify |= consumed;
             left = left.saturating_sub(reqs.len().max(1));

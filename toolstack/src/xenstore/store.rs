@@ -215,7 +215,7 @@ impl Store {
 
     /// What all DomUs hold, plus the output reserve of every introduced domain.
     pub fn domu_total(&self) -> u64 {
-        let tree: u64 = self.tree.bytes.range(1..).map(|(_, b)| *b).sum();
+        let tree = self.tree.domu_bytes;
         let watches: u64 = self.watch_bytes.range(1..).map(|(_, b)| *b).sum();
         let tx: u64 = self.txns.range((1, 0)..).map(|(_, t)| t.bytes).sum();
         let reserve = self.domains.len() as u64
@@ -352,7 +352,24 @@ impl Store {
     /// it causes, each one only if `out` has room for it.
     pub fn handle_to(&mut self, dom: DomId, req: &Request, out: &mut dyn Outbox) {
         let mut pending = Pending::default();
-        let (room, binding) = self.room(dom);
+        // Only requests that can make the store hold more need to know the room (reads
+        // outside transactions allocate nothing that stays: they get none).
+        let may_grow = req.tx_id != 0
+            || matches!(
+                req.kind(),
+                Some(
+                    MsgType::Write
+                        | MsgType::Mkdir
+                        | MsgType::SetPerms
+                        | MsgType::Watch
+                        | MsgType::TransactionStart
+                )
+            );
+        let (room, binding) = if may_grow || dom == 0 {
+            self.room(dom)
+        } else {
+            (Some(0), Refusal::MemoryQuota)
+        };
         let quota = self.quota.clone();
         let who = Caller {
             dom,

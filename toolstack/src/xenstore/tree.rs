@@ -77,6 +77,8 @@ pub(crate) struct Tree {
     pub owned: BTreeMap<DomId, i64>,
     /// Bytes charged to each domain for the nodes it owns.
     pub bytes: BTreeMap<DomId, u64>,
+    /// Their sum over every domain but dom0.
+    pub domu_bytes: u64,
     pub next_gen: u64,
 }
 
@@ -86,6 +88,7 @@ impl Tree {
             nodes: BTreeMap::new(),
             owned: BTreeMap::new(),
             bytes: BTreeMap::new(),
+            domu_bytes: 0,
             next_gen: 0,
         };
         t.insert(
@@ -103,9 +106,14 @@ impl Tree {
         }
     }
 
-    fn charge(bytes: &mut BTreeMap<DomId, u64>, dom: DomId, add: u64, sub: u64) {
+    /// Charge `dom` `add` bytes and release `sub`; `domu` is the sum over DomUs.
+    fn charge(bytes: &mut BTreeMap<DomId, u64>, domu: &mut u64, dom: DomId, add: u64, sub: u64) {
         let e = bytes.entry(dom).or_insert(0);
+        let old = *e;
         *e = e.saturating_add(add).saturating_sub(sub);
+        if dom != 0 {
+            *domu = domu.saturating_add(*e).saturating_sub(old);
+        }
         if *e == 0 {
             bytes.remove(&dom);
         }
@@ -128,19 +136,37 @@ impl Tree {
         self.next_gen += 1;
         node.generation = self.next_gen;
         Tree::count(&mut self.owned, node.perms.owner(), 1);
-        Tree::charge(&mut self.bytes, node.perms.owner(), node.cost(&path), 0);
+        Tree::charge(
+            &mut self.bytes,
+            &mut self.domu_bytes,
+            node.perms.owner(),
+            node.cost(&path),
+            0,
+        );
         let (plen, nlen) = (path.len(), basename(&path).len());
         if let Some(old) = self.nodes.insert(path, node) {
             Tree::count(&mut self.owned, old.perms.owner(), -1);
             let c = node_cost(plen, old.value.len(), old.perms.entries().len(), nlen);
-            Tree::charge(&mut self.bytes, old.perms.owner(), 0, c);
+            Tree::charge(
+                &mut self.bytes,
+                &mut self.domu_bytes,
+                old.perms.owner(),
+                0,
+                c,
+            );
         }
     }
 
     pub fn remove(&mut self, path: &str) {
         if let Some(old) = self.nodes.remove(path) {
             Tree::count(&mut self.owned, old.perms.owner(), -1);
-            Tree::charge(&mut self.bytes, old.perms.owner(), 0, old.cost(path));
+            Tree::charge(
+                &mut self.bytes,
+                &mut self.domu_bytes,
+                old.perms.owner(),
+                0,
+                old.cost(path),
+            );
         }
     }
 
@@ -157,8 +183,8 @@ impl Tree {
             Tree::count(&mut self.owned, old, -1);
             Tree::count(&mut self.owned, new, 1);
         }
-        Tree::charge(&mut self.bytes, old, 0, old_cost);
-        Tree::charge(&mut self.bytes, new, n.cost(path), 0);
+        Tree::charge(&mut self.bytes, &mut self.domu_bytes, old, 0, old_cost);
+        Tree::charge(&mut self.bytes, &mut self.domu_bytes, new, n.cost(path), 0);
         Some(perms)
     }
 
@@ -175,8 +201,14 @@ impl Tree {
                     Tree::count(&mut self.owned, old, -1);
                     Tree::count(&mut self.owned, n.perms.owner(), 1);
                 }
-                Tree::charge(&mut self.bytes, old, 0, old_cost);
-                Tree::charge(&mut self.bytes, n.perms.owner(), n.cost(p), 0);
+                Tree::charge(&mut self.bytes, &mut self.domu_bytes, old, 0, old_cost);
+                Tree::charge(
+                    &mut self.bytes,
+                    &mut self.domu_bytes,
+                    n.perms.owner(),
+                    n.cost(p),
+                    0,
+                );
             }
         }
     }
@@ -223,12 +255,13 @@ impl Tree {
     pub fn check(&self) -> Result<(), &'static str> {
         let mut owned: BTreeMap<DomId, i64> = BTreeMap::new();
         let mut bytes: BTreeMap<DomId, u64> = BTreeMap::new();
+        let mut domu = 0u64;
         if !self.nodes.contains_key("/") {
             return Err("root missing");
         }
         for (p, n) in &self.nodes {
             Tree::count(&mut owned, n.perms.owner(), 1);
-            Tree::charge(&mut bytes, n.perms.owner(), n.cost(p), 0);
+            Tree::charge(&mut bytes, &mut domu, n.perms.owner(), n.cost(p), 0);
             if n.generation == 0 || n.generation > self.next_gen {
                 return Err("bad generation");
             }
@@ -249,6 +282,9 @@ impl Tree {
         }
         if bytes != self.bytes {
             return Err("byte charges wrong");
+        }
+        if domu != self.domu_bytes {
+            return Err("DomU byte total wrong");
         }
         Ok(())
     }
