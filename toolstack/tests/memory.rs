@@ -429,6 +429,23 @@ fn worst_single_request_peak() {
         println!("{name}: peak {p} bytes");
         worst = worst.max(p);
     }
+    // TRANSACTION_END of (nearly) the most nodes a transaction may stage, no watchers.
+    let mut s = server(q.clone());
+    let mut g = Guest::new();
+    flood(&mut s, &mut g, 1, 1, true, |_| {
+        req(MsgType::TransactionStart, 0, &[b""])
+    });
+    flood(&mut s, &mut g, 1, 999, true, |i| {
+        write(1, &format!("n{i}"), &[b'v'; 100])
+    });
+    g.send(&req(MsgType::TransactionEnd, 1, &[b"T"]));
+    let p = peak_of(|| {
+        s.service(1, &mut g.page[..]).unwrap();
+    });
+    let n = s.store.call(0, MsgType::Read, &[b"/local/domain/1/n998"]);
+    assert_eq!(n.unwrap().len(), 100, "committed");
+    println!("TRANSACTION_END of 999 staged nodes: peak {p} bytes");
+    worst = worst.max(p);
     println!(
         "worst single request: {worst} bytes (bound {})",
         request_bound(&q)
