@@ -499,8 +499,11 @@ fn set_perms_by_a_writer_who_is_not_the_owner_is_eacces() {
         b"n1\0w2\0"
     );
     // The special nodes too: dom0 lets domain 2 write @releaseDomain, not own it.
-    st.set_perms(RELEASE_DOMAIN, &Perms::new(0, Access::None).with(2, Access::Both))
-        .unwrap();
+    st.set_perms(
+        RELEASE_DOMAIN,
+        &Perms::new(0, Access::None).with(2, Access::Both),
+    )
+    .unwrap();
     assert_eq!(
         err(
             &mut st,
