@@ -2772,4 +2772,54 @@ mod tests {
         }
         assert!(!t.contains("PCI problems"));
     }
+
+    /// The per-DomU accounting of issue 10 (another test reads these exact keys).
+    #[test]
+    fn toolstack_reports_xenstore_accounting_and_refusals() {
+        let mut r = sample();
+        r.toolstack = Some(ToolstackSummary {
+            xenstore_limit_bytes: 2_621_440,
+            xenstore_global_limit_bytes: 57_374_956,
+            domus: vec![DomuSummary {
+                name: "hostile".into(),
+                domid: 2,
+                xenstore_peak_bytes: 2_454_519,
+                xenstore_refused: 1311,
+                console_throttled: 7,
+                refusals: strings(&[
+                    "xenstore: ENOMEM memory quota x 151",
+                    "console: throttled x 7",
+                ]),
+                ..DomuSummary::default()
+            }],
+            ..ToolstackSummary::default()
+        });
+        let (_, v) = json(&r);
+        let t = &v["toolstack"];
+        assert_eq!(t["xenstore_limit_bytes"], 2_621_440);
+        assert_eq!(t["xenstore_global_limit_bytes"], 57_374_956);
+        let d = &t["domus"][0];
+        assert_eq!(d["xenstore_bytes"], 0);
+        assert_eq!(d["xenstore_peak_bytes"], 2_454_519);
+        assert_eq!(d["xenstore_refused"], 1311);
+        assert_eq!(d["console_throttled"], 7);
+        assert_eq!(
+            d["refusals"],
+            serde_json::json!([
+                "xenstore: ENOMEM memory quota x 151",
+                "console: throttled x 7"
+            ])
+        );
+        let t = text(&r);
+        for expected in [
+            "    xenstore: 0 bytes held, peak 2454519, 1311 request(s) refused; console throttled 7 time(s)",
+            "    - xenstore: ENOMEM memory quota x 151",
+        ] {
+            assert!(
+                t.lines().any(|l| l == expected),
+                "missing {expected:?} in\n{t}"
+            );
+        }
+        assert!(t.contains("xenstore limit 2560 KiB per DomU (56030 KiB for all)"));
+    }
 }
