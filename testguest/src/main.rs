@@ -14,23 +14,28 @@
 //! ...` with `guest_loglvl=all`, so the test sees the guest's progress even when dom0 throttles
 //! its console). The phases, in order:
 //!
-//! 1. `console-flood`: 512 KiB of console output as fast as dom0 takes it, with lines far
-//!    longer than a line buffer; then `console-bad-index`: 20 producer indices a ring or more
+//! 1. `console-flood`: 1 MiB of console output as fast as dom0 takes it, in lines longer
+//!    than dom0's line limit; then `console-bad-index`: 20 producer indices a megabyte or more
 //!    ahead of the consumer.
 //! 2. `xenstore-hello`: one well-behaved read, to prove the connection works.
-//! 3. `xenstore-flood`, without reading a single response: watches with long tokens on a node
-//!    it then writes below (each write fires every watch), many writes of large values under
-//!    its home, until dom0 stops taking requests (or all are sent).
-//! 4. `xenstore-read-responses`: reads what dom0 answered and counts the error replies.
+//! 3. `xenstore-flood`: watches with long tokens on a node it then writes below (each write
+//!    fires every watch), many writes of large values under its home (more than a DomU's
+//!    memory limit). No response is read until dom0 stops taking requests (it holds them while
+//!    replies go unread); then it reads what came and goes on. Every later flood works the same
+//!    way, except the 5000 writes to one node.
+//! 4. `xenstore-read-responses`: reads what dom0 answered and counts the error replies; then
+//!    removes its flood nodes to make room for the next attacks.
 //! 5. `xenstore-transactions`: many transactions, each staging many writes (responses unread),
 //!    one node written 5000 times in one transaction, then every commit.
 //! 6. `xenstore-set-perms`: SET_PERMS on nodes it does not own (dom0's, the special watch
 //!    nodes, the other DomUs' homes, the read-only nodes of its own home).
 //! 7. `xenstore-oversized`: values over the size limit, paths over the relative and absolute
 //!    limits. Then `HOSTILE: xenstore error replies: N (...)`, the total of all phases.
-//! 8. `event-storm`: `EVTCHNOP_send` on its store and console ports in a tight loop.
-//! 9. `ignore-shutdown`: it never looks at `control/shutdown`; it loops for ever sending events
-//!    and now and then a console line, until dom0 destroys it.
+//! 8. `console-flood-again`: another megabyte of console output (the first flood competes
+//!    with the other DomUs' boot for the CPU; this one comes when they may be done).
+//! 9. `event-storm`: `EVTCHNOP_send` on its store and console ports in a tight loop.
+//! 10. `ignore-shutdown`: it never looks at `control/shutdown`; it loops for ever sending
+//!     events and now and then a console line, until dom0 destroys it.
 //!
 //! It never stops on its own: every wait has a deadline, and a panic (a bug) only halts it.
 #![no_std]
@@ -115,10 +120,20 @@ fn halt() -> ! {
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
-/// How long a flood keeps trying when dom0 takes nothing more.
-const STALL: u64 = 3 * S;
-/// How long reading responses goes on after the last one came.
+/// dom0 is holding our requests when it has taken no request byte for this long.
+const HOLD: u64 = 300 * MS;
+/// dom0 has stopped answering when nothing has come back for this long.
 const IDLE: u64 = 3 * S;
+/// How long a console write waits for dom0 to make room.
+const CONSOLE_PATIENCE: u64 = 3 * S;
+
+/// Whether a flood reads xenstore's responses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Only when dom0 stops taking requests.
+    Never,
+    AsTheyCome,
+}
 
 struct Guest {
     x: Xen,
@@ -142,58 +157,57 @@ impl Guest {
         self.say(&format!("HOSTILE: phase {name}"));
     }
 
-    /// Queue requests made by `make(i)` for `i` in `0..n`, reading responses as they come
-    /// only if `read`; stop when dom0 has taken no request byte for [`STALL`]. Returns
-    /// (queued, stalled).
+    /// Send the requests `make(i)` for `i` in `0..n`. With [`Reading::Never`] no response is
+    /// read until dom0 stops taking requests (it holds them while replies go unread: nothing
+    /// moved for [`HOLD`]); then everything it answered is read and the flood goes on. With
+    /// [`Reading::AsTheyCome`] responses are read all along. Gives up if dom0 answers nothing
+    /// for [`IDLE`] even after its replies were read.
     fn flood(
         &mut self,
+        what: &str,
         n: u32,
-        read: bool,
+        reading: Reading,
         mut make: impl FnMut(u32) -> (MsgType, u32, Vec<u8>),
-    ) -> (u32, bool) {
+    ) {
+        let read = reading == Reading::AsTheyCome;
+        let (mut holds, mut queued, mut gave_up) = (0u32, 0u32, false);
         let mut last = hv::now_ns();
-        for i in 0..n {
-            let (ty, tx, payload) = make(i);
-            loop {
+        let mut next = None;
+        while queued < n || self.store.backlog() > 0 {
+            if queued < n {
+                let (ty, tx, payload) = next.take().unwrap_or_else(|| make(queued));
                 if self.store.queue(ty, tx, &payload).is_some() {
-                    break;
+                    queued += 1;
+                    continue;
                 }
-                let moved = self.store.pump(&self.x);
-                while read && self.store.recv(&self.x).is_some() {}
-                let now = hv::now_ns();
-                if moved > 0 {
-                    last = now;
-                } else if now - last > STALL {
-                    return (i, true);
-                } else {
-                    hv::wait(&self.x, &[self.store.port], 5 * MS);
-                }
+                next = Some((ty, tx, payload));
             }
-        }
-        // Push the tail out.
-        while self.store.backlog() > 0 {
-            let now = hv::now_ns();
             let moved = self.store.pump(&self.x);
             while read && self.store.recv(&self.x).is_some() {}
+            let now = hv::now_ns();
             if moved > 0 {
                 last = now;
-            } else if now - last > STALL {
-                return (n, true);
+            } else if now - last > HOLD {
+                // dom0 holds our requests: read what it answered, then go on.
+                holds += 1;
+                let answered = self.store.answered;
+                self.store.drain(&self.x, IDLE);
+                if self.store.answered == answered && self.store.pump(&self.x) == 0 {
+                    gave_up = true;
+                    break;
+                }
+                last = hv::now_ns();
             } else {
                 hv::wait(&self.x, &[self.store.port], 5 * MS);
             }
         }
-        (n, false)
-    }
-
-    fn flood_report(&mut self, what: &str, n: u32, (queued, stalled): (u32, bool)) {
-        let how = if stalled {
-            "; dom0 stopped taking requests"
-        } else {
-            ""
+        let how = match (holds, gave_up) {
+            (_, true) => String::from("; dom0 stopped answering, gave up"),
+            (0, _) => String::new(),
+            (h, _) => format!("; dom0 held the requests until its replies were read {h} times"),
         };
         self.say(&format!(
-            "HOSTILE: xenstore {what}: queued {queued} of {n}{how}"
+            "HOSTILE: xenstore {what}: sent {queued} of {n}{how}"
         ));
     }
 
@@ -212,18 +226,19 @@ impl Guest {
         self.total.add(&t);
     }
 
-    fn console_flood(&mut self) {
-        self.phase("console-flood");
+    fn console_flood(&mut self, phase: &str) {
+        self.phase(phase);
         let start = hv::now_ns();
         let (mut bytes, mut lines, mut stalled) = (0usize, 0u32, false);
-        let filler = [b'x'; 3000];
-        while bytes < 512 * 1024 && hv::now_ns() - start < 20 * S {
-            // Mostly 120-byte lines; every 16th is 3000 bytes, longer than any line buffer.
-            let len = if lines % 16 == 15 { 3000 } else { 100 };
+        // 1 MiB in 2000-byte lines (longer than dom0's 512-byte line limit), as fast as dom0
+        // takes them, for at most 20 s.
+        let filler = [b'x'; 2000];
+        while bytes < 1 << 20 && hv::now_ns() - start < 20 * S {
             let mut l = format!("HOSTILE-FLOOD {lines:06} ").into_bytes();
-            l.extend_from_slice(&filler[..len]);
+            let fill = 1999 - l.len();
+            l.extend_from_slice(&filler[..fill]);
             l.push(b'\n');
-            let n = self.console.write(&self.x, &l, STALL);
+            let n = self.console.write(&self.x, &l, CONSOLE_PATIENCE);
             bytes += n;
             lines += 1;
             if n < l.len() {
@@ -238,9 +253,11 @@ impl Guest {
             ""
         };
         self.say(&format!(
-            "HOSTILE: console-flood wrote {bytes} bytes in {lines} lines in {ms} ms{how}"
+            "HOSTILE: {phase} wrote {bytes} bytes in {lines} lines in {ms} ms{how}"
         ));
+    }
 
+    fn console_bad_index(&mut self) {
         self.phase("console-bad-index");
         for i in 0..20u32 {
             let prod = self.console.corrupt_producer(&self.x, 0x10_0000 + i * 4096);
@@ -275,28 +292,46 @@ impl Guest {
     }
 
     fn xenstore_flood(&mut self) {
-        self.phase("xenstore-flood (responses not read)");
+        self.phase("xenstore-flood (responses read only when dom0 holds the requests)");
         // Watches on data/w with 1000-byte tokens (the longest whose events still fit in one
-        // message): every write below data/w fires each of them.
-        const WATCHES: u32 = 200;
-        let r = self.flood(WATCHES, false, |i| {
+        // message), more than the quota allows.
+        self.flood("watches with 1000-byte tokens", 200, Reading::Never, |i| {
             let mut p = format!("data/w\0token-{i:05}-").into_bytes();
             p.resize(7 + 1000, b't');
             p.push(0);
             (MsgType::Watch, 0, p)
         });
-        self.flood_report("watches with 1000-byte tokens", WATCHES, r);
-        // Many writes of 2000-byte values (within the per-value limit) under its home.
-        const WRITES: u32 = 1500;
-        let r = self.flood(WRITES, false, |i| {
-            let mut p = format!("data/w/n{i:05}\0").into_bytes();
+        // Writes below data/w: each fires every watch (128 events of 1 KiB per write).
+        self.flood("writes below the watched node", 10, Reading::Never, |i| {
+            (MsgType::Write, 0, format!("data/w/n{i:02}\0v").into_bytes())
+        });
+        // Many writes of 2000-byte values (each within the per-value limit) under its home:
+        // 2.8 MB in all, more than a DomU's xenstore memory limit.
+        self.flood("writes of 2000-byte values", 1400, Reading::Never, |i| {
+            let mut p = format!("data/f/n{i:04}\0").into_bytes();
             p.resize(p.len() + 2000, b'v');
             (MsgType::Write, 0, p)
         });
-        self.flood_report("writes of 2000-byte values", WRITES, r);
-
         self.phase("xenstore-read-responses");
         self.read_responses("flood");
+        // Make room for the next attacks, as a hostile guest at its limit would.
+        let mut removed = String::new();
+        for path in ["data/f", "data/w"] {
+            let mut p = String::from(path).into_bytes();
+            p.push(0);
+            let r = self.store.call(&self.x, MsgType::Rm, 0, &p, 10 * S);
+            let how = match r.as_ref().map(rings::Reply::error) {
+                Some(None) => String::from("ok"),
+                Some(Some(e)) => e,
+                None => String::from("no answer"),
+            };
+            removed.push_str(&format!(" {path}: {how};"));
+        }
+        self.say(&format!(
+            "HOSTILE: xenstore removed its flood nodes:{removed}"
+        ));
+        let t = core::mem::take(&mut self.store.tally);
+        self.total.add(&t);
     }
 
     fn xenstore_transactions(&mut self) {
@@ -319,37 +354,29 @@ impl Guest {
             "HOSTILE: xenstore transactions: {} of 20 started",
             txs.len()
         ));
-        // Each open transaction stages 100 writes of 1000 bytes; responses not read.
-        let (mut queued, mut stalled) = (0, false);
-        for (t, &id) in txs.iter().enumerate() {
-            let (q, s) = self.flood(100, false, |k| {
-                let mut p = format!("data/t{t:02}/n{k:03}\0").into_bytes();
-                p.resize(p.len() + 1000, b'T');
-                (MsgType::Write, id, p)
-            });
-            queued += q;
-            stalled |= s;
-            if s {
-                break;
-            }
-        }
+        // Each open transaction stages 100 writes of 1000 bytes.
         let n = 100 * txs.len() as u32;
-        self.flood_report("writes staged in transactions", n, (queued, stalled));
-        self.read_responses("staged writes");
-        // One node written 5000 times in one transaction: reading the replies as they come,
-        // so that only the transaction's staging is at stake.
+        let ids = txs.clone();
+        self.flood("writes staged in transactions", n, Reading::Never, |i| {
+            let (t, k) = (i / 100, i % 100);
+            let mut p = format!("data/t{t:02}/n{k:03}\0").into_bytes();
+            p.resize(p.len() + 1000, b'T');
+            (MsgType::Write, ids[t as usize], p)
+        });
+        // One node written 5000 times in one transaction (replies read as they come: only
+        // the transaction's staging is at stake here).
         if let Some(&first) = txs.first() {
-            let r = self.flood(5000, true, |k| {
-                let p = format!("data/same\0value {k:04} ").into_bytes();
+            let what = "writes to one node in one transaction";
+            self.flood(what, 5000, Reading::AsTheyCome, |k| {
+                let p = format!("data/same\0value {k:04}").into_bytes();
                 (MsgType::Write, first, p)
             });
-            self.flood_report("writes to one node in one transaction", 5000, r);
-            self.read_responses("writes to one node");
         }
-        let r = self.flood(txs.len() as u32, false, |k| {
+        self.read_responses("staged writes");
+        let n = txs.len() as u32;
+        self.flood("commits", n, Reading::Never, |k| {
             (MsgType::TransactionEnd, txs[k as usize], b"T\0".to_vec())
         });
-        self.flood_report("commits", txs.len() as u32, r);
         self.read_responses("commits");
     }
 
@@ -369,12 +396,12 @@ impl Guest {
             String::from("/local"),
         ];
         let n = 50 * targets.len() as u32;
-        let r = self.flood(n, false, |i| {
+        let what = "SET_PERMS on nodes it does not own";
+        self.flood(what, n, Reading::Never, |i| {
             let mut p = targets[(i as usize) % targets.len()].clone().into_bytes();
             p.extend_from_slice(format!("\0b{me}\0").as_bytes());
             (MsgType::SetPerms, 0, p)
         });
-        self.flood_report("SET_PERMS on nodes it does not own", n, r);
         self.read_responses("set-perms");
     }
 
@@ -382,13 +409,13 @@ impl Guest {
         self.phase("xenstore-oversized");
         let me = self.domid;
         // Values over the per-value limit, each still one valid message.
-        let r = self.flood(100, false, |i| {
+        self.flood("writes of 4000-byte values", 100, Reading::Never, |i| {
             let mut p = format!("data/big{i:03}\0").into_bytes();
             p.resize(p.len() + 4000, b'B');
             (MsgType::Write, 0, p)
         });
-        self.flood_report("writes of 4000-byte values", 100, r);
-        let r = self.flood(300, false, |i| {
+        let what = "requests with overlong paths";
+        self.flood(what, 300, Reading::Never, |i| {
             let mut path = match i % 3 {
                 // Absolute, over the 3072-byte limit.
                 1 => format!("/local/domain/{me}/data/"),
@@ -414,7 +441,6 @@ impl Guest {
                 (MsgType::Write, 0, p)
             }
         });
-        self.flood_report("requests with overlong paths", 300, r);
         self.read_responses("oversized");
     }
 
@@ -499,7 +525,8 @@ extern "C" fn rust_start(start_info: u32) -> ! {
          {store_pfn:#x} port {store_port}, console pfn {console_pfn:#x} port {console_port}",
         leaves.major, leaves.minor
     ));
-    g.console_flood();
+    g.console_flood("console-flood");
+    g.console_bad_index();
     g.xenstore_hello();
     g.xenstore_flood();
     g.xenstore_transactions();
@@ -517,6 +544,7 @@ extern "C" fn rust_start(start_info: u32) -> ! {
         (hv::now_ns() - started) / MS
     );
     g.say(&line);
+    g.console_flood("console-flood-again");
     g.event_storm();
     g.ignore_shutdown()
 }

@@ -73,22 +73,34 @@ impl RingPage for SharedPage {
     }
 }
 
+/// Copy `bytes` into the ring of `size` bytes (a power of two) at `base`, starting at index
+/// `idx`: at most two contiguous pieces.
+fn ring_put(page: &mut SharedPage, base: usize, size: u32, idx: u32, bytes: &[u8]) {
+    let at = (idx & (size - 1)) as usize;
+    let first = bytes.len().min(size as usize - at);
+    page.write_bytes(base + at, &bytes[..first]);
+    page.write_bytes(base, &bytes[first..]);
+}
+
+/// Copy `dst.len()` bytes out of the ring of `size` bytes at `base`, from index `idx`.
+fn ring_get(page: &SharedPage, base: usize, size: u32, idx: u32, dst: &mut [u8]) {
+    let at = (idx & (size - 1)) as usize;
+    let first = dst.len().min(size as usize - at);
+    let (a, b) = dst.split_at_mut(first);
+    page.read_bytes(base + at, a);
+    page.read_bytes(base, b);
+}
+
 /// The console's output ring.
 #[derive(Debug)]
 pub struct Console {
     page: SharedPage,
     pub port: EvtchnPort,
-    /// Bytes put into the ring so far.
-    pub written: u64,
 }
 
 impl Console {
     pub fn new(page: SharedPage, port: EvtchnPort) -> Console {
-        Console {
-            page,
-            port,
-            written: 0,
-        }
+        Console { page, port }
     }
 
     /// Put as much of `bytes` as fits into the ring now; returns how much.
@@ -97,14 +109,9 @@ impl Console {
         let prod = self.page.load_u32(con::OUT_PROD);
         let used = prod.wrapping_sub(cons).min(con::OUT_SIZE);
         let n = bytes.len().min((con::OUT_SIZE - used) as usize);
-        for (i, b) in bytes[..n].iter().enumerate() {
-            let at = (prod.wrapping_add(i as u32) & (con::OUT_SIZE - 1)) as usize;
-            self.page
-                .write_bytes(con::OUT + at, core::slice::from_ref(b));
-        }
+        ring_put(&mut self.page, con::OUT, con::OUT_SIZE, prod, &bytes[..n]);
         self.page
             .store_u32(con::OUT_PROD, prod.wrapping_add(n as u32));
-        self.written += n as u64;
         n
     }
 
@@ -219,7 +226,9 @@ pub struct Store {
     outbuf: Vec<u8>,
     inbuf: Vec<u8>,
     next_id: u32,
+    /// Requests queued so far, and replies (not watch events) read so far.
     pub sent: u64,
+    pub answered: u64,
     pub tally: Tally,
 }
 
@@ -235,6 +244,7 @@ impl Store {
             inbuf: Vec::new(),
             next_id: 1,
             sent: 0,
+            answered: 0,
             tally: Tally::default(),
         }
     }
@@ -267,11 +277,13 @@ impl Store {
         let prod = self.page.load_u32(xs::REQ_PROD);
         let used = prod.wrapping_sub(cons).min(XENSTORE_RING_SIZE);
         let n = self.outbuf.len().min((XENSTORE_RING_SIZE - used) as usize);
-        for (i, b) in self.outbuf[..n].iter().enumerate() {
-            let at = (prod.wrapping_add(i as u32) & (XENSTORE_RING_SIZE - 1)) as usize;
-            self.page
-                .write_bytes(xs::REQ + at, core::slice::from_ref(b));
-        }
+        ring_put(
+            &mut self.page,
+            xs::REQ,
+            XENSTORE_RING_SIZE,
+            prod,
+            &self.outbuf[..n],
+        );
         self.page
             .store_u32(xs::REQ_PROD, prod.wrapping_add(n as u32));
         self.outbuf.drain(..n);
@@ -290,12 +302,15 @@ impl Store {
         let prod = self.page.load_u32(xs::RSP_PROD);
         let avail = prod.wrapping_sub(cons).min(XENSTORE_RING_SIZE);
         if avail > 0 {
-            for i in 0..avail {
-                let at = (cons.wrapping_add(i) & (XENSTORE_RING_SIZE - 1)) as usize;
-                let mut b = [0u8];
-                self.page.read_bytes(xs::RSP + at, &mut b);
-                self.inbuf.push(b[0]);
-            }
+            let old = self.inbuf.len();
+            self.inbuf.resize(old + avail as usize, 0);
+            ring_get(
+                &self.page,
+                xs::RSP,
+                XENSTORE_RING_SIZE,
+                cons,
+                &mut self.inbuf[old..],
+            );
             self.page.store_u32(xs::RSP_CONS, cons.wrapping_add(avail));
             let _ = ops::evtchn_send(x, self.port);
         }
@@ -318,6 +333,7 @@ impl Store {
         if h.msg_type == MsgType::WatchEvent as u32 {
             self.tally.watch_events += 1;
         } else {
+            self.answered += 1;
             self.tally.replies += 1;
             if let Some(e) = r.error() {
                 *self.tally.errors.entry(e).or_default() += 1;
@@ -326,7 +342,14 @@ impl Store {
         Some(r)
     }
 
-    /// Read replies (and keep sending what is queued) until nothing has come for `idle_ns`.
+    /// Requests that have no reply yet.
+    pub fn outstanding(&self) -> u64 {
+        self.sent - self.answered
+    }
+
+    /// Read replies and events (and keep sending what is queued) until every request has its
+    /// reply and nothing more has come for 100 ms, or nothing at all has come for `idle_ns`
+    /// (dom0 stopped answering).
     pub fn drain(&mut self, x: &Xen, idle_ns: u64) {
         let mut last = hv::now_ns();
         loop {
@@ -335,9 +358,12 @@ impl Store {
                 progress = true;
             }
             let now = hv::now_ns();
+            let quiet = now - last;
             if progress {
                 last = now;
-            } else if now - last > idle_ns {
+            } else if quiet > idle_ns
+                || (quiet > 100_000_000 && self.outstanding() == 0 && self.backlog() == 0)
+            {
                 return;
             } else {
                 hv::wait(x, &[self.port], 10_000_000);
