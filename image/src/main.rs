@@ -94,10 +94,12 @@ struct RunArgs {
     /// module like --module.
     #[arg(long, conflicts_with = "module")]
     bundle: Option<PathBuf>,
-    /// A DomU running Debian's Linux with a busybox initramfs (repeatable):
-    /// NAME[:memory=MIB][,vcpus=N][,cmdline=TEXT] (defaults 128 MiB, 1 vCPU; TEXT is appended
-    /// to "console=hvc0 loglevel=4" and must come last). The DomUs are packed into a boot
-    /// bundle in the run directory that is passed as dom0's module.
+    /// A DomU running Debian's Linux with a busybox initramfs, or with kernel=testguest the
+    /// project's hostile test guest (repeatable):
+    /// NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT] (defaults linux,
+    /// 128 MiB (testguest 32 MiB), 1 vCPU; for Linux TEXT is appended to "console=hvc0
+    /// loglevel=4"; it must come last). The DomUs are packed into a boot bundle in the run
+    /// directory that is passed as dom0's module.
     #[arg(long = "domu", value_name = "NAME[:OPTS]", conflicts_with_all = ["module", "bundle"])]
     domus: Vec<image::DomuSpec>,
     /// An extra word for Xen's command line (repeatable).
@@ -360,6 +362,8 @@ mod tests {
             "demo",
             "--domu",
             "crashy:memory=128,vcpus=2,cmdline=domu-test=crash",
+            "--domu",
+            "hostile:kernel=testguest",
             "--dom0-mem",
             "300",
         ])
@@ -367,7 +371,8 @@ mod tests {
         let Cmd::Run(a) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(a.domus.len(), 2);
+        assert_eq!(a.domus.len(), 3);
+        assert_eq!(a.domus[2].kernel, image::DomuKernel::Testguest);
         assert_eq!(a.domus[0], image::DomuSpec::new("demo"));
         assert_eq!(a.domus[1].vcpus, 2);
         assert_eq!(a.domus[1].cmdline_extra, "domu-test=crash");
@@ -376,6 +381,7 @@ mod tests {
             assert!(Cli::try_parse_from(["image", "run", "--domu", "a", other, "b"]).is_err());
         }
         assert!(Cli::try_parse_from(["image", "run", "--domu", "a:memory=x"]).is_err());
+        assert!(Cli::try_parse_from(["image", "run", "--domu", "a:kernel=bsd"]).is_err());
         assert!(Cli::try_parse_from(["image", "fetch-linux"]).is_ok());
     }
 
