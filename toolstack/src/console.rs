@@ -10,9 +10,11 @@
 //! A hostile guest gets nowhere by repetition: bad indices are recorded once with a count
 //! (the first pair seen is kept), never once per wakeup; and output is rate-limited like
 //! xenconsoled does (`RATE_LIMIT_ALLOWANCE` per `RATE_LIMIT_PERIOD`, there in events, here
-//! in bytes): past [`RATE_BYTES`] in one [`RATE_PERIOD_NS`], the backend stops reading the
-//! ring until the period ends, so a flooding guest waits on its own full ring instead of
-//! flooding dom0's console. Each period in which that happened counts in `throttled`.
+//! in bytes, as a token bucket): a guest may send a burst of [`RATE_BURST`] bytes (a Linux
+//! boot log replayed when hvc0 registers) and then [`RATE_BYTES_PER_S`]; past that the
+//! backend leaves its output in its ring until the bucket refills, so a flooding guest waits
+//! on its own full ring instead of flooding dom0's console. Each [`RATE_PERIOD_NS`] in which
+//! that happened counts once in `throttled`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,10 +41,11 @@ pub const MAX_LINE: usize = 512;
 pub const KEEP_LINES: usize = 400;
 pub const KEEP_TAIL: usize = 100;
 
-/// Bytes a DomU's console may send per [`RATE_PERIOD_NS`] (160 KiB/s: a Linux boot log
-/// never meets it; a flood does at once).
-pub const RATE_BYTES: u32 = 16 * 1024;
-/// The rate-limit period (100 ms).
+/// Bytes a DomU's console may send at once (the bucket's size).
+pub const RATE_BURST: u32 = 64 * 1024;
+/// Bytes per second it may send after that (a Linux boot never gets near; a flood does).
+pub const RATE_BYTES_PER_S: u64 = 32 * 1024;
+/// Throttling is counted at most once per period (100 ms).
 pub const RATE_PERIOD_NS: u64 = 100_000_000;
 
 /// One DomU's console.
@@ -62,9 +65,11 @@ pub struct ConsoleBackend {
     /// Periods in which the guest used its whole allowance and its output was held back in
     /// its ring (times, not bytes).
     pub throttled: u64,
-    period_start: u64,
-    period_used: u32,
-    throttled_this_period: bool,
+    /// Bytes it may send now (starts full) and when the bucket was last filled.
+    tokens: Option<u32>,
+    filled_at: u64,
+    /// Start of the last period in which it was throttled.
+    throttled_at: Option<u64>,
 }
 
 /// What one [`ConsoleBackend::service`] produced.
@@ -92,23 +97,40 @@ impl ConsoleBackend {
 
     /// Drain what the guest's rate allows at time `now_ns`.
     pub fn service_at<P: RingPage + ?Sized>(&mut self, page: &mut P, now_ns: u64) -> Drained {
-        if now_ns >= self.period_start.saturating_add(RATE_PERIOD_NS) || now_ns < self.period_start
-        {
-            self.period_start = now_ns;
-            self.period_used = 0;
-            self.throttled_this_period = false;
+        // Refill for the time since the last fill (whole bytes only).
+        let mut tokens = self.tokens.unwrap_or(RATE_BURST);
+        if self.tokens.is_none() || now_ns < self.filled_at {
+            self.filled_at = now_ns;
         }
-        let left = RATE_BYTES.saturating_sub(self.period_used);
-        let mut d = self.drain(page, left);
-        self.period_used = self.period_used.saturating_add(d.taken);
+        let earned = (now_ns - self.filled_at).saturating_mul(RATE_BYTES_PER_S) / 1_000_000_000;
+        if earned > 0 {
+            let full = u64::from(tokens) + earned >= u64::from(RATE_BURST);
+            tokens = u32::try_from(u64::from(tokens) + earned)
+                .unwrap_or(u32::MAX)
+                .min(RATE_BURST);
+            // Keep the fraction of a byte earned (a full bucket earns nothing more).
+            self.filled_at = if full {
+                now_ns
+            } else {
+                self.filled_at + earned * 1_000_000_000 / RATE_BYTES_PER_S
+            };
+        }
+        let mut d = self.drain(page, tokens);
+        tokens -= d.taken.min(tokens);
+        self.tokens = Some(tokens);
         let prod = page.load_u32(L::OUT_PROD);
         let cons = page.load_u32(L::OUT_CONS);
-        if prod != cons && self.period_used >= RATE_BYTES {
-            if !self.throttled_this_period {
-                self.throttled_this_period = true;
+        if prod != cons && tokens == 0 {
+            if self
+                .throttled_at
+                .is_none_or(|t| now_ns >= t.saturating_add(RATE_PERIOD_NS) || now_ns < t)
+            {
+                self.throttled_at = Some(now_ns);
                 self.throttled += 1;
             }
-            d.drained.throttled_until = Some(self.period_start + RATE_PERIOD_NS);
+            // When the bucket holds a line's worth again.
+            let wait = (MAX_LINE as u64 * 1_000_000_000).div_ceil(RATE_BYTES_PER_S);
+            d.drained.throttled_until = Some(now_ns + wait);
         }
         d.drained
     }
@@ -284,7 +306,7 @@ mod tests {
         let mut t = 0u64;
         let mut taken = 0u64;
         let mut last = Drained::default();
-        // The guest refills its ring before each of 1,000 wakeups in one period.
+        // The guest refills its ring before each of 1,000 wakeups in 50 ms.
         for _ in 0..1000 {
             let cons = page.load_u32(L::OUT_CONS);
             let prod = page.load_u32(L::OUT_PROD);
@@ -298,18 +320,34 @@ mod tests {
             t += 50_000; // 1,000 wakeups in 50 ms
             last = d;
         }
-        assert_eq!(last.throttled_until, Some(RATE_PERIOD_NS));
-        assert!(last.lines.is_empty());
-        assert_eq!(
-            taken,
-            u64::from(RATE_BYTES),
-            "held to the allowance in one period"
+        assert!(last.throttled_until.is_some_and(|u| u > t));
+        // The burst, and what 50 ms earn at the rate (the bucket refills in whole bytes).
+        let allowed = u64::from(RATE_BURST) + RATE_BYTES_PER_S / 20;
+        assert!(
+            taken <= allowed && taken > allowed - 100,
+            "{taken} of {allowed}"
         );
-        assert_eq!(c.throttled, 1, "one period throttled");
-        // The next period drains again.
-        let d = c.service_at(&mut page[..], RATE_PERIOD_NS);
-        assert!(d.notify);
-        assert!(c.bytes > u64::from(RATE_BYTES));
+        assert_eq!(c.throttled, 1, "throttled, counted once per period");
+        // A second later the bucket has refilled: the ring drains again.
+        let before = c.bytes;
+        let d = c.service_at(&mut page[..], 1_050_000_000);
+        assert!(d.notify && c.bytes > before);
+        assert_eq!(d.throttled_until, None);
+        // A guest at a Linux boot's pace (a 64 KiB log replay, then a line every 10 ms) is
+        // never throttled.
+        let mut page = alloc::vec![0u8; 4096];
+        let mut c = ConsoleBackend::new();
+        let mut t = 0;
+        for _ in 0..32 {
+            put(&mut page, &[b'l'; 2000]);
+            assert_eq!(c.service_at(&mut page[..], t).throttled_until, None);
+        }
+        for _ in 0..1000 {
+            t += 10_000_000;
+            put(&mut page, &[b'k'; 120]);
+            assert_eq!(c.service_at(&mut page[..], t).throttled_until, None);
+        }
+        assert_eq!(c.throttled, 0);
     }
 
     #[test]
