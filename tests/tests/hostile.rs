@@ -11,8 +11,9 @@
 //!   the count of error replies dom0 sent it, which must be > 0;
 //! * dom0 served it (its console lines reached dom0's console, thousands of xenstore requests
 //!   answered), throttled its console, reported its bad console indices once with a count,
-//!   and names and counts its refusals in the report; the xenstore bytes charged to it peaked
-//!   under the per-DomU limit; the Linux DomU was refused nothing;
+//!   and names and counts its refusals in the report, with as many ENOMEM (over its memory
+//!   limit) and EACCES (SET_PERMS) as the guest says it received; the xenstore bytes charged
+//!   to it peaked under the per-DomU limit; the Linux DomU was refused nothing;
 //! * dom0 had to destroy it after the `domu-stop=` grace period, and Xen forgot the domain:
 //!   no leaks (Xen's `getdomaininfo`), and no line from it in Xen's log after the destroy;
 //! * everything it held in xenstore is freed (`xenstore_bytes` = 0 after release).
@@ -191,6 +192,22 @@ fn hostile_next_to_linux(xen: XenVersion) {
             out,
             refusals.iter().any(|r| r.starts_with(want)),
             "dom0's refusals for the hostile guest lack {want:?}: {refusals:?}"
+        );
+    }
+    // What dom0 counted is what the guest received: it went over its memory limit (ENOMEM)
+    // and was refused SET_PERMS (EACCES) as many times on both sides.
+    let guest_errors = line(&errors_prefix);
+    for errno in ["ENOMEM", "EACCES"] {
+        let seen = number_after(&guest_errors, &format!("{errno} "));
+        let counted = refusals
+            .iter()
+            .find(|r| r.starts_with("xenstore: ") && r.contains(errno))
+            .and_then(|r| number_after(r, " x "));
+        check!(
+            out,
+            seen.is_some_and(|n| n > 0) && seen == counted,
+            "{errno}: the guest received {seen:?}, dom0 counted {counted:?} ({guest_errors:?}; \
+             {refusals:?})"
         );
     }
     let demo = domu(&out, "demo");
