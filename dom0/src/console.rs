@@ -115,6 +115,27 @@ pub fn flush() {
     }
 }
 
+/// For the watchdog, which may run while the boot CPU holds either lock: write out what the
+/// boot buffer holds and stop buffering, if the locks are free; otherwise leave it.
+pub fn try_unbuffer() {
+    let Some(_g) = LOCK.try_lock() else {
+        return;
+    };
+    let Some(mut b) = BOOT_BUF.try_lock() else {
+        return;
+    };
+    if b.len > 0 {
+        raw_write(&b.buf[..b.len]);
+        b.len = 0;
+    }
+    b.on = false;
+}
+
+/// Write without the lock (watchdog and fatal paths).
+pub fn emergency_write(bytes: &[u8]) {
+    raw_write(bytes);
+}
+
 fn write_out(bytes: &[u8]) {
     let mut b = BOOT_BUF.lock();
     if b.on {

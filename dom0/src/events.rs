@@ -152,6 +152,9 @@ pub fn upcall() {
             }
             if port == me.timer_port.load(Ordering::Relaxed) {
                 me.timer_events.fetch_add(1, Ordering::AcqRel);
+                if me.id == 0 {
+                    crate::watchdog::on_bsp_timer();
+                }
             } else if port == me.ipi_port.load(Ordering::Relaxed) {
                 crate::smp::on_ipi(me);
             } else {

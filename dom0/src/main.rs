@@ -23,6 +23,7 @@ mod pcicfg;
 mod smp;
 mod time;
 mod trap;
+mod watchdog;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -446,7 +447,23 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         info!("SMP: without Xen dom0 stays on the boot CPU (no INIT-SIPI start yet)");
     }
     time::phase("smp");
+    // From here to ready the boot is watched: vCPU 1 (when it is up) or the boot CPU's own timer
+    // notices a phase that stops making progress and says where (`watchdog`).
+    if let Some(x) = x {
+        if let Some(xi) = &rep.xen
+            && let Ok((v, _)) = xen::domctl::DomctlVersion::detect(&x, xi.major, xi.minor)
+        {
+            watchdog::set_domctl_version(v);
+        }
+        let ap = smp::cpu(1).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire));
+        watchdog::start(&x, ap);
+        if ap {
+            info!("watchdog: vCPU 1 watches the boot");
+        }
+    }
+    watchdog::begin(watchdog::Phase::Cpu);
     cpu_report(&mut rep, &map, smp_summary, opts.mtrr, x);
+    watchdog::begin(watchdog::Phase::Acpi);
 
     // --- ACPI -----------------------------------------------------------------------------------
     let mut mcfg: Vec<acpi_fixup::McfgEntry> = Vec::new();
@@ -535,6 +552,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("acpi");
 
     // --- PCI --------------------------------------------------------------------------------------
+    watchdog::begin(watchdog::Phase::Pci);
     rep.pci = Some(pci_survey(
         &mut rep,
         &map,
@@ -547,6 +565,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("pci");
 
     // --- modules ------------------------------------------------------------------------------
+    watchdog::begin(watchdog::Phase::Modules);
     let mut bundle_module: Option<(u64, u64)> = None;
     for m in &si.modules {
         let mut head = [0u8; 16];
@@ -598,6 +617,11 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("modules");
 
     // --- ready --------------------------------------------------------------------------------
+    watchdog::end();
+    if let Some(x) = x {
+        watchdog::stop(&x);
+    }
+    record_stalls(&mut rep);
     time::phase("ready");
     rep.ready = true;
     let (size, used, peak) = heap::stats();
@@ -675,6 +699,46 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
             arch::halt_forever()
         }
         (OnReady::Poweroff | OnReady::QemuExit, _) => exit::poweroff_ready(),
+    }
+}
+
+/// What the boot watchdog saw, into the report: a stall that resolved is a warning (the boot
+/// went on, but something held it for over a second), one that did not is an error.
+fn record_stalls(rep: &mut BootReport) {
+    let now = if rep.under_xen {
+        events::system_time_ns()
+    } else {
+        0
+    };
+    let (stalls, dropped) = watchdog::stalls(now);
+    for s in stalls.iter().flatten() {
+        let line = format!("watchdog: {}", watchdog::Described(s));
+        rep.watchdog.push(line.clone());
+        if s.resolved_after_ns.is_some() {
+            rep.warnings.push(line);
+        } else {
+            rep.errors.push(line);
+        }
+    }
+    let (nudges, refused, longest) = watchdog::nudges();
+    if nudges + refused > 0 {
+        let line = format!(
+            "watchdog: Xen's scheduler left vCPU 0 runnable with no physical CPU taking it \
+             (credit2, Xen 4.17; see the README) for up to {} ms; re-placed it {nudges} time(s) \
+             with XEN_DOMCTL_setvcpuaffinity{}",
+            longest / 1_000_000,
+            if refused > 0 {
+                format!(", {refused} refused")
+            } else {
+                String::new()
+            }
+        );
+        rep.watchdog.push(line.clone());
+        rep.warnings.push(line);
+    }
+    if dropped > 0 {
+        rep.watchdog
+            .push(format!("watchdog: {dropped} more stalls not recorded"));
     }
 }
 

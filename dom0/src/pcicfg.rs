@@ -65,6 +65,7 @@ impl Dom0Config {
 
 impl ConfigSpace for Dom0Config {
     fn read32(&self, sbdf: Sbdf, offset: u16) -> u32 {
+        crate::watchdog::config_access(false, sbdf, offset, 0);
         if let Some(a) = self.ecam_addr(sbdf, offset) {
             // SAFETY: `a` is inside an MCFG window the caller mapped (see `new`), 4-byte aligned;
             // a config read has no memory effects on dom0.
@@ -85,6 +86,7 @@ impl ConfigSpace for Dom0Config {
     }
 
     fn write32(&self, sbdf: Sbdf, offset: u16, value: u32) {
+        crate::watchdog::config_access(true, sbdf, offset, value);
         if let Some(a) = self.ecam_addr(sbdf, offset) {
             // SAFETY: as in `read32`; the `pci` crate only writes registers it means to (BAR
             // sizing with decoding off, command, bus numbers), which is dom0's job.

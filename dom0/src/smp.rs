@@ -257,20 +257,40 @@ extern "C" fn ap_main(pc: *mut PerCpu) -> ! {
 /// (race-free: Xen checks the port's pending bit after marking the vCPU blocked), run the work
 /// it is sent in thread context, answer, sleep again. Upcalls only run inside work that enables
 /// interrupts (the timer probe).
+///
+/// Every sleep has a deadline: vCPU 1 is the boot watchdog and looks every
+/// [`crate::watchdog::TICK_NS`] while a boot phase is watched; otherwise an AP wakes at least
+/// once a second. (An AP that slept without a timeout left its physical CPU with nothing of
+/// dom0's to schedule; see `watchdog` and the README's note on Xen 4.17 for what that hid.)
 fn worker_loop(x: &dyn Hypercall, me: &PerCpu) -> ! {
     crate::arch::cli();
     let port = me.ipi_port.load(Ordering::Acquire);
     let Some((w, bit)) = port_word_bit(port) else {
         crate::arch::halt_forever()
     };
+    let watchdog = me.id == 1;
     loop {
         crate::events::clear_pending(w, bit);
         run_pending_work(me);
-        if ops::sched_poll(x, &[EvtchnPort(port)], 0).is_err() {
+        let now = crate::events::system_time_ns();
+        let watching = watchdog && crate::watchdog::watching();
+        if watching {
+            crate::watchdog::tick(x, now, me.id);
+        }
+        let sleep = if watching {
+            crate::watchdog::TICK_NS
+        } else {
+            AP_IDLE_POLL_NS
+        };
+        if ops::sched_poll(x, &[EvtchnPort(port)], now + sleep).is_err() {
             let _ = ops::sched_yield(x);
         }
     }
 }
+
+/// The longest an idle AP sleeps before it looks again (work is always announced on its IPI
+/// port; this only bounds the wait).
+const AP_IDLE_POLL_NS: u64 = 1_000_000_000;
 
 fn run_pending_work(me: &PerCpu) {
     let f = me.work_fn.swap(0, Ordering::AcqRel);

@@ -475,6 +475,9 @@ pub struct BootReport {
     pub modules: Vec<ModuleSummary>,
     /// DomUs built from the boot bundle (None: no bundle with domains).
     pub toolstack: Option<ToolstackSummary>,
+    /// What the boot watchdog saw: phases that made no progress for over a second, where, and
+    /// Xen's view of the boot vCPU then (empty when the boot never stalled).
+    pub watchdog: Vec<String>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
     /// dom0 reached the point where it serves (or would serve) its purpose.
@@ -642,7 +645,11 @@ impl BootReport {
             Some(t) => t.json(j)?,
         }
 
-        for (name, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
+        for (name, list) in [
+            ("watchdog", &self.watchdog),
+            ("warnings", &self.warnings),
+            ("errors", &self.errors),
+        ] {
             j.key(name)?;
             j.begin_array()?;
             for s in list {

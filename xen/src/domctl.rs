@@ -25,6 +25,7 @@ pub mod cmd {
     pub const PAUSEDOMAIN: u32 = 3;
     pub const UNPAUSEDOMAIN: u32 = 4;
     pub const GETDOMAININFO: u32 = 5;
+    pub const SETVCPUAFFINITY: u32 = 9;
     pub const MAX_MEM: u32 = 11;
     pub const MAX_VCPUS: u32 = 15;
     pub const GETHVMCONTEXT: u32 = 33;
@@ -121,6 +122,35 @@ fn domctl_with(
         },
     )?;
     Ok(b)
+}
+
+/// `XEN_VCPUAFFINITY_HARD` in `xen_domctl_vcpuaffinity.flags`.
+pub const VCPUAFFINITY_HARD: u32 = 1 << 0;
+
+/// Set vCPU `vcpu` of `dom` to hard affinity `cpus` (a bitmap, bit n = physical CPU n), as
+/// `xl vcpu-pin` does (`XEN_DOMCTL_setvcpuaffinity`). `cpus` is IN/OUT: Xen writes back the
+/// affinity it uses (the mask and the cpupool's online CPUs). Setting an affinity, even an
+/// unchanged one, makes Xen migrate the vCPU (`vcpu_set_affinity()` marks it `_VPF_migrating`):
+/// it is taken off its run queue and placed again on a physical CPU that is told to schedule.
+///
+/// `struct xen_domctl_vcpuaffinity { u32 vcpu; u32 flags; struct xenctl_bitmap cpumap_hard,
+/// cpumap_soft; }`, `struct xenctl_bitmap { XEN_GUEST_HANDLE_64(uint8) bitmap; u32 nr_bits; }`.
+pub fn set_vcpu_affinity(
+    h: &dyn Hypercall,
+    v: DomctlVersion,
+    dom: DomId,
+    vcpu: u32,
+    cpus: &mut [u8],
+) -> Result<(), XenError> {
+    if cpus.is_empty() || cpus.len() > (u32::MAX / 8) as usize {
+        return Err(XenError::EINVAL);
+    }
+    let mut a = [0u8; 40];
+    put_u32(&mut a, 0, vcpu);
+    put_u32(&mut a, 4, VCPUAFFINITY_HARD);
+    put_u64(&mut a, 8, cpus.as_ptr() as u64);
+    put_u32(&mut a, 16, (cpus.len() * 8) as u32);
+    domctl_with(h, v, cmd::SETVCPUAFFINITY, dom, &a, Some(Arg::InOut(cpus))).map(|_| ())
 }
 
 /// `struct xen_domctl_hvmcontext { u32 size; XEN_GUEST_HANDLE_64(uint8) buffer; }`
@@ -681,6 +711,36 @@ mod tests {
         assert_eq!(get_u32(&b, 56), Some(0));
         assert_eq!(get_u32(&b, 60), Some(X86_EMU_LAPIC));
         assert_eq!(&a[4..20], &[7; 16]);
+    }
+
+    #[test]
+    fn vcpu_affinity_is_set_and_read_back() {
+        let x = crate::fake::FakeXen::new(4, 17).with_vcpus(2);
+        let v = DomctlVersion(0x15);
+        // Every CPU asked for: Xen answers with the ones it has (two here).
+        let mut all = [0xffu8; 8];
+        set_vcpu_affinity(&x, v, 0, 0, &mut all).unwrap();
+        assert_eq!(all, [0b11, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(x.affinity_sets(), [(0, 0, 0b11)]);
+        // No CPU Xen has, a vCPU dom0 does not have, an empty map: refused.
+        let mut none = [0u8; 8];
+        assert_eq!(
+            set_vcpu_affinity(&x, v, 0, 0, &mut none),
+            Err(XenError::EINVAL)
+        );
+        assert_eq!(
+            set_vcpu_affinity(&x, v, 0, 2, &mut all),
+            Err(XenError::EINVAL)
+        );
+        assert_eq!(
+            set_vcpu_affinity(&x, v, 0, 0, &mut []),
+            Err(XenError::EINVAL)
+        );
+        // The wrong interface version is refused like any domctl.
+        assert_eq!(
+            set_vcpu_affinity(&x, DomctlVersion(0x17), 0, 0, &mut all),
+            Err(XenError::EACCES)
+        );
     }
 
     #[test]

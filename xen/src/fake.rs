@@ -35,6 +35,8 @@ struct State {
     foreign: alloc::collections::BTreeMap<u64, (u16, u64)>,
     fail_domctl: Vec<(u32, XenError)>,
     domctl_calls: Vec<u32>,
+    /// `XEN_DOMCTL_setvcpuaffinity` calls: (domain, vCPU, effective hard affinity).
+    affinity_sets: Vec<(u16, u32, u64)>,
 }
 
 /// A domain the fake has created for dom0's toolstack.
@@ -236,6 +238,11 @@ impl FakeXen {
         self.state.borrow().domctl_calls.clone()
     }
 
+    /// Every hard affinity set: (domain, vCPU, effective mask of physical CPUs).
+    pub fn affinity_sets(&self) -> Vec<(u16, u32, u64)> {
+        self.state.borrow().affinity_sets.clone()
+    }
+
     /// dom0 frames that currently hold foreign mappings: frame -> (domain, its frame).
     pub fn foreign_mappings(&self) -> Vec<(u64, (u16, u64))> {
         self.state
@@ -298,6 +305,41 @@ impl FakeXen {
                 },
             );
             b[8..10].copy_from_slice(&id.to_le_bytes());
+            return Ok(0);
+        }
+        if c == cmd::SETVCPUAFFINITY {
+            // vcpu_affinity_domctl(): a vCPU the domain has, hard affinity only here, a mask
+            // that names at least one of the fake's physical CPUs (it has as many as vCPUs).
+            let vcpu = u32_at(b, u).ok_or(XenError::EFAULT)?;
+            let flags = u32_at(b, u + 4).ok_or(XenError::EFAULT)?;
+            let addr = crate::le::get_u64(b, u + 8).ok_or(XenError::EFAULT)?;
+            let nr_bits = u32_at(b, u + 16).ok_or(XenError::EFAULT)?;
+            let max = if dom == 0 {
+                self.vcpus
+            } else {
+                st.domains.get(&dom).ok_or(XenError::ESRCH)?.max_vcpus
+            };
+            if vcpu >= max || flags != crate::domctl::VCPUAFFINITY_HARD {
+                return Err(XenError::EINVAL);
+            }
+            let map = handle_out(extras, addr)?;
+            let bytes = (nr_bits as usize).div_ceil(8).min(map.len());
+            let pcpus = self.vcpus.min(64);
+            let online: u64 = if pcpus == 64 {
+                u64::MAX
+            } else {
+                (1 << pcpus) - 1
+            };
+            let mut want = [0u8; 8];
+            let n = bytes.min(8);
+            want[..n].copy_from_slice(&map[..n]);
+            let eff = u64::from_le_bytes(want) & online;
+            if eff == 0 {
+                return Err(XenError::EINVAL);
+            }
+            map[..bytes].fill(0);
+            map[..n].copy_from_slice(&eff.to_le_bytes()[..n]);
+            st.affinity_sets.push((dom, vcpu, eff));
             return Ok(0);
         }
         if c == cmd::GETDOMAININFO {
@@ -789,6 +831,25 @@ impl FakeXen {
                 let id = id as u32;
                 match sub {
                     ops::VCPUOP_IS_UP => Ok(u64::from(id == 0 || st.up.contains(&id))),
+                    ops::VCPUOP_GET_RUNSTATE_INFO => {
+                        let Some(Arg::InOut(b)) = regs.get_mut(2) else {
+                            return Err(XenError::EFAULT);
+                        };
+                        if b.len() < 48 {
+                            return Err(XenError::EFAULT);
+                        }
+                        // vCPU 0 runs (it is the caller in tests); others are blocked when up.
+                        let state: u32 = if id == 0 {
+                            0
+                        } else if st.up.contains(&id) {
+                            2
+                        } else {
+                            3
+                        };
+                        b[..48].fill(0);
+                        b[0..4].copy_from_slice(&state.to_le_bytes());
+                        Ok(0)
+                    }
                     ops::VCPUOP_INITIALISE => {
                         let Some(Arg::In(b)) = regs.get(2) else {
                             return Err(XenError::EFAULT);

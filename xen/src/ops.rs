@@ -11,7 +11,7 @@ use crate::hypercall::{Arg, Hypercall, call, nr};
 /// `DOMID_SELF` (public/xen.h).
 pub const DOMID_SELF: u16 = 0x7ff0;
 
-use crate::le::{put_u16, put_u32, put_u64, u32_at as get_u32};
+use crate::le::{put_u16, put_u32, put_u64, u32_at as get_u32, u64_at as get_u64};
 
 pub(crate) fn issue(h: &dyn Hypercall, mut c: crate::hypercall::Call<'_>) -> Result<u64, XenError> {
     XenError::check(h.hypercall(&mut c))
@@ -239,11 +239,13 @@ pub fn sched_poll(
     if ports.len() > 128 {
         return Err(XenError::EINVAL);
     }
-    let mut list = alloc::vec![0u8; 4 * ports.len()];
+    // On the stack, not the heap: the boot watchdog polls from an AP while the boot CPU may be
+    // stuck anywhere, including inside the allocator.
+    let mut buf = [0u8; 4 * 128];
     for (i, p) in ports.iter().enumerate() {
-        put_u32(&mut list, 4 * i, p.0);
+        put_u32(&mut buf, 4 * i, p.0);
     }
-    let list = &list[..];
+    let list = &buf[..4 * ports.len()];
     let mut arg = [0u8; 24];
     put_u64(&mut arg, 0, list.as_ptr() as u64);
     put_u32(&mut arg, 8, ports.len() as u32);
@@ -451,8 +453,41 @@ pub fn grant_entry_v1(domid: u16, frame: u32, readonly: bool) -> (u16, [u8; 6]) 
 
 pub const VCPUOP_INITIALISE: u64 = 0;
 pub const VCPUOP_UP: u64 = 1;
+pub const VCPUOP_GET_RUNSTATE_INFO: u64 = 4;
 pub const VCPUOP_IS_UP: u64 = 3;
+pub const VCPUOP_SET_PERIODIC_TIMER: u64 = 6;
+pub const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
 pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
+
+/// Give vCPU `id` a periodic VIRQ_TIMER every `period_ns` (`VCPUOP_set_periodic_timer`; Xen
+/// refuses periods under 1 ms). The timer lives on the physical CPU the vCPU runs on.
+pub fn vcpu_set_periodic_timer(h: &dyn Hypercall, id: u32, period_ns: u64) -> Result<(), XenError> {
+    let arg = period_ns.to_le_bytes();
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_SET_PERIODIC_TIMER),
+            Arg::Val(u64::from(id)),
+            Arg::In(&arg)
+        ),
+    )?;
+    Ok(())
+}
+
+/// Stop vCPU `id`'s periodic timer (`VCPUOP_stop_periodic_timer`).
+pub fn vcpu_stop_periodic_timer(h: &dyn Hypercall, id: u32) -> Result<(), XenError> {
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_STOP_PERIODIC_TIMER),
+            Arg::Val(u64::from(id)),
+            Arg::Val(0)
+        ),
+    )?;
+    Ok(())
+}
 
 /// Give vCPU `id` its initial register state (`VCPUOP_initialise`; for HVM/PVH the argument is a
 /// `vcpu_hvm_context`). The vCPU stays down until [`vcpu_up`]. `-EEXIST` if already initialised.
@@ -512,6 +547,73 @@ pub fn register_vcpu_info(h: &dyn Hypercall, id: u32, addr: u64) -> Result<(), X
         ),
     )?;
     Ok(())
+}
+
+/// What Xen's scheduler is doing with a vCPU (`RUNSTATE_*` in public/vcpu.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// On a physical CPU now.
+    Running,
+    /// Ready to run, waiting for a physical CPU.
+    Runnable,
+    /// Blocked (`SCHEDOP_block`/`SCHEDOP_poll`, or waiting inside Xen).
+    Blocked,
+    /// Down, or paused by Xen or the toolstack.
+    Offline,
+}
+
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Runnable => "runnable",
+            RunState::Blocked => "blocked",
+            RunState::Offline => "offline",
+        }
+    }
+}
+
+/// `struct vcpu_runstate_info`: the state, since when (Xen system time, ns), and the total time
+/// spent in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runstate {
+    pub state: RunState,
+    pub state_entry_ns: u64,
+    /// ns in running, runnable, blocked, offline.
+    pub time_ns: [u64; 4],
+}
+
+/// `VCPUOP_get_runstate_info` for vCPU `id` of the calling domain (any vCPU, not only the caller;
+/// the boot watchdog asks about vCPU 0 from an AP).
+pub fn vcpu_runstate(h: &dyn Hypercall, id: u32) -> Result<Runstate, XenError> {
+    // int state; (4 bytes padding) uint64_t state_entry_time; uint64_t time[4];
+    let mut b = [0u8; 48];
+    issue(
+        h,
+        call!(
+            nr::VCPU_OP,
+            Arg::Val(VCPUOP_GET_RUNSTATE_INFO),
+            Arg::Val(u64::from(id)),
+            Arg::InOut(&mut b)
+        ),
+    )?;
+    let state = match get_u32(&b, 0) {
+        0 => RunState::Running,
+        1 => RunState::Runnable,
+        2 => RunState::Blocked,
+        3 => RunState::Offline,
+        _ => return Err(XenError::EINVAL),
+    };
+    Ok(Runstate {
+        state,
+        state_entry_ns: get_u64(&b, 8),
+        time_ns: [
+            get_u64(&b, 16),
+            get_u64(&b, 24),
+            get_u64(&b, 32),
+            get_u64(&b, 40),
+        ],
+    })
 }
 
 /// Whether vCPU `id` is up; `Err(ENOENT)` if the domain has no such vCPU.
