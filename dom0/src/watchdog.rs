@@ -234,9 +234,9 @@ pub fn tick(x: &dyn Hypercall, now_ns: u64, me: u32) {
             let len = now_ns.saturating_sub(since);
             s.resolved_after_ns = Some(len);
             let mut line = Line::new();
-            let _ = write!(
+            let _ = writeln!(
                 line,
-                "[dom0] WARN  watchdog: the {} phase moved again after {} ms without progress\n",
+                "[dom0] WARN  watchdog: the {} phase moved again after {} ms without progress",
                 s.phase.name(),
                 len / 1_000_000
             );
@@ -278,7 +278,7 @@ pub fn tick(x: &dyn Hypercall, now_ns: u64, me: u32) {
         resolved_after_ns: None,
     };
     let mut line = Line::new();
-    let _ = write!(line, "[dom0] ERROR watchdog: {}\n", Described(&s));
+    let _ = writeln!(line, "[dom0] ERROR watchdog: {}", Described(&s));
     // The boot log may be held in the buffer: out with it first, so the stall line comes last
     // and everything before it is on the console.
     crate::console::try_unbuffer();

@@ -866,6 +866,12 @@ impl BootReport {
                 }
             }
         }
+        if !self.watchdog.is_empty() {
+            writeln!(w, "watchdog ({})", self.watchdog.len())?;
+            for s in &self.watchdog {
+                writeln!(w, "  - {}", Clean(s))?;
+            }
+        }
         for (title, list) in [("warnings", &self.warnings), ("errors", &self.errors)] {
             write!(w, "{title} ({})", list.len())?;
             if list.is_empty() {
@@ -1843,6 +1849,11 @@ mod tests {
                 status: "ok".into(),
             }],
             toolstack: None,
+            watchdog: vec![
+                "watchdog: no progress in the pci phase for 1053 ms; last step: config write \
+                 0000:01:00.0 +0x004 = 0x00000100; Xen: vCPU 0 runnable for 1100 ms"
+                    .into(),
+            ],
             warnings: vec!["memory map entry 5 has unknown type 12".into()],
             errors: vec![],
             ready: true,
@@ -2118,6 +2129,13 @@ mod tests {
         assert_eq!(v["modules"][0]["kind"], "bundle");
         assert_eq!(v["modules"][0]["size"], 0x1000);
         assert_eq!(v["warnings"][0], "memory map entry 5 has unknown type 12");
+        assert!(
+            v["watchdog"][0]
+                .as_str()
+                .is_some_and(|w| w.starts_with("watchdog: no progress in the pci phase")),
+            "{}",
+            v["watchdog"]
+        );
         assert_eq!(v["errors"], Value::Array(vec![]));
     }
 
@@ -2357,6 +2375,9 @@ mod tests {
             "  - 0000:00:05.0: ID (0x00) changed between two reads",
             "modules (1):",
             "  #0 [0x200000, +0x1000) 4 KiB  kind bundle  status ok  cmdline \"bundle.cpio\"",
+            "watchdog (1)",
+            "  - watchdog: no progress in the pci phase for 1053 ms; last step: config write \
+             0000:01:00.0 +0x004 = 0x00000100; Xen: vCPU 0 runnable for 1100 ms",
             "warnings (1)",
             "  - memory map entry 5 has unknown type 12",
             "errors (0): none",

@@ -48,6 +48,60 @@ pub fn boot(cfg: &RunConfig) -> RunOutcome {
     }
 }
 
+/// Busy processes on the host, so a scenario boots the way it does on a machine that is doing
+/// something else (TCG's vCPU threads then lose their host cores at random moments). Each is
+/// `sh -c 'while :; do :; done'` under `timeout`, so even a test that dies cannot leave one
+/// behind for more than `BUSY_LIMIT_S`; dropping the guard kills them.
+#[derive(Debug)]
+pub struct BusyHost {
+    children: Vec<std::process::Child>,
+}
+
+/// The longest a busy process can outlive its test.
+pub const BUSY_LIMIT_S: u32 = 600;
+
+impl BusyHost {
+    pub fn start(n: usize) -> BusyHost {
+        let children = (0..n)
+            .map(|_| {
+                std::process::Command::new("timeout")
+                    .args([&BUSY_LIMIT_S.to_string(), "sh", "-c", "while :; do :; done"])
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start a busy process (timeout, sh)")
+            })
+            .collect();
+        BusyHost { children }
+    }
+}
+
+impl Drop for BusyHost {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Like [`boot`], with `busy` busy processes running on the host for exactly the length of the
+/// boot (started once it is this run's turn, so waiting runs do not load each other).
+pub fn boot_busy(cfg: &RunConfig, busy: usize) -> RunOutcome {
+    let _turn = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let load = BusyHost::start(busy);
+    let out = image::run(cfg).unwrap_or_else(|e| panic!("could not run {cfg:?}: {e:#}"));
+    drop(load);
+    eprintln!(
+        "{}: {} ({}) in {} ms with {busy} busy process(es); serial log {}",
+        out.report.run,
+        out.report.outcome.as_str(),
+        out.report.reason,
+        out.report.wall_ms,
+        out.serial_log.display()
+    );
+    out
+}
+
 /// Context for a failed assertion: where the logs are, the verdict, and the end of the log.
 pub fn context(out: &RunOutcome) -> String {
     format!(
