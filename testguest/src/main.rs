@@ -14,8 +14,8 @@
 //! ...` with `guest_loglvl=all`, so the test sees the guest's progress even when dom0 throttles
 //! its console). The phases, in order:
 //!
-//! 1. `console-flood`: 1 MiB of console output as fast as dom0 takes it, in lines longer
-//!    than dom0's line limit; then `console-bad-index`: 20 producer indices a megabyte or more
+//! 1. `console-flood`: up to 1 MiB of console output in 10 s, as fast as dom0 takes it, in
+//!    lines longer than dom0's line limit; then `console-bad-index`: 20 producer indices a megabyte or more
 //!    ahead of the consumer.
 //! 2. `xenstore-hello`: one well-behaved read, to prove the connection works.
 //! 3. `xenstore-flood`: watches with long tokens on a node it then writes below (each write
@@ -31,8 +31,8 @@
 //!    nodes, the other DomUs' homes, the read-only nodes of its own home).
 //! 7. `xenstore-oversized`: values over the size limit, paths over the relative and absolute
 //!    limits. Then `HOSTILE: xenstore error replies: N (...)`, the total of all phases.
-//! 8. `console-flood-again`: 2 MiB more of console output (the first flood competes with the
-//!    other DomUs' boot for the CPU; this one comes when they may be done).
+//! 8. `console-flood-again`: up to 1 MiB more in 8 s (the first flood competes with the other
+//!    DomUs' boot for the CPU; this one comes when they may be done).
 //! 9. `event-storm`: `EVTCHNOP_send` on its store and console ports in a tight loop.
 //! 10. `ignore-shutdown`: it never looks at `control/shutdown`; it loops for ever sending
 //!     events and now and then a console line, until dom0 destroys it.
@@ -226,14 +226,14 @@ impl Guest {
         self.total.add(&t);
     }
 
-    /// `mib` MiB in 2000-byte lines (longer than dom0's 512-byte line limit), as fast as dom0
-    /// takes them, for at most 20 s.
-    fn console_flood(&mut self, phase: &str, mib: usize) {
+    /// 1 MiB in 2000-byte lines (longer than dom0's 512-byte line limit), as fast as dom0
+    /// takes them, for at most `secs` seconds.
+    fn console_flood(&mut self, phase: &str, secs: u64) {
         self.phase(phase);
         let start = hv::now_ns();
         let (mut bytes, mut lines, mut stalled) = (0usize, 0u32, false);
         let filler = [b'x'; 2000];
-        while bytes < mib << 20 && hv::now_ns() - start < 20 * S {
+        while bytes < 1 << 20 && hv::now_ns() - start < secs * S {
             let mut l = format!("HOSTILE-FLOOD {lines:06} ").into_bytes();
             let fill = 1999 - l.len();
             l.extend_from_slice(&filler[..fill]);
@@ -525,7 +525,7 @@ extern "C" fn rust_start(start_info: u32) -> ! {
          {store_pfn:#x} port {store_port}, console pfn {console_pfn:#x} port {console_port}",
         leaves.major, leaves.minor
     ));
-    g.console_flood("console-flood", 1);
+    g.console_flood("console-flood", 10);
     g.console_bad_index();
     g.xenstore_hello();
     g.xenstore_flood();
@@ -544,7 +544,7 @@ extern "C" fn rust_start(start_info: u32) -> ! {
         (hv::now_ns() - started) / MS
     );
     g.say(&line);
-    g.console_flood("console-flood-again", 2);
+    g.console_flood("console-flood-again", 8);
     g.event_storm();
     g.ignore_shutdown()
 }
