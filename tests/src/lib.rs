@@ -31,21 +31,7 @@ pub fn config(xen: XenVersion, smp: u32, name: &str) -> RunConfig {
 
 /// Boots `cfg` (one QEMU at a time). Panics with the set-up error if the run could not start.
 pub fn boot(cfg: &RunConfig) -> RunOutcome {
-    let _turn = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    match image::run(cfg) {
-        Ok(out) => {
-            eprintln!(
-                "{}: {} ({}) in {} ms; serial log {}",
-                out.report.run,
-                out.report.outcome.as_str(),
-                out.report.reason,
-                out.report.wall_ms,
-                out.serial_log.display()
-            );
-            out
-        }
-        Err(e) => panic!("could not run {cfg:?}: {e:#}"),
-    }
+    boot_busy(cfg, 0)
 }
 
 /// Busy processes on the host, so a scenario boots the way it does on a machine that is doing
@@ -92,11 +78,16 @@ pub fn boot_busy(cfg: &RunConfig, busy: usize) -> RunOutcome {
     let out = image::run(cfg).unwrap_or_else(|e| panic!("could not run {cfg:?}: {e:#}"));
     drop(load);
     eprintln!(
-        "{}: {} ({}) in {} ms with {busy} busy process(es); serial log {}",
+        "{}: {} ({}) in {} ms{}; serial log {}",
         out.report.run,
         out.report.outcome.as_str(),
         out.report.reason,
         out.report.wall_ms,
+        if busy > 0 {
+            format!(" with {busy} busy process(es) on the host")
+        } else {
+            String::new()
+        },
         out.serial_log.display()
     );
     out
