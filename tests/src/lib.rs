@@ -35,26 +35,30 @@ pub fn boot(cfg: &RunConfig) -> RunOutcome {
 }
 
 /// Busy processes on the host, so a scenario boots the way it does on a machine that is doing
-/// something else (TCG's vCPU threads then lose their host cores at random moments). Each is
-/// `sh -c 'while :; do :; done'` under `timeout`, so even a test that dies cannot leave one
-/// behind for more than `BUSY_LIMIT_S`; dropping the guard kills them.
+/// something else (TCG's vCPU threads then lose their host cores at random moments). Each is a
+/// shell counting to [`BUSY_LIMIT_COUNT`] (about five minutes of one core), so even a test
+/// killed outright cannot leave one spinning for long; dropping the guard kills them (the shell
+/// itself is the child, so the kill reaches the loop).
 #[derive(Debug)]
 pub struct BusyHost {
     children: Vec<std::process::Child>,
 }
 
-/// The longest a busy process can outlive its test.
-pub const BUSY_LIMIT_S: u32 = 600;
+/// How far a busy process counts before it ends by itself.
+pub const BUSY_LIMIT_COUNT: u64 = 300_000_000;
 
 impl BusyHost {
     pub fn start(n: usize) -> BusyHost {
         let children = (0..n)
             .map(|_| {
-                std::process::Command::new("timeout")
-                    .args([&BUSY_LIMIT_S.to_string(), "sh", "-c", "while :; do :; done"])
+                std::process::Command::new("sh")
+                    .args([
+                        "-c",
+                        &format!("n=0; while [ $n -lt {BUSY_LIMIT_COUNT} ]; do n=$((n+1)); done"),
+                    ])
                     .stdin(std::process::Stdio::null())
                     .spawn()
-                    .expect("start a busy process (timeout, sh)")
+                    .expect("start a busy process (sh)")
             })
             .collect();
         BusyHost { children }
