@@ -1,9 +1,11 @@
 //! dom0: a PVH hardware domain for Xen.
 //!
-//! Boot flow (see `shared/DESIGN.md`): PVH entry stub → traps → Xen detection and hypercall page
-//! → console → start_info header → memory map (start_info v1, or `XENMEM_memory_map`: Xen gives
-//! a PVH dom0 start_info version 0 with no map) → start_info validated → options → cache
-//! attributes → heap → events and timer → vCPUs → modules → report → ready.
+//! Boot flow (`docs/ARCHITECTURE.md` has the whole map): PVH entry stub → traps → Xen detection
+//! and hypercall page → console → start_info header → memory map (start_info v1, or
+//! `XENMEM_memory_map`: Xen gives a PVH dom0 start_info version 0 with no map) → start_info
+//! validated → options → cache attributes → heap → events and timer → vCPUs → (watched from here
+//! by `watchdog`) CPU report → ACPI → PCI → modules → report → ready → the bundle's DomUs
+//! (`domu::run`, until they all stop) → idle or exit.
 #![no_std]
 #![no_main]
 

@@ -231,7 +231,7 @@ pub fn path_arg(path: &Path) -> Result<String> {
 pub fn base_args(smp: u32, mem_mib: u32, iommu: Iommu) -> Vec<String> {
     let (cpu, iommu_dev) = match iommu {
         Iommu::Amd => ("qemu64,+svm,+npt", "amd-iommu"),
-        // -rdtscp: Xen under this emulation cannot decode RDTSCP exits (DESIGN.md).
+        // -rdtscp: Xen under this emulation cannot decode RDTSCP exits, which crashes Linux guests.
         Iommu::Intel => ("max,-rdtscp", "intel-iommu,intremap=off"),
     };
     [

@@ -1,5 +1,5 @@
 //! The PVH domain builder: the hypercall sequence of libxl/libxc for a PVH guest
-//! (reference `xen-toolstack-netback.md` §1.4), written against [`Hypercall`] and a
+//! (`tools/libs/guest/xg_dom_*.c`, `tools/libs/light/libxl_dom.c`), written against [`Hypercall`] and a
 //! [`GuestMemory`] that copies bytes into the new domain, so all of it runs in host tests
 //! against `xen::fake::FakeXen`.
 //!

@@ -5,7 +5,7 @@
 //! The domctl ABI is versioned: Xen refuses a call whose `interface_version` is not its own
 //! with `-EACCES` (`do_domctl`, xen/common/domctl.c), and `xen_domctl_createdomain` grew a field
 //! in 0x17 (`altp2m_opts`). [`DomctlVersion::detect`] asks Xen rather than trusting a table.
-//! Layouts: reference `xen-toolstack-netback.md` §1.2–§1.8 (offsets checked with `offsetof`
+//! Layouts: `xen/include/public/domctl.h` and `hvm/save.h` (offsets checked with `offsetof`
 //! against the 4.17 and 4.20 headers).
 
 use alloc::vec::Vec;

@@ -1,7 +1,7 @@
 //! Typed, safe wrappers for the hypercalls dom0 makes.
 //!
 //! Struct layouts are the x86-64 ones from Xen's public headers (offsets checked against the
-//! 4.17 headers, see `shared/reference/xen-pvh-dom0.md` §2). Each wrapper builds its argument
+//! 4.17 headers, `xen/include/public/*.h`). Each wrapper builds its argument
 //! structs as little-endian byte arrays, so the same code runs against the real hypervisor and
 //! against [`crate::fake::FakeXen`].
 

@@ -3,7 +3,7 @@
 //! dom0 maps each domain's ring page and hands it in through [`RingPage`].
 //!
 //! Reference: `docs/misc/xenstore.txt`, `xen/include/public/io/xs_wire.h` and the behaviour of
-//! C xenstored 4.17 (see `reference/xen-toolstack-netback.md` §2). Deliberate choices:
+//! C xenstored 4.17 (`tools/xenstored/` in Xen's tree). Deliberate choices:
 //! * A released domain's nodes are deleted with their subtrees wherever they are (C
 //!   xenstored's default for orphans), and the domain is struck from every other node's
 //!   permissions (XSA-322); the toolstack removes `/local/domain/<id>` itself.
