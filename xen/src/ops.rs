@@ -775,6 +775,30 @@ mod tests {
         assert_eq!(x.console(), "hello\n");
     }
 
+    /// The sub-op numbers of public/vcpu.h. A wrong one is not caught by the fake (it uses the
+    /// same constants), and on Xen it can be another operation entirely: 2 is VCPUOP_down,
+    /// which a first draft of the boot watchdog called on vCPU 0 instead of reading its runstate.
+    #[test]
+    fn vcpu_op_numbers_are_public_vcpu_h() {
+        assert_eq!(VCPUOP_INITIALISE, 0);
+        assert_eq!(VCPUOP_UP, 1);
+        assert_eq!(VCPUOP_IS_UP, 3);
+        assert_eq!(VCPUOP_GET_RUNSTATE_INFO, 4);
+        assert_eq!(VCPUOP_SET_PERIODIC_TIMER, 6);
+        assert_eq!(VCPUOP_STOP_PERIODIC_TIMER, 7);
+        assert_eq!(VCPUOP_REGISTER_VCPU_INFO, 10);
+    }
+
+    #[test]
+    fn runstate_of_another_vcpu() {
+        let x = FakeXen::new(4, 17).with_vcpus(2);
+        assert_eq!(vcpu_runstate(&x, 0).unwrap().state, RunState::Running);
+        // vCPU 1 is down until VCPUOP_up.
+        assert_eq!(vcpu_runstate(&x, 1).unwrap().state, RunState::Offline);
+        assert_eq!(vcpu_runstate(&x, 2), Err(XenError::ENOENT));
+        assert_eq!(RunState::Runnable.name(), "runnable");
+    }
+
     #[test]
     fn version_features_and_strings() {
         let x = FakeXen::new(4, 20);
