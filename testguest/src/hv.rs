@@ -65,10 +65,10 @@ impl Hypercall for Xen {
         }
         let entry = HYPERCALL_PAGE.0.get() as u64 + u64::from(op) * 32;
         let ret: i64;
-        // SAFETY: `Xen` exists only after `init` wrote the MSR, so `entry` is Xen's stub
+        // `Xen` exists only after `init` wrote the MSR, so `entry` is Xen's stub
         // `mov eax, op; vmcall/vmmcall; ret`. Buffer arguments are live borrows held by `call`
-        // (identity map: address == guest-physical address). Xen may clobber the argument
-        // registers, so they are all marked clobbered.
+        // (identity map: address == guest-physical address).
+        // SAFETY: as above; Xen may clobber the argument registers, all marked clobbered.
         unsafe {
             core::arch::asm!(
                 "call {entry}",

@@ -509,9 +509,10 @@ extern "C" fn rust_start(start_info: u32) -> ! {
         ));
         halt()
     }
-    // SAFETY: dom0's builder gave these special pages to this guest for the two rings (HVM
-    // params); they are below 4 GiB (checked), so identity-mapped, and only the rings use them.
+    // dom0's builder gave these special pages to this guest for the two rings (HVM params);
+    // they are below 4 GiB (checked), so identity-mapped, and only the rings use them.
     let (store_page, console_page) =
+        // SAFETY: as above.
         unsafe { (SharedPage::new(store_pfn), SharedPage::new(console_pfn)) };
     let mut g = Guest {
         x,
