@@ -8,7 +8,6 @@
 
 extern crate alloc;
 
-pub mod cmdline;
 pub mod cpuid;
 pub mod domctl;
 pub mod errno;

@@ -8,16 +8,18 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use acpi_fixup::build::{
     ApicIdScheme, ContainerSpec, build_madt, build_rsdp, build_xsdt, compare_madt_labeled,
 };
 use acpi_fixup::validate::{AcpiValidation, TableSource, validate};
 use acpi_fixup::{MadtSummary, McfgEntry, RootTable, Rsdp, SdtHeader};
-use report::{AcpiSummary, AcpiTable, ContainerMadt};
+use log::{info, warn};
+use report::{AcpiSummary, AcpiTable, BootReport, ContainerMadt};
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::PhysRead;
+
+use crate::finding;
+use crate::platform::Platform;
 
 fn acpi_kind(k: MemType) -> bool {
     matches!(
@@ -97,15 +99,6 @@ impl TableSource for MapSource<'_> {
     }
 }
 
-/// The RSDP dom0 uses from now on (`start_info.rsdp_paddr`, or the one it rewrote).
-static ACTIVE_RSDP: AtomicU64 = AtomicU64::new(0);
-
-/// The RSDP of the ACPI tables dom0 uses.
-#[allow(dead_code)] // first readers: the PCI and toolstack milestones
-pub fn active_rsdp() -> u64 {
-    ACTIVE_RSDP.load(Ordering::Acquire)
-}
-
 /// Find the firmware's own RSDP where the ACPI spec says it is on a PC: the first KiB of the
 /// EBDA (segment at 0x40E) or 0xE0000-0xFFFFF, on a 16-byte boundary, with a valid checksum.
 /// Under Xen this is the native RSDP, which Xen leaves mapped below 1 MiB for dom0.
@@ -135,7 +128,7 @@ fn find_native_rsdp(phys: &dyn PhysRead) -> Option<u64> {
 }
 
 /// What dom0 wants for its own container's MADT.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     /// Under Xen: the vCPUs dom0 runs, in Xen's PVH layout (x2APIC, APIC id = 2 x vCPU).
     XenPvh { vcpus: u32 },
@@ -145,16 +138,121 @@ pub enum Container {
     Firmware,
 }
 
+impl Container {
+    /// The container dom0 checks its MADT against: under Xen, the vCPUs it runs; without Xen,
+    /// the firmware's, cut to `maxcpus=` when given.
+    pub fn choose(under_xen: bool, maxcpus: Option<u32>, run_vcpus: u32) -> Container {
+        match (under_xen, maxcpus) {
+            (true, _) => Container::XenPvh { vcpus: run_vcpus },
+            (false, Some(n)) => Container::FirmwareLimited { cpus: n },
+            (false, None) => Container::Firmware,
+        }
+    }
+}
+
+/// The ACPI phase of the boot: walk the tables at `rsdp_paddr` (0: none given), check and
+/// rewrite the container MADT, reconcile the vCPU count with the MADT, and put it all in the
+/// report. Returns the MCFG entries (the ECAM windows for the PCI survey).
+pub fn boot_survey(
+    p: &impl Platform,
+    rep: &mut BootReport,
+    map: &MemoryMap,
+    rsdp_paddr: u64,
+    maxcpus: Option<u32>,
+    run_vcpus: u32,
+) -> Vec<McfgEntry> {
+    if rsdp_paddr == 0 {
+        finding::warn(rep, "no RSDP in start_info: ACPI tables not read");
+        if !rep.under_xen {
+            rep.vcpus = 1;
+        }
+        return Vec::new();
+    }
+    let container = Container::choose(rep.under_xen, maxcpus, run_vcpus);
+    let (acpi, madt, mcfg) = survey(p, map, rsdp_paddr, container);
+    let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
+    info!(
+        "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
+        acpi.revision,
+        acpi.rsdp,
+        acpi.oem_id.trim_end(),
+        acpi.tables.len(),
+        names.join(" ")
+    );
+    for pr in &acpi.problems {
+        warn!("ACPI: {pr}");
+    }
+    if let Some(c) = &acpi.container {
+        if c.differences.is_empty() {
+            info!(
+                "ACPI: container MADT ({} vCPUs) identical to {}",
+                c.vcpus, c.compared_with
+            );
+        } else {
+            warn!(
+                "ACPI: container MADT ({} vCPUs) differs from {} in {} places{}",
+                c.vcpus,
+                c.compared_with,
+                c.differences.len(),
+                if c.rewritten {
+                    "; rewritten tables in use"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    reconcile_vcpus(rep, madt.as_ref(), maxcpus);
+    rep.acpi = Some(acpi);
+    mcfg
+}
+
+/// The vCPU count against the MADT. Under Xen, Xen's crafted MADT and `VCPUOP_is_up` must agree
+/// (APIC id = 2 x vCPU id); without Xen the MADT is the only count (cut to `maxcpus=`).
+pub fn reconcile_vcpus(rep: &mut BootReport, madt: Option<&MadtSummary>, maxcpus: Option<u32>) {
+    match (madt, rep.under_xen) {
+        (Some(m), true) => {
+            info!(
+                "MADT: {} vCPUs (APIC ids {:?}), {} IO-APICs",
+                m.cpus_enabled,
+                m.apic_ids,
+                m.ioapics.len()
+            );
+            if m.cpus_enabled != rep.vcpus {
+                let w = format!(
+                    "MADT lists {} vCPUs but Xen says {}",
+                    m.cpus_enabled, rep.vcpus
+                );
+                finding::warn(rep, w);
+            }
+        }
+        (Some(m), false) => {
+            rep.vcpus = m.cpus_enabled.min(maxcpus.unwrap_or(u32::MAX));
+            info!(
+                "vCPUs: {} enabled in the MADT (APIC ids {:?}); only the boot CPU runs",
+                m.cpus_enabled, m.apic_ids
+            );
+        }
+        (None, false) => {
+            rep.vcpus = 1;
+            warn!("vCPUs: no usable MADT; counting the boot CPU only");
+            rep.warnings
+                .push("no usable MADT: vCPU count is the boot CPU only".to_string());
+        }
+        (None, true) => {}
+    }
+}
+
 /// Everything dom0 learns from ACPI at boot: the walk of the tables it was given (every check
 /// of `acpi_fixup::validate`), the MADT summary, and the container MADT check, which rewrites
 /// MADT, XSDT and RSDP into dom0's memory when the container differs from what dom0 was given.
 pub fn survey(
-    phys: &dyn PhysRead,
+    p: &impl Platform,
     map: &MemoryMap,
     rsdp_paddr: u64,
     container: Container,
 ) -> (AcpiSummary, Option<MadtSummary>, Vec<McfgEntry>) {
-    ACTIVE_RSDP.store(rsdp_paddr, Ordering::Release);
+    let phys = p.phys();
     let src = MapSource { phys, map };
     let v = validate(&src, rsdp_paddr);
     let mut s = AcpiSummary {
@@ -226,20 +324,21 @@ pub fn survey(
         s.overrides = m.overrides;
     }
     if let Some(m) = &madt {
-        s.container = container_check(phys, map, &v, m, container, &mut s.problems);
+        s.container = container_check(p, map, &v, m, container, &mut s.problems);
     }
     (s, madt, v.mcfg.clone())
 }
 
 /// Build the container MADT, compare it with the one dom0 was given, rewrite when they differ.
 fn container_check(
-    phys: &dyn PhysRead,
+    p: &impl Platform,
     map: &MemoryMap,
     given: &AcpiValidation,
     given_madt: &MadtSummary,
     container: Container,
     problems: &mut Vec<String>,
 ) -> Option<ContainerMadt> {
+    let phys = p.phys();
     let madt_entry = given
         .tables
         .iter()
@@ -300,14 +399,14 @@ fn container_check(
         ..Default::default()
     };
     if !c.differences.is_empty() {
-        match rewrite(given, &built) {
+        match rewrite(p, given, &built) {
             Ok((rsdp, madt)) => {
-                // Check what was written exactly like what dom0 was given.
-                let again = validate(&Leaked, rsdp);
+                // Check what was written exactly like what dom0 was given (no memory-map check:
+                // dom0 placed these tables in its own memory).
+                let again = validate(&Placed(phys), rsdp);
                 for p in again.all_problems() {
                     problems.push(format!("rewritten tables: {p}"));
                 }
-                ACTIVE_RSDP.store(rsdp, Ordering::Release);
                 c.rewritten = true;
                 c.rsdp = rsdp;
                 c.madt = madt;
@@ -318,37 +417,25 @@ fn container_check(
     Some(c)
 }
 
-/// Reads the tables dom0 wrote itself (leaked heap memory, identity-mapped RAM).
-struct Leaked;
+/// Reads the tables dom0 wrote itself (placed in memory dom0 keeps).
+struct Placed<'a>(&'a dyn PhysRead);
 
-impl TableSource for Leaked {
+impl TableSource for Placed<'_> {
     fn read(&self, paddr: u64, len: usize) -> Option<Vec<u8>> {
         let mut b = alloc::vec![0u8; len];
-        crate::mem::IdentityMem.read(paddr, &mut b).ok()?;
+        self.0.read(paddr, &mut b).ok()?;
         Some(b)
-    }
-}
-
-/// Copy `bytes` into a new, never-freed, 16-byte-aligned heap block; its address.
-fn place(bytes: &[u8]) -> Result<u64, String> {
-    let layout =
-        core::alloc::Layout::from_size_align(bytes.len().max(1), 16).map_err(|_| "bad size")?;
-    // SAFETY: a non-zero-sized layout; the block is never freed (the tables live as long as
-    // dom0), and `bytes.len()` bytes are written into it before anyone reads it.
-    unsafe {
-        let p = alloc::alloc::alloc(layout);
-        if p.is_null() {
-            return Err("no memory".to_string());
-        }
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-        Ok(p as u64)
     }
 }
 
 /// Write the container MADT, an XSDT listing it instead of the old one (every other entry as
 /// it was), and an RSDP for that XSDT. Returns (RSDP, MADT) addresses.
-fn rewrite(given: &AcpiValidation, madt: &[u8]) -> Result<(u64, u64), String> {
-    let madt_addr = place(madt)?;
+fn rewrite(
+    p: &impl Platform,
+    given: &AcpiValidation,
+    madt: &[u8],
+) -> Result<(u64, u64), String> {
+    let madt_addr = p.place(madt)?;
     let old_madt = given
         .tables
         .iter()
@@ -379,7 +466,10 @@ fn rewrite(given: &AcpiValidation, madt: &[u8]) -> Result<(u64, u64), String> {
         ..Default::default()
     };
     let xsdt = build_xsdt(&header, &entries).map_err(|e| format!("XSDT: {e:?}"))?;
-    let xsdt_addr = place(&xsdt)?;
+    let xsdt_addr = p.place(&xsdt)?;
     let rsdp = build_rsdp(xsdt_addr, oem);
-    Ok((place(&rsdp)?, madt_addr))
+    Ok((p.place(&rsdp)?, madt_addr))
 }
+
+#[cfg(test)]
+mod tests;
