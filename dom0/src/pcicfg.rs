@@ -7,16 +7,8 @@
 
 use alloc::vec::Vec;
 
+use hwdom::platform::EcamWindow;
 use pci::{ConfigSpace, Sbdf};
-
-/// One ECAM window: segment, bus range and base (from the MCFG).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EcamWindow {
-    pub segment: u16,
-    pub start_bus: u8,
-    pub end_bus: u8,
-    pub base: u64,
-}
 
 /// Config access through ECAM windows, falling back to CF8/CFC for segment 0.
 #[derive(Debug)]

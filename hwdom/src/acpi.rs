@@ -430,11 +430,7 @@ impl TableSource for Placed<'_> {
 
 /// Write the container MADT, an XSDT listing it instead of the old one (every other entry as
 /// it was), and an RSDP for that XSDT. Returns (RSDP, MADT) addresses.
-fn rewrite(
-    p: &impl Platform,
-    given: &AcpiValidation,
-    madt: &[u8],
-) -> Result<(u64, u64), String> {
+fn rewrite(p: &impl Platform, given: &AcpiValidation, madt: &[u8]) -> Result<(u64, u64), String> {
     let madt_addr = p.place(madt)?;
     let old_madt = given
         .tables

@@ -77,7 +77,11 @@ pub fn report_cpus(
     }
     let mut states: Vec<(u32, cpu::MtrrState)> = Vec::new();
     for id in 0..rep.vcpus.max(1) {
-        let v = if id == 0 { bsp.clone() } else { vcpus.facts(id) };
+        let v = if id == 0 {
+            bsp.clone()
+        } else {
+            vcpus.facts(id)
+        };
         if !v.known {
             rep.vcpu_list.push(VcpuStatus {
                 id,

@@ -73,7 +73,9 @@ pub fn survey<'a, P: Platform>(
     let mut bundle = None;
     for m in modules {
         let mut head = [0u8; HEAD_LEN];
-        let n = head.len().min(usize::try_from(m.size).unwrap_or(usize::MAX));
+        let n = head
+            .len()
+            .min(usize::try_from(m.size).unwrap_or(usize::MAX));
         let kind = match p.phys().read(m.paddr, &mut head[..n]) {
             Ok(()) => classify(&head[..n]),
             Err(e) => Err(format!("unreadable: {e}")),
@@ -178,7 +180,10 @@ fn read_bundle<'a, P: Platform>(
             Ok((bytes, status))
         }
         Err(e) => {
-            finding::error(rep, format!("module {}: boot bundle rejected: {e}", m.index));
+            finding::error(
+                rep,
+                format!("module {}: boot bundle rejected: {e}", m.index),
+            );
             Err(e.to_string())
         }
     }

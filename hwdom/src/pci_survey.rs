@@ -176,7 +176,14 @@ pub fn survey<P: Platform>(
     }
     let mut moves_log = Vec::new();
     if opts.bars != PciBars::Keep {
-        move_bars(&cfg, &mut topo, &bridge_windows, opts.bars, &mut moves_log, rep);
+        move_bars(
+            &cfg,
+            &mut topo,
+            &bridge_windows,
+            opts.bars,
+            &mut moves_log,
+            rep,
+        );
     }
     let mut sum = PciSummary::from_topology(source, &topo);
     sum.enumerate_ns = enumerate_ns;
@@ -365,7 +372,10 @@ fn xen_add(
         physfn,
     );
     if let Err(e) = result {
-        finding::error(rep, format!("PCI: PHYSDEVOP_pci_device_add {}: {e}", a.sbdf));
+        finding::error(
+            rep,
+            format!("PCI: PHYSDEVOP_pci_device_add {}: {e}", a.sbdf),
+        );
     }
     XenAddOutcome {
         sbdf: a.sbdf,
@@ -495,7 +505,10 @@ fn renumber_buses(
     let moved_new: Vec<Sbdf> = plan.moved.iter().map(|&(_, n)| n).collect();
     for &(old, new) in &plan.moved {
         if new_topo.find(new).is_none() {
-            finding::error(rep, format!("PCI: renumber: {old} is not at {new} afterwards"));
+            finding::error(
+                rep,
+                format!("PCI: renumber: {old} is not at {new} afterwards"),
+            );
         }
     }
     if let Some(x) = x {

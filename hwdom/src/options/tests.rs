@@ -135,9 +135,7 @@ fn bare_name_and_empty_name() {
     let (_, e) = parse("loglevel=debug=x");
     assert_eq!(
         e,
-        [
-            "option 'loglevel': bad value 'debug=x' (expected one of error|warn|info|debug|trace)"
-        ]
+        ["option 'loglevel': bad value 'debug=x' (expected one of error|warn|info|debug|trace)"]
     );
 }
 

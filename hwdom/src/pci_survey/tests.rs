@@ -4,9 +4,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use pci::Sbdf;
 use pci::regs::PCIE_TYPE_ENDPOINT;
 use pci::sim::{SimBar, SimConfig, SimDevice, SimSriov};
-use pci::Sbdf;
 use report::BootReport;
 use xen::XenError;
 use xen::fake::FakeXen;
@@ -32,7 +32,10 @@ fn mcfg() -> Vec<acpi_fixup::McfgEntry> {
 /// Host bridge, an e1000 on the root bus, a root port with a virtio device behind it.
 fn small_machine() -> SimConfig {
     let sim = SimConfig::new();
-    sim.add(sbdf(0, 0, 0), SimDevice::endpoint(0x8086, 0x29c0, 0x06_00_00));
+    sim.add(
+        sbdf(0, 0, 0),
+        SimDevice::endpoint(0x8086, 0x29c0, 0x06_00_00),
+    );
     sim.add(
         sbdf(0, 2, 0),
         SimDevice::endpoint(0x8086, 0x100e, 0x02_00_00)
@@ -42,8 +45,7 @@ fn small_machine() -> SimConfig {
     sim.add(sbdf(0, 3, 0), SimDevice::bridge(0x1b36, 0x000c, 1, 1));
     sim.add(
         sbdf(1, 0, 0),
-        SimDevice::endpoint(0x1af4, 0x1041, 0x02_00_00)
-            .bar(4, SimBar::mem64(0x4000, 0)),
+        SimDevice::endpoint(0x1af4, 0x1041, 0x02_00_00).bar(4, SimBar::mem64(0x4000, 0)),
     );
     sim
 }
@@ -71,7 +73,12 @@ fn every_function_is_reported_to_xen_bridges_before_what_is_behind_them() {
     let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &mcfg(), keep());
     assert_eq!(
         xen_adds(&x),
-        ["0000:00:00.0", "0000:00:02.0", "0000:00:03.0", "0000:01:00.0"]
+        [
+            "0000:00:00.0",
+            "0000:00:02.0",
+            "0000:00:03.0",
+            "0000:01:00.0"
+        ]
     );
     assert_eq!(sum.source, "ECAM (MCFG)");
     assert_eq!(
@@ -81,7 +88,10 @@ fn every_function_is_reported_to_xen_bridges_before_what_is_behind_them() {
     assert!(sum.functions.iter().all(|f| f.xen_add == "ok"), "{sum:?}");
     assert!(rep.errors.is_empty(), "{:?}", rep.errors);
     // The config space came from the MCFG window, mapped uncached first.
-    assert_eq!(p.mapped.borrow().as_slice(), [(MCFG_BASE, MCFG_BASE + (256 << 20))]);
+    assert_eq!(
+        p.mapped.borrow().as_slice(),
+        [(MCFG_BASE, MCFG_BASE + (256 << 20))]
+    );
     assert_eq!(p.windows_seen.borrow().len(), 1);
 }
 
@@ -140,16 +150,31 @@ fn device_checks_read_only_inside_the_bar() {
     p.mmio = alloc::vec![(0xfeb8_0008, 0x8008_0783)];
     let mut rep = BootReport::default();
     let sum = survey(&p, None, &mut rep, &q35_map(), &[], keep());
-    let e1000 = sum.functions.iter().find(|f| f.sbdf == "0000:00:02.0").unwrap();
+    let e1000 = sum
+        .functions
+        .iter()
+        .find(|f| f.sbdf == "0000:00:02.0")
+        .unwrap();
     assert_eq!(e1000.device_check, "ok: BAR0+0x0008 STATUS = 0x80080783");
     // The virtio device's BAR4 is unassigned (address 0): no MMIO read may happen there.
     assert!(
-        p.mmio_reads.borrow().iter().all(|&(a, _)| a >= 0xfeb8_0000 && a < 0xfeba_0000),
+        p.mmio_reads
+            .borrow()
+            .iter()
+            .all(|&(a, _)| (0xfeb8_0000..0xfeba_0000).contains(&a)),
         "{:?}",
         p.mmio_reads.borrow()
     );
-    let virtio = sum.functions.iter().find(|f| f.sbdf == "0000:01:00.0").unwrap();
-    assert!(virtio.device_check.starts_with("FAILED"), "{}", virtio.device_check);
+    let virtio = sum
+        .functions
+        .iter()
+        .find(|f| f.sbdf == "0000:01:00.0")
+        .unwrap();
+    assert!(
+        virtio.device_check.starts_with("FAILED"),
+        "{}",
+        virtio.device_check
+    );
 }
 
 #[test]
@@ -161,7 +186,11 @@ fn pci_bars_all_moves_bars_with_decoding_off() {
         ..keep()
     };
     let sum = survey(&p, None, &mut rep, &q35_map(), &[], opts);
-    assert!(sum.bar_moves[0].starts_with("pci-bars=all: "), "{:?}", sum.bar_moves);
+    assert!(
+        sum.bar_moves[0].starts_with("pci-bars=all: "),
+        "{:?}",
+        sum.bar_moves
+    );
     assert!(
         !sum.bar_moves.iter().any(|l| l.contains("FAILED")),
         "{:?}",
@@ -170,7 +199,11 @@ fn pci_bars_all_moves_bars_with_decoding_off() {
     // The simulator records every BAR write made while decoding was on (what vPCI ignores).
     assert!(p.sim.violations().is_empty(), "{:?}", p.sim.violations());
     // The unassigned virtio BAR got an address inside a host bridge window.
-    let virtio = sum.functions.iter().find(|f| f.sbdf == "0000:01:00.0").unwrap();
+    let virtio = sum
+        .functions
+        .iter()
+        .find(|f| f.sbdf == "0000:01:00.0")
+        .unwrap();
     let bar4 = virtio.bars.iter().find(|b| b.index == 4).unwrap();
     assert_ne!(bar4.address, 0);
     assert!(rep.errors.is_empty(), "{:?}", rep.errors);
@@ -179,7 +212,10 @@ fn pci_bars_all_moves_bars_with_decoding_off() {
 #[test]
 fn sriov_vfs_are_enabled_after_the_wait_and_reported_as_vfs_of_their_pf() {
     let sim = SimConfig::new();
-    sim.add(sbdf(0, 0, 0), SimDevice::endpoint(0x8086, 0x29c0, 0x06_00_00));
+    sim.add(
+        sbdf(0, 0, 0),
+        SimDevice::endpoint(0x8086, 0x29c0, 0x06_00_00),
+    );
     sim.add(sbdf(0, 3, 0), SimDevice::bridge(0x1b36, 0x000c, 1, 1));
     // The bridge's memory window [0xfe000000, 0xfe3fffff].
     sim.poke32(sbdf(0, 3, 0), 0x20, 0xfe30_fe00);
@@ -204,11 +240,17 @@ fn sriov_vfs_are_enabled_after_the_wait_and_reported_as_vfs_of_their_pf() {
     assert_eq!(vfs.len(), 2, "{adds:?}");
     assert!(vfs.iter().all(|a| a.4 == Some((1, 0))), "{vfs:?}");
     assert!(
-        sum.problems.iter().any(|p| p.contains("VF BAR0 assigned [0xfe080000")),
+        sum.problems
+            .iter()
+            .any(|p| p.contains("VF BAR0 assigned [0xfe080000")),
         "{:?}",
         sum.problems
     );
-    assert!(!sum.problems.iter().any(|p| p.contains("FAILED")), "{:?}", sum.problems);
+    assert!(
+        !sum.problems.iter().any(|p| p.contains("FAILED")),
+        "{:?}",
+        sum.problems
+    );
 }
 
 #[test]

@@ -1,0 +1,56 @@
+//! Phase 10: the boot bundle's DomUs, built and served (`crate::domu`) until they all stop;
+//! their errors and the toolstack's leaks go into the report, which goes out again.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use hwdom::options::Dom0Options;
+use report::BootReport;
+use xen::memmap::MemoryMap;
+
+use crate::hypercall::Xen;
+use crate::phase::ready;
+use crate::{domu, println};
+
+pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &mut BootReport) {
+    let Ok(b) = toolstack::bundle::parse(bundle) else {
+        return;
+    };
+    if b.domains.is_empty() {
+        return;
+    }
+    // Guest memory must not be placed over a BAR dom0 found.
+    let busy: Vec<(u64, u64)> = rep
+        .pci
+        .iter()
+        .flat_map(|p| p.functions.iter())
+        .flat_map(|f| f.bars.iter())
+        .filter(|b| b.kind != "io" && b.size > 0)
+        .map(|b| (b.address, b.address.saturating_add(b.size)))
+        .collect();
+    let t = domu::run(
+        x,
+        &b,
+        map,
+        &busy,
+        domu::Options {
+            stop_after_s: u64::from(opts.domu_stop),
+            xenstore_quota_kib: opts.xenstore_quota_kib,
+        },
+    );
+    for d in &t.domus {
+        for e in &d.errors {
+            rep.errors.push(format!("domu {}: {e}", d.name));
+        }
+        if d.state == "build failed" || d.state == "crash" {
+            rep.warnings.push(format!("domu {}: {}", d.name, d.state));
+        }
+    }
+    for l in &t.leaks {
+        rep.errors.push(format!("toolstack: {l}"));
+    }
+    rep.toolstack = Some(t);
+    ready::record_heap(rep);
+    ready::emit_report(rep, opts.report);
+    println!("DOM0-DOMUS: done");
+}
