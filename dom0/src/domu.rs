@@ -1,37 +1,37 @@
 //! DomUs from the boot bundle: build them (`toolstack::builder`), serve their xenstore rings
 //! and consoles, notice when they stop (`VIRQ_DOM_EXC`), tear them down and apply the policy.
 //!
-//! The unsafe part is memory: copying into a DomU through foreign mappings in a window of
-//! dom0's physical address space that holds neither RAM nor MMIO, and the shared ring pages.
-//! Everything else is `toolstack` logic. The service loop runs on the boot vCPU with
+//! The unsafe part is memory (`memory`): copying into a DomU through foreign mappings in a
+//! window of dom0's physical address space that holds neither RAM nor MMIO, and the shared ring
+//! pages. Everything else is `toolstack` logic. The service loop runs on the boot vCPU with
 //! interrupts off, sleeping in `SCHEDOP_poll` on the DomUs' (masked) ports: an event that
 //! arrives at any time wakes it, with no lost-wakeup window.
 //!
 //! Hostile guests (issue 10): each wakeup does a bounded amount of work per DomU (at most
 //! `Server::batch` xenstore requests, one rate-limited console drain), visiting the DomUs
-//! round-robin from a different one each time; a DomU whose ports wake dom0 more than
-//! [`STORM_WAKEUPS`] times in a [`STORM_PERIOD_NS`] (XSA-332: event storms) is left out of the
-//! poll set until that period ends, so it cannot starve the others or dom0's own work; its
-//! rings are still served on the others' wakeups and the period's end. Its xenstore memory is
-//! limited (`xenstore-quota=`), and all DomUs together are held to a quarter of the heap dom0
-//! has free when the toolstack starts.
+//! round-robin from a different one each time; a DomU whose ports wake dom0 too often
+//! (XSA-332: event storms) is left out of the poll set until the storm period ends, so it
+//! cannot starve the others or dom0's own work; its rings are still served on the others'
+//! wakeups and the period's end. Its xenstore memory is limited (`xenstore-quota=`), and all
+//! DomUs together are held to a quarter of the heap dom0 has free when the toolstack starts.
+//! Those decisions (storms, sleep bounds, order, stop policy, window placement, limits) are
+//! `toolstack::service`, host-tested; `memory` holds the unsafe part.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use log::{error, info, warn};
 use report::{DomuSummary, ToolstackSummary};
-use toolstack::builder::{self, DomainConfig, Env, GuestMemory};
+use toolstack::builder::{self, DomainConfig, Env};
 use toolstack::bundle::{Bundle, DomainSpec};
 use toolstack::console::ConsoleBackend;
 use toolstack::domain::{self, Action};
-use toolstack::xenstore::{DEFAULT_MAX_BYTES, Quota, RingPage, Server, Store};
-use xen::domctl::{self, DomId, DomctlVersion, ShutdownCode};
+use toolstack::service::{self, RoundRobin, StopReason, StopStep, StormGuard};
+use toolstack::xenstore::{Quota, Server, Store};
+use xen::domctl::{self, DomId, DomctlVersion};
 use xen::memmap::MemoryMap;
 use xen::ops::{self, EvtchnPort};
-use xen::{Hypercall, XenError};
 
 use crate::events;
 use crate::hypercall::Xen;
@@ -43,161 +43,8 @@ const CHUNK_PAGES: u64 = 1024;
 const RING_SLOTS: u64 = 512;
 const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES;
 
-/// Copies into a DomU through the copy chunk of the window.
-struct ForeignMem<'a> {
-    x: &'a dyn Hypercall,
-    chunk_gfn: u64,
-    pages: u64,
-}
-
-impl ForeignMem<'_> {
-    fn copy(&mut self, dom: DomId, gpa: u64, len: u64, src: Option<&[u8]>) -> Result<(), XenError> {
-        if len == 0 {
-            return Ok(());
-        }
-        let end = gpa.checked_add(len).ok_or(XenError::EINVAL)?;
-        let mut f = gpa / PAGE;
-        let last = (end - 1) / PAGE;
-        while f <= last {
-            let n = CHUNK_PAGES.min(last - f + 1);
-            let gfns: Vec<u64> = (f..f + n).collect();
-            let at: Vec<u64> = (self.chunk_gfn..self.chunk_gfn + n).collect();
-            let mut errs = alloc::vec![0i32; n as usize];
-            let whole = domctl::map_foreign(self.x, dom, &gfns, &at, &mut errs);
-            let bad = match whole {
-                Err(e) => Some(e),
-                Ok(()) => errs
-                    .iter()
-                    .find(|&&e| e != 0)
-                    .map(|&e| XenError(e.unsigned_abs() as i32)),
-            };
-            if bad.is_none() {
-                let lo = gpa.max(f * PAGE);
-                let hi = end.min((f + n) * PAGE);
-                let dst = (self.chunk_gfn * PAGE + (lo - f * PAGE)) as *mut u8;
-                let count = (hi - lo) as usize;
-                match src {
-                    // [dst, dst+count) lies in the copy chunk, identity-mapped write-back by
-                    // `map_window` and now backed by the DomU's frames; only this builder
-                    // (boot vCPU, single-threaded) touches it, and `from` is an ordinary slice.
-                    Some(s) => {
-                        let from = &s[(lo - gpa) as usize..(hi - gpa) as usize];
-                        // SAFETY: dst..dst+count is the mapped chunk (above); no overlap.
-                        unsafe { core::ptr::copy_nonoverlapping(from.as_ptr(), dst, count) };
-                    }
-                    // SAFETY: dst..dst+count is the mapped chunk (above).
-                    None => unsafe { core::ptr::write_bytes(dst, 0, count) },
-                }
-                self.pages += n;
-            }
-            // Undo the mappings in one multicall (one trap instead of one per page).
-            let mapped: Vec<u64> = errs
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| whole.is_ok() && **e == 0)
-                .map(|(i, _)| self.chunk_gfn + i as u64)
-                .collect();
-            let mut unmap_err = None;
-            if !mapped.is_empty() {
-                match domctl::unmap_own_batch(self.x, &mapped) {
-                    Err(e) => unmap_err = Some(e),
-                    Ok(rs) => {
-                        if let Some(r) = rs.iter().find(|&&r| r != 0) {
-                            unmap_err = Some(XenError(r.unsigned_abs() as i32));
-                        }
-                    }
-                }
-            }
-            if let Some(e) = bad.or(unmap_err) {
-                return Err(e);
-            }
-            f += n;
-        }
-        Ok(())
-    }
-}
-
-impl GuestMemory for ForeignMem<'_> {
-    fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError> {
-        self.copy(dom, gpa, data.len() as u64, Some(data))
-    }
-    fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
-        self.copy(dom, gpa, len, None)
-    }
-    fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError> {
-        let at = self.chunk_gfn;
-        domctl::map_grant_frame(self.x, dom, at)?;
-        let base = (at * PAGE) as *mut u8;
-        for (r, e) in entries {
-            let off = *r as usize * 8;
-            if off + 8 > PAGE as usize {
-                continue;
-            }
-            // The first chunk page now holds frame 0 of the DomU's grant table (mapped just
-            // above, write-back in dom0's page tables). The entry is written domid/frame first
-            // and flags last (a volatile u16 store), so the grant never looks valid half-written.
-            // SAFETY: `off + 8` is inside that mapped page, and the DomU is paused.
-            unsafe {
-                for (i, b) in e[2..8].iter().enumerate() {
-                    core::ptr::write_volatile(base.add(off + 2 + i), *b);
-                }
-                core::sync::atomic::fence(Ordering::Release);
-                core::ptr::write_volatile(
-                    base.add(off).cast::<u16>(),
-                    u16::from_le_bytes([e[0], e[1]]),
-                );
-            }
-        }
-        domctl::unmap_own(self.x, at)
-    }
-}
-
-/// A ring page shared with a DomU (foreign-mapped at a window slot). The guest writes it
-/// concurrently: indices are atomics (acquire/release as the ring protocol needs), bytes are
-/// copied with volatile accesses, and every offset is bounds-checked.
-struct SharedPage(*mut u8);
-
-impl SharedPage {
-    fn atomic(&self, off: usize) -> Option<&AtomicU32> {
-        if !off.is_multiple_of(4) || off + 4 > PAGE as usize {
-            return None;
-        }
-        // The page stays mapped as long as this SharedPage lives (the slot is unmapped only
-        // after the DomU's connection is dropped).
-        // SAFETY: mapped page (above); `off` is 4-aligned and inside it.
-        Some(unsafe { AtomicU32::from_ptr(self.0.add(off).cast()) })
-    }
-}
-
-impl RingPage for SharedPage {
-    fn load_u32(&self, off: usize) -> u32 {
-        self.atomic(off).map_or(0, |a| a.load(Ordering::Acquire))
-    }
-    fn store_u32(&mut self, off: usize, v: u32) {
-        if let Some(a) = self.atomic(off) {
-            a.store(v, Ordering::Release);
-        }
-    }
-    fn read_bytes(&self, off: usize, dst: &mut [u8]) {
-        if off + dst.len() > PAGE as usize {
-            dst.fill(0);
-            return;
-        }
-        for (i, d) in dst.iter_mut().enumerate() {
-            // SAFETY: inside the mapped page (checked above).
-            *d = unsafe { core::ptr::read_volatile(self.0.add(off + i)) };
-        }
-    }
-    fn write_bytes(&mut self, off: usize, src: &[u8]) {
-        if off + src.len() > PAGE as usize {
-            return;
-        }
-        for (i, s) in src.iter().enumerate() {
-            // SAFETY: inside the mapped page (checked above).
-            unsafe { core::ptr::write_volatile(self.0.add(off + i), *s) };
-        }
-    }
-}
+mod memory;
+use memory::{ForeignMem, SharedPage};
 
 /// One DomU being served.
 struct Running {
@@ -209,21 +56,8 @@ struct Running {
     console: ConsoleBackend,
     summary: DomuSummary,
     stop_asked_ns: Option<u64>,
-    /// Event-storm accounting: the current period's start and wakeups, and until when its
-    /// ports are left out of the poll set.
-    storm_period: u64,
-    storm_wakeups: u32,
-    storm_until: Option<u64>,
-    storms: u64,
+    storm: StormGuard,
 }
-
-/// Wakeups by one DomU's ports per [`STORM_PERIOD_NS`] before its ports are left out of the
-/// poll set for the rest of the period (500 a second: a Linux guest's xenstore and console
-/// traffic stays far below; under QEMU's emulation dom0 cannot loop much faster than that).
-const STORM_WAKEUPS: u32 = 50;
-const STORM_PERIOD_NS: u64 = 100_000_000;
-/// At most this many classes of refusal lines per DomU in the report.
-const MAX_REFUSAL_LINES: usize = 16;
 
 /// DomU options from dom0's command line.
 #[derive(Debug, Clone, Copy)]
@@ -245,8 +79,8 @@ struct Toolstack<'a> {
     done: Vec<DomuSummary>,
     destroyed: Vec<DomId>,
     first_start_ns: Option<u64>,
-    /// Where the next wakeup starts its round-robin.
-    next_first: usize,
+    /// Which DomU the next wakeup serves first.
+    order: RoundRobin,
     last_check_ns: u64,
 }
 
@@ -314,17 +148,13 @@ pub fn run(
         }
     };
     events::mask(dom_exc);
-    // Per DomU: `xenstore-quota=` (C's 2.5 MiB by default). All DomUs together: a quarter of
-    // the heap free now, so that N hostile DomUs leave dom0 three quarters of it whatever N
-    // is (on a small dom0 that cap, not the per-DomU limit, is what binds).
+    let (heap_size, heap_used, _) = crate::heap::stats();
+    let (per_domu, global) =
+        service::xenstore_limits(opts.xenstore_quota_kib, heap_size.saturating_sub(heap_used));
     let quota = Quota {
-        max_bytes: opts
-            .xenstore_quota_kib
-            .map_or(DEFAULT_MAX_BYTES, |k| u64::from(k) * 1024),
+        max_bytes: per_domu,
         ..Quota::default()
     };
-    let (heap_size, heap_used, _) = crate::heap::stats();
-    let global = heap_size.saturating_sub(heap_used) / 4;
     sum.xenstore_limit_bytes = quota.max_bytes;
     sum.xenstore_global_limit_bytes = global;
     info!(
@@ -347,7 +177,7 @@ pub fn run(
         done: Vec::new(),
         destroyed: Vec::new(),
         first_start_ns: None,
-        next_first: 0,
+        order: RoundRobin::default(),
         last_check_ns: 0,
     };
     crate::arch::cli();
@@ -361,31 +191,16 @@ pub fn run(
     sum
 }
 
-/// Choose and map the window: the first 1 GiB-aligned stretch above 4 GiB that no memory-map
-/// entry (RAM or reserved, e.g. AMD's HyperTransport hole) and no 64-bit BAR covers, below the
-/// CPU's physical address width and what dom0 maps, so no RAM page is replaced and no MMIO range
-/// shadowed (Linux takes such ranges from its unpopulated-alloc pool for the same purpose).
+/// Choose (`service::window_base`: above 4 GiB, clear of every memory-map entry, e.g. AMD's
+/// HyperTransport hole, and of every 64-bit BAR, below the CPU's physical address width and what
+/// dom0 maps) and map the foreign-mapping window.
 fn map_window(map: &MemoryMap, busy: &[(u64, u64)]) -> Result<u64, String> {
-    const GIB: u64 = 1 << 30;
     let width = crate::arch::cpuid(0x8000_0008, 0).eax & 0xff;
     let ceiling = crate::mem::MAP_CEILING.min(1u64 << width.clamp(32, 52));
     let size = WINDOW_PAGES * PAGE;
-    let base = map
-        .gaps(1 << 32, ceiling)
-        .into_iter()
-        .find_map(|g| {
-            let mut b = g.start.next_multiple_of(GIB);
-            while b + size <= g.end {
-                match busy.iter().find(|&&(s, e)| s < b + size && b < e) {
-                    None => return Some(b),
-                    Some(&(_, e)) => b = e.next_multiple_of(GIB),
-                }
-            }
-            None
-        })
-        .ok_or_else(|| {
-            format!("no free 1 GiB-aligned range of {size:#x} bytes between 4 GiB and {ceiling:#x}")
-        })?;
+    let base = service::window_base(&map.gaps(1 << 32, ceiling), busy, size).ok_or_else(|| {
+        format!("no free 1 GiB-aligned range of {size:#x} bytes between 4 GiB and {ceiling:#x}")
+    })?;
     crate::mem::map_identity(base, base + size, crate::mem::Cache::WriteBack)
         .map_err(|e| format!("cannot map the foreign-mapping window at {base:#x}: {e:?}"))?;
     Ok(base / PAGE)
@@ -499,10 +314,7 @@ impl Toolstack<'_> {
                     console: ConsoleBackend::new(),
                     summary: core::mem::take(s),
                     stop_asked_ns: None,
-                    storm_period: 0,
-                    storm_wakeups: 0,
-                    storm_until: None,
-                    storms: 0,
+                    storm: StormGuard::default(),
                 })
             }
             Err(m) => {
@@ -607,7 +419,7 @@ impl Toolstack<'_> {
     }
 
     fn page(slot: u64) -> SharedPage {
-        SharedPage((slot * PAGE) as *mut u8)
+        SharedPage::at_slot(slot)
     }
 
     /// The service loop: until every DomU has stopped.
@@ -618,23 +430,17 @@ impl Toolstack<'_> {
             let t = now();
             let mut ports = alloc::vec![dom_exc];
             for r in &mut self.running {
-                if r.storm_until.is_some_and(|u| t >= u) {
-                    r.storm_until = None;
-                }
-                if r.storm_until.is_none() {
+                if r.storm.polled(t) {
                     ports.push(r.store_local);
                     ports.push(r.console_local);
                 }
             }
             // Sleep at most 1 s, less when a throttled console or a storm period ends sooner.
             let sys = events::system_time_ns();
-            let mut sleep = 1_000_000_000u64;
-            for u in wake_at
+            let deadlines = wake_at
                 .into_iter()
-                .chain(self.running.iter().filter_map(|r| r.storm_until))
-            {
-                sleep = sleep.min(u.saturating_sub(t).max(1_000_000));
-            }
+                .chain(self.running.iter().filter_map(|r| r.storm.paused_until()));
+            let sleep = service::sleep_ns(t, deadlines);
             if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
@@ -643,11 +449,7 @@ impl Toolstack<'_> {
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from
             // a different DomU each time, each with bounded work.
             wake_at = None;
-            let n = self.running.len();
-            let first = self.next_first % n;
-            self.next_first = first + 1;
-            for i in 0..n {
-                let k = (first + i) % n;
+            for k in self.order.order(self.running.len()) {
                 self.note_wakeup(k);
                 if let Some(u) = self.service_console(k) {
                     wake_at = Some(wake_at.map_or(u, |w: u64| w.min(u)));
@@ -660,7 +462,7 @@ impl Toolstack<'_> {
             // wakeup (a storm must not turn into a storm of domctls).
             let exc = events::take_pending(dom_exc);
             let t = now();
-            if exc || t >= self.last_check_ns + 100_000_000 {
+            if exc || t >= self.last_check_ns + service::CHECK_PERIOD_NS {
                 self.last_check_ns = t;
                 self.check_stopped();
             }
@@ -668,8 +470,8 @@ impl Toolstack<'_> {
         }
     }
 
-    /// Count the wakeups DomU `k`'s ports caused; past [`STORM_WAKEUPS`] in a period its
-    /// ports leave the poll set until the period ends.
+    /// Count the wakeups DomU `k`'s ports caused (`service::StormGuard`: past a bound in a
+    /// period its ports leave the poll set until the period ends).
     fn note_wakeup(&mut self, k: usize) {
         let t = now();
         let r = &mut self.running[k];
@@ -678,22 +480,14 @@ impl Toolstack<'_> {
         if !store && !console {
             return;
         }
-        if t >= r.storm_period + STORM_PERIOD_NS {
-            r.storm_period = t;
-            r.storm_wakeups = 0;
-        }
-        r.storm_wakeups += 1;
-        if r.storm_wakeups > STORM_WAKEUPS && r.storm_until.is_none() {
-            r.storm_until = Some(r.storm_period + STORM_PERIOD_NS);
-            r.storms += 1;
-            if r.storms == 1 {
-                warn!(
-                    "domu {}: event storm ({} wakeups in {} ms); its ports are polled less",
-                    r.summary.name,
-                    r.storm_wakeups,
-                    STORM_PERIOD_NS / 1_000_000
-                );
-            }
+        if let Some(n) = r.storm.wakeup(t)
+            && r.storm.storms == 1
+        {
+            warn!(
+                "domu {}: event storm ({n} wakeups in {} ms); its ports are polled less",
+                r.summary.name,
+                service::STORM_PERIOD_NS / 1_000_000
+            );
         }
     }
 
@@ -778,16 +572,18 @@ impl Toolstack<'_> {
         while k < self.running.len() {
             let domid = self.running[k].domid;
             let why = match domctl::getdomaininfo(&self.x, self.v, domid) {
-                Ok(i) if i.shutdown().is_some() => i.shutdown(),
-                Ok(i) if i.dying() => Some(ShutdownCode::Other(255)),
-                Ok(_) => None,
-                Err(_) => Some(ShutdownCode::Other(254)),
+                Ok(i) => match i.shutdown() {
+                    Some(code) => Some(StopReason::Shutdown(code)),
+                    None if i.dying() => Some(StopReason::Dying),
+                    None => None,
+                },
+                Err(_) => Some(StopReason::Vanished),
             };
             match why {
                 None => k += 1,
-                Some(code) => {
+                Some(why) => {
                     let r = self.running.remove(k);
-                    self.stopped(r, code);
+                    self.stopped(r, why);
                 }
             }
         }
@@ -795,18 +591,14 @@ impl Toolstack<'_> {
 
     /// A DomU stopped: drain its console, record what it wrote to xenstore, tear it down,
     /// apply the policy.
-    fn stopped(&mut self, mut r: Running, code: ShutdownCode) {
+    fn stopped(&mut self, mut r: Running, why: StopReason) {
         let x = self.x;
         let mut page = Self::page(r.slots[1]);
         let d = r.console.service(&mut page);
         for line in d.lines.iter().chain(r.console.flush().iter()) {
             crate::println!("[{}] {}", r.summary.name, line);
         }
-        let state = match code {
-            ShutdownCode::Other(255) => "dying".to_string(),
-            ShutdownCode::Other(254) => "vanished".to_string(),
-            c => c.name().to_string(),
-        };
+        let state = why.state().to_string();
         info!(
             "domu {}: domain {} stopped: {state}",
             r.summary.name, r.domid
@@ -823,24 +615,12 @@ impl Toolstack<'_> {
         r.summary.xenstore_peak_bytes = st.peak_bytes;
         r.summary.xenstore_refused = st.refusals.requests();
         r.summary.console_throttled = r.console.throttled;
-        let mut lines = st.refusals.lines();
-        if r.console.throttled > 0 {
-            lines.push(format!("console: throttled x {}", r.console.throttled));
-        }
-        if r.console.bad_indices > 0 {
-            lines.push(format!(
-                "console: bad ring indices x {}",
-                r.console.bad_indices
-            ));
-        }
-        if r.storms > 0 {
-            lines.push(format!(
-                "evtchn: event storm, ports polled less x {}",
-                r.storms
-            ));
-        }
-        lines.truncate(MAX_REFUSAL_LINES);
-        r.summary.refusals = lines;
+        r.summary.refusals = service::refusal_lines(
+            st.refusals.lines(),
+            r.console.throttled,
+            r.console.bad_indices,
+            r.storm.storms,
+        );
         if let Some(m) = r.console.bad_indices_report() {
             r.summary.errors.push(m);
         }
@@ -870,7 +650,7 @@ impl Toolstack<'_> {
         let restarts = r.summary.restarts;
         let spec = r.spec;
         self.done.push(r.summary);
-        if domain::policy(code, restarts as u32) == Action::Restart {
+        if domain::policy(why.code(), restarts as u32) == Action::Restart {
             info!(
                 "domu {}: restarting (restart {})",
                 self.spec(spec).name,
@@ -881,21 +661,16 @@ impl Toolstack<'_> {
     }
 
     /// `domu-stop=`: ask DomUs to power off through `control/shutdown` (what `xl shutdown`
-    /// does), and destroy the ones that ignore it for 30 seconds.
+    /// does), and destroy the ones that ignore it for the grace period (`service::stop_step`).
     fn maybe_ask_to_stop(&mut self, opts: Options) {
-        let (Some(t0), true) = (self.first_start_ns, opts.stop_after_s > 0) else {
-            return;
-        };
         let t = now();
-        if t < t0 + opts.stop_after_s * 1_000_000_000 {
-            return;
-        }
         let x = self.x;
         let mut k = 0;
         while k < self.running.len() {
             let domid = self.running[k].domid;
-            match self.running[k].stop_asked_ns {
-                None => {
+            let asked = self.running[k].stop_asked_ns;
+            match service::stop_step(t, opts.stop_after_s, self.first_start_ns, asked) {
+                StopStep::Ask => {
                     let path = format!("/local/domain/{domid}/control/shutdown");
                     if let Err(e) = domain::write(&mut self.server, &path, b"poweroff") {
                         warn!("domu {}: {e}", self.running[k].summary.name);
@@ -908,16 +683,17 @@ impl Toolstack<'_> {
                     self.running[k].stop_asked_ns = Some(t);
                     k += 1;
                 }
-                Some(a) if t > a + 30_000_000_000 => {
+                StopStep::Destroy => {
                     let r = self.running.remove(k);
                     warn!(
-                        "domu {}: ignored control/shutdown for 30 s; destroying it",
-                        r.summary.name
+                        "domu {}: ignored control/shutdown for {} s; destroying it",
+                        r.summary.name,
+                        service::STOP_GRACE_NS / 1_000_000_000
                     );
                     let _ = domctl::pause(&x, self.v, r.domid);
-                    self.stopped(r, ShutdownCode::Other(253));
+                    self.stopped(r, StopReason::IgnoredShutdown);
                 }
-                Some(_) => k += 1,
+                StopStep::Wait => k += 1,
             }
         }
     }

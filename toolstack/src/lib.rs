@@ -9,4 +9,5 @@ pub mod bundle;
 pub mod console;
 pub mod domain;
 pub mod elf;
+pub mod service;
 pub mod xenstore;
