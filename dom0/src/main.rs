@@ -60,6 +60,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
 
     watchdog::begin(watchdog::Phase::Cpu);
     phase::cpu::report(&mut rep, &map, vcpus.summary, opts.mtrr, x);
+    time::phase("cpu");
 
     watchdog::begin(watchdog::Phase::Acpi);
     let mcfg = hwdom::acpi::boot_survey(
