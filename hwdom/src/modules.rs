@@ -139,7 +139,7 @@ fn read_bundle<'a, P: Platform>(
 ) -> Result<(&'a [u8], String), String> {
     let Some(bytes) = p.module_bytes(m.paddr, m.size) else {
         let msg = format!("module {}: not in the identity map; not read", m.index);
-        rep.errors.push(msg.clone());
+        finding::error(rep, msg.clone());
         return Err(msg);
     };
     match toolstack::bundle::parse(bytes) {

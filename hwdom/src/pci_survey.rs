@@ -422,7 +422,7 @@ fn move_bars(
     for a in pci::allocate::apply(cfg, topo, &plan) {
         if !a.ok {
             failed += 1;
-            rep.errors.push(format!("PCI: {}: {}", a.what, a.detail));
+            finding::error(rep, format!("PCI: {}: {}", a.what, a.detail));
         }
         let detail = if a.detail.is_empty() {
             String::new()
@@ -486,8 +486,7 @@ fn renumber_buses(
             let r = match xen::ops::pci_device_remove(x, old.segment(), old.bus(), old.devfn()) {
                 Ok(()) => "ok".to_string(),
                 Err(e) => {
-                    rep.errors
-                        .push(format!("PCI: PHYSDEVOP_pci_device_remove {old}: {e}"));
+                    finding::error(rep, format!("PCI: PHYSDEVOP_pci_device_remove {old}: {e}"));
                     e.to_string()
                 }
             };
@@ -497,7 +496,7 @@ fn renumber_buses(
     }
     for (what, ok) in pci::renumber::apply(cfg, &topo, &plan) {
         if !ok {
-            rep.errors.push(format!("PCI: renumber: {what}"));
+            finding::error(rep, format!("PCI: renumber: {what}"));
         }
         log.push(format!("{what}: {}", if ok { "ok" } else { "FAILED" }));
     }

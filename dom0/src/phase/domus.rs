@@ -38,6 +38,7 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
             xenstore_quota_kib: opts.xenstore_quota_kib,
         },
     );
+    // `domu` logged each of these when it happened; here they only join the report.
     for d in &t.domus {
         for e in &d.errors {
             rep.errors.push(format!("domu {}: {e}", d.name));

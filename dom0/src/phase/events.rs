@@ -47,7 +47,7 @@ pub fn init(x: Option<Xen>, rep: &mut BootReport) {
     }
     match xen::ops::count_vcpus(&x, boot::MAX_CPUS as u32) {
         Ok(n) => rep.vcpus = n,
-        Err(e) => rep.errors.push(format!("VCPUOP_is_up: {e}")),
+        Err(e) => finding::error(rep, format!("VCPUOP_is_up: {e}")),
     }
     info!("vCPUs: {} (VCPUOP_is_up), vCPU 0 running", rep.vcpus);
     match events::interdomain_loopback(&x) {

@@ -58,6 +58,7 @@ fn record_stalls(rep: &mut BootReport) {
     } else {
         0
     };
+    // The watchdog logged each stall when it saw it; here they only join the report.
     let (stalls, dropped) = watchdog::stalls(now);
     for s in stalls.iter().flatten() {
         let line = format!("watchdog: {}", watchdog::Described(s));

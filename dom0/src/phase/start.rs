@@ -4,6 +4,7 @@
 use alloc::format;
 use alloc::string::ToString;
 
+use hwdom::finding;
 use report::{BootReport, StartInfoSummary};
 use xen::memmap::MemoryMap;
 use xen::start_info::{StartInfo, StartInfoHeader};
@@ -53,8 +54,7 @@ pub fn load(start_info_paddr: u32, x: Option<Xen>, rep: &mut BootReport) -> (Sta
         Err(e) => stop(&format!("start_info: {e}")),
     };
     for w in map.warnings().iter().chain(si.warnings.iter()) {
-        log::warn!("{w}");
-        rep.warnings.push(w.clone());
+        finding::warn(rep, w.clone());
     }
     time::phase("start_info");
     (si, map)
