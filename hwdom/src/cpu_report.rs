@@ -2,7 +2,6 @@
 //! the MTRRs checked against the memory map and compared across vCPUs (optionally corrected by
 //! making every vCPU use vCPU 0's, `mtrr=fix`).
 
-use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -135,7 +134,9 @@ pub fn report_cpus(
             .into_iter()
             .map(|(i, m, v)| (states[i].0, m, v))
             .collect();
-        let targets: BTreeSet<u32> = fixes.iter().map(|f| f.0).collect();
+        let mut targets: Vec<u32> = fixes.iter().map(|f| f.0).collect();
+        targets.sort_unstable();
+        targets.dedup();
         for id in targets {
             let writes: Vec<(u32, u64)> = fixes
                 .iter()
