@@ -444,6 +444,8 @@ impl Toolstack<'_> {
             if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
+            // A wakeup is progress for the watchdog (vCPU 1 watches this loop, see `watchdog`).
+            crate::watchdog::progress();
             // Every ring is looked at on every wakeup, not only those whose port is pending:
             // reading two indices is cheap, and a notification that went missing then costs
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from

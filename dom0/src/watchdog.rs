@@ -10,6 +10,12 @@
 //! boot log, records the stall for the report, and keeps watching (next report after twice the
 //! time). When progress resumes it records for how long the boot CPU was stuck.
 //!
+//! After ready, the DomU service loop is watched the same way ([`Phase::Domus`]) when an AP
+//! watches: the loop counts each wakeup as progress ([`progress`]); since it may sleep in
+//! `SCHEDOP_poll` for up to a second by design, a stall there is only reported after
+//! [`DOMUS_STALL_NS`], and vCPU 0 is re-placed only when Xen says it is *runnable* without
+//! running (never while it sleeps).
+//!
 //! The checker may run while the boot CPU is stopped anywhere (inside the allocator, holding the
 //! console lock): it never allocates and only ever `try_lock`s.
 
@@ -24,6 +30,9 @@ pub const TICK_NS: u64 = 100_000_000;
 /// No progress for this long is a stall (a whole boot takes ~0.2 s on the emulated bench, one
 /// config access well under 1 ms; a stalled access is reported again at 2x, 4x, ...).
 pub const STALL_NS: u64 = 1_000_000_000;
+/// The DomU service loop wakes at least every `toolstack::service::MAX_SLEEP_NS` (1 s): three
+/// of those without a wakeup is a stall.
+pub const DOMUS_STALL_NS: u64 = 3 * toolstack::service::MAX_SLEEP_NS;
 
 /// The boot phases the watchdog knows by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +44,8 @@ pub enum Phase {
     Acpi,
     Pci,
     Modules,
+    /// The DomU service loop (after ready).
+    Domus,
 }
 
 impl Phase {
@@ -46,6 +57,15 @@ impl Phase {
             Phase::Acpi => "acpi",
             Phase::Pci => "pci",
             Phase::Modules => "modules",
+            Phase::Domus => "domus",
+        }
+    }
+
+    /// No progress for this long in the phase is a stall.
+    fn stall_ns(self) -> u64 {
+        match self {
+            Phase::Domus => DOMUS_STALL_NS,
+            _ => STALL_NS,
         }
     }
 
@@ -56,6 +76,7 @@ impl Phase {
             3 => Phase::Acpi,
             4 => Phase::Pci,
             5 => Phase::Modules,
+            6 => Phase::Domus,
             _ => Phase::Idle,
         }
     }
@@ -79,6 +100,8 @@ static ACT_OFFSET: AtomicU16 = AtomicU16::new(0);
 static ACT_VALUE: AtomicU32 = AtomicU32::new(0);
 /// The boot CPU's VIRQ_TIMER drives the checker (no AP does).
 static ON_BSP_TIMER: AtomicBool = AtomicBool::new(false);
+/// vCPU 1's worker loop drives the checker.
+static AP_WATCHES: AtomicBool = AtomicBool::new(false);
 
 /// Enter a watched phase.
 pub fn begin(p: Phase) {
@@ -87,7 +110,17 @@ pub fn begin(p: Phase) {
     PROGRESS.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Leave watched phases (dom0 is ready; the service loops have their own bounds).
+/// One step of a watched loop (the DomU service loop's wakeups).
+pub fn progress() {
+    PROGRESS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether an AP's worker loop runs the checker (so [`Phase::Domus`] can be watched).
+pub fn ap_watches() -> bool {
+    AP_WATCHES.load(Ordering::Acquire)
+}
+
+/// Leave watched phases (dom0 is ready, or the DomU service loop ended).
 pub fn end() {
     PHASE.store(Phase::Idle as u8, Ordering::Release);
     PROGRESS.fetch_add(1, Ordering::AcqRel);
@@ -170,12 +203,13 @@ fn nudge_if_stranded(x: &dyn Hypercall, now_ns: u64) {
     };
 }
 
-/// (re-placements done, re-placements Xen refused, longest time vCPU 0 sat runnable, ns).
+/// (re-placements done, re-placements Xen refused, longest time vCPU 0 sat runnable, ns) since
+/// the last call; taken, so each is reported once.
 pub fn nudges() -> (u32, u32, u64) {
     (
-        NUDGES.load(Ordering::Relaxed),
-        NUDGE_FAILED.load(Ordering::Relaxed),
-        LONGEST_STRANDED_NS.load(Ordering::Relaxed),
+        NUDGES.swap(0, Ordering::Relaxed),
+        NUDGE_FAILED.swap(0, Ordering::Relaxed),
+        LONGEST_STRANDED_NS.swap(0, Ordering::Relaxed),
     )
 }
 
@@ -244,7 +278,7 @@ pub fn tick(x: &dyn Hypercall, now_ns: u64, me: u32) {
         }
         c.last_progress = progress;
         c.since_ns = now_ns;
-        c.next_report_ns = STALL_NS;
+        c.next_report_ns = phase.stall_ns();
         return;
     }
     let stalled = now_ns.saturating_sub(c.since_ns);
@@ -295,8 +329,9 @@ pub fn tick(x: &dyn Hypercall, now_ns: u64, me: u32) {
     }
 }
 
-/// Stalls seen so far (for the report), and how many did not fit. Called by the boot CPU once
-/// the watched phases are over, so a stall still open has ended by now (`now_ns`).
+/// Stalls seen since the last call (for the report), and how many did not fit; taken, so each
+/// is reported once. Called by the boot CPU once a watched stretch is over, so a stall still
+/// open has ended by now (`now_ns`).
 pub fn stalls(now_ns: u64) -> ([Option<Stall>; MAX_STALLS], u32) {
     let mut c = CHECKER.lock();
     let since = c.since_ns;
@@ -305,7 +340,10 @@ pub fn stalls(now_ns: u64) -> ([Option<Stall>; MAX_STALLS], u32) {
     {
         s.resolved_after_ns = Some(now_ns.saturating_sub(since));
     }
-    (c.stalls, c.dropped)
+    let out = (c.stalls, c.dropped);
+    c.stalls = [None; MAX_STALLS];
+    c.dropped = 0;
+    out
 }
 
 /// One-line description of a stall, as printed and reported.
@@ -365,6 +403,7 @@ static BSP_PERIODIC: AtomicBool = AtomicBool::new(false);
 /// runs the checker. That catches dom0 spinning in its own code; a vCPU stuck inside Xen cannot
 /// take its own timer, which is why an AP watches when there is one.
 pub fn start(x: &dyn Hypercall, ap_watches: bool) {
+    AP_WATCHES.store(ap_watches, Ordering::Release);
     if !ap_watches && ops::vcpu_set_periodic_timer(x, 0, TICK_NS).is_ok() {
         BSP_PERIODIC.store(true, Ordering::Release);
         ON_BSP_TIMER.store(true, Ordering::Release);

@@ -80,6 +80,8 @@ impl ForeignMem<'_> {
             if let Some(e) = bad.or(unmap_err) {
                 return Err(e);
             }
+            // Building a DomU copies for a second or more: each chunk is progress.
+            crate::watchdog::progress();
             f += n;
         }
         Ok(())

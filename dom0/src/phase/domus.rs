@@ -10,7 +10,7 @@ use xen::memmap::MemoryMap;
 
 use crate::hypercall::Xen;
 use crate::phase::ready;
-use crate::{domu, println};
+use crate::{domu, println, watchdog};
 
 pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &mut BootReport) {
     let Ok(b) = toolstack::bundle::parse(bundle) else {
@@ -28,6 +28,12 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
         .filter(|b| b.kind != "io" && b.size > 0)
         .map(|b| (b.address, b.address.saturating_add(b.size)))
         .collect();
+    // vCPU 1 watches the loop as it watched the boot: a stall is reported, a vCPU 0 that Xen
+    // leaves runnable without running is re-placed (`watchdog`). With one vCPU nothing can.
+    let watched = watchdog::ap_watches();
+    if watched {
+        watchdog::begin(watchdog::Phase::Domus);
+    }
     let t = domu::run(
         x,
         &b,
@@ -49,6 +55,10 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
     }
     for l in &t.leaks {
         rep.errors.push(format!("toolstack: {l}"));
+    }
+    if watched {
+        watchdog::end();
+        ready::record_stalls(rep);
     }
     rep.toolstack = Some(t);
     ready::record_heap(rep);

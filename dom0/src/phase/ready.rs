@@ -50,9 +50,10 @@ pub fn record_heap(rep: &mut BootReport) {
     rep.heap = HeapStats { size, used, peak };
 }
 
-/// What the boot watchdog saw, into the report: a stall that resolved is a warning (the boot
-/// went on, but something held it for over a second), one that did not is an error.
-fn record_stalls(rep: &mut BootReport) {
+/// What the watchdog saw since the last call, into the report: a stall that resolved is a
+/// warning (dom0 went on, but something held it for over a second), one that did not is an
+/// error.
+pub fn record_stalls(rep: &mut BootReport) {
     let now = if rep.under_xen {
         events::system_time_ns()
     } else {
