@@ -32,6 +32,7 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
     // leaves runnable without running is re-placed (`watchdog`). With one vCPU nothing can.
     let watched = watchdog::ap_watches();
     if watched {
+        log::info!("watchdog: vCPU 1 watches the DomU service loop");
         watchdog::begin(watchdog::Phase::Domus);
     }
     let t = domu::run(
