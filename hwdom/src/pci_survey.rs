@@ -395,19 +395,19 @@ fn move_bars(
     rep: &mut BootReport,
 ) {
     let mode = match bars {
-        PciBars::Keep => pci::allocate::BarMode::Keep,
-        PciBars::Unassigned => pci::allocate::BarMode::Unassigned,
-        PciBars::All => pci::allocate::BarMode::All,
+        PciBars::Keep => pci::assign::BarMode::Keep,
+        PciBars::Unassigned => pci::assign::BarMode::Unassigned,
+        PciBars::All => pci::assign::BarMode::All,
     };
-    let windows: Vec<pci::allocate::Window> = windows
+    let windows: Vec<pci::assign::Window> = windows
         .iter()
-        .map(|r| pci::allocate::Window {
+        .map(|r| pci::assign::Window {
             range: r.clone(),
             // General windows: both kinds of memory BAR may go there.
             prefetchable: false,
         })
         .collect();
-    let plan = pci::allocate::plan(topo, &windows, mode);
+    let plan = pci::assign::plan(topo, &windows, mode);
     log.push(format!(
         "pci-bars={}: {} BAR moves, {} bridges' windows",
         bars.name(),
@@ -419,7 +419,7 @@ fn move_bars(
         log.push(format!("problem: {pr}"));
     }
     let mut failed = 0;
-    for a in pci::allocate::apply(cfg, topo, &plan) {
+    for a in pci::assign::apply(cfg, topo, &plan) {
         if !a.ok {
             failed += 1;
             finding::error(rep, format!("PCI: {}: {}", a.what, a.detail));

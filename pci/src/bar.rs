@@ -9,100 +9,13 @@
 //! SR-IOV capability) are sized the same way with the SR-IOV VF Memory Space Enable bit in
 //! place of COMMAND.MEM.
 
-use crate::enumerate::Function;
+use crate::model::{Bar, BarKind, Function};
 use crate::regs::*;
 use crate::{ConfigSpace, Sbdf, problem};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-
-/// What a BAR decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BarKind {
-    /// 32-bit memory (including the PCI 2.x "below 1 MiB" type).
-    Mem32,
-    /// 64-bit memory: this slot and the next.
-    Mem64,
-    /// I/O ports.
-    Io,
-    /// Expansion ROM (memory).
-    Rom,
-}
-
-impl BarKind {
-    /// "mem32", "mem64", "io" or "rom".
-    pub fn name(self) -> &'static str {
-        match self {
-            BarKind::Mem32 => "mem32",
-            BarKind::Mem64 => "mem64",
-            BarKind::Io => "io",
-            BarKind::Rom => "rom",
-        }
-    }
-
-    /// Memory (including the ROM), as opposed to I/O ports.
-    pub fn is_memory(self) -> bool {
-        !matches!(self, BarKind::Io)
-    }
-}
-
-/// One BAR (or the expansion ROM, or one VF's share of a VF BAR).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bar {
-    /// 0..=5 for BARs (the first slot of a 64-bit pair), 6 for the expansion ROM.
-    pub index: u8,
-    /// Config-space offset of the register (of the low half for 64-bit BARs).
-    pub offset: u16,
-    pub kind: BarKind,
-    pub prefetchable: bool,
-    /// The address programmed (firmware's assignment); 0 if unassigned.
-    pub address: u64,
-    /// Bytes decoded; 0 if not sized (sizing off, or a nonsense size mask).
-    pub size: u64,
-    /// The BAR decodes now: COMMAND.IO or COMMAND.MEM for its kind (and the enable bit for
-    /// the ROM; VF Memory Space Enable for VF BARs).
-    pub enabled: bool,
-    /// What is wrong with it, each naming the function and the register offset.
-    pub problems: Vec<String>,
-}
-
-impl Bar {
-    /// One past the last byte decoded (saturating).
-    pub fn end(&self) -> u64 {
-        self.address.saturating_add(self.size)
-    }
-}
-
-impl fmt::Display for Bar {
-    /// "BAR 0 (0x10): mem64 prefetchable at 0xfe000000, size 0x4000" (and ", disabled").
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.kind == BarKind::Rom {
-            write!(f, "ROM ({:#x}): rom", self.offset)?;
-        } else {
-            write!(
-                f,
-                "BAR {} ({:#x}): {}",
-                self.index,
-                self.offset,
-                self.kind.name()
-            )?;
-        }
-        if self.prefetchable {
-            f.write_str(" prefetchable")?;
-        }
-        write!(f, " at {:#x}", self.address)?;
-        if self.size == 0 {
-            f.write_str(", size unknown")?;
-        } else {
-            write!(f, ", size {:#x}", self.size)?;
-        }
-        if !self.enabled {
-            f.write_str(", disabled")?;
-        }
-        Ok(())
-    }
-}
 
 /// A decoded BAR register before sizing.
 #[derive(Debug, Clone, Copy)]

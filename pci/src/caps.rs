@@ -6,7 +6,7 @@
 //! pointer, a pointer it has seen before (a cycle), a header that reads all ones, or after
 //! the most capabilities that fit (48 standard, 960 extended).
 
-use crate::enumerate::{Cap, ExtCap, Function, Msi, Msix, Pcie, Sriov};
+use crate::model::{Cap, ExtCap, Function, Msi, Msix, Pcie, Sriov};
 use crate::regs::*;
 use crate::{ConfigSpace, Sbdf, problem};
 use alloc::format;

@@ -12,8 +12,9 @@
 //! Enumeration always ends: each bus is scanned at most once and the function count is
 //! capped ([`EnumOptions::max_functions`]).
 
-use crate::bar::{self, Bar, BarKind};
+use crate::bar;
 use crate::caps;
+use crate::model::*;
 use crate::regs::*;
 use crate::{ConfigSpace, Sbdf, problem};
 use alloc::boxed::Box;
@@ -22,270 +23,6 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
-
-/// One ECAM region (MCFG entry) or, for CF8/CFC, segment 0 buses 0..=255.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    pub segment: u16,
-    /// Enumeration starts here (the root bus).
-    pub start_bus: u8,
-    /// No bus number above this is scanned.
-    pub end_bus: u8,
-    /// Extended config space (>= 0x100) is reachable (ECAM; not CF8/CFC).
-    pub ecam: bool,
-}
-
-/// How to enumerate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnumOptions {
-    /// Size BARs (writes to BARs and COMMAND, always with decoding off). Without it nothing
-    /// is written, and BARs are listed with their addresses and size 0.
-    pub size_bars: bool,
-    /// Stop after this many functions (VFs included).
-    pub max_functions: usize,
-}
-
-impl Default for EnumOptions {
-    fn default() -> Self {
-        EnumOptions {
-            size_bars: true,
-            max_functions: 4096,
-        }
-    }
-}
-
-/// What a function's header says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FunctionKind {
-    /// Header type 0.
-    Endpoint,
-    /// Header type 1 (PCI-to-PCI bridge, PCIe port), with its bus-number registers.
-    Bridge {
-        primary: u8,
-        secondary: u8,
-        subordinate: u8,
-    },
-    /// Header type 2: listed, not trusted (no BARs, nothing behind it scanned).
-    CardBus,
-    /// Any other header type (bits 6:0): listed, not trusted.
-    Unknown(u8),
-}
-
-/// A standard capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cap {
-    pub id: u8,
-    pub offset: u16,
-    pub name: &'static str,
-}
-
-/// An extended capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExtCap {
-    pub id: u16,
-    pub version: u8,
-    pub offset: u16,
-    pub name: &'static str,
-}
-
-/// The PCI Express capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pcie {
-    pub offset: u16,
-    /// Capability version (1 or 2).
-    pub version: u8,
-    /// Device/port type (bits 7:4 of the PCI Express Capabilities register).
-    pub port_type: u8,
-    /// Slot implemented (ports).
-    pub slot: bool,
-    /// ARI Forwarding Enable (Device Control 2 bit 5); read for root and downstream ports
-    /// and PCI-to-PCIe bridges only.
-    pub ari_forwarding: bool,
-}
-
-/// The MSI capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Msi {
-    pub offset: u16,
-    /// Vectors the function can request (1..=32).
-    pub vectors: u8,
-    pub addr64: bool,
-    pub masking: bool,
-    pub enabled: bool,
-}
-
-/// The MSI-X capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Msix {
-    pub offset: u16,
-    /// Entries in the table (1..=2048).
-    pub table_size: u16,
-    pub table_bir: u8,
-    pub table_offset: u32,
-    pub pba_bir: u8,
-    pub pba_offset: u32,
-    pub enabled: bool,
-    pub function_mask: bool,
-}
-
-/// The SR-IOV capability of a PF.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sriov {
-    pub offset: u16,
-    pub total_vfs: u16,
-    pub initial_vfs: u16,
-    pub num_vfs: u16,
-    /// First VF Offset and VF Stride, in routing IDs.
-    pub vf_offset: u16,
-    pub vf_stride: u16,
-    pub vf_device: u16,
-    /// VF Enable.
-    pub vf_enabled: bool,
-    /// VF Memory Space Enable.
-    pub vf_mse: bool,
-    /// ARI Capable Hierarchy.
-    pub ari_hierarchy: bool,
-    /// The SR-IOV Control register as read.
-    pub control: u16,
-    /// Each VF's share of the VF BARs: VF 0's address, the size per VF.
-    pub vf_bars: Vec<Bar>,
-}
-
-/// One function found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Function {
-    pub sbdf: Sbdf,
-    /// For VFs, the PF's vendor (a VF's own ID register reads 0xffff).
-    pub vendor: u16,
-    /// For VFs, the VF Device ID from the PF's SR-IOV capability.
-    pub device: u16,
-    pub subsystem: Option<(u16, u16)>,
-    pub revision: u8,
-    /// Base class << 16 | sub-class << 8 | programming interface.
-    pub class: u32,
-    /// The raw header type register (bit 7: multi-function).
-    pub header_type: u8,
-    pub multifunction: bool,
-    pub kind: FunctionKind,
-    /// COMMAND and STATUS as first read.
-    pub command: u16,
-    pub status: u16,
-    pub bars: Vec<Bar>,
-    pub rom: Option<Bar>,
-    pub caps: Vec<Cap>,
-    pub ext_caps: Vec<ExtCap>,
-    /// The PCIe device/port type's name, if the function has a PCIe capability.
-    pub pcie_type: Option<&'static str>,
-    pub pcie: Option<Pcie>,
-    pub msi: Option<Msi>,
-    pub msix: Option<Msix>,
-    pub sriov: Option<Sriov>,
-    /// Has an ARI capability.
-    pub ari: bool,
-    /// The ARI capability's Next Function Number (0 without ARI).
-    pub ari_next_fn: u8,
-    /// For VFs, the PF.
-    pub physfn: Option<Sbdf>,
-    /// Index (in [`Topology::functions`]) of the bridge above; `None` on a root bus.
-    pub parent: Option<usize>,
-    /// Bridges between the root bus and this function.
-    pub depth: u8,
-    /// Everything wrong with this function, its BARs' problems included; each names the
-    /// function and the register offset.
-    pub problems: Vec<String>,
-}
-
-impl Function {
-    /// Header layout (type 0, 1, 2...), without the multi-function bit.
-    pub fn layout(&self) -> u8 {
-        self.header_type & 0x7f
-    }
-
-    pub fn is_bridge(&self) -> bool {
-        matches!(self.kind, FunctionKind::Bridge { .. })
-    }
-
-    pub fn is_vf(&self) -> bool {
-        self.physfn.is_some()
-    }
-
-    /// The capability with this ID, if any.
-    pub fn cap(&self, id: u8) -> Option<&Cap> {
-        self.caps.iter().find(|c| c.id == id)
-    }
-
-    /// The extended capability with this ID, if any.
-    pub fn ext_cap(&self, id: u16) -> Option<&ExtCap> {
-        self.ext_caps.iter().find(|c| c.id == id)
-    }
-
-    fn bar_mut(&mut self, which: Which) -> Option<&mut Bar> {
-        match which {
-            Which::Bar(i) => self.bars.get_mut(i),
-            Which::Rom => self.rom.as_mut(),
-            Which::VfBar(i) => self.sriov.as_mut().and_then(|s| s.vf_bars.get_mut(i)),
-        }
-    }
-}
-
-/// A bus that was scanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bus {
-    pub segment: u16,
-    pub number: u8,
-    /// Index of the bridge whose secondary bus it is; `None` for a root bus.
-    pub bridge: Option<usize>,
-}
-
-/// Everything enumeration found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Topology {
-    pub segments: Vec<Segment>,
-    /// In topological order: each bridge before what is behind it, each PF before its VFs.
-    pub functions: Vec<Function>,
-    /// Buses scanned, in scan order.
-    pub buses: Vec<Bus>,
-    /// Problems not tied to a listed function (garbage functions, segment trouble, limits).
-    pub problems: Vec<String>,
-}
-
-impl Topology {
-    /// Index of the function at `sbdf` (linear search).
-    pub fn index_of(&self, sbdf: Sbdf) -> Option<usize> {
-        self.functions.iter().position(|f| f.sbdf == sbdf)
-    }
-
-    pub fn find(&self, sbdf: Sbdf) -> Option<&Function> {
-        self.functions.iter().find(|f| f.sbdf == sbdf)
-    }
-
-    /// Indices of the functions directly below the bridge at `index` (VFs of PFs there
-    /// included), or on the root buses for `None`.
-    pub fn children(&self, index: Option<usize>) -> impl Iterator<Item = usize> + '_ {
-        self.functions
-            .iter()
-            .enumerate()
-            .filter(move |(_, f)| f.parent == index)
-            .map(|(i, _)| i)
-    }
-
-    /// Topology-level problems, then every function's.
-    pub fn all_problems(&self) -> impl Iterator<Item = &str> {
-        self.problems
-            .iter()
-            .chain(self.functions.iter().flat_map(|f| f.problems.iter()))
-            .map(String::as_str)
-    }
-
-    pub fn problem_count(&self) -> usize {
-        self.problems.len()
-            + self
-                .functions
-                .iter()
-                .map(|f| f.problems.len())
-                .sum::<usize>()
-    }
-}
 
 /// Enumerates every segment in `segments`, depth first from its `start_bus`.
 ///
@@ -975,6 +712,14 @@ enum Which {
     VfBar(usize),
 }
 
+fn bar_mut(f: &mut Function, which: Which) -> Option<&mut Bar> {
+    match which {
+        Which::Bar(i) => f.bars.get_mut(i),
+        Which::Rom => f.rom.as_mut(),
+        Which::VfBar(i) => f.sriov.as_mut().and_then(|s| s.vf_bars.get_mut(i)),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u64,
@@ -1050,7 +795,7 @@ fn describe(topo: &Topology, s: &Span) -> String {
 
 fn flag(topo: &mut Topology, s: &Span, text: String) {
     let f = &mut topo.functions[s.function];
-    if let Some(b) = f.bar_mut(s.which) {
+    if let Some(b) = bar_mut(f, s.which) {
         b.problems.push(text.clone());
     }
     problem(&mut f.problems, text);

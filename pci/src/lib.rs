@@ -18,13 +18,12 @@
 
 extern crate alloc;
 
-// `alloc` is the crate `extern crate alloc` names: the module takes another name.
-#[path = "alloc.rs"]
-pub mod allocate;
+pub mod assign;
 pub mod bar;
 pub mod caps;
 pub mod config;
 pub mod enumerate;
+pub mod model;
 pub mod regs;
 pub mod renumber;
 #[cfg(any(test, feature = "fake"))]
@@ -33,13 +32,13 @@ pub mod sriov;
 pub mod tree;
 pub mod xen;
 
-pub use bar::{Bar, BarKind};
 #[cfg(any(test, feature = "fake"))]
 pub use config::FakeConfigSpace;
 pub use config::{ConfigSpace, read_ids};
-pub use enumerate::{
-    Bus, Cap, EnumOptions, ExtCap, Function, FunctionKind, Msi, Msix, Pcie, Segment, Sriov,
-    Topology, check_bars, enumerate,
+pub use enumerate::{check_bars, enumerate};
+pub use model::{
+    Bar, BarKind, Bus, Cap, EnumOptions, ExtCap, Function, FunctionKind, Msi, Msix, Pcie, Segment,
+    Sriov, Topology,
 };
 pub use sriov::{enable_vfs, vf_sbdfs};
 pub use xen::{XenAdd, xen_add_order};

@@ -30,7 +30,7 @@
 //! not reachable, capabilities that do not fit): they build test fixtures. The
 //! [`ConfigSpace`] methods never panic.
 
-use crate::bar::BarKind;
+use crate::model::BarKind;
 use crate::regs::*;
 use crate::{ConfigSpace, Sbdf};
 use alloc::boxed::Box;

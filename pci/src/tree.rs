@@ -1,7 +1,7 @@
 //! Text for people: the hierarchy in the style of `lspci -tv` (IDs and class names instead of
 //! names from pci.ids), and one function in detail.
 
-use crate::enumerate::{Function, FunctionKind, Topology};
+use crate::model::{Function, FunctionKind, Topology};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -12,7 +12,7 @@
 //!   which is how Linux sets `bus->self->ari_enabled`.
 
 use crate::Sbdf;
-use crate::enumerate::Topology;
+use crate::model::Topology;
 use crate::regs::{XEN_PCI_DEV_EXTFN, XEN_PCI_DEV_VIRTFN};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pci::allocate::{AllocPlan, BarMode, BarMove, Window, apply, plan};
+use pci::assign::{AllocPlan, BarMode, BarMove, Window, apply, plan};
 use pci::regs::*;
 use pci::sim::{SimBar, SimConfig, SimDevice};
 use pci::{BarKind, EnumOptions, Sbdf, Topology, enumerate};

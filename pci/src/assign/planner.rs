@@ -1,237 +1,10 @@
-//! Memory BAR (re)allocation: [`plan`] where every memory BAR and every bridge window
-//! should go, and [`apply`] the plan with decoding off.
-//!
-//! Two pools of memory space: the non-prefetchable one (32-bit and non-prefetchable BARs,
-//! bridge memory windows, below 4 GiB) and the prefetchable one (64-bit prefetchable BARs,
-//! bridge prefetchable windows, above 4 GiB if a host window is there). I/O BARs, VF BARs and
-//! expansion ROMs are never moved; they are obstacles and are checked.
-//!
-//! - [`BarMode::All`] relays everything out hierarchically: each bridge's window sizes bottom
-//!   up (aligned children, largest alignment first, rounded to 1 MiB and to the window's
-//!   alignment), then top-down placement from the top of each window, so every BAR gets an
-//!   address different from firmware's (which fills bottom-up); at the host level the next
-//!   slot down is taken while any BAR would keep its address.
-//! - [`BarMode::Unassigned`] keeps every good BAR and places the bad ones (address 0,
-//!   overlapping another, outside every host window) in free space, growing bridge windows
-//!   only where that claims nothing of a sibling's.
-//! - [`BarMode::Keep`] moves nothing and reports the windows the current placement needs.
-//!
-//! Nothing panics: what does not fit becomes a problem naming the BAR and its size.
+//! The planner: where every BAR, ROM and VF BAR region goes, and each bridge's windows
+//! (see the parent module's documentation for the rules).
 
-use crate::bar::BarKind;
-use crate::regs::*;
-use crate::{ConfigSpace, FunctionKind, Sbdf, Topology};
-use alloc::format;
-use alloc::string::String;
-use alloc::vec;
-use alloc::vec::Vec;
-use core::ops::Range;
-
-const MIB: u64 = 1 << 20;
-const FOUR_GIB: u64 = 1 << 32;
-
-/// Which BARs [`plan`] moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BarMode {
-    /// None; report the bridge windows the current placement needs.
-    Keep,
-    /// Those unassigned (address 0), overlapping another BAR, or outside every host window.
-    Unassigned,
-    /// Every memory BAR, to an address different from the old one; every bridge window.
-    All,
-}
-
-/// A host bridge (root bus) memory window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    pub range: Range<u64>,
-    /// May hold prefetchable BARs only (a pref-only window); non-prefetchable BARs go below
-    /// 4 GiB in windows without it.
-    pub prefetchable: bool,
-}
-
-/// One BAR to move.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BarMove {
-    pub sbdf: Sbdf,
-    /// BAR index (the low slot of a 64-bit pair); 6 is the expansion ROM.
-    pub bar: u8,
-    pub kind: BarKind,
-    pub size: u64,
-    pub old: u64,
-    pub new: u64,
-}
-
-/// A bridge's memory windows (`None`: closed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeWindows {
-    pub sbdf: Sbdf,
-    /// 1 MiB granular, below 4 GiB.
-    pub mem: Option<Range<u64>>,
-    /// 1 MiB granular, 64-bit.
-    pub pref: Option<Range<u64>>,
-}
-
-/// What [`plan`] decided.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllocPlan {
-    pub moves: Vec<BarMove>,
-    /// Every bridge, top-down (topological order).
-    pub bridges: Vec<BridgeWindows>,
-    pub problems: Vec<String>,
-}
-
-/// One step of [`apply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub what: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pool {
-    Mem,
-    Pref,
-}
-
-impl Pool {
-    fn name(self) -> &'static str {
-        match self {
-            Pool::Mem => "memory",
-            Pool::Pref => "prefetchable",
-        }
-    }
-}
-
-/// A memory region: a BAR, an expansion ROM or a PF's VF BAR (all VFs).
-#[derive(Debug, Clone)]
-struct Region {
-    sbdf: Sbdf,
-    bar: u8,
-    kind: BarKind,
-    size: u64,
-    old: u64,
-    pool: Pool,
-    /// Topology index of the bridge whose secondary side it is on (`None`: a root bus).
-    owner: Option<usize>,
-    /// A memory BAR with a usable size: may move.
-    movable: bool,
-    /// Chosen to move.
-    moving: bool,
-    /// Where it is (or will be); `None` while unplaced.
-    at: Option<u64>,
-    name: String,
-}
-
-impl Region {
-    fn range(&self) -> Option<Range<u64>> {
-        let a = self.at?;
-        Some(a..a.checked_add(self.size)?)
-    }
-}
-
-fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
-    a.start < b.end && b.start < a.end
-}
-
-fn contains(outer: &Range<u64>, inner: &Range<u64>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end
-}
-
-fn align_up(v: u64, a: u64) -> Option<u64> {
-    Some(v.checked_add(a - 1)? & !(a - 1))
-}
-
-fn align_down(v: u64, a: u64) -> u64 {
-    v & !(a - 1)
-}
-
-/// 1 MiB-granular hull of `r`.
-fn mib_hull(r: &Range<u64>) -> Option<Range<u64>> {
-    Some(align_down(r.start, MIB)..align_up(r.end, MIB)?)
-}
-
-fn union(a: Option<Range<u64>>, b: &Range<u64>) -> Range<u64> {
-    match a {
-        Some(a) => a.start.min(b.start)..a.end.max(b.end),
-        None => b.clone(),
-    }
-}
-
-struct Planner<'a> {
-    topo: &'a Topology,
-    regions: Vec<Region>,
-    /// Topology indices of the bridges (VFs excluded), topological order.
-    bridges: Vec<usize>,
-    /// Per topology index: the bridge above (None for roots).
-    parent: Vec<Option<usize>>,
-    /// Windows per topology index (only bridges' entries are used): [mem, pref].
-    win: Vec<[Option<Range<u64>>; 2]>,
-    /// Host windows usable per pool, ordered by preference.
-    host: [Vec<Range<u64>>; 2],
-    problems: Vec<String>,
-}
-
-fn pi(p: Pool) -> usize {
-    match p {
-        Pool::Mem => 0,
-        Pool::Pref => 1,
-    }
-}
-
-/// Plans where every memory BAR and bridge window goes; see the module documentation.
-pub fn plan(topo: &Topology, windows: &[Window], mode: BarMode) -> AllocPlan {
-    let mut p = Planner::new(topo, windows);
-    match mode {
-        BarMode::Keep => {}
-        BarMode::Unassigned => p.pick_bad(),
-        BarMode::All => {
-            for r in &mut p.regions {
-                r.moving = r.movable;
-            }
-        }
-    }
-    if mode == BarMode::All {
-        p.structured();
-    } else {
-        for r in &mut p.regions {
-            r.at = (!r.moving && r.old != 0).then_some(r.old);
-        }
-        p.hulls();
-        p.incremental();
-    }
-    p.check();
-    let mut plan = AllocPlan::default();
-    for r in &p.regions {
-        if r.moving
-            && let Some(new) = r.at
-        {
-            plan.moves.push(BarMove {
-                sbdf: r.sbdf,
-                bar: r.bar,
-                kind: r.kind,
-                size: r.size,
-                old: r.old,
-                new,
-            });
-        }
-    }
-    plan.moves.sort_by_key(|m| (m.sbdf, m.bar));
-    for &b in &p.bridges {
-        let [mem, pref] = p.win[b].clone();
-        plan.bridges.push(BridgeWindows {
-            sbdf: topo.functions[b].sbdf,
-            mem,
-            pref,
-        });
-    }
-    plan.problems = p.problems;
-    plan
-}
+use super::*;
 
 impl<'a> Planner<'a> {
-    fn new(topo: &'a Topology, windows: &[Window]) -> Planner<'a> {
+    pub(super) fn new(topo: &'a Topology, windows: &[Window]) -> Planner<'a> {
         let n = topo.functions.len();
         let mut parent = vec![None; n];
         let mut bridges = Vec::new();
@@ -352,12 +125,12 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn host_ok(&self, pool: Pool, r: &Range<u64>) -> bool {
+    pub(super) fn host_ok(&self, pool: Pool, r: &Range<u64>) -> bool {
         self.host[pi(pool)].iter().any(|w| contains(w, r))
     }
 
     /// Is bridge `a` (a topology index) `b` or above it?
-    fn is_ancestor(&self, a: usize, b: Option<usize>) -> bool {
+    pub(super) fn is_ancestor(&self, a: usize, b: Option<usize>) -> bool {
         let mut cur = b;
         for _ in 0..=self.parent.len() {
             match cur {
@@ -370,7 +143,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Unassigned mode: chooses the BARs to move.
-    fn pick_bad(&mut self) {
+    pub(super) fn pick_bad(&mut self) {
         // ROMs (enabled ones; they move in All mode only) are kept.
         for r in &mut self.regions {
             if r.kind == BarKind::Rom {
@@ -416,7 +189,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The 1 MiB hulls of what is placed below each bridge.
-    fn hulls(&mut self) {
+    pub(super) fn hulls(&mut self) {
         for w in &mut self.win {
             *w = [None, None];
         }
@@ -435,7 +208,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Unassigned/Keep: places the moving regions one by one, largest first.
-    fn incremental(&mut self) {
+    pub(super) fn incremental(&mut self) {
         let mut order: Vec<usize> = (0..self.regions.len())
             .filter(|&k| self.regions[k].moving)
             .collect();
@@ -518,7 +291,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Could region `k` go at `r`, growing the windows above it?
-    fn valid(&self, k: usize, r: &Range<u64>, pools: &[Pool]) -> bool {
+    pub(super) fn valid(&self, k: usize, r: &Range<u64>, pools: &[Pool]) -> bool {
         let me = &self.regions[k];
         if !pools.iter().any(|&p| self.host_ok(p, r)) {
             return false;
@@ -583,7 +356,7 @@ impl<'a> Planner<'a> {
     }
 
     /// All mode: sizes bottom-up, places top-down.
-    fn structured(&mut self) {
+    pub(super) fn structured(&mut self) {
         let n = self.topo.functions.len();
         // (size, align) per bridge and pool; None: nothing below.
         let mut need: [Vec<Option<(u64, u64)>>; 2] = [vec![None; n], vec![None; n]];
@@ -713,7 +486,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn overflow(&mut self, b: usize, pool: Pool) {
+    pub(super) fn overflow(&mut self, b: usize, pool: Pool) {
         let text = format!(
             "{}: {} window size overflows",
             self.topo.functions[b].sbdf,
@@ -722,7 +495,12 @@ impl<'a> Planner<'a> {
         problem(&mut self.problems, text);
     }
 
-    fn children(&self, node: Option<usize>, pool: Pool, need: &[Option<(u64, u64)>]) -> Vec<Child> {
+    pub(super) fn children(
+        &self,
+        node: Option<usize>,
+        pool: Pool,
+        need: &[Option<(u64, u64)>],
+    ) -> Vec<Child> {
         let mut out = Vec::new();
         for (k, r) in self.regions.iter().enumerate() {
             if r.moving && r.pool == pool && r.owner == node {
@@ -748,7 +526,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Relative placement of `item` (at `base`) and everything below it, top-down.
-    fn layout(
+    pub(super) fn layout(
         &self,
         item: Item,
         base: u64,
@@ -796,7 +574,7 @@ impl<'a> Planner<'a> {
 
     /// A base for a root-level child: from the top of the host windows down, free, and
     /// moving every BAR below it; the first free slot if none moves all.
-    fn root_slot(
+    pub(super) fn root_slot(
         &self,
         pool: Pool,
         c: &Child,
@@ -842,7 +620,13 @@ impl<'a> Planner<'a> {
         fallback
     }
 
-    fn commit(&mut self, layout: &[(Placed, u64)], base: u64, pool: Pool, notes: &mut Vec<String>) {
+    pub(super) fn commit(
+        &mut self,
+        layout: &[(Placed, u64)],
+        base: u64,
+        pool: Pool,
+        notes: &mut Vec<String>,
+    ) {
         for (p, rel) in layout {
             let at = base + rel;
             match *p {
@@ -863,7 +647,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Final consistency check of the placement; anything wrong becomes a problem.
-    fn check(&mut self) {
+    pub(super) fn check(&mut self) {
         let mut out = Vec::new();
         for (k, r) in self.regions.iter().enumerate() {
             let Some(x) = r.range() else { continue };
@@ -924,260 +708,5 @@ impl<'a> Planner<'a> {
         for t in out {
             problem(&mut self.problems, t);
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Item {
-    Leaf(usize),
-    Bridge(usize),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Placed {
-    Leaf(usize),
-    /// Bridge, window size.
-    Window(usize, u64),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Child {
-    item: Item,
-    size: u64,
-    align: u64,
-}
-
-/// Packs `kids` from offset 0, largest alignment first: (end, largest alignment); `None` on
-/// overflow.
-fn pack(kids: &[Child]) -> Option<(u64, u64)> {
-    let mut sorted: Vec<&Child> = kids.iter().collect();
-    sorted.sort_by_key(|c| core::cmp::Reverse(c.align));
-    let mut off = 0u64;
-    let mut align = 1;
-    for c in sorted {
-        off = align_up(off, c.align)?.checked_add(c.size)?;
-        align = align.max(c.align);
-    }
-    Some((off, align))
-}
-
-fn problem(list: &mut Vec<String>, text: String) {
-    crate::problem(list, text);
-}
-
-/// Programs `plan`: every bridge's windows (top-down), then every BAR, each with the
-/// function's decoding off, read back and verified, COMMAND restored.
-pub fn apply(cs: &dyn ConfigSpace, topo: &Topology, plan: &AllocPlan) -> Vec<Applied> {
-    let mut out = Vec::new();
-    for bw in &plan.bridges {
-        apply_bridge(cs, bw, &mut out);
-    }
-    let mut i = 0;
-    while i < plan.moves.len() {
-        let sbdf = plan.moves[i].sbdf;
-        let mut j = i;
-        while j < plan.moves.len() && plan.moves[j].sbdf == sbdf {
-            j += 1;
-        }
-        apply_function(cs, topo, &plan.moves[i..j], &mut out);
-        i = j;
-    }
-    out
-}
-
-/// Turns `bits` of COMMAND off; `Err` with the readback if they stay on.
-fn decode_off(cs: &dyn ConfigSpace, sbdf: Sbdf, bits: u16) -> Result<u16, u16> {
-    let cmd = cs.read32(sbdf, COMMAND) as u16;
-    if cmd & bits != 0 {
-        // STATUS (the upper half) is write-1-to-clear: write zeros there.
-        cs.write32(sbdf, COMMAND, u32::from(cmd & !bits));
-        let now = cs.read32(sbdf, COMMAND) as u16;
-        if now & bits != 0 {
-            cs.write32(sbdf, COMMAND, u32::from(cmd));
-            return Err(now);
-        }
-    }
-    Ok(cmd)
-}
-
-fn restore(cs: &dyn ConfigSpace, sbdf: Sbdf, cmd: u16, bits: u16) {
-    if cmd & bits != 0 {
-        cs.write32(sbdf, COMMAND, u32::from(cmd));
-    }
-}
-
-fn show(r: &Option<Range<u64>>) -> String {
-    match r {
-        Some(r) => format!("{:#x}..{:#x}", r.start, r.end),
-        None => String::from("closed"),
-    }
-}
-
-fn apply_bridge(cs: &dyn ConfigSpace, bw: &BridgeWindows, out: &mut Vec<Applied>) {
-    let s = bw.sbdf;
-    let cmd = match decode_off(cs, s, CMD_MEM) {
-        Ok(c) => c,
-        Err(now) => {
-            out.push(Applied {
-                what: format!("{s} windows mem {} pref {}", show(&bw.mem), show(&bw.pref)),
-                ok: false,
-                detail: format!("COMMAND memory decode stays on ({now:#06x}); not written"),
-            });
-            return;
-        }
-    };
-    // Memory window (0x20): bits 15:4 of base and limit are address bits 31:20.
-    let mem = match &bw.mem {
-        Some(r) if r.start < r.end && r.end <= FOUR_GIB => {
-            ((r.start >> 16) as u32 & 0xfff0) | (((r.end - 1) >> 16) as u32 & 0xfff0) << 16
-        }
-        _ => 0x0000_fff0,
-    };
-    cs.write32(s, 0x20, mem);
-    let got = cs.read32(s, 0x20) & 0xfff0_fff0;
-    out.push(Applied {
-        what: format!("{s} memory window {}", show(&bw.mem)),
-        ok: got == mem,
-        detail: if got == mem {
-            String::from("ok")
-        } else {
-            format!("wrote {mem:#010x}, reads {got:#010x}")
-        },
-    });
-    // Prefetchable window (0x24, upper halves at 0x28/0x2c), in Linux's order: the upper
-    // limit first (closing the window meanwhile), the rest, the upper base, the upper limit.
-    let cap64 = cs.read32(s, 0x24) & 0xf == 1;
-    let (lo, base_hi, limit_hi) = match &bw.pref {
-        Some(r) if r.start < r.end => {
-            let last = r.end - 1;
-            (
-                ((r.start >> 16) as u32 & 0xfff0) | ((last >> 16) as u32 & 0xfff0) << 16,
-                (r.start >> 32) as u32,
-                (last >> 32) as u32,
-            )
-        }
-        _ => (0x0000_fff0, 0, 0),
-    };
-    let (ok, detail) = if !cap64 && (base_hi | limit_hi) != 0 {
-        (
-            false,
-            String::from("prefetchable window is 32-bit only; not written"),
-        )
-    } else {
-        if cap64 {
-            cs.write32(s, 0x2c, 0);
-        }
-        cs.write32(s, 0x24, lo);
-        if cap64 {
-            cs.write32(s, 0x28, base_hi);
-            cs.write32(s, 0x2c, limit_hi);
-        }
-        let got = cs.read32(s, 0x24) & 0xfff0_fff0;
-        let (gb, gl) = if cap64 {
-            (cs.read32(s, 0x28), cs.read32(s, 0x2c))
-        } else {
-            (0, 0)
-        };
-        if (got, gb, gl) == (lo, base_hi, limit_hi) {
-            (true, String::from("ok"))
-        } else {
-            (
-                false,
-                format!(
-                    "wrote {lo:#010x}/{base_hi:#x}/{limit_hi:#x}, reads {got:#010x}/{gb:#x}/{gl:#x}"
-                ),
-            )
-        }
-    };
-    out.push(Applied {
-        what: format!("{s} prefetchable window {}", show(&bw.pref)),
-        ok,
-        detail,
-    });
-    restore(cs, s, cmd, CMD_MEM);
-}
-
-fn apply_function(
-    cs: &dyn ConfigSpace,
-    topo: &Topology,
-    moves: &[BarMove],
-    out: &mut Vec<Applied>,
-) {
-    let s = moves[0].sbdf;
-    let f = topo.find(s);
-    let name = |m: &BarMove| {
-        let what = if m.bar == 6 {
-            String::from("ROM")
-        } else {
-            format!("BAR{}", m.bar)
-        };
-        format!("{s} {what} {:#x} -> {:#x}", m.old, m.new)
-    };
-    let offset = |m: &BarMove| -> Option<u16> {
-        let f = f?;
-        match (m.bar, f.layout()) {
-            (6, HEADER_ENDPOINT) => Some(ROM0),
-            (6, HEADER_BRIDGE) => Some(ROM1),
-            (0..=5, HEADER_ENDPOINT) | (0..=1, HEADER_BRIDGE) => Some(BAR0 + 4 * u16::from(m.bar)),
-            _ => None,
-        }
-    };
-    let bits = CMD_MEM | CMD_IO;
-    let cmd = match decode_off(cs, s, bits) {
-        Ok(c) => c,
-        Err(now) => {
-            for m in moves {
-                out.push(Applied {
-                    what: name(m),
-                    ok: false,
-                    detail: format!("COMMAND decode stays on ({now:#06x}); not written"),
-                });
-            }
-            return;
-        }
-    };
-    for m in moves {
-        let Some(off) = offset(m) else {
-            out.push(Applied {
-                what: name(m),
-                ok: false,
-                detail: String::from("no such BAR register"),
-            });
-            continue;
-        };
-        let cur = cs.read32(s, off);
-        let (addr_mask, keep) = if m.kind == BarKind::Rom {
-            (ROM_ADDR, ROM_ENABLE)
-        } else {
-            (BAR_MEM_ADDR, !BAR_MEM_ADDR)
-        };
-        cs.write32(s, off, (m.new as u32 & addr_mask) | (cur & keep));
-        let wide = m.kind == BarKind::Mem64;
-        if wide {
-            cs.write32(s, off + 4, (m.new >> 32) as u32);
-        }
-        let lo = u64::from(cs.read32(s, off) & addr_mask);
-        let hi = if wide {
-            u64::from(cs.read32(s, off + 4)) << 32
-        } else {
-            0
-        };
-        let got = hi | lo;
-        out.push(Applied {
-            what: name(m),
-            ok: got == m.new,
-            detail: if got == m.new {
-                String::from("ok")
-            } else {
-                format!("wrote {:#x}, reads back {got:#x}", m.new)
-            },
-        });
-    }
-    restore(cs, s, cmd, bits);
-}
-
-impl core::fmt::Display for Applied {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}: {}", self.what, self.detail)
     }
 }
