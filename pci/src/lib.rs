@@ -21,6 +21,7 @@ extern crate alloc;
 pub mod assign;
 pub mod bar;
 pub mod caps;
+pub mod check;
 pub mod config;
 pub mod enumerate;
 pub mod model;
@@ -32,10 +33,11 @@ pub mod sriov;
 pub mod tree;
 pub mod xen;
 
+pub use check::check_bars;
 #[cfg(any(test, feature = "fake"))]
 pub use config::FakeConfigSpace;
 pub use config::{ConfigSpace, read_ids};
-pub use enumerate::{check_bars, enumerate};
+pub use enumerate::enumerate;
 pub use model::{
     Bar, BarKind, Bus, Cap, EnumOptions, ExtCap, Function, FunctionKind, Msi, Msix, Pcie, Segment,
     Sriov, Topology,
