@@ -365,7 +365,7 @@ fn min_len(t: u8) -> Option<usize> {
 
 /// Decode an entry of a known type whose bytes `e` are at least `min_len` long.
 fn decode(t: u8, e: &[u8]) -> MadtEntry {
-    let u16_at = |o: usize| u16::from_le_bytes([e[o], e[o + 1]]);
+    let u16_at = |o: usize| xen::le::get_u16(e, o).unwrap_or(0);
     match t {
         LOCAL_APIC => MadtEntry::LocalApic {
             uid: e[2],

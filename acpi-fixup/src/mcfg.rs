@@ -84,7 +84,7 @@ pub fn parse(table: &[u8]) -> Result<(Vec<McfgEntry>, Vec<String>), AcpiError> {
         let off = FIXED_SIZE + i * ENTRY_SIZE;
         let m = McfgEntry {
             base: u64_at(e, 0),
-            segment: u16::from_le_bytes([e[8], e[9]]),
+            segment: xen::le::get_u16(e, 8).unwrap_or(0),
             start_bus: e[10],
             end_bus: e[11],
         };

@@ -294,7 +294,7 @@ impl<S: TableSource + ?Sized> Walk<'_, S> {
         }
         let sig = [head[0], head[1], head[2], head[3]];
         c.signature = format!("{}", TableId::Sdt(sig));
-        c.length = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        c.length = xen::le::u32_at(&head, 4);
         c.revision = head[8];
         if (c.length as usize) < SdtHeader::SIZE {
             c.problems.push(

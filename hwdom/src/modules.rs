@@ -12,6 +12,8 @@ use log::info;
 use report::{BootReport, ModuleSummary};
 use xen::start_info::ModuleInfo;
 
+use toolstack::kernel::{Compression, bzimage};
+
 use crate::finding;
 use crate::platform::Platform;
 
@@ -21,9 +23,10 @@ pub enum ModuleKind {
     /// dom0's boot bundle (`toolstack::bundle`, magic `XDB0BNDL`).
     BootBundle,
     Elf,
-    Gzip,
-    Xz,
-    Zstd,
+    /// A Linux bzImage (`toolstack::kernel::bzimage`).
+    BzImage,
+    /// Compressed data (`toolstack::kernel::Compression`, never `Unknown`).
+    Compressed(Compression),
     /// A newc cpio archive (an initramfs).
     Cpio,
 }
@@ -34,33 +37,42 @@ impl ModuleKind {
         match self {
             ModuleKind::BootBundle => "boot bundle",
             ModuleKind::Elf => "ELF image",
-            ModuleKind::Gzip => "gzip data",
-            ModuleKind::Xz => "xz data",
-            ModuleKind::Zstd => "zstd data",
+            ModuleKind::BzImage => "bzImage",
+            ModuleKind::Compressed(c) => match c {
+                Compression::Gzip => "gzip data",
+                Compression::Xz => "xz data",
+                Compression::Zstd => "zstd data",
+                Compression::Lz4 => "lz4 data",
+                Compression::Bzip2 => "bzip2 data",
+                Compression::Lzma => "lzma data",
+                Compression::Lzo => "lzo data",
+                Compression::Unknown => "data",
+            },
             ModuleKind::Cpio => "cpio archive",
         }
     }
 }
 
-/// Bytes of a module's head that [`classify`] looks at.
-pub const HEAD_LEN: usize = 16;
+/// Bytes of a module's head that [`classify`] looks at (a bzImage's setup header included).
+pub const HEAD_LEN: usize = bzimage::HEADER_END;
 
 /// What a module looks like from its first bytes; the bytes themselves when not recognised.
 pub fn classify(head: &[u8]) -> Result<ModuleKind, String> {
     match head {
         [b'X', b'D', b'B', b'0', b'B', b'N', b'D', b'L', ..] => Ok(ModuleKind::BootBundle),
         [0x7f, b'E', b'L', b'F', ..] => Ok(ModuleKind::Elf),
-        [0x1f, 0x8b, ..] => Ok(ModuleKind::Gzip),
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Ok(ModuleKind::Xz),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(ModuleKind::Zstd),
         [b'0', b'7', b'0', b'7', b'0', b'1' | b'2', ..] => Ok(ModuleKind::Cpio),
-        _ => {
-            let mut s = String::new();
-            for b in head.iter().take(8) {
-                let _ = write!(s, "{b:02x} ");
+        _ if bzimage::is_bzimage(head) => Ok(ModuleKind::BzImage),
+        _ => match Compression::detect(head) {
+            Compression::Unknown => {
+                let mut s = String::new();
+                for b in head.iter().take(8) {
+                    let _ = write!(s, "{b:02x} ");
+                }
+                Err(format!("first bytes {}", s.trim_end()))
             }
-            Err(format!("first bytes {}", s.trim_end()))
-        }
+            c => Ok(ModuleKind::Compressed(c)),
+        },
     }
 }
 
@@ -150,7 +162,7 @@ fn read_bundle<'a, P: Platform>(
                 .map(|d| {
                     let kernel = b
                         .kernel_of(d)
-                        .map(|k| format!("{:?}", toolstack::bundle::kernel_format(k.data)))
+                        .map(|k| format!("{}", toolstack::kernel::kernel_format(k.data)))
                         .unwrap_or_else(|| "missing".to_string());
                     format!(
                         "{} ({} MiB, {} vCPU{}, kernel {}: {kernel}{})",

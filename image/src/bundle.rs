@@ -13,7 +13,8 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use toolstack::bundle::{self as wire, FileKind};
 
-pub use toolstack::bundle::{Bundle, KernelFormat, kernel_format};
+pub use toolstack::bundle::Bundle;
+pub use toolstack::kernel::{KernelFormat, kernel_format};
 
 /// A domain to describe in a bundle; the packer's counterpart of `toolstack::bundle::DomainSpec`.
 ///

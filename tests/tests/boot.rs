@@ -754,7 +754,7 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     let status = m["status"].as_str().unwrap_or("");
     check!(
         out,
-        status.contains("demo (64 MiB, 2 vCPUs, kernel k1: Elf"),
+        status.contains("demo (64 MiB, 2 vCPUs, kernel k1: ELF64 x86-64"),
         "status {status:?}"
     );
 

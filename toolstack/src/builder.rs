@@ -27,7 +27,7 @@ use xen::domctl::{self, CreateDomain, DomId, DomctlVersion, hvmctx, param};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
-use crate::elf;
+use crate::kernel::elf;
 
 pub const PAGE: u64 = 4096;
 /// Start of the MMIO hole for a PVH guest without a device model (libxl: the lowest of the

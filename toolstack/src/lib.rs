@@ -8,6 +8,6 @@ pub mod builder;
 pub mod bundle;
 pub mod console;
 pub mod domain;
-pub mod elf;
+pub mod kernel;
 pub mod service;
 pub mod xenstore;

@@ -46,7 +46,7 @@ pub struct VcpuTimeInfo {
 impl VcpuTimeInfo {
     /// Decode the 32-byte record.
     pub fn from_bytes(b: &[u8; 32]) -> Self {
-        let u32at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u32at = |o: usize| crate::le::u32_at(b, o);
         let u64at = |o: usize| u64::from(u32at(o)) | (u64::from(u32at(o + 4)) << 32);
         VcpuTimeInfo {
             version: u32at(0),

@@ -750,7 +750,7 @@ fn hvm_param(h: &dyn Hypercall, op: u64, index: u32, value: u64) -> Result<u64, 
     put_u32(&mut arg, 4, index);
     put_u64(&mut arg, 8, value);
     issue(h, call!(nr::HVM_OP, Arg::Val(op), Arg::InOut(&mut arg)))?;
-    Ok(u64::from_le_bytes(arg[8..16].try_into().unwrap_or([0; 8])))
+    Ok(crate::le::get_u64(&arg, 8).unwrap_or(0))
 }
 
 /// Set an HVM parameter of this domain.

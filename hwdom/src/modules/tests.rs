@@ -2,6 +2,7 @@
 //! modules, a good bundle, a corrupt one, one dom0 cannot reach.
 
 use alloc::string::ToString;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use report::BootReport;
@@ -54,12 +55,19 @@ fn each_kind_by_its_magic() {
     let cases: [(&[u8], ModuleKind); 7] = [
         (b"XDB0BNDL\x01\0\0\0", ModuleKind::BootBundle),
         (b"\x7fELF\x02\x01", ModuleKind::Elf),
-        (b"\x1f\x8b\x08\0", ModuleKind::Gzip),
-        (b"\xfd7zXZ\0\0", ModuleKind::Xz),
-        (b"\x28\xb5\x2f\xfd\x04", ModuleKind::Zstd),
+        (b"\x1f\x8b\x08\0", ModuleKind::Compressed(Compression::Gzip)),
+        (b"\xfd7zXZ\0\0", ModuleKind::Compressed(Compression::Xz)),
+        (
+            b"\x28\xb5\x2f\xfd\x04",
+            ModuleKind::Compressed(Compression::Zstd),
+        ),
         (b"070701000", ModuleKind::Cpio),
         (b"070702000", ModuleKind::Cpio),
     ];
+    let mut bz = vec![0u8; HEAD_LEN];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    assert_eq!(classify(&bz), Ok(ModuleKind::BzImage));
+    assert_eq!(ModuleKind::BzImage.name(), "bzImage");
     for (head, kind) in cases {
         assert_eq!(classify(head), Ok(kind), "{head:x?}");
     }

@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use xen::le::u32_at as le32;
 
 /// Largest payload a message may carry; a connection announcing more is broken.
 pub const XENSTORE_PAYLOAD_MAX: usize = 4096;
@@ -143,12 +144,6 @@ pub struct Header {
     pub req_id: u32,
     pub tx_id: u32,
     pub len: u32,
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(w)
 }
 
 impl Header {

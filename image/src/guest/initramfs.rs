@@ -1,0 +1,172 @@
+//! The DomU's initramfs: a newc cpio writer, busybox and the `/init` script the tests read.
+
+use super::*;
+
+/// The newc ("070701") cpio writer: entries in the order given, then `TRAILER!!!`.
+/// Times are 0 and owners root, so the same inputs give the same bytes.
+#[derive(Debug, Default)]
+pub struct CpioWriter {
+    out: Vec<u8>,
+    next_ino: u32,
+}
+
+/// File type bits of `st_mode`.
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFCHR: u32 = 0o020000;
+
+impl CpioWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
+        self.next_ino += 1;
+        let fields = [
+            self.next_ino,
+            mode,
+            0, // uid
+            0, // gid
+            nlink,
+            0, // mtime
+            data.len() as u32,
+            0, // devmajor
+            0, // devminor
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        let mut header = String::from("070701");
+        for f in fields {
+            let _ = write!(header, "{f:08X}");
+        }
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        self.out.resize(self.out.len().next_multiple_of(4), 0);
+    }
+
+    /// A directory; `perm` is e.g. `0o755`.
+    pub fn dir(&mut self, path: &str, perm: u32) {
+        self.entry(path, S_IFDIR | perm, 2, (0, 0), &[]);
+    }
+
+    /// A regular file.
+    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) {
+        self.entry(path, S_IFREG | perm, 1, (0, 0), data);
+    }
+
+    /// A symbolic link to `target`.
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes());
+    }
+
+    /// A character device node.
+    pub fn char_dev(&mut self, path: &str, perm: u32, major: u32, minor: u32) {
+        self.entry(path, S_IFCHR | perm, 1, (major, minor), &[]);
+    }
+
+    /// Appends the trailer and returns the archive.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.next_ino = 0;
+        self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
+        self.out
+    }
+}
+
+/// `/init`: see the module documentation. Every command goes through `/bin/busybox`, so no
+/// applet links are needed.
+/// `/sbin/poweroff` in the initramfs.
+pub const POWEROFF_SCRIPT: &str =
+    "#!/bin/busybox sh\necho 'DOMU-INIT: poweroff requested'\nexec /bin/busybox poweroff -f\n";
+
+pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
+# DomU init for the Rust PVH dom0's tests (written by image/src/guest.rs).
+bb=/bin/busybox
+$bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+
+cpus=0
+online=$($bb cat /sys/devices/system/cpu/online 2>/dev/null)
+for r in $(echo "$online" | $bb tr ',' ' '); do
+    case $r in
+        *-*) cpus=$((cpus + ${r#*-} - ${r%-*} + 1)) ;;
+        *) cpus=$((cpus + 1)) ;;
+    esac
+done
+[ "$cpus" -gt 0 ] || cpus=$($bb nproc)
+echo "DOMU-INIT: up $($bb uname -r) vcpus=$cpus"
+
+# One XS_WRITE (type 11) through xenbus_dev_frontend: a 16-byte header
+# {u32 type, u32 req_id, u32 tx_id, u32 len}, then "<path>\0<value>".
+le32() {
+    for s in 0 8 16 24; do
+        printf "\\$(printf %03o $((($1 >> s) & 255)))"
+    done
+}
+# Runs in a subshell ($(...)): a failed `exec` must not end init.
+xs_write() {
+    [ -e /dev/xen/xenbus ] || return 1
+    exec 3<>/dev/xen/xenbus || return 1
+    len=$((${#1} + 1 + ${#2}))
+    { le32 11; le32 1; le32 0; le32 $len; printf '%s\000%s' "$1" "$2"; } >&3
+    # The reply: a 16-byte header and "OK\0" (an error name is longer).
+    $bb timeout 10 $bb dd bs=1 count=19 <&3 2>/dev/null | $bb tr -cd 'A-Za-z'
+}
+reply=$(xs_write data/init "hello from init" 2>/dev/null)
+case $reply in
+    *OK*) echo "DOMU-INIT: xenstore write ok" ;;
+    *) echo "DOMU-INIT: xenstore write failed${reply:+ ($reply)}" ;;
+esac
+
+cmdline=" $($bb cat /proc/cmdline) "
+case $cmdline in
+    *" domu-test=crash "*)
+        echo "DOMU-INIT: crashing"
+        exit 1
+        ;;
+    *" domu-test=stay "*)
+        echo "DOMU-INIT: staying"
+        while true; do $bb sleep 1; done
+        ;;
+esac
+echo "DOMU-INIT: powering off"
+$bb poweroff -f
+echo o > /proc/sysrq-trigger
+$bb reboot -f
+"#;
+
+/// The initramfs: `/bin/busybox`, `/init` ([`INIT_SCRIPT`]), `/dev/console` (so init has a
+/// console before devtmpfs is mounted) and the directories `/init` mounts on.
+pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    let mut w = CpioWriter::new();
+    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "tmp"] {
+        w.dir(d, if d == "tmp" { 0o1777 } else { 0o755 });
+    }
+    w.char_dev("dev/console", 0o600, 5, 1);
+    w.file("bin/busybox", 0o755, busybox);
+    w.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    // What Linux runs for a xenstore `control/shutdown` = "poweroff" (orderly_poweroff() runs
+    // /sbin/poweroff); busybox's own applet would signal init, a shell script that would die.
+    w.file("sbin/poweroff", 0o755, POWEROFF_SCRIPT.as_bytes());
+    w.finish()
+}
+
+/// Writes `dir/initramfs.cpio` if it is missing or differs from [`initramfs`]`(busybox)`.
+pub(super) fn write_initramfs(dir: &Path, busybox: &[u8]) -> Result<PathBuf> {
+    let path = dir.join("initramfs.cpio");
+    let bytes = initramfs(busybox);
+    if fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomic(&path, &bytes)?;
+    }
+    Ok(path)
+}
