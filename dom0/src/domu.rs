@@ -22,7 +22,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use log::{error, info, warn};
-use report::{DomuSummary, ToolstackSummary};
+use report::{DomuState, DomuSummary, ToolstackSummary};
 use toolstack::builder::{self, DomainConfig, Env};
 use toolstack::bundle::{Bundle, DomainSpec};
 use toolstack::console::ConsoleBackend;
@@ -132,7 +132,8 @@ pub fn run(
             return sum;
         }
     };
-    sum.window = (window, WINDOW_PAGES);
+    sum.window_gfn = window;
+    sum.window_pages = WINDOW_PAGES;
     info!(
         "toolstack: foreign-mapping window at {:#x} ({} pages)",
         window * PAGE,
@@ -237,7 +238,7 @@ impl Toolstack<'_> {
             }
             Err(m) => {
                 error!("domu {}: {m}", spec.name);
-                s.state = "build failed".to_string();
+                s.state = DomuState::BuildFailed;
                 s.errors.push(m);
                 s.stopped_at_ns = Some(now());
                 self.done.push(s);
@@ -303,7 +304,7 @@ impl Toolstack<'_> {
                     format!("XEN_DOMCTL_unpausedomain: {e}")
                 })?;
                 s.started_at_ns = now();
-                s.state = "running".to_string();
+                s.state = DomuState::Running;
                 s.dom0_heap_bytes = crate::heap::stats().1.saturating_sub(heap_before);
                 Ok(Running {
                     spec: i,
@@ -600,7 +601,7 @@ impl Toolstack<'_> {
         for line in d.lines.iter().chain(r.console.flush().iter()) {
             crate::println!("[{}] {}", r.summary.name, line);
         }
-        let state = why.state().to_string();
+        let state = hwdom::domu::state_after(why);
         info!(
             "domu {}: domain {} stopped: {state}",
             r.summary.name, r.domid

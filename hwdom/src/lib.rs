@@ -13,6 +13,7 @@
 //! - [`cpu_report`]: vCPU 0's CPUID, every vCPU's status, the MTRR check across vCPUs.
 //! - [`acpi`]: the ACPI walk, the container MADT choice and check, and the rewrite.
 //! - [`modules`]: what each boot module is, and the bundle's DomUs.
+//! - [`domu`]: what the report says about a DomU that stopped.
 //!
 //! Module order (no cycles): `options`, `finding`, `platform` → `acpi`, `modules`,
 //! `cpu_report`, `pci_survey`.
@@ -23,6 +24,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod cpu_report;
+pub mod domu;
 pub mod finding;
 pub mod modules;
 pub mod options;

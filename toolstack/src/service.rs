@@ -108,16 +108,6 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// The state the report gives the DomU.
-    pub fn state(self) -> &'static str {
-        match self {
-            StopReason::Shutdown(c) => c.name(),
-            StopReason::Dying => "dying",
-            StopReason::Vanished => "vanished",
-            StopReason::IgnoredShutdown => "destroyed",
-        }
-    }
-
     /// The shutdown code for the restart policy (`domain::policy`); only a shutdown the guest
     /// chose can be a reboot.
     pub fn code(self) -> ShutdownCode {

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use hwdom::options::Dom0Options;
-use report::BootReport;
+use report::{BootReport, DomuState, PciBarKind};
 use xen::memmap::MemoryMap;
 
 use crate::hypercall::Xen;
@@ -25,7 +25,7 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
         .iter()
         .flat_map(|p| p.functions.iter())
         .flat_map(|f| f.bars.iter())
-        .filter(|b| b.kind != "io" && b.size > 0)
+        .filter(|b| b.kind != PciBarKind::Io && b.size > 0)
         .map(|b| (b.address, b.address.saturating_add(b.size)))
         .collect();
     // vCPU 1 watches the loop as it watched the boot: a stall is reported, a vCPU 0 that Xen
@@ -50,7 +50,7 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
         for e in &d.errors {
             rep.errors.push(format!("domu {}: {e}", d.name));
         }
-        if d.state == "build failed" || d.state == "crash" {
+        if matches!(d.state, DomuState::BuildFailed | DomuState::Crash) {
             rep.warnings.push(format!("domu {}: {}", d.name, d.state));
         }
     }

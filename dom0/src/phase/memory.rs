@@ -4,7 +4,7 @@ use alloc::format;
 
 use hwdom::finding;
 use log::info;
-use report::BootReport;
+use report::{BootReport, MemoryRegion};
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::StartInfo;
 
@@ -63,7 +63,7 @@ pub fn init(si: &StartInfo, map: &MemoryMap, rep: &mut BootReport) {
     if high > 0 {
         info!("identity map: {} MiB of RAM above 4 GiB mapped", high >> 20);
     }
-    rep.memory_map = map.regions().to_vec();
+    rep.memory_map = map.regions().iter().map(MemoryRegion::from).collect();
     rep.ram_bytes = map.total(MemType::Ram);
     time::phase("heap");
 }

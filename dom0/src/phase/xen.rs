@@ -59,6 +59,7 @@ pub fn detect(rep: &mut BootReport, start_info_paddr: u32) -> Option<Xen> {
             rep.xen = Some(XenInfo {
                 major: maj,
                 minor: min,
+                version: format!("{maj}.{min}{extra}"),
                 extra,
                 features: xen::ops::feature_names(feats),
                 caps,
