@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub mod bench;
 pub mod bundle;
@@ -239,8 +238,8 @@ impl RunOutcome {
         self.report.outcome == Outcome::Pass
     }
 
-    /// dom0's JSON report, if it printed one that parsed.
-    pub fn dom0(&self) -> Option<&Value> {
+    /// dom0's report, if it printed one that parsed.
+    pub fn dom0(&self) -> Option<&::report::BootReport> {
         self.report.dom0.as_ref()
     }
 

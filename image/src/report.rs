@@ -1,7 +1,7 @@
 //! `report.json` of a run, and the verdict (pass / fail / timeout / crashed) with its reason.
 
+use ::report::BootReport;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::qemu::Topology;
 use crate::xenlog::{Analysis, Dom0Result, XenLog};
@@ -61,7 +61,7 @@ pub struct Report {
     #[serde(default)]
     pub dom0_result: Option<Dom0Result>,
     /// dom0's `DOM0-REPORT-JSON` object.
-    pub dom0: Option<Value>,
+    pub dom0: Option<BootReport>,
     pub xen_log: XenLog,
     pub serial_log: String,
 }

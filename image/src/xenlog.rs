@@ -4,6 +4,7 @@
 //! line ends, ANSI escapes, stray control bytes and bytes that are not UTF-8: callers convert
 //! lossily ([`String::from_utf8_lossy`]) and every line is cleaned before it is read.
 
+use report::BootReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -78,7 +79,7 @@ pub struct Analysis {
     /// The last `DOM0-RESULT:` line.
     pub dom0_result: Option<Dom0Result>,
     /// The last `DOM0-REPORT-JSON` object that parsed.
-    pub dom0_report: Option<Value>,
+    pub dom0_report: Option<BootReport>,
     /// Why the last `DOM0-REPORT-JSON` line did not parse, if it did not.
     pub dom0_report_error: Option<String>,
     /// dom0's own lines (no `(XEN)` lines), cleaned.
@@ -290,11 +291,13 @@ fn read_dom0_line<'a>(a: &mut Analysis, text: &'a str, last_report: &mut Option<
 }
 
 /// Parses the first JSON value after the marker; trailing bytes (e.g. an interleaved console
-/// line) are ignored. It must be an object.
-fn parse_report(text: &str) -> Result<Value, String> {
+/// line) are ignored. It must be an object, read as a typed `report::BootReport` (keys it does
+/// not know are ignored, missing ones take their defaults).
+fn parse_report(text: &str) -> Result<BootReport, String> {
     let mut stream = serde_json::Deserializer::from_str(text.trim_start()).into_iter::<Value>();
     match stream.next() {
-        Some(Ok(v @ Value::Object(_))) => Ok(v),
+        Some(Ok(v @ Value::Object(_))) => serde_json::from_value(v)
+            .map_err(|e| format!("DOM0-REPORT-JSON does not match the report's shape: {e}")),
         Some(Ok(_)) => Err("DOM0-REPORT-JSON is not a JSON object".into()),
         Some(Err(e)) => Err(format!("DOM0-REPORT-JSON does not parse: {e}")),
         None => Err("DOM0-REPORT-JSON line is empty".into()),
@@ -377,7 +380,7 @@ DOM0-RESULT: ready\r
         assert_eq!(x.cpus, Some(2));
         assert_eq!(a.dom0_result, Some(Dom0Result::Ready));
         let r = a.dom0_report.unwrap();
-        assert_eq!(r["xen"]["minor"], 17);
+        assert_eq!(r.xen.unwrap().minor, 17);
         assert!(a.dom0_lines.iter().any(|l| l == "dom0: hello"));
         let lossy = String::from_utf8_lossy(b"dom0: bad \xff byte\r\nDOM0-RESULT: ready\r\n");
         let a = analyse(&lossy);
@@ -390,7 +393,7 @@ DOM0-RESULT: ready\r
         let a = analyse("DOM0-REPORT-JSON {\"under_xen\":false}\nDOM0-RESULT: ready\n");
         assert_eq!(a.xen, XenLog::default());
         assert_eq!(a.dom0_result, Some(Dom0Result::Ready));
-        assert_eq!(a.dom0_report.unwrap()["under_xen"], false);
+        assert!(!a.dom0_report.unwrap().under_xen);
     }
 
     #[test]
@@ -453,11 +456,12 @@ DOM0-RESULT: ready\r
     #[test]
     fn xen_line_inside_the_dom0_json_line_is_cut_out() {
         // Bytes from a real Xen 4.20 run with 4 vCPUs.
-        let log = "DOM0-REPORT-JSON {\"a\":[{\"id\":1,\"mtrr_prob(XEN) uart interrupt taking more than 4ms, switched to polling\r\nlems\":[]}],\"b\":2}\r\nDOM0-RESULT: ready\r\n";
+        let log = "DOM0-REPORT-JSON {\"vcpu_list\":[{\"id\":1,\"mtrr_prob(XEN) uart interrupt taking more than 4ms, switched to polling\r\nlems\":[\"x\"]}],\"vcpus\":2}\r\nDOM0-RESULT: ready\r\n";
         let a = analyse(log);
         let r = a.dom0_report.expect("the report reassembles");
-        assert_eq!(r["b"], 2);
-        assert_eq!(r["a"][0]["mtrr_problems"], serde_json::json!([]));
+        assert_eq!(r.vcpus, 2);
+        assert_eq!(r.vcpu_list[0].id, 1);
+        assert_eq!(r.vcpu_list[0].mtrr_problems, ["x"]);
         assert_eq!(a.dom0_result, Some(Dom0Result::Ready));
         assert_eq!(a.xen.xen_lines, 1);
     }
@@ -476,12 +480,12 @@ DOM0-RESULT: ready\r
 
     #[test]
     fn report_with_trailing_garbage_and_guest_prefix() {
-        let log = "(d0) DOM0-REPORT-JSON {\"a\":[1,2]}(XEN) some xen line\n";
+        let log = "(d0) DOM0-REPORT-JSON {\"errors\":[\"x\",\"y\"]}(XEN) some xen line\n";
         let a = analyse(log);
-        assert_eq!(a.dom0_report.unwrap()["a"][1], 2);
+        assert_eq!(a.dom0_report.unwrap().errors[1], "y");
         assert_eq!(a.xen.xen_lines, 1);
-        let a = analyse("DOM0-REPORT-JSON {\"a\":1} trailing words\n");
-        assert_eq!(a.dom0_report.unwrap()["a"], 1);
+        let a = analyse("DOM0-REPORT-JSON {\"vcpus\":1} trailing words\n");
+        assert_eq!(a.dom0_report.unwrap().vcpus, 1);
         let a = analyse("DOM0-REPORT-JSON [1]\n");
         assert!(a.dom0_report_error.unwrap().contains("not a JSON object"));
     }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use image::{Outcome, RunConfig, RunOutcome, XenVersion};
-use serde_json::Value;
+use report::{BootReport, DomuSummary, PciBarKind, PciFunction, PciSummary};
 
 /// All QEMU runs of this process take turns (2 cores, software CPU emulation).
 static QEMU: Mutex<()> = Mutex::new(());
@@ -128,8 +128,8 @@ macro_rules! check {
     };
 }
 
-/// dom0's JSON report; fails the test if there is none.
-pub fn dom0(out: &RunOutcome) -> &Value {
+/// dom0's report (parsed from its `DOM0-REPORT-JSON` line); fails the test if there is none.
+pub fn dom0(out: &RunOutcome) -> &BootReport {
     match out.dom0() {
         Some(v) => v,
         None => panic!(
@@ -208,28 +208,21 @@ pub fn assert_ready_phase(out: &RunOutcome) {
     check!(
         out,
         image::bench::ready_ns(d).is_some(),
-        "dom0's report has no 'ready' phase: phases = {}",
-        d["phases"]
+        "dom0's report has no 'ready' phase: phases = {:?}",
+        d.phases
     );
-    check!(
-        out,
-        d["ready"] == true,
-        "dom0's report says ready = {}",
-        d["ready"]
-    );
+    check!(out, d.ready, "dom0's report says ready = {}", d.ready);
 }
 
 /// dom0's report under Xen agrees with Xen's log and with the configuration.
 pub fn assert_dom0_under_xen(out: &RunOutcome, major: u32, minor: u32) {
     let d = dom0(out);
     let cfg = &out.report;
-    check!(
-        out,
-        d["under_xen"] == true,
-        "dom0 says under_xen = {}",
-        d["under_xen"]
+    check!(out, d.under_xen, "dom0 says under_xen = {}", d.under_xen);
+    let (dmaj, dmin) = (
+        d.xen.as_ref().map(|x| u64::from(x.major)),
+        d.xen.as_ref().map(|x| u64::from(x.minor)),
     );
-    let (dmaj, dmin) = (d["xen"]["major"].as_u64(), d["xen"]["minor"].as_u64());
     check!(
         out,
         (dmaj, dmin) == (Some(major.into()), Some(minor.into())),
@@ -266,18 +259,18 @@ pub fn assert_dom0_under_xen(out: &RunOutcome, major: u32, minor: u32) {
     );
     check!(
         out,
-        d["vcpus"].as_u64() == Some(cfg.smp.into()),
+        d.vcpus == cfg.smp,
         "dom0 reports {} vCPUs, expected {}",
-        d["vcpus"],
+        d.vcpus,
         cfg.smp
     );
     check!(
         out,
-        d["memmap_source"] == "XENMEM_memory_map",
+        d.memmap_source == "XENMEM_memory_map",
         "dom0's memory map came from {}, expected XENMEM_memory_map",
-        d["memmap_source"]
+        d.memmap_source
     );
-    let ram = d["ram_bytes"].as_u64().unwrap_or(0);
+    let ram = d.ram_bytes;
     let want = u64::from(cfg.dom0_mem_mib) << 20;
     check!(
         out,
@@ -290,124 +283,102 @@ pub fn assert_dom0_under_xen(out: &RunOutcome, major: u32, minor: u32) {
 /// Xen their APIC ids are 2 x vCPU id (Xen's crafted MADT, `pvh_setup_acpi_madt()`).
 pub fn assert_madt_matches(out: &RunOutcome, smp: u32, under_xen: bool) {
     let d = dom0(out);
-    let acpi = &d["acpi"];
+    let Some(acpi) = &d.acpi else {
+        panic!("dom0 reports no ACPI survey{}", context(out));
+    };
     check!(
         out,
-        acpi.is_object(),
-        "dom0 reports no ACPI survey: acpi = {acpi}"
-    );
-    check!(
-        out,
-        acpi["madt_cpus"].as_u64() == Some(smp.into()),
+        acpi.madt_cpus == smp,
         "dom0's MADT lists {} CPUs, expected {smp}",
-        acpi["madt_cpus"]
+        acpi.madt_cpus
     );
-    let ids: Vec<u64> = acpi["madt_apic_ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    let want: Vec<u64> = (0..u64::from(smp))
+    let ids = &acpi.madt_apic_ids;
+    let want: Vec<u32> = (0..smp)
         .map(|i| if under_xen { 2 * i } else { i })
         .collect();
-    check!(out, ids == want, "MADT APIC ids {ids:?}, expected {want:?}");
+    check!(
+        out,
+        *ids == want,
+        "MADT APIC ids {ids:?}, expected {want:?}"
+    );
 }
 
 /// dom0's container MADT (built from the firmware's MADT for the vCPUs it runs) equals the MADT
 /// Xen crafted, entry for entry, and nothing was rewritten.
 pub fn assert_container_matches_xen(out: &RunOutcome, smp: u32) {
     let d = dom0(out);
-    let c = &d["acpi"]["container"];
+    let Some(c) = d.acpi.as_ref().and_then(|a| a.container.as_ref()) else {
+        panic!(
+            "dom0 made no container MADT check: {:?}{}",
+            d.acpi,
+            context(out)
+        );
+    };
     check!(
         out,
-        c.is_object(),
-        "dom0 made no container MADT check: {}",
-        d["acpi"]
-    );
-    check!(
-        out,
-        c["compared_with"] == "Xen's crafted MADT",
+        c.compared_with == "Xen's crafted MADT",
         "compared with {}",
-        c["compared_with"]
+        c.compared_with
+    );
+    check!(out, c.vcpus == smp, "container vCPUs {}", c.vcpus);
+    let want: Vec<u32> = (0..smp).map(|i| 2 * i).collect();
+    check!(
+        out,
+        c.apic_ids == want,
+        "container APIC ids {:?}",
+        c.apic_ids
     );
     check!(
         out,
-        c["vcpus"].as_u64() == Some(smp.into()),
-        "container vCPUs {}",
-        c["vcpus"]
-    );
-    let want: Vec<u64> = (0..u64::from(smp)).map(|i| 2 * i).collect();
-    check!(
-        out,
-        c["apic_ids"] == serde_json::json!(want),
-        "container APIC ids {}",
-        c["apic_ids"]
+        c.differences.is_empty(),
+        "the container MADT differs from Xen's: {:?}",
+        c.differences
     );
     check!(
         out,
-        c["differences"].as_array().is_some_and(Vec::is_empty),
-        "the container MADT differs from Xen's: {}",
-        c["differences"]
+        !c.rewritten,
+        "dom0 rewrote tables it had no reason to: {c:?}"
     );
-    check!(
-        out,
-        c["rewritten"] == false,
-        "dom0 rewrote tables it had no reason to: {c}"
-    );
-    check!(
-        out,
-        c["native_rsdp"].as_u64().unwrap_or(0) != 0,
-        "the firmware RSDP was not found"
-    );
+    check!(out, c.native_rsdp != 0, "the firmware RSDP was not found");
 }
 
 /// dom0 rewrote MADT/XSDT/RSDP for a smaller container, and the rewritten tables passed the
 /// same validation as what it was given.
-pub fn assert_container_rewritten(out: &RunOutcome, cpus: u32, ids: &[u64]) {
+pub fn assert_container_rewritten(out: &RunOutcome, cpus: u32, ids: &[u32]) {
     let d = dom0(out);
-    let acpi = &d["acpi"];
-    let c = &acpi["container"];
-    check!(out, c["rewritten"] == true, "no rewrite: {c}");
+    let Some(acpi) = &d.acpi else {
+        panic!("dom0 reports no ACPI survey{}", context(out));
+    };
+    let Some(c) = &acpi.container else {
+        panic!("no container MADT check: {acpi:?}{}", context(out));
+    };
+    check!(out, c.rewritten, "no rewrite: {c:?}");
+    check!(out, c.vcpus == cpus, "container vCPUs {}", c.vcpus);
     check!(
         out,
-        c["vcpus"].as_u64() == Some(cpus.into()),
-        "container vCPUs {}",
-        c["vcpus"]
+        c.apic_ids == ids,
+        "container APIC ids {:?}",
+        c.apic_ids
     );
+    check!(out, c.rsdp != 0 && c.madt != 0, "{c:?}");
+    let dropped = c
+        .differences
+        .iter()
+        .filter(|s| s.starts_with("only in given"))
+        .count();
+    let firmware_cpus = acpi.madt_cpus;
     check!(
         out,
-        c["apic_ids"] == serde_json::json!(ids),
-        "container APIC ids {}",
-        c["apic_ids"]
+        dropped as u64 == u64::from(firmware_cpus) - u64::from(cpus),
+        "expected {} CPUs dropped from the MADT, the differences say {dropped}: {:?}",
+        firmware_cpus - cpus,
+        c.differences
     );
-    check!(
-        out,
-        c["rsdp"].as_u64().unwrap_or(0) != 0 && c["madt"].as_u64().unwrap_or(0) != 0,
-        "{c}"
-    );
-    let dropped = c["differences"].as_array().map_or(0, |a| {
-        a.iter()
-            .filter(|x| x.as_str().is_some_and(|s| s.starts_with("only in given")))
-            .count()
-    });
-    let firmware_cpus = acpi["madt_cpus"].as_u64().unwrap_or(0);
-    check!(
-        out,
-        dropped as u64 == firmware_cpus - u64::from(cpus),
-        "expected {} CPUs dropped from the MADT, the differences say {dropped}: {}",
-        firmware_cpus - u64::from(cpus),
-        c["differences"]
-    );
-    let bad: Vec<&Value> = acpi["problems"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|p| {
-                    p.as_str()
-                        .is_some_and(|s| s.starts_with("rewritten tables"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let bad: Vec<&String> = acpi
+        .problems
+        .iter()
+        .filter(|s| s.starts_with("rewritten tables"))
+        .collect();
     check!(
         out,
         bad.is_empty(),
@@ -421,14 +392,12 @@ pub fn assert_container_rewritten(out: &RunOutcome, cpus: u32, ids: &[u64]) {
 /// written while mapped or a BAR it would not map.
 pub fn assert_pci_matches_xen(out: &RunOutcome) {
     let d = dom0(out);
-    let pci = &d["pci"];
-    check!(out, pci.is_object(), "dom0 did not enumerate PCI: {pci}");
-    let funcs = pci["functions"].as_array().cloned().unwrap_or_default();
+    let Some(pci) = &d.pci else {
+        panic!("dom0 did not enumerate PCI{}", context(out));
+    };
+    let funcs = &pci.functions;
     check!(out, !funcs.is_empty(), "dom0 found no PCI functions");
-    let mut dom0_set: Vec<String> = funcs
-        .iter()
-        .filter_map(|f| f["sbdf"].as_str().map(String::from))
-        .collect();
+    let mut dom0_set: Vec<String> = funcs.iter().map(|f| f.sbdf.clone()).collect();
     dom0_set.sort();
     let xen_order = out.report.xen_log.pci_devices_added.clone();
     let mut xen_set = xen_order.clone();
@@ -438,22 +407,22 @@ pub fn assert_pci_matches_xen(out: &RunOutcome) {
         dom0_set == xen_set,
         "dom0 enumerated {dom0_set:?}, Xen added {xen_set:?}"
     );
-    for f in &funcs {
+    for f in funcs {
         check!(
             out,
-            f["xen_add"] == "ok",
+            f.xen_add == "ok",
             "Xen refused {}: {}",
-            f["sbdf"],
-            f["xen_add"]
+            f.sbdf,
+            f.xen_add
         );
-        if let Some(parent) = f["parent"].as_str() {
+        if let Some(parent) = &f.parent {
             let pos = |s: &str| xen_order.iter().position(|x| x == s);
-            let (p, c) = (pos(parent), f["sbdf"].as_str().and_then(pos));
+            let (p, c) = (pos(parent), pos(&f.sbdf));
             check!(
                 out,
                 p < c,
                 "Xen added {} before its bridge {parent}",
-                f["sbdf"]
+                f.sbdf
             );
         }
     }
@@ -461,11 +430,25 @@ pub fn assert_pci_matches_xen(out: &RunOutcome) {
     check!(out, w.is_empty(), "Xen logged BAR warnings: {w:?}");
 }
 
+/// dom0's PCI survey; fails the test if there is none.
+pub fn pci(out: &RunOutcome) -> &PciSummary {
+    match &dom0(out).pci {
+        Some(p) => p,
+        None => panic!("dom0 did not enumerate PCI{}", context(out)),
+    }
+}
+
 /// The PCI function with these ids, from dom0's report.
-pub fn pci_function<'a>(out: &RunOutcome, d: &'a Value, vendor: u64, device: u64) -> &'a Value {
-    let f = d["pci"]["functions"].as_array().and_then(|a| {
-        a.iter()
-            .find(|f| f["vendor"] == vendor && f["device"] == device)
+pub fn pci_function<'a>(
+    out: &RunOutcome,
+    d: &'a BootReport,
+    vendor: u16,
+    device: u16,
+) -> &'a PciFunction {
+    let f = d.pci.as_ref().and_then(|p| {
+        p.functions
+            .iter()
+            .find(|f| f.vendor == vendor && f.device == device)
     });
     match f {
         Some(f) => f,
@@ -474,41 +457,37 @@ pub fn pci_function<'a>(out: &RunOutcome, d: &'a Value, vendor: u64, device: u64
 }
 
 /// A BAR of `f` with this index, kind and size.
-pub fn assert_bar(out: &RunOutcome, f: &Value, index: u64, kind: &str, size: u64) {
-    let bars = f["bars"].as_array().cloned().unwrap_or_default();
+pub fn assert_bar(out: &RunOutcome, f: &PciFunction, index: u8, kind: PciBarKind, size: u64) {
     check!(
         out,
-        bars.iter().any(|b| b["index"] == index
-            && b["kind"] == kind
-            && b["size"] == size
-            && b["address"].as_u64().unwrap_or(0) != 0),
-        "{} has no assigned BAR {index} {kind} of size {size:#x}: {bars:?}",
-        f["sbdf"]
+        f.bars
+            .iter()
+            .any(|b| b.index == index && b.kind == kind && b.size == size && b.address != 0),
+        "{} has no assigned BAR {index} {kind:?} of size {size:#x}: {:?}",
+        f.sbdf,
+        f.bars
     );
 }
 
 /// dom0 read a known register of `f` through its BAR (virtio `num_queues`, e1000 STATUS, NVMe
 /// VS): the device answers at the address dom0 reports.
-pub fn assert_device_check(out: &RunOutcome, f: &Value) {
-    let c = f["device_check"].as_str().unwrap_or("");
-    check!(
-        out,
-        c.starts_with("ok:"),
-        "{} device check: {c:?}",
-        f["sbdf"]
-    );
+pub fn assert_device_check(out: &RunOutcome, f: &PciFunction) {
+    let c = &f.device_check;
+    check!(out, c.starts_with("ok:"), "{} device check: {c:?}", f.sbdf);
 }
 
 /// dom0 proved event delivery: a one-shot timer came back as VIRQ_TIMER, not before it was due.
 pub fn assert_timer_event(out: &RunOutcome) {
     let d = dom0(out);
-    let t = &d["timer"];
-    check!(out, t["via"] == "VIRQ_TIMER", "dom0's timer check: {t}");
-    let (req, got) = (t["requested_ns"].as_u64(), t["delivered_ns"].as_u64());
+    let Some(t) = &d.timer else {
+        panic!("dom0 checked no timer{}", context(out));
+    };
+    check!(out, t.via == "VIRQ_TIMER", "dom0's timer check: {t:?}");
+    let (req, got) = (t.requested_ns, t.delivered_ns);
     check!(
         out,
-        matches!((req, got), (Some(r), Some(g)) if r > 0 && g >= r),
-        "timer delivered after {got:?} ns for a request of {req:?} ns"
+        req > 0 && got >= req,
+        "timer delivered after {got} ns for a request of {req} ns"
     );
 }
 
@@ -516,7 +495,7 @@ pub fn assert_timer_event(out: &RunOutcome) {
 /// ids (from each vCPU's own CPUID) are 2 x vCPU id, as Xen assigns them.
 pub fn assert_smp(out: &RunOutcome, smp: u32) {
     let d = dom0(out);
-    let list = d["vcpu_list"].as_array().cloned().unwrap_or_default();
+    let list = &d.vcpu_list;
     check!(
         out,
         list.len() == smp as usize,
@@ -524,43 +503,38 @@ pub fn assert_smp(out: &RunOutcome, smp: u32) {
         list.len()
     );
     for (i, v) in list.iter().enumerate() {
-        check!(out, v["up"] == true, "vCPU {i} is not up: {v}");
+        check!(out, v.up, "vCPU {i} is not up: {v:?}");
         check!(
             out,
-            v["apic_id"].as_u64() == Some(2 * i as u64),
+            v.apic_id as usize == 2 * i,
             "vCPU {i} reports APIC id {}, expected {}",
-            v["apic_id"],
+            v.apic_id,
             2 * i
         );
         if i > 0 {
             // dom0 sends each AP two pieces of work: the id probe and its own timer check.
             check!(
                 out,
-                v["work_done"].as_u64() == Some(2),
-                "vCPU {i} did not run both pieces of work: {v}"
+                v.work_done == 2,
+                "vCPU {i} did not run both pieces of work: {v:?}"
             );
         }
-        let diffs = v["cpuid_differences"].as_array().map_or(0, Vec::len);
-        check!(out, diffs == 0, "vCPU {i} has CPUID differences: {v}");
+        check!(
+            out,
+            v.cpuid_differences.is_empty(),
+            "vCPU {i} has CPUID differences: {v:?}"
+        );
     }
     if smp > 1 {
-        let s = &d["smp"];
-        check!(
-            out,
-            s["started"].as_u64() == Some(u64::from(smp - 1)),
-            "SMP summary: {s}"
-        );
-        check!(
-            out,
-            s["failed"].as_array().is_some_and(Vec::is_empty),
-            "SMP failures: {s}"
-        );
+        let s = d.smp.clone().unwrap_or_default();
+        check!(out, s.started == smp - 1, "SMP summary: {s:?}");
+        check!(out, s.failed.is_empty(), "SMP failures: {s:?}");
     }
-    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    let errors = &d.errors;
     check!(out, errors.is_empty(), "dom0 reports errors: {errors:?}");
-    let m = &d["mtrr"];
-    check!(out, m["enabled"] == true, "MTRRs not enabled: {m}");
-    check!(out, m["consistent"] == true, "vCPUs disagree on MTRRs: {m}");
+    let m = d.mtrr.clone().unwrap_or_default();
+    check!(out, m.enabled, "MTRRs not enabled: {m:?}");
+    check!(out, m.consistent, "vCPUs disagree on MTRRs: {m:?}");
     // Xen's own word on the APs: no line about d0v1.. that reports a fault, crash or error.
     let bad: Vec<&str> = out
         .serial
@@ -633,14 +607,14 @@ pub fn serial(out: &RunOutcome) -> String {
 }
 
 /// dom0's report of the DomU called `name` (its last incarnation).
-pub fn domu(out: &RunOutcome, name: &str) -> Value {
+pub fn domu<'a>(out: &'a RunOutcome, name: &str) -> &'a DomuSummary {
     let d = dom0(out);
-    let list = d["toolstack"]["domus"].as_array();
-    match list.and_then(|l| l.iter().rev().find(|v| v["name"] == name)) {
-        Some(v) => v.clone(),
+    let list = d.toolstack.as_ref().map(|t| &t.domus);
+    match list.and_then(|l| l.iter().rev().find(|v| v.name == name)) {
+        Some(v) => v,
         None => panic!(
-            "dom0 reports no DomU {name:?}: toolstack = {}{}",
-            d["toolstack"],
+            "dom0 reports no DomU {name:?}: toolstack = {:?}{}",
+            d.toolstack,
             context(out)
         ),
     }
@@ -653,14 +627,11 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
     let d = domu(out, name);
     check!(
         out,
-        d["state"] == state,
-        "DomU {name}: state {}, expected {state}: {d}",
-        d["state"]
+        d.state.name() == state,
+        "DomU {name}: state {}, expected {state}: {d:?}",
+        d.state
     );
-    let console: Vec<&str> = d["console"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let console: Vec<&str> = d.console.iter().map(String::as_str).collect();
     check!(
         out,
         console.iter().any(|l| l.starts_with("DOMU-INIT: up 6.")),
@@ -671,10 +642,7 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
         console.contains(&"DOMU-INIT: xenstore write ok"),
         "DomU {name}: init's xenstore write did not succeed: {console:?}"
     );
-    let written: Vec<&str> = d["xenstore_written"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let written: Vec<&str> = d.xenstore_written.iter().map(String::as_str).collect();
     for want in ["data/init=hello from init", "control/feature-poweroff=1"] {
         check!(
             out,
@@ -684,17 +652,17 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
     }
     check!(
         out,
-        d["xenstore_requests"].as_u64().unwrap_or(0) >= 5,
+        d.xenstore_requests >= 5,
         "DomU {name}: only {} xenstore requests served",
-        d["xenstore_requests"]
+        d.xenstore_requests
     );
     check!(
         out,
-        d["errors"].as_array().is_some_and(Vec::is_empty),
-        "DomU {name}: errors {}",
-        d["errors"]
+        d.errors.is_empty(),
+        "DomU {name}: errors {:?}",
+        d.errors
     );
-    let id = d["domid"].as_u64().unwrap_or(0);
+    let id = d.domid;
     check!(out, id > 0, "DomU {name}: no domain id");
     // Xen's side: it loaded the CPU record dom0 built, and the guest kernel registered its
     // event-channel upcall vector (it ran far enough to bring up Xen's PV interfaces).
@@ -724,13 +692,11 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
 /// dom0 destroyed every DomU it built and Xen has forgotten them (no mapping kept one alive).
 pub fn assert_no_domu_leaks(out: &RunOutcome) {
     let d = dom0(out);
+    let leaks = d.toolstack.as_ref().map(|t| t.leaks.clone());
     check!(
         out,
-        d["toolstack"]["leaks"]
-            .as_array()
-            .is_some_and(Vec::is_empty),
-        "toolstack leaks: {}",
-        d["toolstack"]["leaks"]
+        leaks.as_ref().is_some_and(Vec::is_empty),
+        "toolstack leaks: {leaks:?}"
     );
     check!(
         out,

@@ -6,11 +6,12 @@
 
 use image::Outcome;
 use image::XenVersion;
+use report::PciBarKind;
 use tests::{
     assert_bar, assert_container_matches_xen, assert_container_rewritten, assert_device_check,
     assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
     assert_pci_matches_xen, assert_ready_phase, assert_smp, assert_timer_event,
-    assert_xen_log_clean, boot, check, config, dom0, garbage_module, pci_function,
+    assert_xen_log_clean, boot, check, config, dom0, garbage_module, pci, pci_function,
 };
 
 /// (a) dom0 alone through QEMU's PVH loader: start_info v1 with a memory map, no Xen.
@@ -31,25 +32,20 @@ fn bare_pvh_without_xen() {
         "Xen lines in a run without Xen"
     );
     let d = dom0(&out);
+    check!(out, !d.under_xen, "dom0 says under_xen = {}", d.under_xen);
+    let si_version = d.start_info.map(|s| s.version);
     check!(
         out,
-        d["under_xen"] == false,
-        "dom0 says under_xen = {}",
-        d["under_xen"]
+        si_version == Some(1),
+        "QEMU's PVH loader gives start_info version 1, dom0 says {si_version:?}"
     );
     check!(
         out,
-        d["start_info"]["version"] == 1,
-        "QEMU's PVH loader gives start_info version 1, dom0 says {}",
-        d["start_info"]["version"]
-    );
-    check!(
-        out,
-        d["memmap_source"] == "start_info",
+        d.memmap_source == "start_info",
         "dom0's memory map came from {}, expected start_info",
-        d["memmap_source"]
+        d.memmap_source
     );
-    let entries = d["memory_map"].as_array().map_or(0, Vec::len);
+    let entries = d.memory_map.len();
     check!(out, entries > 0, "dom0 reports an empty memory map");
     assert_ready_phase(&out);
     assert_madt_matches(&out, 1, false);
@@ -63,9 +59,9 @@ fn bare_pvh_counts_cpus_from_the_madt() {
     let d = dom0(&out);
     check!(
         out,
-        d["vcpus"] == 2,
+        d.vcpus == 2,
         "dom0 reports {} vCPUs, expected 2",
-        d["vcpus"]
+        d.vcpus
     );
     assert_madt_matches(&out, 2, false);
 }
@@ -88,27 +84,24 @@ fn xen_boot(xen: XenVersion, smp: u32) {
     assert_pci_matches_xen(&out);
     // The toolstack's foundations on dom0 itself: an interdomain event channel looped back and
     // dispatched to its handler, and the grant table mapped.
-    let tests = dom0(&out)["selftests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let tests = &dom0(&out).selftests;
     for want in ["interdomain event channel", "grant table"] {
         check!(
             out,
-            tests.iter().any(|t| t
-                .as_str()
-                .is_some_and(|t| t.starts_with(want) && t.ends_with(": ok"))),
+            tests
+                .iter()
+                .any(|t| t.starts_with(want) && t.ends_with(": ok")),
             "self-test {want:?} did not pass: {tests:?}"
         );
     }
     // The default topology's devices, with the BAR sizes QEMU gives them.
     let d = dom0(&out);
     let virtio = pci_function(&out, d, 0x1af4, 0x1041);
-    assert_bar(&out, virtio, 4, "mem64", 0x4000);
+    assert_bar(&out, virtio, 4, PciBarKind::Mem64, 0x4000);
     let e1000e = pci_function(&out, d, 0x8086, 0x10d3);
-    assert_bar(&out, e1000e, 0, "mem32", 0x20000);
+    assert_bar(&out, e1000e, 0, PciBarKind::Mem32, 0x20000);
     let nvme = pci_function(&out, d, 0x1b36, 0x0010);
-    assert_bar(&out, nvme, 0, "mem64", 0x4000);
+    assert_bar(&out, nvme, 0, PciBarKind::Mem64, 0x4000);
     for f in [virtio, e1000e, nvme] {
         assert_device_check(&out, f);
     }
@@ -172,12 +165,10 @@ fn unknown_option_is_reported() {
     assert_xen_log_clean(&out, 4, 17);
     let d = dom0(&out);
     let wanted = "unknown option 'bogus-option'";
-    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    let errors = &d.errors;
     check!(
         out,
-        errors
-            .iter()
-            .any(|e| e.as_str().is_some_and(|s| s.contains(wanted))),
+        errors.iter().any(|s| s.contains(wanted)),
         "dom0's report errors {errors:?} do not mention {wanted:?}"
     );
     check!(
@@ -200,21 +191,17 @@ fn garbage_module_is_not_recognised() {
     assert_xen_log_clean(&out, 4, 17);
     assert_nothing_crashed(&out);
     let d = dom0(&out);
-    let module = &d["modules"][0];
+    let Some(module) = d.modules.first() else {
+        panic!("dom0 reports no module{}", tests::context(&out));
+    };
     check!(
         out,
-        module.is_object(),
-        "dom0 reports no module: modules = {}",
-        d["modules"]
-    );
-    check!(
-        out,
-        module["size"] == 4096,
+        module.size == 4096,
         "dom0 reports module size {}, expected 4096",
-        module["size"]
+        module.size
     );
-    let status = module["status"].as_str().unwrap_or("").to_ascii_lowercase();
-    let kind = module["kind"].as_str().unwrap_or("").to_ascii_lowercase();
+    let status = module.status.to_ascii_lowercase();
+    let kind = module.kind.to_ascii_lowercase();
     let not_recognised = [
         "not recognised",
         "not recognized",
@@ -227,7 +214,7 @@ fn garbage_module_is_not_recognised() {
     check!(
         out,
         not_recognised,
-        "dom0 does not say the module was not recognised: modules[0] = {module}"
+        "dom0 does not say the module was not recognised: modules[0] = {module:?}"
     );
 }
 
@@ -343,11 +330,12 @@ fn xen_maxcpus_runs_fewer_vcpus_and_rewrites_the_madt() {
     assert_pass(&out);
     assert_xen_log_clean(&out, 4, 20);
     let d = dom0(&out);
+    let started = d.smp.as_ref().map(|s| s.started);
     check!(
         out,
-        d["smp"]["started"] == 1,
-        "expected 1 AP started: {}",
-        d["smp"]
+        started == Some(1),
+        "expected 1 AP started: {:?}",
+        d.smp
     );
     assert_container_rewritten(&out, 2, &[0, 2]);
 }
@@ -360,20 +348,14 @@ fn mtrr_disagreement_is_found_and_fixed() {
     cfg.dom0_args = vec!["fault-test=mtrr-skew".into()];
     let out = boot(&cfg);
     assert_pass(&out);
-    let m = &dom0(&out)["mtrr"];
+    let m = dom0(&out).mtrr.clone().unwrap_or_default();
+    check!(out, !m.consistent && !m.corrected, "skew not found: {m:?}");
     check!(
         out,
-        m["consistent"] == false && m["corrected"] == false,
-        "skew not found: {m}"
-    );
-    check!(
-        out,
-        m["problems"].as_array().is_some_and(|p| p.iter().any(|x| x
-            .as_str()
-            .is_some_and(
-                |s| s.contains("disagree") && s.contains("0x2ff") || s.contains("MTRRdefType")
-            ))),
-        "no problem names vCPU 1's MTRRdefType: {m}"
+        m.problems
+            .iter()
+            .any(|s| s.contains("disagree") && s.contains("0x2ff") || s.contains("MTRRdefType")),
+        "no problem names vCPU 1's MTRRdefType: {m:?}"
     );
 
     let mut cfg = config(XenVersion::V4_17, 2, "test-mtrr-fix");
@@ -381,11 +363,11 @@ fn mtrr_disagreement_is_found_and_fixed() {
     let out = boot(&cfg);
     assert_pass(&out);
     assert_xen_log_clean(&out, 4, 17);
-    let m = &dom0(&out)["mtrr"];
+    let m = dom0(&out).mtrr.clone().unwrap_or_default();
     check!(
         out,
-        m["corrected"] == true,
-        "mtrr=fix did not make the vCPUs agree: {m}"
+        m.corrected,
+        "mtrr=fix did not make the vCPUs agree: {m:?}"
     );
 }
 
@@ -404,13 +386,14 @@ fn pci_bridges(xen: XenVersion) {
     // NVMe behind root port -> switch upstream port -> downstream port.
     let nvme = pci_function(&out, d, 0x1b36, 0x0010);
     let mut depth = 0;
-    let mut at = nvme["parent"].as_str().map(String::from);
+    let funcs = &pci(&out).functions;
+    let mut at = nvme.parent.clone();
     while let Some(p) = at {
         depth += 1;
-        at = d["pci"]["functions"]
-            .as_array()
-            .and_then(|a| a.iter().find(|f| f["sbdf"] == p.as_str()))
-            .and_then(|f| f["parent"].as_str().map(String::from));
+        at = funcs
+            .iter()
+            .find(|f| f.sbdf == p)
+            .and_then(|f| f.parent.clone());
     }
     check!(
         out,
@@ -419,7 +402,7 @@ fn pci_bridges(xen: XenVersion) {
     );
     // The conventional e1000 behind the PCIe-to-PCI bridge and the PCI bridge.
     let e1000 = pci_function(&out, d, 0x8086, 0x100e);
-    assert_bar(&out, e1000, 0, "mem32", 0x20000);
+    assert_bar(&out, e1000, 0, PciBarKind::Mem32, 0x20000);
     for f in [nvme, e1000, pci_function(&out, d, 0x1af4, 0x1041)] {
         assert_device_check(&out, f);
     }
@@ -427,17 +410,13 @@ fn pci_bridges(xen: XenVersion) {
     for sbdf in ["0000:00:06.0", "0000:00:06.1"] {
         check!(
             out,
-            d["pci"]["functions"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|f| f["sbdf"] == sbdf)),
+            funcs.iter().any(|f| f.sbdf == sbdf),
             "{sbdf} (multi-function) missing"
         );
     }
     check!(
         out,
-        d["pci"]["tree"]
-            .as_str()
-            .is_some_and(|t| t.contains("-[0000:00]-")),
+        pci(&out).tree.contains("-[0000:00]-"),
         "no lspci-style tree in the report"
     );
 }
@@ -458,19 +437,15 @@ fn pci_without_xen() {
     let out = boot(&config(XenVersion::None, 1, "test-pci-bare"));
     assert_pass(&out);
     let d = dom0(&out);
-    check!(
-        out,
-        d["pci"]["source"] == "ECAM (MCFG)",
-        "source {}",
-        d["pci"]["source"]
-    );
+    let source = &pci(&out).source;
+    check!(out, source == "ECAM (MCFG)", "source {source}");
     let virtio = pci_function(&out, d, 0x1af4, 0x1041);
-    assert_bar(&out, virtio, 4, "mem64", 0x4000);
+    assert_bar(&out, virtio, 4, PciBarKind::Mem64, 0x4000);
     check!(
         out,
-        virtio["xen_add"] == "not reported",
+        virtio.xen_add == "not reported",
         "xen_add {}",
-        virtio["xen_add"]
+        virtio.xen_add
     );
 }
 
@@ -487,14 +462,7 @@ fn pci_move_all_bars(xen: XenVersion) {
     assert_xen_log_clean(&out, major, minor);
     assert_pci_matches_xen(&out);
     let d = dom0(&out);
-    let moves: Vec<String> = d["pci"]["bar_moves"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let moves: Vec<String> = pci(&out).bar_moves.clone();
     check!(
         out,
         !moves.iter().any(|m| m.contains("FAILED")),
@@ -511,24 +479,21 @@ fn pci_move_all_bars(xen: XenVersion) {
         let f = pci_function(&out, d, v, dv);
         assert_device_check(&out, f);
         // The BAR the check read is at the address the move put it at.
-        let sbdf = f["sbdf"].as_str().unwrap_or("");
+        let sbdf = f.sbdf.as_str();
         let moved: Vec<&&String> = bar_moves.iter().filter(|m| m.starts_with(sbdf)).collect();
         check!(out, !moved.is_empty(), "no BAR of {sbdf} moved: {moves:?}");
         for m in moved {
             // "ssss:bb:dd.f BARn 0xold -> 0xnew: ok (ok)"
             let mut w = m.split_whitespace();
             let (_, bar, _, _, new) = (w.next(), w.next(), w.next(), w.next(), w.next());
-            let idx: u64 = bar
+            let idx: u8 = bar
                 .and_then(|b| b.strip_prefix("BAR"))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(99);
             let new = new
                 .map(|n| n.trim_end_matches(':'))
                 .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok());
-            let now = f["bars"]
-                .as_array()
-                .and_then(|b| b.iter().find(|b| b["index"] == idx))
-                .and_then(|b| b["address"].as_u64());
+            let now = f.bars.iter().find(|b| b.index == idx).map(|b| b.address);
             check!(
                 out,
                 now.is_some() && now == new,
@@ -563,14 +528,7 @@ fn pci_renumber_follows_xens_protocol() {
     assert_pass(&out);
     assert_xen_log_clean(&out, 4, 20);
     let d = dom0(&out);
-    let log: Vec<String> = d["pci"]["renumber"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let log: Vec<String> = pci(&out).renumber.clone();
     let removes: Vec<&str> = log
         .iter()
         .filter_map(|l| l.strip_prefix("Xen remove "))
@@ -636,9 +594,9 @@ fn pci_renumber_follows_xens_protocol() {
     for n in &moved_new {
         check!(
             out,
-            d["pci"]["functions"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|f| f["sbdf"] == n.as_str())),
+            d.pci
+                .as_ref()
+                .is_some_and(|p| p.functions.iter().any(|f| f.sbdf == *n)),
             "{n} missing from dom0's final enumeration"
         );
     }
@@ -657,14 +615,11 @@ fn pci_sriov(xen: XenVersion) {
     let out = boot(&cfg);
     assert_pass(&out);
     assert_xen_log_clean(&out, major, minor);
-    let d = dom0(&out);
-    let funcs = d["pci"]["functions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let vfs: Vec<&serde_json::Value> = funcs
+    let p = pci(&out);
+    let vfs: Vec<&report::PciFunction> = p
+        .functions
         .iter()
-        .filter(|f| f["kind"].as_str().is_some_and(|k| k.starts_with("VF of ")))
+        .filter(|f| f.kind.starts_with("VF of "))
         .collect();
     check!(
         out,
@@ -674,26 +629,20 @@ fn pci_sriov(xen: XenVersion) {
     );
     check!(
         out,
-        d["pci"]["problems"].as_array().is_some_and(|p| p
-            .iter()
-            .any(|x| x.as_str().is_some_and(|s| s.contains("VF BAR0 assigned")))),
-        "the unassigned VF BAR was not placed: {}",
-        d["pci"]["problems"]
+        p.problems.iter().any(|s| s.contains("VF BAR0 assigned")),
+        "the unassigned VF BAR was not placed: {:?}",
+        p.problems
     );
     let order = &out.report.xen_log.pci_devices_added;
     for vf in vfs {
-        let sbdf = vf["sbdf"].as_str().unwrap_or("");
-        let pf = vf["kind"]
-            .as_str()
-            .unwrap_or("")
-            .trim_start_matches("VF of ")
-            .to_string();
+        let sbdf = vf.sbdf.as_str();
+        let pf = vf.kind.trim_start_matches("VF of ").to_string();
         if minor == 17 {
             check!(
                 out,
-                vf["xen_add"] == "ok",
+                vf.xen_add == "ok",
                 "Xen 4.17 refused VF {sbdf}: {}",
-                vf["xen_add"]
+                vf.xen_add
             );
             let line = format!("PCI add virtual function {sbdf}");
             check!(out, out.serial.contains(&line), "Xen's log lacks {line:?}");
@@ -704,7 +653,7 @@ fn pci_sriov(xen: XenVersion) {
                 "Xen added VF {sbdf} before its PF {pf}"
             );
         } else {
-            let r = vf["xen_add"].as_str().unwrap_or("");
+            let r = vf.xen_add.as_str();
             check!(
                 out,
                 r.contains("-ENODEV") && r.contains("SR-IOV is unsupported"),
@@ -749,9 +698,9 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     cfg.module = Some(good);
     let out = boot(&cfg);
     assert_pass(&out);
-    let m = &dom0(&out)["modules"][0];
-    check!(out, m["kind"] == "boot bundle", "module kind {}", m["kind"]);
-    let status = m["status"].as_str().unwrap_or("");
+    let m = dom0(&out).modules.first().cloned().unwrap_or_default();
+    check!(out, m.kind == "boot bundle", "module kind {}", m.kind);
+    let status = m.status.as_str();
     check!(
         out,
         status.contains("demo (64 MiB, 2 vCPUs, kernel k1: ELF64 x86-64"),
@@ -769,7 +718,7 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     assert_pass(&out);
     assert_nothing_crashed(&out);
     let d = dom0(&out);
-    let status = d["modules"][0]["status"].as_str().unwrap_or("");
+    let status = d.modules.first().map_or("", |m| m.status.as_str());
     check!(
         out,
         status.starts_with("rejected:") && status.to_ascii_lowercase().contains("crc"),
@@ -777,9 +726,7 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     );
     check!(
         out,
-        d["errors"].as_array().is_some_and(|e| e.iter().any(|x| x
-            .as_str()
-            .is_some_and(|s| s.contains("boot bundle rejected")))),
+        d.errors.iter().any(|s| s.contains("boot bundle rejected")),
         "no error reported for the corrupt bundle"
     );
 }

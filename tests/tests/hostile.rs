@@ -20,7 +20,6 @@
 //! * everything it held in xenstore is freed (`xenstore_bytes` = 0 after release).
 
 use image::XenVersion;
-use serde_json::Value;
 use tests::{
     assert_domu_ran, assert_no_domu_leaks, assert_pass, assert_xen_log_clean, boot, check, domu,
     domu_config, serial,
@@ -53,15 +52,9 @@ fn number_after(text: &str, prefix: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn u64_key(d: &Value, key: &str) -> Option<u64> {
-    d.get(key).and_then(Value::as_u64)
-}
-
-/// The strings of a JSON array (none if it is not one).
-fn strings(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+/// The strings of a list, borrowed.
+fn strings(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn hostile_next_to_linux(xen: XenVersion) {
@@ -92,7 +85,7 @@ fn hostile_next_to_linux(xen: XenVersion) {
 
     // The hostile guest ran every phase: Xen's own log has its debug-port lines.
     let h = domu(&out, "hostile");
-    let hid = u64_key(&h, "domid").unwrap_or(0);
+    let hid = h.domid;
     check!(
         out,
         hid > 0 && hid != linux_id,
@@ -133,14 +126,14 @@ fn hostile_next_to_linux(xen: XenVersion) {
         log.contains("[hostile] HOSTILE: up: domain"),
         "dom0's console lacks the hostile guest's first line"
     );
-    let requests = u64_key(&h, "xenstore_requests").unwrap_or(0);
+    let requests = h.xenstore_requests;
     check!(
         out,
         requests >= 1000,
         "dom0 answered only {requests} xenstore requests of the hostile guest"
     );
     // Its bad console indices are one report with a count, not one per occurrence.
-    let bad_index_reports: Vec<&str> = strings(&h["errors"])
+    let bad_index_reports: Vec<&str> = strings(&h.errors)
         .into_iter()
         .filter(|e| e.contains("console ring indices out of range"))
         .collect();
@@ -149,41 +142,34 @@ fn hostile_next_to_linux(xen: XenVersion) {
         bad_index_reports.len() == 1
             && number_after(bad_index_reports[0], "out of range x ").is_some_and(|n| n >= 1),
         "dom0 should report the hostile guest's bad console indices once, with a count: {:?}",
-        h["errors"]
+        h.errors
     );
 
     // dom0's accounting (issue 10): the refusals are named and counted, the console was
     // throttled, the event storm noticed, the bytes it made dom0 hold stayed under the limit and went back to 0 when it
     // was released; the Linux DomU next to it was refused nothing.
-    let t = &tests::dom0(&out)["toolstack"];
-    let limit = u64_key(t, "xenstore_limit_bytes").unwrap_or(0);
-    check!(
-        out,
-        limit > 0,
-        "toolstack.xenstore_limit_bytes is {}",
-        t["xenstore_limit_bytes"]
-    );
-    let peak = u64_key(&h, "xenstore_peak_bytes").unwrap_or(0);
+    let t = tests::dom0(&out).toolstack.clone().unwrap_or_default();
+    let limit = t.xenstore_limit_bytes;
+    check!(out, limit > 0, "toolstack.xenstore_limit_bytes is {limit}");
+    let peak = h.xenstore_peak_bytes;
     check!(
         out,
         peak > 0 && peak <= limit,
         "hostile guest: xenstore peak {peak} bytes, limit {limit}"
     );
-    let refused = u64_key(&h, "xenstore_refused").unwrap_or(0);
+    let refused = h.xenstore_refused;
     check!(
         out,
         refused > 0,
-        "dom0 reports {} xenstore refusals for the hostile guest",
-        h["xenstore_refused"]
+        "dom0 reports {refused} xenstore refusals for the hostile guest"
     );
-    let throttled = u64_key(&h, "console_throttled").unwrap_or(0);
+    let throttled = h.console_throttled;
     check!(
         out,
         throttled > 0,
-        "dom0 never throttled the hostile guest's console: {}",
-        h["console_throttled"]
+        "dom0 never throttled the hostile guest's console: {throttled}"
     );
-    let refusals = strings(&h["refusals"]);
+    let refusals = strings(&h.refusals);
     for want in [
         "xenstore: ",
         "console: throttled",
@@ -213,20 +199,20 @@ fn hostile_next_to_linux(xen: XenVersion) {
         );
     }
     let demo = domu(&out, "demo");
-    for (name, d) in [("hostile", &h), ("demo", &demo)] {
+    for (name, d) in [("hostile", h), ("demo", demo)] {
         check!(
             out,
-            d["xenstore_bytes"] == 0,
+            d.xenstore_bytes == 0,
             "DomU {name}: xenstore still charges {} bytes after its release",
-            d["xenstore_bytes"]
+            d.xenstore_bytes
         );
     }
     check!(
         out,
-        demo["xenstore_refused"] == 0 && demo["console_throttled"] == 0,
+        demo.xenstore_refused == 0 && demo.console_throttled == 0,
         "the Linux DomU was refused {} xenstore requests and throttled {} times",
-        demo["xenstore_refused"],
-        demo["console_throttled"]
+        demo.xenstore_refused,
+        demo.console_throttled
     );
     eprintln!(
         "hostile guest: {requests} xenstore requests, {refused} refused, peak {peak} of {limit} \
@@ -243,13 +229,13 @@ fn hostile_next_to_linux(xen: XenVersion) {
     );
     check!(
         out,
-        h["state"] != "poweroff",
+        h.state != report::DomuState::Poweroff,
         "the hostile guest cannot have powered off: {}",
-        h["state"]
+        h.state
     );
     let (linux_stop, hostile_stop) = (
-        u64_key(&demo, "stopped_at_ns").unwrap_or(u64::MAX),
-        u64_key(&h, "stopped_at_ns").unwrap_or(0),
+        demo.stopped_at_ns.unwrap_or(u64::MAX),
+        h.stopped_at_ns.unwrap_or(0),
     );
     check!(
         out,

@@ -33,11 +33,9 @@ fn busy_boot(xen: XenVersion, smp: u32, topology: Topology) {
     assert_smp(&out, smp);
     assert_pci_matches_xen(&out);
     let d = dom0(&out);
-    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    let errors = &d.errors;
     check!(out, errors.is_empty(), "dom0 reported errors: {errors:?}");
-    let watchdog = d["watchdog"].as_array().cloned().unwrap_or_default();
-    for w in &watchdog {
-        let w = w.as_str().unwrap_or_default();
+    for w in &d.watchdog {
         eprintln!("  {w}");
         check!(
             out,
