@@ -1,9 +1,18 @@
-//! Thin wrappers over x86 instructions. Each one is a single instruction whose only effect is
-//! the documented one; callers decide whether that effect is appropriate.
+//! Thin wrappers over x86 instructions, on the `x86_64` crate (port I/O, MSRs, control
+//! registers, interrupt flag, `hlt`). Each one is a single instruction whose only effect is the
+//! documented one; callers decide whether that effect is appropriate.
 
 use core::arch::asm;
 
+use x86_64::instructions::interrupts;
+use x86_64::instructions::port::Port;
+use x86_64::registers::control::{Cr2, Cr3};
+use x86_64::registers::model_specific::Msr;
 use xen::cpuid::CpuidResult;
+
+/// The IDT vector Xen delivers event-channel upcalls on (`HVM_PARAM_CALLBACK_IRQ`, type
+/// vector); `trap` routes it to `events::upcall`.
+pub const UPCALL_VECTOR: u8 = 0xf3;
 
 /// `cpuid` (safe in core since 1.87-ish; wrapped for the `CpuidResult` type).
 pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
@@ -27,9 +36,7 @@ pub fn rdtsc() -> u64 {
 /// The port must be one whose write has no effect on memory safety (console, debug exit, PIT).
 pub unsafe fn outb(port: u16, v: u8) {
     // SAFETY: the caller vouches for the port.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::<u8>::new(port).write(v) }
 }
 
 /// Write a dword to an I/O port.
@@ -38,9 +45,7 @@ pub unsafe fn outb(port: u16, v: u8) {
 /// As [`outb`].
 pub unsafe fn outl(port: u16, v: u32) {
     // SAFETY: the caller vouches for the port.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::<u32>::new(port).write(v) }
 }
 
 /// Read a byte from an I/O port.
@@ -48,12 +53,8 @@ pub unsafe fn outl(port: u16, v: u32) {
 /// # Safety
 /// The port must be one whose read has no effect on memory safety.
 pub unsafe fn inb(port: u16) -> u8 {
-    let v: u8;
     // SAFETY: the caller vouches for the port.
-    unsafe {
-        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
-    v
+    unsafe { Port::<u8>::new(port).read() }
 }
 
 /// Read a dword from an I/O port.
@@ -61,33 +62,22 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// # Safety
 /// As [`inb`].
 pub unsafe fn inl(port: u16) -> u32 {
-    let v: u32;
     // SAFETY: the caller vouches for the port.
-    unsafe {
-        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
-    v
+    unsafe { Port::<u32>::new(port).read() }
 }
 
 /// # Safety
 /// Writing an MSR can change paging, interrupts or hypervisor state; the caller must know the MSR.
 pub unsafe fn wrmsr(msr: u32, v: u64) {
     // SAFETY: the caller vouches for the MSR and value.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32,
-             options(nostack, preserves_flags))
-    }
+    unsafe { Msr::new(msr).write(v) }
 }
 
 /// # Safety
 /// Reading an MSR that does not exist raises #GP; the caller must know the MSR is there.
 pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
     // SAFETY: the caller vouches for the MSR.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    u64::from(lo) | (u64::from(hi) << 32)
+    unsafe { Msr::new(msr).read() }
 }
 
 /// IA32_GS_BASE: dom0 keeps each vCPU's per-CPU block address there.
@@ -106,45 +96,37 @@ pub unsafe fn gs_read(off: usize) -> u64 {
     v
 }
 
+/// The page-fault address (CR2), raw: it may be non-canonical after a bad access.
 pub fn read_cr2() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
-    v
+    Cr2::read_raw()
 }
 
+/// The page-table root and flags (CR3), raw.
 pub fn read_cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
-    v
+    let (frame, flags) = Cr3::read_raw();
+    frame.start_address().as_u64() | u64::from(flags)
 }
 
 /// Enable interrupts.
 pub fn sti() {
-    // SAFETY: the IDT is loaded before any caller runs (see `trap::init`), so any interrupt
-    // delivered from here on reaches a handler.
-    unsafe { asm!("sti", options(nomem, nostack)) }
+    // The IDT is loaded before any caller runs (see `trap::init`), so any interrupt delivered
+    // from here on reaches a handler.
+    interrupts::enable();
 }
 
 /// Disable interrupts.
 pub fn cli() {
-    // SAFETY: masking interrupts cannot break memory safety.
-    unsafe { asm!("cli", options(nomem, nostack)) }
+    interrupts::disable();
 }
 
 pub fn interrupts_enabled() -> bool {
-    let f: u64;
-    // SAFETY: pushfq/pop only reads RFLAGS through the stack.
-    unsafe { asm!("pushfq", "pop {}", out(reg) f, options(nomem, preserves_flags)) }
-    f & (1 << 9) != 0
+    interrupts::are_enabled()
 }
 
 /// Halt until the next interrupt, forever with interrupts off.
 pub fn halt_forever() -> ! {
     loop {
         cli();
-        // SAFETY: hlt with interrupts off parks the CPU; nothing else happens.
-        unsafe { asm!("hlt", options(nomem, nostack)) }
+        x86_64::instructions::hlt();
     }
 }

@@ -7,6 +7,7 @@
 //! No `XEN_ELFNOTE_SUPPORTED_FEATURES` note: from 4.20.4 Xen rejects a PVH hardware domain whose
 //! note lacks `XENFEAT_dom0`, and without the note there is nothing to get wrong.
 
+use crate::cell::BootCell;
 use core::arch::global_asm;
 
 /// GDT selectors set up by the stub (the TSS descriptor is filled in by [`crate::trap`]).
@@ -145,21 +146,21 @@ pub const fn tss_selector(cpu: usize) -> u16 {
 
 /// TSC value at the first instruction of the entry stub.
 #[unsafe(no_mangle)]
-pub static mut ENTRY_TSC: u64 = 0;
+pub static ENTRY_TSC: BootCell<u64> = BootCell::new(0);
 
 /// `ebx` at entry, kept for the exception path.
 #[unsafe(no_mangle)]
-pub static mut START_INFO_PADDR: u32 = 0;
+pub static START_INFO_PADDR: BootCell<u32> = BootCell::new(0);
 
 #[repr(C, align(4096))]
 pub struct PageTable(pub [u64; 512]);
 
 #[unsafe(no_mangle)]
-pub static mut BOOT_PML4: PageTable = PageTable([0; 512]);
+pub static BOOT_PML4: BootCell<PageTable> = BootCell::new(PageTable([0; 512]));
 #[unsafe(no_mangle)]
-pub static mut BOOT_PDPT: PageTable = PageTable([0; 512]);
+pub static BOOT_PDPT: BootCell<PageTable> = BootCell::new(PageTable([0; 512]));
 #[unsafe(no_mangle)]
-pub static mut BOOT_PD: [PageTable; 4] = [const { PageTable([0; 512]) }; 4];
+pub static BOOT_PD: BootCell<[PageTable; 4]> = BootCell::new([const { PageTable([0; 512]) }; 4]);
 
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
@@ -167,7 +168,8 @@ pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 pub struct Stack<const N: usize>(pub [u8; N]);
 
 #[unsafe(no_mangle)]
-pub static mut BOOT_STACK: Stack<BOOT_STACK_SIZE> = Stack([0; BOOT_STACK_SIZE]);
+pub static BOOT_STACK: BootCell<Stack<BOOT_STACK_SIZE>> =
+    BootCell::new(Stack([0; BOOT_STACK_SIZE]));
 
 global_asm!(
     r#"
@@ -193,5 +195,5 @@ pub fn image_range() -> core::ops::Range<u64> {
 /// The TSC at entry.
 pub fn entry_tsc() -> u64 {
     // SAFETY: written once by the entry stub before any Rust code ran; only read afterwards.
-    unsafe { (&raw const ENTRY_TSC).read() }
+    unsafe { ENTRY_TSC.get().read() }
 }

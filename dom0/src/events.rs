@@ -12,8 +12,8 @@ use xen::events::{VcpuTimeInfo, for_each_pending, layout, port_word_bit};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
-use crate::smp::PerCpu;
-use crate::trap::UPCALL_VECTOR;
+use crate::arch::UPCALL_VECTOR;
+use crate::percpu::PerCpu;
 
 #[repr(C, align(4096))]
 struct SharedPage(UnsafeCell<[u8; 4096]>);
@@ -90,7 +90,7 @@ pub fn init(x: &dyn Hypercall) -> Result<EvtchnPort, (&'static str, XenError)> {
     .map_err(|e| ("HVMOP_set_param(CALLBACK_IRQ)", e))?;
     let port =
         ops::bind_virq(x, ops::VIRQ_TIMER, 0).map_err(|e| ("EVTCHNOP_bind_virq(TIMER)", e))?;
-    let bsp = crate::smp::current();
+    let bsp = crate::percpu::current();
     bsp.timer_port.store(port.0, Ordering::Release);
     ops::evtchn_unmask(x, port).map_err(|e| ("EVTCHNOP_unmask", e))?;
     enable_upcalls(bsp);
@@ -127,9 +127,25 @@ pub fn take_pending(port: EvtchnPort) -> bool {
     }
 }
 
+/// What the upcall runs for the boot CPU's VIRQ_TIMER (the watchdog's checker) and for a
+/// vCPU's IPI port (`smp`'s work mailbox). Set once by those modules, so that `events` calls up
+/// into neither and the interrupt-side modules import each other without a cycle.
+static BSP_TIMER_HOOK: spin::Once<fn()> = spin::Once::new();
+static IPI_HOOK: spin::Once<fn(&PerCpu)> = spin::Once::new();
+
+/// Run `f` on every VIRQ_TIMER event of the boot CPU (first call wins).
+pub fn set_bsp_timer_hook(f: fn()) {
+    BSP_TIMER_HOOK.call_once(|| f);
+}
+
+/// Run `f` on every event of a vCPU's IPI port (first call wins).
+pub fn set_ipi_hook(f: fn(&PerCpu)) {
+    IPI_HOOK.call_once(|| f);
+}
+
 /// The upcall on the current vCPU (interrupts are off: interrupt gate).
 pub fn upcall() {
-    let me = crate::smp::current();
+    let me = crate::percpu::current();
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     if me.vcpu_info == 0 {
         return;
@@ -152,11 +168,15 @@ pub fn upcall() {
             }
             if port == me.timer_port.load(Ordering::Relaxed) {
                 me.timer_events.fetch_add(1, Ordering::AcqRel);
-                if me.id == 0 {
-                    crate::watchdog::on_bsp_timer();
+                if me.id == 0
+                    && let Some(f) = BSP_TIMER_HOOK.get()
+                {
+                    f();
                 }
             } else if port == me.ipi_port.load(Ordering::Relaxed) {
-                crate::smp::on_ipi(me);
+                if let Some(f) = IPI_HOOK.get() {
+                    f(me);
+                }
             } else {
                 let h = HANDLERS
                     .get(port as usize)
@@ -219,7 +239,7 @@ pub fn timer_check(
     x: &dyn Hypercall,
     delay_ns: u64,
 ) -> Result<TimerCheck, (&'static str, XenError)> {
-    let me = crate::smp::current();
+    let me = crate::percpu::current();
     let port = EvtchnPort(me.timer_port.load(Ordering::Acquire));
     let (w, bit) = port_word_bit(port.0).ok_or(("VIRQ_TIMER port", XenError::EINVAL))?;
     let before = me.timer_events.load(Ordering::Acquire);
@@ -335,7 +355,7 @@ pub fn map_grant_table(x: &dyn Hypercall) -> Result<(u32, u32, u64), (&'static s
 pub fn counters() -> (u64, u64, u64, u64) {
     (
         UPCALLS.load(Ordering::Relaxed),
-        crate::smp::cpu(0).map_or(0, |c| c.timer_events.load(Ordering::Relaxed)),
+        crate::percpu::cpu(0).map_or(0, |c| c.timer_events.load(Ordering::Relaxed)),
         OTHER_EVENTS.load(Ordering::Relaxed),
         SPURIOUS.load(Ordering::Relaxed),
     )

@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod arch;
 mod boot;
+mod cell;
 mod console;
 mod domu;
 mod events;
@@ -21,6 +22,7 @@ mod heap;
 mod hypercall;
 mod mem;
 mod pcicfg;
+mod percpu;
 mod phase;
 mod platform;
 mod smp;

@@ -83,7 +83,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
         Cache::Uncached => 0x18, // PWT | PCD
     };
     let big = one_gib_pages();
-    let pdpt = &raw mut crate::boot::BOOT_PDPT;
+    let pdpt = crate::boot::BOOT_PDPT.get();
     let mut at = start;
     while at < end {
         let gib = (at / GIB) as usize;
@@ -179,7 +179,7 @@ impl PhysRead for IdentityMem {
 pub fn refine_cacheability(map: &MemoryMap) -> (u32, u32) {
     const PWT_PCD: u64 = 0x18;
     let (mut wb, mut uc) = (0, 0);
-    let pd = &raw mut crate::boot::BOOT_PD;
+    let pd = crate::boot::BOOT_PD.get();
     for i in 0..2048u64 {
         let start = i << 21;
         let cached = map.regions().iter().any(|r| {

@@ -14,7 +14,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use xen::events::{layout, port_word_bit};
 use xen::ops::{self, EvtchnPort};
@@ -22,103 +22,10 @@ use xen::vcpu::VcpuContext64;
 use xen::{Hypercall, XenError};
 
 use crate::boot::MAX_CPUS;
-use crate::trap::Tss;
+use crate::percpu::{PerCpu, current, install, tss_with_ist};
 
 /// Work a vCPU can be sent: a plain function of one argument.
 pub type WorkFn = fn(u64) -> u64;
-
-/// One vCPU's own data. `self_ptr` must stay first: `gs:[0]` reads it.
-#[repr(C)]
-pub struct PerCpu {
-    self_ptr: u64,
-    pub id: u32,
-    /// Guest-physical address of this vCPU's `vcpu_info` (a shared_info slot, or a registered
-    /// area for ids of 32 and more).
-    pub vcpu_info: u64,
-    pub timer_port: AtomicU32,
-    pub ipi_port: AtomicU32,
-    pub online: AtomicBool,
-    pub online_tsc: AtomicU64,
-    /// Set once the vCPU has read its CPUID and MTRRs (after it reported in).
-    pub details_ready: AtomicBool,
-    pub timer_events: AtomicU64,
-    pub ipis: AtomicU64,
-    work_fn: AtomicU64,
-    work_arg: AtomicU64,
-    pub work_result: AtomicU64,
-    pub work_done: AtomicU64,
-    /// This vCPU's MTRRs, read on arrival (`None` without the CPUID MTRR bit).
-    pub mtrr: spin::Mutex<Option<cpu::MtrrState>>,
-    /// This vCPU's CPUID, read on arrival.
-    pub cpuid: spin::Mutex<Option<cpu::CpuidReport>>,
-    tss: Tss,
-}
-
-impl PerCpu {
-    const fn new(id: u32, vcpu_info: u64, tss: Tss) -> Self {
-        PerCpu {
-            self_ptr: 0,
-            id,
-            vcpu_info,
-            timer_port: AtomicU32::new(u32::MAX),
-            ipi_port: AtomicU32::new(u32::MAX),
-            online: AtomicBool::new(false),
-            online_tsc: AtomicU64::new(0),
-            details_ready: AtomicBool::new(false),
-            timer_events: AtomicU64::new(0),
-            ipis: AtomicU64::new(0),
-            work_fn: AtomicU64::new(0),
-            work_arg: AtomicU64::new(0),
-            work_result: AtomicU64::new(0),
-            work_done: AtomicU64::new(0),
-            mtrr: spin::Mutex::new(None),
-            cpuid: spin::Mutex::new(None),
-            tss,
-        }
-    }
-}
-
-static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-
-/// vCPU `id`'s block, if it has one.
-pub fn cpu(id: usize) -> Option<&'static PerCpu> {
-    let p = CPUS.get(id)?.load(Ordering::Acquire);
-    // SAFETY: non-null entries point at blocks leaked for ever (`Box::leak`) and only read
-    // through shared references (all mutable state is atomic or locked).
-    unsafe { p.as_ref() }
-}
-
-/// The calling vCPU's block.
-pub fn current() -> &'static PerCpu {
-    // SAFETY: GS base is set to the block (whose first field points at itself) by `init_bsp`
-    // and `ap_main` before interrupts are enabled on that CPU, and never changed.
-    let p = unsafe { crate::arch::gs_read(0) } as *const PerCpu;
-    // SAFETY: as in `cpu`: a leaked block, shared references only.
-    unsafe { &*p }
-}
-
-fn install(pc: &'static mut PerCpu) -> &'static PerCpu {
-    pc.self_ptr = pc as *mut PerCpu as u64;
-    CPUS[pc.id as usize].store(pc, Ordering::Release);
-    pc
-}
-
-/// The boot CPU's block. Its TSS stays the static one `trap::init` loaded.
-pub fn init_bsp(vcpu_info: u64) {
-    let pc = install(Box::leak(Box::new(PerCpu::new(
-        0,
-        vcpu_info,
-        Tss::with_ist(0, 0, 0),
-    ))));
-    // SAFETY: the MSR is IA32_GS_BASE; the block lives for ever and begins with its own address.
-    unsafe { crate::arch::wrmsr(crate::arch::MSR_GS_BASE, pc as *const PerCpu as u64) };
-}
-
-/// Set up the BSP's block without Xen (no vcpu_info).
-pub fn init_bsp_bare() {
-    init_bsp(0);
-}
 
 /// Read this vCPU's CPUID and MTRRs into its block (each CPUID and MSR read is a VM exit under
 /// Xen, so APs do it after they reported in).
@@ -308,7 +215,7 @@ fn run_pending_work(me: &PerCpu) {
 
 /// Wake the boot CPU (it sleeps in `SCHEDOP_poll` on its IPI port while it waits for APs).
 fn notify_bsp() {
-    if let (Some(x), Some(bsp)) = (crate::hypercall::get(), cpu(0)) {
+    if let (Some(x), Some(bsp)) = (crate::hypercall::get(), crate::percpu::cpu(0)) {
         let _ = ops::evtchn_send(&x, EvtchnPort(bsp.ipi_port.load(Ordering::Acquire)));
     }
 }
@@ -341,9 +248,10 @@ fn leak_stack(size: usize) -> Option<u64> {
 
 /// Bind this vCPU's (BSP's) IPI port.
 pub fn bind_bsp_ipi(x: &dyn Hypercall) -> Result<(), XenError> {
+    crate::events::set_ipi_hook(on_ipi);
     let p = ops::bind_ipi(x, 0)?;
     ops::evtchn_unmask(x, p)?;
-    if let Some(bsp) = cpu(0) {
+    if let Some(bsp) = crate::percpu::cpu(0) {
         bsp.ipi_port.store(p.0, Ordering::Release);
     }
     Ok(())
@@ -377,7 +285,7 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
     let pending = |f: fn(&PerCpu) -> bool| {
         started
             .iter()
-            .filter(|&&id| cpu(id as usize).is_some_and(|c| !f(c)))
+            .filter(|&&id| crate::percpu::cpu(id as usize).is_some_and(|c| !f(c)))
             .count()
     };
     let my_port = current().ipi_port.load(Ordering::Acquire);
@@ -394,7 +302,9 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
         }
         if crate::time::ticks_to_ns(crate::arch::rdtsc() - t0) > 2_000_000_000 {
             for &id in &started {
-                if cpu(id as usize).is_some_and(|c| !c.online.load(Ordering::Acquire)) {
+                if crate::percpu::cpu(id as usize)
+                    .is_some_and(|c| !c.online.load(Ordering::Acquire))
+                {
                     res.failed.push(format!(
                         "vCPU {id}: started but did not report in within 2 s"
                     ));
@@ -411,7 +321,9 @@ pub fn start_aps(x: &dyn Hypercall, n: u32, shared_info: u64) -> SmpResult {
         crate::arch::sti();
     }
     for &id in &started {
-        if let Some(c) = cpu(id as usize).filter(|c| c.online.load(Ordering::Acquire)) {
+        if let Some(c) =
+            crate::percpu::cpu(id as usize).filter(|c| c.online.load(Ordering::Acquire))
+        {
             res.started += 1;
             res.last_online_tsc = res
                 .last_online_tsc
@@ -441,7 +353,7 @@ fn prepare(x: &dyn Hypercall, id: u32, shared_info: u64, cr3: u64) -> Result<(),
     let pc = install(Box::leak(Box::new(PerCpu::new(
         id,
         vcpu_info,
-        Tss::with_ist(df, nmi, mc),
+        tss_with_ist(df, nmi, mc),
     ))));
     let t = ops::bind_virq(x, ops::VIRQ_TIMER, id).map_err(|e| format!("bind VIRQ_TIMER: {e}"))?;
     pc.timer_port.store(t.0, Ordering::Release);
@@ -466,7 +378,7 @@ struct VcpuInfoArea([u8; 64]);
 /// Run `f(arg)` on vCPU `id` and wait (bounded, 1 s) for its answer. Returns the result and the
 /// round-trip time in TSC ticks. Call on the boot CPU.
 pub fn run_on(x: &dyn Hypercall, id: usize, f: WorkFn, arg: u64) -> Result<(u64, u64), String> {
-    let target = cpu(id)
+    let target = crate::percpu::cpu(id)
         .filter(|c| c.online.load(Ordering::Acquire))
         .ok_or("vCPU not online")?;
     let me = current();

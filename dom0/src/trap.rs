@@ -11,7 +11,12 @@
 use core::arch::global_asm;
 use core::fmt::Write;
 
+use x86_64::VirtAddr;
+
+use crate::arch::UPCALL_VECTOR;
 use crate::boot::{KERNEL_CS, MAX_CPUS, Stack, tss_selector};
+use crate::cell::BootCell;
+use crate::percpu::{Tss, tss_with_ist};
 
 global_asm!(include_str!(concat!(env!("OUT_DIR"), "/vectors.s")));
 
@@ -89,42 +94,12 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-/// The vector Xen delivers event-channel upcalls on (`HVM_PARAM_CALLBACK_IRQ`, vector type).
-pub const UPCALL_VECTOR: u8 = 0xf3;
-
 const IST_SIZE: usize = 16 * 1024;
-static mut IST_DF: Stack<IST_SIZE> = Stack([0; IST_SIZE]);
-static mut IST_NMI: Stack<IST_SIZE> = Stack([0; IST_SIZE]);
-static mut IST_MC: Stack<IST_SIZE> = Stack([0; IST_SIZE]);
+static IST_DF: BootCell<Stack<IST_SIZE>> = BootCell::new(Stack([0; IST_SIZE]));
+static IST_NMI: BootCell<Stack<IST_SIZE>> = BootCell::new(Stack([0; IST_SIZE]));
+static IST_MC: BootCell<Stack<IST_SIZE>> = BootCell::new(Stack([0; IST_SIZE]));
 
-/// The 64-bit TSS (SDM vol. 3 §8.7). Only the IST slots are used: dom0 runs in ring 0 only.
-#[repr(C, packed(4))]
-pub struct Tss {
-    _r0: u32,
-    rsp: [u64; 3],
-    _r1: u64,
-    ist: [u64; 7],
-    _r2: u64,
-    _r3: u16,
-    iomap_base: u16,
-}
-
-impl Tss {
-    /// A TSS whose IST1..3 (double fault, NMI, machine check) are the given stack tops.
-    pub const fn with_ist(df: u64, nmi: u64, mc: u64) -> Tss {
-        Tss {
-            _r0: 0,
-            rsp: [0; 3],
-            _r1: 0,
-            ist: [df, nmi, mc, 0, 0, 0, 0],
-            _r2: 0,
-            _r3: 0,
-            iomap_base: 104,
-        }
-    }
-}
-
-static mut BSP_TSS: Tss = Tss::with_ist(0, 0, 0);
+static BSP_TSS: BootCell<Tss> = BootCell::new(tss_with_ist(0, 0, 0));
 
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
@@ -138,19 +113,21 @@ struct IdtEntry {
     _zero: u32,
 }
 
-static mut IDT: [IdtEntry; 256] = [IdtEntry {
-    off_lo: 0,
-    sel: 0,
-    ist: 0,
-    attr: 0,
-    off_mid: 0,
-    off_hi: 0,
-    _zero: 0,
-}; 256];
+static IDT: BootCell<[IdtEntry; 256]> = BootCell::new(
+    [IdtEntry {
+        off_lo: 0,
+        sel: 0,
+        ist: 0,
+        attr: 0,
+        off_mid: 0,
+        off_hi: 0,
+        _zero: 0,
+    }; 256],
+);
 
 unsafe extern "C" {
     static VECTOR_STUBS: [u64; 256];
-    static mut GDT: [u64; 3 + 2 * MAX_CPUS];
+    static GDT: BootCell<[u64; 3 + 2 * MAX_CPUS]>;
 }
 
 #[repr(C, packed)]
@@ -179,7 +156,7 @@ pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
     // SAFETY: slots 3 + 2 * cpu and the next belong to `cpu` alone (the caller's promise); the
     // GDT is a static the CPU reads when TR is loaded.
     unsafe {
-        let gdt = &raw mut GDT;
+        let gdt = GDT.get();
         (*gdt)[3 + 2 * cpu] = low;
         (*gdt)[4 + 2 * cpu] = base >> 32;
         core::arch::asm!("ltr {0:x}", in(reg) tss_selector(cpu), options(nostack, preserves_flags));
@@ -188,7 +165,7 @@ pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
 
 /// Load the shared IDT on the calling CPU.
 pub fn load_idt() {
-    let idt = &raw const IDT;
+    let idt = IDT.get().cast_const();
     let ptr = DescPtr {
         limit: (256 * 16 - 1) as u16,
         base: idt as u64,
@@ -205,13 +182,13 @@ pub fn init() {
     // SAFETY: single-threaded boot (APs are not up), interrupts are off; the statics are only
     // written here and read by the CPU afterwards.
     unsafe {
-        let tss = &raw mut BSP_TSS;
-        (*tss).ist[0] = stack_top(&raw mut IST_DF);
-        (*tss).ist[1] = stack_top(&raw mut IST_NMI);
-        (*tss).ist[2] = stack_top(&raw mut IST_MC);
+        let tss = BSP_TSS.get();
+        (*tss).interrupt_stack_table[0] = VirtAddr::new_truncate(stack_top(IST_DF.get()));
+        (*tss).interrupt_stack_table[1] = VirtAddr::new_truncate(stack_top(IST_NMI.get()));
+        (*tss).interrupt_stack_table[2] = VirtAddr::new_truncate(stack_top(IST_MC.get()));
         load_tss(0, tss);
 
-        let idt = &raw mut IDT;
+        let idt = IDT.get();
         let stubs = &raw const VECTOR_STUBS;
         for v in 0..256 {
             let addr = (*stubs)[v];

@@ -404,6 +404,7 @@ static BSP_PERIODIC: AtomicBool = AtomicBool::new(false);
 /// take its own timer, which is why an AP watches when there is one.
 pub fn start(x: &dyn Hypercall, ap_watches: bool) {
     AP_WATCHES.store(ap_watches, Ordering::Release);
+    crate::events::set_bsp_timer_hook(on_bsp_timer);
     if !ap_watches && ops::vcpu_set_periodic_timer(x, 0, TICK_NS).is_ok() {
         BSP_PERIODIC.store(true, Ordering::Release);
         ON_BSP_TIMER.store(true, Ordering::Release);
@@ -415,7 +416,7 @@ pub fn start(x: &dyn Hypercall, ap_watches: bool) {
 pub fn stop(x: &dyn Hypercall) {
     if BSP_PERIODIC.swap(false, Ordering::AcqRel) {
         let _ = ops::vcpu_stop_periodic_timer(x, 0);
-        if let Some(me) = crate::smp::cpu(0) {
+        if let Some(me) = crate::percpu::cpu(0) {
             crate::events::take_pending(ops::EvtchnPort(me.timer_port.load(Ordering::Acquire)));
         }
     }

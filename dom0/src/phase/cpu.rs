@@ -10,7 +10,7 @@ use report::{BootReport, SmpSummary};
 use xen::memmap::MemoryMap;
 
 use crate::hypercall::Xen;
-use crate::{boot, smp, time};
+use crate::{boot, percpu, smp, time};
 
 /// dom0's vCPUs as `hwdom::cpu_report` sees them.
 struct PerCpuBlocks {
@@ -19,7 +19,7 @@ struct PerCpuBlocks {
 
 impl Vcpus for PerCpuBlocks {
     fn facts(&self, id: u32) -> VcpuFacts {
-        let Some(c) = smp::cpu(id as usize) else {
+        let Some(c) = percpu::cpu(id as usize) else {
             return VcpuFacts {
                 id,
                 ..Default::default()

@@ -9,7 +9,7 @@ use log::info;
 use report::{BootReport, TimerCheck};
 
 use crate::hypercall::Xen;
-use crate::{boot, events, time, trap};
+use crate::{arch, boot, events, time};
 
 pub fn init(x: Option<Xen>, rep: &mut BootReport) {
     let Some(x) = x else {
@@ -20,7 +20,7 @@ pub fn init(x: Option<Xen>, rep: &mut BootReport) {
         Ok(port) => {
             info!(
                 "events: shared_info mapped, upcall vector {:#x}, VIRQ_TIMER on port {}",
-                trap::UPCALL_VECTOR,
+                arch::UPCALL_VECTOR,
                 port.0
             );
             match events::timer_check(&x, 1_000_000) {

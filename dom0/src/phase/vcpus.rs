@@ -10,7 +10,7 @@ use log::{error, info, warn};
 use report::{BootReport, SmpSummary};
 
 use crate::hypercall::{self, Xen};
-use crate::{events, smp, time, watchdog};
+use crate::{events, percpu, smp, time, watchdog};
 
 /// What the vCPU phase leaves for the later ones.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ fn start_watchdog(x: Xen, rep: &BootReport) {
     {
         watchdog::set_domctl_version(v);
     }
-    let ap = smp::cpu(1).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire));
+    let ap = percpu::cpu(1).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire));
     watchdog::start(&x, ap);
     if ap {
         info!("watchdog: vCPU 1 watches the boot");
@@ -145,7 +145,7 @@ fn timer_probe(delay_ns: u64) -> u64 {
 /// The work each AP is sent: an answer that depends on the id in the per-CPU block of the vCPU
 /// that runs it, so a right answer shows the work ran on the vCPU it was sent to.
 fn work_probe(arg: u64) -> u64 {
-    probe_answer(arg, u64::from(smp::current().id))
+    probe_answer(arg, u64::from(percpu::current().id))
 }
 
 fn probe_answer(arg: u64, id: u64) -> u64 {

@@ -8,16 +8,16 @@ use log::info;
 use report::{BootReport, XenInfo};
 
 use crate::hypercall::{self, Xen};
-use crate::{arch, console, events, smp, time};
+use crate::{arch, console, events, percpu, time};
 
 /// Detect Xen and bring up the console; `None` when dom0 runs without Xen (diagnostics only).
 pub fn detect(rep: &mut BootReport, start_info_paddr: u32) -> Option<Xen> {
     let leaves = xen::cpuid::find_xen(&arch::cpuid);
     let x = leaves.as_ref().map(hypercall::init);
     if x.is_some() {
-        smp::init_bsp(events::shared_info_addr());
+        percpu::init_bsp(events::shared_info_addr());
     } else {
-        smp::init_bsp_bare();
+        percpu::init_bsp_bare();
     }
     time::phase("xen detected");
     match (&leaves, x) {
