@@ -7,134 +7,48 @@
 //! No `XEN_ELFNOTE_SUPPORTED_FEATURES` note: from 4.20.4 Xen rejects a PVH hardware domain whose
 //! note lacks `XENFEAT_dom0`, and without the note there is nothing to get wrong.
 
-use crate::cell::BootCell;
 use core::arch::global_asm;
+
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+use x86_64::structures::paging::PageTableFlags;
+
+use crate::cell::BootCell;
 
 /// GDT selectors set up by the stub (the TSS descriptor is filled in by [`crate::trap`]).
 pub const KERNEL_CS: u16 = 0x08;
 
 global_asm!(
-    r#"
-    .section .note.Xen, "a"
-    .p2align 2
-    .long 4                 /* namesz */
-    .long 4                 /* descsz */
-    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
-    .asciz "Xen"
-    .long pvh_start32
-
-    .section .data.gdt, "aw"
-    .p2align 4
-    .global GDT
-GDT:
-    .quad 0                       /* null */
-    .quad 0x00af9a000000ffff      /* 0x08: 64-bit code, DPL0 */
-    .quad 0x00cf92000000ffff      /* 0x10: flat data */
-    .fill {max_cpus} * 2, 8, 0    /* 0x18 + 16 * cpu: each vCPU's 64-bit TSS, filled at run time */
-GDT_END:
-    .p2align 2
-    .word 0
-GDT_PTR:                          /* for lgdt in 32-bit mode: 32-bit base */
-    .word GDT_END - GDT - 1
-    .long GDT
-    .p2align 3
-    .word 0, 0, 0
-    .global GDT_PTR64
-GDT_PTR64:                        /* for lgdt in 64-bit mode (APs): 64-bit base */
-    .word GDT_END - GDT - 1
-    .quad GDT
-
-    .section .text.boot, "ax"
-    .code32
-    .global pvh_start32
-pvh_start32:
-    cli
-    cld
-    mov esi, ebx                  /* start_info, kept across the stub */
-    rdtsc
-    mov ebp, eax
-    mov ebx, edx
-
-    /* Zero .bss (page tables, stacks, heap seed). Loaders zero it too; do not rely on it.
-     * Dwords, not bytes: under emulation each rep iteration costs the same, whatever its size
-     * (.bss is 4 KiB-aligned and a multiple of 4 KiB, see link.ld). */
-    mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
-    shr ecx, 2
-    xor eax, eax
-    rep stosd
-    mov dword ptr [ENTRY_TSC], ebp
-    mov dword ptr [ENTRY_TSC + 4], ebx
-    mov dword ptr [START_INFO_PADDR], esi
-
-    /* PML4[0] -> PDPT; PDPT[0..4] -> PD[0..4]; PD: 2048 x 2 MiB pages = 4 GiB. */
-    mov eax, offset BOOT_PDPT
-    or eax, 3
-    mov dword ptr [BOOT_PML4], eax
-    mov eax, offset BOOT_PD
-    or eax, 3
-    xor ecx, ecx
-2:  mov dword ptr [BOOT_PDPT + ecx * 8], eax
-    add eax, 4096
-    inc ecx
-    cmp ecx, 4
-    jb 2b
-    xor ecx, ecx
-3:  mov eax, ecx
-    shl eax, 21
-    or eax, 0x83                  /* present, writable, 2 MiB page */
-    cmp ecx, 1536                 /* 3 GiB and up: MMIO hole, uncached */
-    jb 4f
-    or eax, 0x18                  /* PWT | PCD */
-4:  mov dword ptr [BOOT_PD + ecx * 8], eax
-    inc ecx
-    cmp ecx, 2048
-    jb 3b
-
-    mov eax, offset BOOT_PML4
-    mov cr3, eax
-    mov eax, cr4
-    or eax, 0x20                  /* PAE */
-    mov cr4, eax
-    /* EFER = LME. The PVH ABI enters with EFER = 0, so there is nothing to preserve, and
-     * skipping the read saves a VM exit (about 1 ms on the emulated test bench). */
-    mov ecx, 0xc0000080
-    mov eax, 0x100
-    xor edx, edx
-    wrmsr
-    mov eax, cr0
-    or eax, 0x80010000            /* PG | WP */
-    mov cr0, eax
-
-    /* The PVH ABI leaves esp unspecified (Xen sets 0): take our own stack before the far
-     * return pushes anything. */
-    mov esp, offset BOOT_STACK_TOP
-    lgdt [GDT_PTR]
-    push 0x08
-    mov eax, offset long_mode_entry
-    push eax
-    retf
-
-    .code64
-long_mode_entry:
-    mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
-    mov rsp, offset BOOT_STACK_TOP
-    xor ebp, ebp
-    mov edi, esi
-    call rust_start
-5:  cli
-    hlt
-    jmp 5b
-"#,
+    include_str!("asm/entry.S"),
+    xen_elfnote_phys32_entry = const XEN_ELFNOTE_PHYS32_ENTRY,
+    kernel_cs = const KERNEL_CS,
+    kernel_ds = const KERNEL_DS,
     max_cpus = const MAX_CPUS,
+    table = const TABLE,
+    large_page = const LARGE_PAGE,
+    uncached = const UNCACHED,
+    hole_first_2m = const HOLE_FIRST_2M,
+    cr4_pae = const CR4_PAE,
+    msr_efer = const MSR_EFER,
+    efer_lme = const EFER_LME,
+    cr0_pg_wp = const CR0_PG_WP,
+    boot_stack_size = const BOOT_STACK_SIZE,
 );
+
+/// `XEN_ELFNOTE_PHYS32_ENTRY` (public/elfnote.h): the PVH entry point note.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// The flat data selector.
+pub const KERNEL_DS: u16 = 0x10;
+/// Page-table bits the stub writes (`x86_64::structures::paging::PageTableFlags`).
+const TABLE: u64 = PageTableFlags::PRESENT.bits() | PageTableFlags::WRITABLE.bits();
+const LARGE_PAGE: u64 = TABLE | PageTableFlags::HUGE_PAGE.bits();
+const UNCACHED: u64 = PageTableFlags::WRITE_THROUGH.bits() | PageTableFlags::NO_CACHE.bits();
+/// The first 2 MiB page of the MMIO hole the stub maps uncached (3 GiB).
+const HOLE_FIRST_2M: u32 = 1536;
+const CR4_PAE: u64 = Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits();
+const MSR_EFER: u32 = 0xc000_0080;
+const EFER_LME: u64 = EferFlags::LONG_MODE_ENABLE.bits();
+const CR0_PG_WP: u64 = Cr0Flags::PAGING.bits() | Cr0Flags::WRITE_PROTECT.bits();
 
 /// vCPUs dom0 can run: Xen gives a PVH dom0 at most `HVM_MAX_VCPUS` = 128.
 pub const MAX_CPUS: usize = 128;
@@ -170,14 +84,6 @@ pub struct Stack<const N: usize>(pub [u8; N]);
 #[unsafe(no_mangle)]
 pub static BOOT_STACK: BootCell<Stack<BOOT_STACK_SIZE>> =
     BootCell::new(Stack([0; BOOT_STACK_SIZE]));
-
-global_asm!(
-    r#"
-    .global BOOT_STACK_TOP
-    .set BOOT_STACK_TOP, BOOT_STACK + {size}
-"#,
-    size = const BOOT_STACK_SIZE,
-);
 
 unsafe extern "C" {
     static __image_start: u8;

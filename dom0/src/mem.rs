@@ -6,7 +6,18 @@ use alloc::vec::Vec;
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::{PhysRead, PhysReadError};
 
+use x86_64::structures::paging::PageTableFlags as Flags;
+
 use crate::boot::PageTable;
+
+/// A present, writable large page (2 MiB in a page directory, 1 GiB in a PDPT).
+const LARGE_PAGE: u64 = Flags::PRESENT.bits() | Flags::WRITABLE.bits() | Flags::HUGE_PAGE.bits();
+/// A present, writable entry pointing at the next table.
+const TABLE: u64 = Flags::PRESENT.bits() | Flags::WRITABLE.bits();
+/// PWT | PCD: uncached (with the default PAT).
+const UNCACHED: u64 = Flags::WRITE_THROUGH.bits() | Flags::NO_CACHE.bits();
+/// The physical-address bits of an entry (bits 51:12).
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// The boot stub identity-maps the low 4 GiB.
 pub const MAPPED_LIMIT: u64 = 1 << 32;
@@ -80,7 +91,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
     }
     let attr = match cache {
         Cache::WriteBack => 0,
-        Cache::Uncached => 0x18, // PWT | PCD
+        Cache::Uncached => UNCACHED,
     };
     let big = one_gib_pages();
     let pdpt = crate::boot::BOOT_PDPT.get();
@@ -92,28 +103,29 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
         // SAFETY: boot CPU only (APs are not up), and no existing mapping changes.
         unsafe {
             let e = &mut (*pdpt).0[gib];
-            if *e & 1 == 0 && big && at.is_multiple_of(GIB) && end - at >= GIB {
-                *e = at | 0x83 | attr; // present, writable, 1 GiB page
+            let present = *e & Flags::PRESENT.bits() != 0;
+            if !present && big && at.is_multiple_of(GIB) && end - at >= GIB {
+                *e = at | LARGE_PAGE | attr; // a 1 GiB page
                 at += GIB;
                 continue;
             }
-            if *e & 1 != 0 && *e & 0x80 != 0 {
+            if present && *e & Flags::HUGE_PAGE.bits() != 0 {
                 at = (gib as u64 + 1) * GIB; // already a 1 GiB page
                 continue;
             }
-            if *e & 1 == 0 {
+            if !present {
                 // A zeroed, page-aligned page directory from the heap, never freed.
                 let layout = core::alloc::Layout::new::<PageTable>();
                 let pd = alloc::alloc::alloc_zeroed(layout);
                 if pd.is_null() {
                     return Err(MapError::NoMemory);
                 }
-                *e = pd as u64 | 3;
+                *e = pd as u64 | TABLE;
             }
-            let pd = (*e & 0x000f_ffff_ffff_f000) as *mut PageTable;
+            let pd = (*e & ADDR_MASK) as *mut PageTable;
             let stop = end.min((gib as u64 + 1) * GIB);
             while at < stop {
-                (*pd).0[((at / MIB2) % 512) as usize] = at | 0x83 | attr;
+                (*pd).0[((at / MIB2) % 512) as usize] = at | LARGE_PAGE | attr;
                 at += MIB2;
             }
         }
@@ -177,7 +189,6 @@ impl PhysRead for IdentityMem {
 /// RAM/ACPI/NVS, uncached otherwise (MMIO, MMCONFIG, holes). Returns (write-back, uncached)
 /// page counts.
 pub fn refine_cacheability(map: &MemoryMap) -> (u32, u32) {
-    const PWT_PCD: u64 = 0x18;
     let (mut wb, mut uc) = (0, 0);
     let pd = crate::boot::BOOT_PD.get();
     for i in 0..2048u64 {
@@ -193,17 +204,15 @@ pub fn refine_cacheability(map: &MemoryMap) -> (u32, u32) {
         unsafe {
             let entry = &mut (*pd)[t].0[e];
             if cached {
-                *entry &= !PWT_PCD;
+                *entry &= !UNCACHED;
                 wb += 1;
             } else {
-                *entry |= PWT_PCD;
+                *entry |= UNCACHED;
                 uc += 1;
             }
         }
     }
-    // SAFETY: reloading CR3 with its current value flushes the TLB so the new attributes apply.
-    unsafe {
-        core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
-    };
+    // Reloading CR3 with its current value flushes the TLB so the new attributes apply.
+    x86_64::instructions::tlb::flush_all();
     (wb, uc)
 }

@@ -105,31 +105,9 @@ pub fn read_bsp_details() {
 }
 
 core::arch::global_asm!(
-    r#"
-    .section .text.ap, "ax"
-    .code64
-    .global ap_start64
-ap_start64:
-    /* Xen set flat segments but no GDTR/IDTR: load ours, then reload CS and the data segments. */
-    lgdt [GDT_PTR64]
-    push 0x08
-    lea rax, [rip + 2f]
-    push rax
-    retfq
-2:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
-    and rsp, -16
-    xor ebp, ebp
-    call ap_main
-3:  cli
-    hlt
-    jmp 3b
-"#
+    include_str!("asm/ap.S"),
+    kernel_cs = const crate::boot::KERNEL_CS,
+    kernel_ds = const crate::boot::KERNEL_DS,
 );
 
 unsafe extern "C" {

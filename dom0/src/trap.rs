@@ -12,6 +12,9 @@ use core::arch::global_asm;
 use core::fmt::Write;
 
 use x86_64::VirtAddr;
+use x86_64::instructions::tables::{lidt, load_tss as load_tr};
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::gdt::SegmentSelector;
 
 use crate::arch::UPCALL_VECTOR;
 use crate::boot::{KERNEL_CS, MAX_CPUS, Stack, tss_selector};
@@ -20,51 +23,7 @@ use crate::percpu::{Tss, tss_with_ist};
 
 global_asm!(include_str!(concat!(env!("OUT_DIR"), "/vectors.s")));
 
-global_asm!(
-    r#"
-    .section .text.vectors, "ax"
-    .code64
-vector_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
-    mov rdi, rsp
-    mov rbx, rsp
-    and rsp, -16
-    cld
-    call dom0_trap
-    mov rsp, rbx
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
-    iretq
-"#
-);
+global_asm!(include_str!("asm/vector_common.S"));
 
 /// What `vector_common` leaves on the stack, lowest address first.
 #[repr(C)]
@@ -130,12 +89,6 @@ unsafe extern "C" {
     static GDT: BootCell<[u64; 3 + 2 * MAX_CPUS]>;
 }
 
-#[repr(C, packed)]
-struct DescPtr {
-    limit: u16,
-    base: u64,
-}
-
 fn stack_top<const N: usize>(s: *mut Stack<N>) -> u64 {
     s as u64 + N as u64
 }
@@ -159,21 +112,19 @@ pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
         let gdt = GDT.get();
         (*gdt)[3 + 2 * cpu] = low;
         (*gdt)[4 + 2 * cpu] = base >> 32;
-        core::arch::asm!("ltr {0:x}", in(reg) tss_selector(cpu), options(nostack, preserves_flags));
     }
+    // SAFETY: the selector names the descriptor just written, of a TSS that lives for ever.
+    unsafe { load_tr(SegmentSelector(tss_selector(cpu))) };
 }
 
 /// Load the shared IDT on the calling CPU.
 pub fn load_idt() {
-    let idt = IDT.get().cast_const();
-    let ptr = DescPtr {
+    let ptr = DescriptorTablePointer {
         limit: (256 * 16 - 1) as u16,
-        base: idt as u64,
+        base: VirtAddr::new_truncate(IDT.get() as u64),
     };
     // SAFETY: the IDT is a static filled by `init` before any AP starts; lidt only reads it.
-    unsafe {
-        core::arch::asm!("lidt [{}]", in(reg) &raw const ptr, options(readonly, nostack, preserves_flags))
-    };
+    unsafe { lidt(&ptr) };
 }
 
 /// Fill the IDT and install the boot CPU's TSS. Call once, on the boot CPU, before enabling
