@@ -1,8 +1,23 @@
-//! The netif backend dom0 serves to guests: for now the MAC addresses it gives their
-//! interfaces; later the xenbus state machine, rings, grant copies and the switch.
+//! The netif backend dom0 serves to guests (`xen/include/public/io/netif.h`): the protocol
+//! logic, host-tested on plain bytes; dom0 will wire it to grant copies and event channels.
+//!
+//! - [`mac`]: MAC addresses, and the ones dom0 gives guest interfaces.
+//! - [`wire`]: TX/RX requests and responses and extra-info slots, at their exact layouts.
+//! - [`ring`]: the back end of a shared ring (`ring.h`), guest indices never trusted.
+//! - [`tx`]: one guest packet from the TX ring: its slot chain validated as Linux netback does,
+//!   turned into a plan of grant copies that never cross a page, and its responses.
+//!
+//! Not here yet (issue 12): the RX path, checksum completion, the xenbus state machine, the
+//! switch, and dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
+//! the data, event channels).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
 pub mod mac;
+pub mod ring;
+pub mod tx;
+pub mod wire;
 
 pub use mac::MacAddress;
