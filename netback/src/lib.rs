@@ -6,9 +6,11 @@
 //! - [`ring`]: the back end of a shared ring (`ring.h`), guest indices never trusted.
 //! - [`tx`]: one guest packet from the TX ring: its slot chain validated as Linux netback does,
 //!   turned into a plan of grant copies that never cross a page, and its responses.
+//! - [`switch`]: the learning L2 switch between vifs and dom0 (bounded MAC table, ageing,
+//!   per-port counters).
 //!
-//! Not here yet (issue 12): the RX path, checksum completion, the xenbus state machine, the
-//! switch, and dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
+//! Not here yet (issue 12): the RX path, checksum completion, the xenbus state machine, and
+//! dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
 //! the data, event channels).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -17,6 +19,7 @@ extern crate alloc;
 
 pub mod mac;
 pub mod ring;
+pub mod switch;
 pub mod tx;
 pub mod wire;
 
