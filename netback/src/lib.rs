@@ -6,11 +6,13 @@
 //! - [`ring`]: the back end of a shared ring (`ring.h`), guest indices never trusted.
 //! - [`tx`]: one guest packet from the TX ring: its slot chain validated as Linux netback does,
 //!   turned into a plan of grant copies that never cross a page, and its responses.
+//! - [`rx`]: packets to a guest: a bounded backlog (XSA-392), filled into the buffers the
+//!   frontend posts, one grant copy and one response per 4 KiB.
 //! - [`csum`]: completing the TCP/UDP checksum of a packet sent with `NETTXF_csum_blank`.
 //! - [`switch`]: the learning L2 switch between vifs and dom0 (bounded MAC table, ageing,
 //!   per-port counters).
 //!
-//! Not here yet (issue 12): the RX path, the xenbus state machine, and
+//! Not here yet (issue 12): the xenbus state machine and
 //! dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
 //! the data, event channels).
 #![cfg_attr(not(test), no_std)]
@@ -21,6 +23,7 @@ extern crate alloc;
 pub mod csum;
 pub mod mac;
 pub mod ring;
+pub mod rx;
 pub mod switch;
 pub mod tx;
 pub mod wire;

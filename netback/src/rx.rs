@@ -1,0 +1,195 @@
+//! The RX path (dom0 → guest), as Linux netback does it with grant copies
+//! (`drivers/net/xen-netback/rx.c`): each packet waits in a per-vif backlog until the frontend
+//! has posted enough RX requests (one per 4 KiB the packet needs), then each request's granted
+//! page receives one chunk (`GNTTABOP_copy` with the destination a guest grant) and its slot the
+//! response (`NETRXF_more_data` on all but the last, `NETRXF_data_validated` on the first: dom0
+//! sends complete checksums).
+//!
+//! The backlog is bounded in packets and bytes, and a packet that waited longer than
+//! [`DRAIN_NS`] is dropped (XSA-392: a frontend that never posts RX buffers must not make dom0
+//! queue without limit); what was dropped is counted.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use xen::ring::RingPage;
+
+use crate::ring::{BackRing, BadIndex};
+use crate::wire::{
+    NETIF_RSP_ERROR, NETRXF_DATA_VALIDATED, NETRXF_MORE_DATA, RX_SLOT, RxRequest, RxResponse,
+};
+
+/// Packets waiting per vif.
+pub const MAX_PACKETS: usize = 256;
+/// Bytes waiting per vif.
+pub const MAX_BYTES: usize = 1 << 20;
+/// A packet that could not be delivered for this long is dropped (Linux's
+/// `rx_drain_timeout_msecs`, 10 s).
+pub const DRAIN_NS: u64 = 10_000_000_000;
+/// The largest packet the RX path takes (what one TX chain can carry).
+pub const MAX_PACKET: usize = 0xffff;
+const PAGE: usize = 4096;
+
+/// One grant copy: `len` bytes at `src` of packet `packet` (in this delivery) into the guest's
+/// granted page `gref` at offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxCopy {
+    pub packet: usize,
+    pub src: usize,
+    pub gref: u32,
+    pub len: u16,
+}
+
+/// What one call of [`RxQueue::deliver`] took from the ring.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// The packets delivered, in order.
+    pub packets: Vec<Vec<u8>>,
+    pub copies: Vec<RxCopy>,
+    /// One response per consumed request, in ring order (write them with
+    /// [`Delivery::responses`] once the copies are done).
+    slots: Vec<(RxResponse, usize)>,
+}
+
+impl Delivery {
+    /// The responses, in ring order: each slot of a packet whose copies did not all succeed
+    /// (`copy_ok[i]` for `copies[i]`) gets `NETIF_RSP_ERROR`.
+    pub fn responses(&self, copy_ok: &[bool]) -> Vec<RxResponse> {
+        let mut failed = alloc::vec![false; self.packets.len()];
+        for (c, ok) in self
+            .copies
+            .iter()
+            .zip(copy_ok.iter().chain(core::iter::repeat(&false)))
+        {
+            if !ok {
+                failed[c.packet] = true;
+            }
+        }
+        self.slots
+            .iter()
+            .map(|&(r, p)| {
+                if failed[p] {
+                    RxResponse {
+                        status: NETIF_RSP_ERROR,
+                        flags: 0,
+                        ..r
+                    }
+                } else {
+                    r
+                }
+            })
+            .collect()
+    }
+}
+
+/// Counters of one vif's RX side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    pub delivered: u64,
+    /// Refused because the backlog was full (packets or bytes).
+    pub dropped_full: u64,
+    /// Waited longer than [`DRAIN_NS`].
+    pub dropped_stale: u64,
+    /// Empty or larger than [`MAX_PACKET`].
+    pub dropped_size: u64,
+}
+
+/// One vif's RX backlog.
+#[derive(Debug, Clone, Default)]
+pub struct RxQueue {
+    backlog: VecDeque<(Vec<u8>, u64)>,
+    bytes: usize,
+    pub counters: RxCounters,
+}
+
+impl RxQueue {
+    pub fn new() -> RxQueue {
+        RxQueue::default()
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.backlog.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backlog.is_empty()
+    }
+
+    /// Queue `pkt` (arrived at `now_ns`) for the guest; false if it was dropped.
+    pub fn push(&mut self, pkt: Vec<u8>, now_ns: u64) -> bool {
+        if pkt.is_empty() || pkt.len() > MAX_PACKET {
+            self.counters.dropped_size += 1;
+            return false;
+        }
+        if self.backlog.len() >= MAX_PACKETS || self.bytes + pkt.len() > MAX_BYTES {
+            self.counters.dropped_full += 1;
+            return false;
+        }
+        self.bytes += pkt.len();
+        self.backlog.push_back((pkt, now_ns));
+        true
+    }
+
+    /// Drop packets that waited longer than [`DRAIN_NS`].
+    pub fn expire(&mut self, now_ns: u64) {
+        while let Some((p, at)) = self.backlog.front() {
+            if now_ns.saturating_sub(*at) < DRAIN_NS {
+                break;
+            }
+            self.bytes -= p.len();
+            self.backlog.pop_front();
+            self.counters.dropped_stale += 1;
+        }
+    }
+
+    /// Take as many waiting packets as the frontend has posted buffers for, in order, and plan
+    /// their copies and responses.
+    pub fn deliver<P: RingPage + ?Sized>(
+        &mut self,
+        ring: &mut BackRing,
+        page: &P,
+    ) -> Result<Delivery, BadIndex> {
+        let mut d = Delivery::default();
+        let mut posted = ring.unconsumed(page)?;
+        while let Some((pkt, _)) = self.backlog.front() {
+            let need = pkt.len().div_ceil(PAGE) as u32;
+            if need > posted {
+                break;
+            }
+            let (pkt, _) = self.backlog.pop_front().unwrap_or_default();
+            self.bytes -= pkt.len();
+            posted -= need;
+            let index = d.packets.len();
+            for (k, chunk) in pkt.chunks(PAGE).enumerate() {
+                let req = RxRequest::parse(&ring.take::<P, RX_SLOT>(page));
+                let last = (k + 1) * PAGE >= pkt.len();
+                d.copies.push(RxCopy {
+                    packet: index,
+                    src: k * PAGE,
+                    gref: req.gref,
+                    len: chunk.len() as u16,
+                });
+                let mut flags = if last { 0 } else { NETRXF_MORE_DATA };
+                if k == 0 {
+                    flags |= NETRXF_DATA_VALIDATED;
+                }
+                d.slots.push((
+                    RxResponse {
+                        id: req.id,
+                        offset: 0,
+                        flags,
+                        status: chunk.len() as i16,
+                    },
+                    index,
+                ));
+            }
+            d.packets.push(pkt);
+            self.counters.delivered += 1;
+        }
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests;
