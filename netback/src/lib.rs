@@ -9,11 +9,12 @@
 //! - [`rx`]: packets to a guest: a bounded backlog (XSA-392), filled into the buffers the
 //!   frontend posts, one grant copy and one response per 4 KiB.
 //! - [`csum`]: completing the TCP/UDP checksum of a packet sent with `NETTXF_csum_blank`.
+//! - [`xenbus`]: the backend's handshake with netfront as a state machine: the features it
+//!   advertises (and why), the frontend's keys parsed strictly, connect, close, reconnect.
 //! - [`switch`]: the learning L2 switch between vifs and dom0 (bounded MAC table, ageing,
 //!   per-port counters).
 //!
-//! Not here yet (issue 12): the xenbus state machine and
-//! dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
+//! Not here yet (issue 12): the vif's xenstore nodes from the bundle, and dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
 //! the data, event channels).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -27,5 +28,6 @@ pub mod rx;
 pub mod switch;
 pub mod tx;
 pub mod wire;
+pub mod xenbus;
 
 pub use mac::MacAddress;
