@@ -14,8 +14,9 @@
 //! - [`switch`]: the learning L2 switch between vifs and dom0 (bounded MAC table, ageing,
 //!   per-port counters).
 //!
-//! Not here yet (issue 12): the vif's xenstore nodes from the bundle, and dom0's wiring (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for
-//! the data, event channels).
+//! Not here yet (issue 12): the vif's xenstore nodes from the bundle, and dom0's wiring
+//! (`GNTTABOP_map_grant_ref` for the ring pages, `GNTTABOP_copy` for the data, the event
+//! channels, the service loop).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
