@@ -37,6 +37,12 @@ struct State {
     domctl_calls: Vec<u32>,
     /// `XEN_DOMCTL_setvcpuaffinity` calls: (domain, vCPU, effective hard affinity).
     affinity_sets: Vec<(u16, u32, u64)>,
+    /// Pages other domains granted dom0: (domain, gref) -> (bytes, read-only).
+    grants: alloc::collections::BTreeMap<(u16, u32), (Vec<u8>, bool)>,
+    /// dom0's own frames, as grant copies see them.
+    local: alloc::collections::BTreeMap<u64, Vec<u8>>,
+    /// Grant mappings: (dom0 gpa, domain, gref, handle).
+    grant_maps: Vec<(u64, u16, u32, u32)>,
 }
 
 /// A domain the fake has created for dom0's toolstack.
@@ -146,6 +152,46 @@ impl FakeXen {
             .iter()
             .find(|(l, _)| *l == port)
             .map(|(_, r)| *r)
+    }
+
+    /// Let domain `domid` grant dom0 page `gref` with these 4096 bytes.
+    pub fn grant_page(&self, domid: u16, gref: u32, bytes: &[u8], readonly: bool) {
+        let mut page = alloc::vec![0u8; 4096];
+        let n = bytes.len().min(4096);
+        page[..n].copy_from_slice(&bytes[..n]);
+        self.state
+            .borrow_mut()
+            .grants
+            .insert((domid, gref), (page, readonly));
+    }
+
+    /// A granted page as it is now (after dom0's copies into it).
+    pub fn granted_page(&self, domid: u16, gref: u32) -> Option<Vec<u8>> {
+        self.state
+            .borrow()
+            .grants
+            .get(&(domid, gref))
+            .map(|(p, _)| p.clone())
+    }
+
+    /// dom0's frame `gfn` as grant copies see it (zeros until written).
+    pub fn local_page(&self, gfn: u64) -> Vec<u8> {
+        self.state
+            .borrow()
+            .local
+            .get(&gfn)
+            .cloned()
+            .unwrap_or_else(|| alloc::vec![0u8; 4096])
+    }
+
+    /// Grant mappings dom0 holds: (gpa, domain, gref).
+    pub fn grant_mappings(&self) -> Vec<(u64, u16, u32)> {
+        self.state
+            .borrow()
+            .grant_maps
+            .iter()
+            .map(|&(g, d, r, _)| (g, d, r))
+            .collect()
     }
 
     /// Every `PHYSDEVOP_pci_device_add`, in order.
@@ -877,6 +923,65 @@ impl FakeXen {
                     _ => Err(XenError::ENOSYS),
                 }
             }
+            nr::GRANT_TABLE_OP if sub == crate::gnttab::GNTTABOP_COPY => {
+                let count = match regs.get(2) {
+                    Some(Arg::Val(n)) => *n as usize,
+                    _ => return Err(XenError::EFAULT),
+                };
+                let Some(Arg::InOut(b)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                if b.len() < count * crate::gnttab::COPY_SIZE {
+                    return Err(XenError::EFAULT);
+                }
+                for k in 0..count {
+                    let op =
+                        &mut b[k * crate::gnttab::COPY_SIZE..(k + 1) * crate::gnttab::COPY_SIZE];
+                    let st = fake_copy(&mut st, op);
+                    op[36..38].copy_from_slice(&st.to_le_bytes());
+                }
+                Ok(0)
+            }
+            nr::GRANT_TABLE_OP if sub == crate::gnttab::GNTTABOP_MAP_GRANT_REF => {
+                let Some(Arg::InOut(b)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let gpa = u64_at(b, 0).ok_or(XenError::EFAULT)?;
+                let gref = u32_at(b, 12).ok_or(XenError::EFAULT)?;
+                let dom = crate::le::get_u16(b, 16).ok_or(XenError::EFAULT)?;
+                let status: i16 = if !st.grants.contains_key(&(dom, gref)) {
+                    -3
+                } else if st.grant_maps.iter().any(|m| m.0 == gpa) {
+                    -5 // bad_virt_addr: the slot is taken (the real Xen would crash dom0)
+                } else {
+                    let handle = st.grant_maps.len() as u32 + 1;
+                    st.grant_maps.push((gpa, dom, gref, handle));
+                    b[20..24].copy_from_slice(&handle.to_le_bytes());
+                    0
+                };
+                b[18..20].copy_from_slice(&status.to_le_bytes());
+                Ok(0)
+            }
+            nr::GRANT_TABLE_OP if sub == crate::gnttab::GNTTABOP_UNMAP_GRANT_REF => {
+                let Some(Arg::InOut(b)) = regs.get_mut(1) else {
+                    return Err(XenError::EFAULT);
+                };
+                let gpa = u64_at(b, 0).ok_or(XenError::EFAULT)?;
+                let handle = u32_at(b, 16).ok_or(XenError::EFAULT)?;
+                let status: i16 = match st
+                    .grant_maps
+                    .iter()
+                    .position(|m| m.0 == gpa && m.3 == handle)
+                {
+                    Some(i) => {
+                        st.grant_maps.remove(i);
+                        0
+                    }
+                    None => -4,
+                };
+                b[20..22].copy_from_slice(&status.to_le_bytes());
+                Ok(0)
+            }
             nr::GRANT_TABLE_OP if sub == ops::GNTTABOP_QUERY_SIZE => {
                 let Some(Arg::InOut(b)) = regs.get_mut(1) else {
                     return Err(XenError::EFAULT);
@@ -988,6 +1093,55 @@ impl Hypercall for FakeXen {
         match self.dispatch(call) {
             Ok(v) => v as i64,
             Err(e) => -i64::from(e.0),
+        }
+    }
+}
+
+/// One `gnttab_copy` against the fake's grants and dom0 frames; its `GNTST_*` status.
+fn fake_copy(st: &mut State, op: &[u8]) -> i16 {
+    let flags = crate::le::get_u16(op, 34).unwrap_or(0);
+    let len = usize::from(crate::le::get_u16(op, 32).unwrap_or(0));
+    let side = |at: usize, gref: bool| {
+        let offset = usize::from(crate::le::get_u16(op, at + 10).unwrap_or(0));
+        let dom = crate::le::get_u16(op, at + 8).unwrap_or(0);
+        let key = if gref {
+            Ok((dom, u32_at(op, at).unwrap_or(0)))
+        } else {
+            Err(u64_at(op, at).unwrap_or(0))
+        };
+        (key, offset)
+    };
+    let (src, so) = side(0, flags & crate::gnttab::GNTCOPY_SOURCE_GREF != 0);
+    let (dst, d_o) = side(16, flags & crate::gnttab::GNTCOPY_DEST_GREF != 0);
+    if so + len > 4096 || d_o + len > 4096 {
+        return -10; // bad_copy_arg
+    }
+    let bytes = match src {
+        Ok(k) => match st.grants.get(&k) {
+            Some((p, _)) => p[so..so + len].to_vec(),
+            None => return -3,
+        },
+        Err(gfn) => st
+            .local
+            .get(&gfn)
+            .map_or_else(|| alloc::vec![0u8; len], |p| p[so..so + len].to_vec()),
+    };
+    match dst {
+        Ok(k) => match st.grants.get_mut(&k) {
+            Some((_, true)) => -8, // permission_denied: granted read-only
+            Some((p, false)) => {
+                p[d_o..d_o + len].copy_from_slice(&bytes);
+                0
+            }
+            None => -3,
+        },
+        Err(gfn) => {
+            let p = st
+                .local
+                .entry(gfn)
+                .or_insert_with(|| alloc::vec![0u8; 4096]);
+            p[d_o..d_o + len].copy_from_slice(&bytes);
+            0
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cpuid;
 pub mod domctl;
 pub mod errno;
 pub mod events;
+pub mod gnttab;
 pub mod hypercall;
 pub mod le;
 pub mod memmap;
