@@ -78,6 +78,76 @@ pub fn xenstore_nodes(
     n
 }
 
+/// A DomU's network interfaces from its bundle description: `(handle, MAC)` in order, handles
+/// 0, 1, ...; a `vif` without a MAC gets one in Xen's OUI from the domain id and handle
+/// (`netback::MacAddress::xen_vif`, as libxl picks them).
+pub fn vifs(domid: DomId, devices: &[crate::bundle::Device]) -> Vec<(u32, netback::MacAddress)> {
+    devices
+        .iter()
+        .filter_map(|d| match d {
+            crate::bundle::Device::Vif { mac } => Some(*mac),
+            crate::bundle::Device::Console => None,
+        })
+        .enumerate()
+        .map(|(i, mac)| {
+            let handle = i as u32;
+            let mac = mac.map_or_else(
+                || netback::MacAddress::xen_vif(domid, handle),
+                netback::MacAddress,
+            );
+            (handle, mac)
+        })
+        .collect()
+}
+
+/// The xenstore tree libxl writes for vif `handle` of `domid` with the backend in dom0
+/// (`libxl__set_xenstore_nic`, `docs/misc/xenstore-paths.pandoc`; reference §2.5): the frontend
+/// directory `/local/domain/<domid>/device/vif/<handle>`, owned by the DomU and readable by
+/// dom0, and the backend directory `/local/domain/0/backend/vif/<domid>/<handle>`, owned by dom0
+/// and readable by the DomU; both start in state 1 (Initialising). The backend's features are
+/// written by the backend itself before it goes to InitWait (`netback::xenbus`).
+pub fn vif_nodes(domid: DomId, handle: u32, mac: netback::MacAddress) -> Vec<Node> {
+    let front = format!("/local/domain/{domid}/device/vif/{handle}");
+    let back = format!("/local/domain/0/backend/vif/{domid}/{handle}");
+    let front_perms = Perms::new(domid, Access::None).with(0, Access::Read);
+    let back_perms = Perms::new(0, Access::None).with(domid, Access::Read);
+    let mac = format!("{mac}");
+    let mut n: Vec<Node> = Vec::new();
+    let mut add =
+        |path: String, v: &str, p: &Perms| n.push((path, v.as_bytes().to_vec(), p.clone()));
+    add(front.clone(), "", &front_perms);
+    add(format!("{front}/backend"), &back, &front_perms);
+    add(format!("{front}/backend-id"), "0", &front_perms);
+    add(format!("{front}/state"), "1", &front_perms);
+    add(
+        format!("{front}/handle"),
+        &format!("{handle}"),
+        &front_perms,
+    );
+    add(format!("{front}/mac"), &mac, &front_perms);
+    add(format!("{front}/trusted"), "1", &front_perms);
+    // The MTU is the toolstack's to set: read-only for the guest.
+    add(format!("{front}/mtu"), "1500", &back_perms);
+    add(
+        format!("/local/domain/0/backend/vif/{domid}"),
+        "",
+        &back_perms,
+    );
+    add(back.clone(), "", &back_perms);
+    add(format!("{back}/frontend"), &front, &back_perms);
+    add(
+        format!("{back}/frontend-id"),
+        &format!("{domid}"),
+        &back_perms,
+    );
+    add(format!("{back}/online"), "1", &back_perms);
+    add(format!("{back}/state"), "1", &back_perms);
+    add(format!("{back}/handle"), &format!("{handle}"), &back_perms);
+    add(format!("{back}/mac"), &mac, &back_perms);
+    add(format!("{back}/type"), "vif", &back_perms);
+    n
+}
+
 /// Run one request as dom0 through the server (so watch events reach their domains).
 pub fn dom0_request(server: &mut Server, ty: MsgType, args: &[&[u8]]) -> Result<Vec<u8>, String> {
     let out = server.local(&Message::request(ty, 0, 0, args));
@@ -230,6 +300,84 @@ mod tests {
         );
         release(&mut s, 3).unwrap();
         assert!(read(&mut s, "/local/domain/3/name").is_none());
+    }
+
+    #[test]
+    fn vifs_get_handles_in_order_and_xen_macs_when_none_is_given() {
+        use crate::bundle::Device;
+        let devs = [
+            Device::Console,
+            Device::Vif { mac: None },
+            Device::Vif {
+                mac: Some([0x02, 0, 0, 0, 0, 9]),
+            },
+            Device::Vif { mac: None },
+        ];
+        let v = vifs(7, &devs);
+        let text: Vec<String> = v.iter().map(|(h, m)| format!("{h} {m}")).collect();
+        assert_eq!(
+            text,
+            [
+                "0 00:16:3e:00:07:00",
+                "1 02:00:00:00:00:09",
+                "2 00:16:3e:00:07:02"
+            ]
+        );
+        assert!(vifs(7, &[Device::Console]).is_empty());
+    }
+
+    #[test]
+    fn the_vif_tree_lets_each_side_read_the_other_and_write_only_its_own() {
+        let mut s = Server::new(Store::new(Quota::default()));
+        write_nodes(
+            &mut s,
+            &xenstore_nodes(3, "demo", 131072, 1, 0xfeffc, 1, 0xfefff, 2),
+        )
+        .unwrap();
+        let mac = netback::MacAddress::xen_vif(3, 0);
+        write_nodes(&mut s, &vif_nodes(3, 0, mac)).unwrap();
+        introduce(&mut s, 3, 0xfeffc, 1).unwrap();
+        let st = &mut s.store;
+        // The DomU (netfront) reads the backend's path, state and its MAC.
+        assert_eq!(
+            st.call(3, MsgType::Read, &[b"device/vif/0/backend"])
+                .unwrap(),
+            b"/local/domain/0/backend/vif/3/0"
+        );
+        assert_eq!(
+            st.call(3, MsgType::Read, &[b"device/vif/0/mac"]).unwrap(),
+            b"00:16:3e:00:03:00"
+        );
+        assert_eq!(
+            st.call(
+                3,
+                MsgType::Read,
+                &[b"/local/domain/0/backend/vif/3/0/state"]
+            )
+            .unwrap(),
+            b"1"
+        );
+        let mut write = |path: &str, v: &[u8]| {
+            let mut p = path.as_bytes().to_vec();
+            p.push(0);
+            p.extend_from_slice(v);
+            reply_result(&st.handle(3, &Message::new(MsgType::Write, 0, 0, p))[0].msg)
+        };
+        // It writes its own keys (state, ring refs) ...
+        write("device/vif/0/state", b"4").unwrap();
+        write("device/vif/0/tx-ring-ref", b"8").unwrap();
+        // ... but not the backend's, nor its MTU.
+        assert!(write("/local/domain/0/backend/vif/3/0/state", b"4").is_err());
+        assert!(write("device/vif/0/mtu", b"9000").is_err());
+        // dom0 (the backend) reads what the frontend wrote.
+        assert_eq!(
+            read(&mut s, "/local/domain/3/device/vif/0/tx-ring-ref").unwrap(),
+            b"8"
+        );
+        assert_eq!(
+            read(&mut s, "/local/domain/0/backend/vif/3/0/frontend").unwrap(),
+            b"/local/domain/3/device/vif/0"
+        );
     }
 
     #[test]
