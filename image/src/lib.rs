@@ -112,6 +112,10 @@ pub struct RunConfig {
     /// `dom0_mem_mib` to at least 256 MiB (the bundle lands in dom0's memory) and `mem_mib` to
     /// at least `dom0_mem_mib` + the DomUs' memory + 256 MiB ([`guest::memory_for_domus`]).
     pub dom0_mem_fixed: bool,
+    /// Errors the run provokes on purpose (substrings): the run passes only if every error in
+    /// dom0's report contains one of them and each matches one (`--expect-error`). Any other
+    /// error in the report fails the run.
+    pub expect_errors: Vec<String>,
 }
 
 impl Default for RunConfig {
@@ -131,6 +135,7 @@ impl Default for RunConfig {
             quiet: false,
             domus: Vec::new(),
             dom0_mem_fixed: false,
+            expect_errors: Vec::new(),
         }
     }
 }
@@ -441,6 +446,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         qemu_stderr: &finished.stderr,
         analysis: &analysis,
         serial: &serial,
+        expect_errors: &cfg.expect_errors,
     });
     let report = Report {
         run: name,

@@ -108,6 +108,11 @@ struct RunArgs {
     /// Suffix for the run name.
     #[arg(long)]
     name: Option<String>,
+    /// An error the run provokes on purpose (repeatable): the run passes only if every error
+    /// in dom0's report contains one of these texts and each text matches an error. Without it
+    /// any error in dom0's report fails the run.
+    #[arg(long = "expect-error", value_name = "TEXT")]
+    expect_errors: Vec<String>,
     /// Do not stream the serial console.
     #[arg(long)]
     quiet: bool,
@@ -246,6 +251,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         xen_args: a.xen_args,
         run_name: a.name,
         quiet: a.quiet,
+        expect_errors: a.expect_errors,
     };
     let out = image::run(&cfg)?;
     let r = &out.report;
@@ -264,6 +270,14 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         r.reason,
         r.wall_ms as f64 / 1000.0
     );
+    if let Some(d) = out.dom0()
+        && !d.errors.is_empty()
+    {
+        eprintln!("dom0 reported {} error(s):", d.errors.len());
+        for e in &d.errors {
+            eprintln!("  - {e}");
+        }
+    }
     eprintln!("  serial log:   {}", out.serial_log.display());
     eprintln!("  report:       {}", out.report_json.display());
     eprintln!("  QEMU command: {}", out.qemu_cmdline.display());

@@ -78,6 +78,9 @@ pub struct Evidence<'a> {
     pub qemu_stderr: &'a str,
     pub analysis: &'a Analysis,
     pub serial: &'a str,
+    /// Errors the run provokes on purpose: each of dom0's errors must contain one of these,
+    /// and each must match an error ([`crate::RunConfig::expect_errors`]).
+    pub expect_errors: &'a [String],
 }
 
 /// Decides the outcome and a one-line reason.
@@ -132,7 +135,37 @@ pub fn verdict(e: &Evidence<'_>) -> (Outcome, String) {
     }
     let ready = a.dom0_result == Some(Dom0Result::Ready);
     let xen_ok = !e.under_xen || x.pvh_dom0_built;
-    if e.exit_code == Some(EXIT_READY) && ready && a.dom0_report.is_some() && xen_ok {
+    if e.exit_code == Some(EXIT_READY)
+        && ready
+        && xen_ok
+        && let Some(d) = &a.dom0_report
+    {
+        // An honest run: dom0 reached ready, but errors in its report fail it unless the run
+        // asked for exactly those.
+        let unexpected: Vec<&String> = d
+            .errors
+            .iter()
+            .filter(|err| !e.expect_errors.iter().any(|x| err.contains(x.as_str())))
+            .collect();
+        if let Some(first) = unexpected.first() {
+            return (
+                Outcome::Fail,
+                format!(
+                    "dom0 reached ready but reported {} error(s), first: {first}",
+                    unexpected.len()
+                ),
+            );
+        }
+        if let Some(missing) = e
+            .expect_errors
+            .iter()
+            .find(|x| !d.errors.iter().any(|err| err.contains(x.as_str())))
+        {
+            return (
+                Outcome::Fail,
+                format!("dom0 reported no error containing {missing:?}, which this run expects"),
+            );
+        }
         return (Outcome::Pass, "dom0 reached ready".to_string());
     }
     let reason = match e.exit_code {
@@ -201,6 +234,7 @@ mod tests {
             qemu_stderr: "",
             analysis: &a,
             serial,
+            expect_errors: &[],
         })
     }
 
@@ -220,6 +254,39 @@ mod tests {
         let (o, r) = judge("DOM0-REPORT-JSON {}\n", false, Some(33));
         assert_eq!(o, Outcome::Fail);
         assert!(r.contains("DOM0-RESULT: ready"), "{r}");
+    }
+
+    #[test]
+    fn errors_in_dom0s_report_fail_the_run_unless_expected() {
+        let serial = "DOM0-REPORT-JSON {\"ready\":true,\"errors\":[\"module 0: not recognised\",\"PCI: x\"]}\nDOM0-RESULT: ready\n";
+        let a = analyse(serial);
+        let judge = |expect: &[&str]| {
+            let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+            verdict(&Evidence {
+                under_xen: false,
+                exit_code: Some(33),
+                timed_out: false,
+                timeout_secs: 90,
+                stopped_after: None,
+                qemu_stderr: "",
+                analysis: &a,
+                serial,
+                expect_errors: &expect,
+            })
+        };
+        let (o, r) = judge(&[]);
+        assert_eq!(o, Outcome::Fail);
+        assert_eq!(
+            r,
+            "dom0 reached ready but reported 2 error(s), first: module 0: not recognised"
+        );
+        let (o, r) = judge(&["not recognised"]);
+        assert_eq!(o, Outcome::Fail);
+        assert!(r.contains("1 error(s), first: PCI: x"), "{r}");
+        assert_eq!(judge(&["not recognised", "PCI:"]).0, Outcome::Pass);
+        let (o, r) = judge(&["not recognised", "PCI:", "never happens"]);
+        assert_eq!(o, Outcome::Fail);
+        assert!(r.contains("\"never happens\""), "{r}");
     }
 
     #[test]
@@ -262,6 +329,7 @@ mod tests {
             qemu_stderr: "",
             analysis: &a,
             serial,
+            expect_errors: &[],
         });
         assert_eq!(o, Outcome::Timeout);
         assert_eq!(r, "timed out after 7 s (last line: \"last words\")");

@@ -60,13 +60,16 @@ fn strings(v: &[String]) -> Vec<&str> {
 fn hostile_next_to_linux(xen: XenVersion) {
     let (major, minor) = xen.major_minor().expect("a Xen version");
     let stop = format!("domu-stop={STOP_AFTER_S}");
-    let out = boot(&domu_config(
+    let mut cfg = domu_config(
         xen,
         1,
         &format!("test-hostile-xen{major}.{minor}"),
         &["demo", "hostile:kernel=testguest"],
         &[&stop],
-    ));
+    );
+    // Its deliberately bad console indices are reported as an error (one line, with a count).
+    cfg.expect_errors = vec!["console ring indices out of range".into()];
+    let out = boot(&cfg);
     // dom0 reached the end (QEMU exit 33, report printed), Xen saw no crash or panic.
     assert_pass(&out);
     assert_xen_log_clean(&out, major, minor);
