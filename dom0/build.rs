@@ -8,6 +8,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-T{dir}/link.ld");
         println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
         println!("cargo:rustc-link-arg-bins=-zmax-page-size=0x1000");
+        println!("cargo:rustc-link-arg-bins=--icf=all");
     }
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=build.rs");

@@ -14,11 +14,11 @@
 //! 4.17.1 and later craft, so dom0 can compare "what Xen crafted" with "what the builder makes"
 //! through [`compare_madt`]. Output depends only on the input (no addresses, no time).
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use lean::VecMap;
 
 use crate::madt::{FLAG_ENABLED, MadtEntry, MadtSummary};
 pub use crate::madt::{IoApic, Nmi, Override};
@@ -241,7 +241,7 @@ impl ContainerSpec {
                 l.clone()
             }
         };
-        let mut seen: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut seen: VecMap<u32, u32> = VecMap::new();
         for (i, &id) in ids.iter().enumerate() {
             let vcpu = i as u32;
             if id == u32::MAX {
@@ -564,7 +564,7 @@ pub fn compare_madt_labeled(a: &[u8], la: &str, b: &[u8], lb: &str) -> Vec<Strin
     }
 
     // Match the k-th entry of a key in `a` with the k-th of that key in `b`.
-    let mut pending: BTreeMap<Key, alloc::collections::VecDeque<usize>> = BTreeMap::new();
+    let mut pending: VecMap<Key, alloc::collections::VecDeque<usize>> = VecMap::new();
     for (j, e) in sb.entries.iter().enumerate() {
         pending.entry(key(&e.entry)).or_default().push_back(j);
     }

@@ -571,7 +571,7 @@ impl MadtSummary {
 
         // The same APIC id twice among the enabled CPUs is a firmware bug (sorting keeps this
         // O(n log n) for a hostile table with many entries).
-        enabled.sort_unstable();
+        lean::sort(&mut enabled);
         let mut i = 0;
         while i < enabled.len() {
             let id = enabled[i].0;

@@ -10,10 +10,11 @@
 //! Reading goes through [`TableSource`], so the same walk runs on dom0's guest-physical reads,
 //! on tables a test lays out, and on a DomU's tables from [`crate::domu`].
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use lean::VecSet;
 
 use crate::fadt::{Facs, FadtSummary};
 use crate::madt::MadtSummary;
@@ -476,6 +477,12 @@ impl<S: TableSource + ?Sized> Walk<'_, S> {
 /// its entries still followed. With a v2 RSDP naming both an XSDT and an RSDT, the XSDT is
 /// walked and the RSDT's header checked.
 pub fn validate<S: TableSource + ?Sized>(src: &S, rsdp_paddr: u64) -> AcpiValidation {
+    // One walker for every source (through `dyn`): dom0 validates two kinds of source and the
+    // walker is large.
+    validate_dyn(&src, rsdp_paddr)
+}
+
+fn validate_dyn(src: &dyn TableSource, rsdp_paddr: u64) -> AcpiValidation {
     let mut w = Walk {
         src,
         v: AcpiValidation {
@@ -592,7 +599,8 @@ fn walk<S: TableSource + ?Sized>(w: &mut Walk<'_, S>, rsdp_paddr: u64) {
             ),
         );
     }
-    let mut seen = BTreeSet::new();
+    // Bounded by MAX_ROOT_ENTRIES: a sorted Vec is enough (and small code).
+    let mut seen: VecSet<u64> = VecSet::new();
     for (i, &addr) in entries.iter().take(MAX_ROOT_ENTRIES).enumerate() {
         let off = SdtHeader::SIZE + i * esize;
         if addr == 0 {

@@ -491,8 +491,7 @@ pub fn differences(a: &CpuidReport, b: &CpuidReport) -> Vec<String> {
 }
 
 fn dedup(mut v: Vec<&str>) -> Vec<&str> {
-    v.sort_unstable();
-    v.dedup();
+    lean::sort_dedup(&mut v);
     v
 }
 

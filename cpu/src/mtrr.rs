@@ -479,8 +479,7 @@ impl MtrrState {
             }
         }
         cuts.retain(|&c| c >= start && c <= end);
-        cuts.sort_unstable();
-        cuts.dedup();
+        lean::sort_dedup(&mut cuts);
         let mut out: Vec<(Range<u64>, Resolved)> = Vec::new();
         for w in cuts.windows(2) {
             let r = self.type_at(w[0], phys_bits);

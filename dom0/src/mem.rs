@@ -132,7 +132,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
     }
     let mut h = HIGH.lock();
     h.push((start, end));
-    h.sort_unstable();
+    lean::sort(&mut h);
     // Merge neighbours so `is_mapped` can walk them in one pass.
     let mut merged: Vec<(u64, u64)> = Vec::with_capacity(h.len());
     for &(s, e) in h.iter() {

@@ -135,8 +135,7 @@ pub fn report_cpus(
             .map(|(i, m, v)| (states[i].0, m, v))
             .collect();
         let mut targets: Vec<u32> = fixes.iter().map(|f| f.0).collect();
-        targets.sort_unstable();
-        targets.dedup();
+        lean::sort_dedup(&mut targets);
         for id in targets {
             let writes: Vec<(u32, u64)> = fixes
                 .iter()

@@ -222,7 +222,7 @@ pub fn plan(topo: &Topology, windows: &[Window], mode: BarMode) -> AllocPlan {
             });
         }
     }
-    plan.moves.sort_by_key(|m| (m.sbdf, m.bar));
+    lean::sort_by_key(&mut plan.moves, |m| (m.sbdf, m.bar));
     for &b in &p.bridges {
         let [mem, pref] = p.win[b].clone();
         plan.bridges.push(BridgeWindows {
@@ -259,7 +259,7 @@ struct Child {
 /// overflow.
 fn pack(kids: &[Child]) -> Option<(u64, u64)> {
     let mut sorted: Vec<&Child> = kids.iter().collect();
-    sorted.sort_by_key(|c| core::cmp::Reverse(c.align));
+    lean::sort_by_key(&mut sorted, |c| core::cmp::Reverse(c.align));
     let mut off = 0u64;
     let mut align = 1;
     for c in sorted {

@@ -109,7 +109,7 @@ fn flag(topo: &mut Topology, s: &Span, text: String) {
 pub(crate) fn check_overlaps(topo: &mut Topology) {
     let (mut mem, mut io) = spans(topo);
     for (list, space) in [(&mut mem, "memory"), (&mut io, "I/O")] {
-        list.sort_by_key(|s| (s.start, s.end));
+        lean::sort_by_key(list, |s| (s.start, s.end));
         let mut widest: Option<Span> = None;
         for s in list.iter() {
             if let Some(w) = widest {

@@ -36,11 +36,11 @@
 use crate::model::{FunctionKind, Topology};
 use crate::regs::*;
 use crate::{ConfigSpace, Sbdf, read_ids};
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use lean::VecMap;
 
 /// One bridge's bus numbers after renumbering.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl<'a> Planner<'a> {
         let mut kids = vec![Vec::new(); n];
         let mut vfs = vec![Vec::new(); n];
         let mut followed = vec![false; n];
-        let at: BTreeMap<Sbdf, usize> = topo
+        let at: VecMap<Sbdf, usize> = topo
             .functions
             .iter()
             .enumerate()

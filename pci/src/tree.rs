@@ -2,10 +2,10 @@
 //! names from pci.ids), and one function in detail.
 
 use crate::model::{Function, FunctionKind, Topology};
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
+use lean::VecMap;
 
 /// The name of a class code (base class << 16 | sub-class << 8 | prog-if), as lspci names
 /// them; the base class's name for sub-classes not listed.
@@ -100,8 +100,8 @@ struct Tree<'a> {
     topo: &'a Topology,
     /// Children of each bridge (by index), and of each root bus (by segment, bus), in
     /// enumeration order.
-    below: BTreeMap<usize, Vec<usize>>,
-    roots: BTreeMap<(u16, u8), Vec<usize>>,
+    below: VecMap<usize, Vec<usize>>,
+    roots: VecMap<(u16, u8), Vec<usize>>,
     out: String,
 }
 
@@ -229,8 +229,8 @@ fn describe(out: &mut String, f: &Function) {
 pub fn tree_text(topo: &Topology) -> String {
     let mut t = Tree {
         topo,
-        below: BTreeMap::new(),
-        roots: BTreeMap::new(),
+        below: VecMap::new(),
+        roots: VecMap::new(),
         out: String::new(),
     };
     // Children come after their bridge (the enumeration's order); anything else (a

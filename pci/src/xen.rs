@@ -14,8 +14,8 @@
 use crate::Sbdf;
 use crate::model::Topology;
 use crate::regs::{XEN_PCI_DEV_EXTFN, XEN_PCI_DEV_VIRTFN};
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use lean::VecMap;
 
 /// One `PHYSDEVOP_pci_device_add` call (without `XEN_PCI_DEV_PXM`, which needs ACPI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct XenAdd {
 
 /// Every function of `topo`, in the order to report them to Xen, with their flags.
 pub fn xen_add_order(topo: &Topology) -> Vec<XenAdd> {
-    let index: BTreeMap<Sbdf, usize> = topo
+    let index: VecMap<Sbdf, usize> = topo
         .functions
         .iter()
         .enumerate()

@@ -207,7 +207,7 @@ pub fn written(server: &mut Server, domid: DomId, max: usize) -> Vec<String> {
             }
         }
     }
-    out.sort();
+    lean::sort(&mut out);
     out
 }
 

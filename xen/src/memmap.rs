@@ -286,7 +286,7 @@ impl MemoryMap {
             regions.push(*r);
         }
         // Stable sort: equal addresses keep the order Xen gave them.
-        regions.sort_by_key(|r| (r.addr, r.size));
+        lean::sort_by_key(&mut regions, |r| (r.addr, r.size));
         // Overlaps are kept (the conservative queries below cope with them) but reported.
         // Sorted by start, so each region need only be compared with the furthest end so far.
         let mut furthest: Option<MemRegion> = None;

@@ -212,7 +212,7 @@ impl<'a> Planner<'a> {
         let mut order: Vec<usize> = (0..self.regions.len())
             .filter(|&k| self.regions[k].moving)
             .collect();
-        order.sort_by_key(|&k| core::cmp::Reverse(self.regions[k].size));
+        lean::sort_by_key(&mut order, |&k| core::cmp::Reverse(self.regions[k].size));
         for k in order {
             let size = self.regions[k].size;
             let pool = self.regions[k].pool;
@@ -249,8 +249,7 @@ impl<'a> Planner<'a> {
                     cands.push(align_down(d, size));
                 }
             }
-            cands.sort_unstable();
-            cands.dedup();
+            lean::sort_dedup(&mut cands);
             let own = owner.and_then(|o| self.win[o][pi(pool)].clone());
             let mut best = None;
             let mut grown = None;
@@ -409,7 +408,7 @@ impl<'a> Planner<'a> {
                     };
                     !failed.contains(&key)
                 });
-                kids.sort_by_key(|c| core::cmp::Reverse(c.align));
+                lean::sort_by_key(&mut kids, |c| core::cmp::Reverse(c.align));
                 for c in kids {
                     let mut layout = Vec::new();
                     self.layout(c.item, 0, pool, need, &mut layout);
@@ -541,7 +540,7 @@ impl<'a> Planner<'a> {
                 out.push((Placed::Window(b, size), base));
                 let mut kids = self.children(Some(b), pool, need);
                 // From the top down, smallest alignment first, if that fits; else as sized.
-                kids.sort_by_key(|c| c.align);
+                lean::sort_by_key(&mut kids, |c| c.align);
                 let mut cursor = base + size;
                 let mut at = Vec::with_capacity(kids.len());
                 for c in &kids {
@@ -555,7 +554,7 @@ impl<'a> Planner<'a> {
                 }
                 if at.len() != kids.len() {
                     // Stable: ties keep the order `pack` saw.
-                    kids.sort_by_key(|c| core::cmp::Reverse(c.align));
+                    lean::sort_by_key(&mut kids, |c| core::cmp::Reverse(c.align));
                     at.clear();
                     let mut off = base;
                     for c in &kids {
@@ -584,7 +583,7 @@ impl<'a> Planner<'a> {
         let mut fallback = None;
         let mut windows = self.host[pi(pool)].clone();
         if pool == Pool::Mem {
-            windows.sort_by_key(|w| core::cmp::Reverse(w.end));
+            lean::sort_by_key(&mut windows, |w| core::cmp::Reverse(w.end));
         }
         for w in &windows {
             let Some(top) = w.end.checked_sub(c.size) else {

@@ -417,7 +417,7 @@ pub fn parse(data: &[u8]) -> Result<Kernel, ElfError> {
     if segments.is_empty() {
         return Err(ElfError::NoLoadSegments);
     }
-    segments.sort_unstable_by_key(|s| s.paddr);
+    lean::sort_by_key(&mut segments, |s| s.paddr);
     for (i, w) in segments.windows(2).enumerate() {
         if w[0].paddr + w[0].memsz > w[1].paddr {
             return Err(ElfError::BadSegment {

@@ -4,8 +4,9 @@
 //! The page is shared with a guest that may be hostile: indexes are read once per pass,
 //! checked (`prod - cons <= 1024`), and every loop is bounded by the ring size.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use lean::VecMap;
 
 use super::DomId;
 use super::account::Refusal;
@@ -357,7 +358,7 @@ const LOCAL_MAX_BYTES: usize = 256 * 1024;
 /// Routes what the store produces: dom0's messages to the local queue, a DomU's to its
 /// connection, each event only if its receiver has room.
 struct Route<'a> {
-    conns: &'a mut BTreeMap<DomId, Connection>,
+    conns: &'a mut VecMap<DomId, Connection>,
     local: &'a mut VecDeque<Message>,
     local_bytes: &'a mut usize,
 }
@@ -396,12 +397,12 @@ impl Outbox for Route<'_> {
 #[derive(Debug)]
 pub struct Server {
     pub store: Store,
-    conns: BTreeMap<DomId, Connection>,
+    conns: VecMap<DomId, Connection>,
     local: VecDeque<Message>,
     local_bytes: usize,
     events: Vec<DomainEvent>,
     /// Most bytes charged to each domain (kept after release until taken).
-    peaks: BTreeMap<DomId, u64>,
+    peaks: VecMap<DomId, u64>,
     /// Requests taken from one ring per `service` call (the work done for one domain on
     /// one wakeup is bounded by this).
     pub batch: usize,
@@ -411,11 +412,11 @@ impl Server {
     pub fn new(store: Store) -> Server {
         Server {
             store,
-            conns: BTreeMap::new(),
+            conns: VecMap::new(),
             local: VecDeque::new(),
             local_bytes: 0,
             events: Vec::new(),
-            peaks: BTreeMap::new(),
+            peaks: VecMap::new(),
             batch: 64,
         }
     }

@@ -1,11 +1,11 @@
 //! The store: the tree plus watches, transactions, domains and quotas, driven one request at
 //! a time by [`Store::handle`].
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::Cell;
+use lean::VecMap;
 
 use super::account::{
     DOM0_SLACK, DomainStats, Refusal, Refusals, TX_OVERHEAD, WATCH_OVERHEAD, output_reserve,
@@ -102,17 +102,17 @@ struct Pending {
 pub struct Store {
     tree: Tree,
     quota: Quota,
-    watches: BTreeMap<DomId, Vec<Watch>>,
-    txns: BTreeMap<(DomId, u32), Transaction>,
-    next_tx: BTreeMap<DomId, u32>,
-    domains: BTreeMap<DomId, DomainInfo>,
-    targets: BTreeMap<DomId, DomId>,
-    special: BTreeMap<&'static str, Perms>,
+    watches: VecMap<DomId, Vec<Watch>>,
+    txns: VecMap<(DomId, u32), Transaction>,
+    next_tx: VecMap<DomId, u32>,
+    domains: VecMap<DomId, DomainInfo>,
+    targets: VecMap<DomId, DomId>,
+    special: VecMap<&'static str, Perms>,
     events: Vec<DomainEvent>,
     /// Bytes charged to each domain for its watches.
-    watch_bytes: BTreeMap<DomId, u64>,
+    watch_bytes: VecMap<DomId, u64>,
     /// What each domain was refused (kept after release until [`Store::take_refusals`]).
-    refusals: BTreeMap<DomId, Refusals>,
+    refusals: VecMap<DomId, Refusals>,
     /// Most bytes all DomUs together may make the service hold (see [`Store::set_global_limit`]).
     global_limit: u64,
 }
@@ -175,21 +175,21 @@ fn relativize(path: &str, dom: DomId) -> String {
 impl Store {
     /// An empty store: just `/` (owned by dom0, no access for others).
     pub fn new(quota: Quota) -> Store {
-        let mut special = BTreeMap::new();
+        let mut special = VecMap::new();
         special.insert(INTRODUCE_DOMAIN, Perms::new(0, Access::None));
         special.insert(RELEASE_DOMAIN, Perms::new(0, Access::None));
         Store {
             tree: Tree::new(),
             quota,
-            watches: BTreeMap::new(),
-            txns: BTreeMap::new(),
-            next_tx: BTreeMap::new(),
-            domains: BTreeMap::new(),
-            targets: BTreeMap::new(),
+            watches: VecMap::new(),
+            txns: VecMap::new(),
+            next_tx: VecMap::new(),
+            domains: VecMap::new(),
+            targets: VecMap::new(),
             special,
             events: Vec::new(),
-            watch_bytes: BTreeMap::new(),
-            refusals: BTreeMap::new(),
+            watch_bytes: VecMap::new(),
+            refusals: VecMap::new(),
             global_limit: u64::MAX,
         }
     }
@@ -287,7 +287,7 @@ impl Store {
     /// Recompute every charge from scratch and compare (tests and fuzzing).
     pub fn check_accounting(&self) -> Result<(), &'static str> {
         self.tree.check()?;
-        let mut wb: BTreeMap<DomId, u64> = BTreeMap::new();
+        let mut wb: VecMap<DomId, u64> = VecMap::new();
         for (d, ws) in &self.watches {
             let c: u64 = ws.iter().map(Watch::cost).sum();
             if c > 0 {
@@ -323,7 +323,7 @@ impl Store {
     }
 
     /// Domains introduced and not released.
-    pub fn domains(&self) -> &BTreeMap<DomId, DomainInfo> {
+    pub fn domains(&self) -> &VecMap<DomId, DomainInfo> {
         &self.domains
     }
 

@@ -1,10 +1,11 @@
 //! The node tree, the transaction overlay, and the node operations written once for both
 //! (through [`View`]).
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use lean::{VecMap, VecSet};
 
 use core::cell::Cell;
 
@@ -26,7 +27,7 @@ pub(crate) use ops::*;
 pub(crate) struct Node {
     pub value: Vec<u8>,
     pub perms: Perms,
-    pub children: BTreeSet<String>,
+    pub children: VecSet<String>,
     pub generation: u64,
 }
 
@@ -35,7 +36,7 @@ impl Node {
         Node {
             value,
             perms,
-            children: BTreeSet::new(),
+            children: VecSet::new(),
             generation: 0,
         }
     }
@@ -77,9 +78,9 @@ pub(crate) struct Change {
 pub(crate) struct Tree {
     pub nodes: BTreeMap<String, Node>,
     /// Number of nodes each domain owns (the node quota).
-    pub owned: BTreeMap<DomId, i64>,
+    pub owned: VecMap<DomId, i64>,
     /// Bytes charged to each domain for the nodes it owns.
-    pub bytes: BTreeMap<DomId, u64>,
+    pub bytes: VecMap<DomId, u64>,
     /// Their sum over every domain but dom0.
     pub domu_bytes: u64,
     pub next_gen: u64,
@@ -89,8 +90,8 @@ impl Tree {
     pub fn new() -> Tree {
         let mut t = Tree {
             nodes: BTreeMap::new(),
-            owned: BTreeMap::new(),
-            bytes: BTreeMap::new(),
+            owned: VecMap::new(),
+            bytes: VecMap::new(),
             domu_bytes: 0,
             next_gen: 0,
         };
@@ -101,7 +102,7 @@ impl Tree {
         t
     }
 
-    fn count(owned: &mut BTreeMap<DomId, i64>, dom: DomId, delta: i64) {
+    fn count(owned: &mut VecMap<DomId, i64>, dom: DomId, delta: i64) {
         let e = owned.entry(dom).or_insert(0);
         *e += delta;
         if *e == 0 {
@@ -110,7 +111,7 @@ impl Tree {
     }
 
     /// Charge `dom` `add` bytes and release `sub`; `domu` is the sum over DomUs.
-    fn charge(bytes: &mut BTreeMap<DomId, u64>, domu: &mut u64, dom: DomId, add: u64, sub: u64) {
+    fn charge(bytes: &mut VecMap<DomId, u64>, domu: &mut u64, dom: DomId, add: u64, sub: u64) {
         let e = bytes.entry(dom).or_insert(0);
         let old = *e;
         *e = e.saturating_add(add).saturating_sub(sub);
@@ -256,8 +257,8 @@ impl Tree {
 
     /// Structural invariants (tests and `XS_CONTROL check`).
     pub fn check(&self) -> Result<(), &'static str> {
-        let mut owned: BTreeMap<DomId, i64> = BTreeMap::new();
-        let mut bytes: BTreeMap<DomId, u64> = BTreeMap::new();
+        let mut owned: VecMap<DomId, i64> = VecMap::new();
+        let mut bytes: VecMap<DomId, u64> = VecMap::new();
         let mut domu = 0u64;
         if !self.nodes.contains_key("/") {
             return Err("root missing");
@@ -297,14 +298,14 @@ impl Tree {
 #[derive(Debug)]
 pub(crate) struct Transaction {
     /// Changed nodes (`None` = removed): one entry per node however often it is written.
-    pub overlay: BTreeMap<String, Option<Node>>,
+    pub overlay: VecMap<String, Option<Node>>,
     /// Generation (or absence) of every node read or written, as first seen.
-    pub reads: BTreeMap<String, Option<u64>>,
+    pub reads: VecMap<String, Option<u64>>,
     /// Owned-node count changes per domain.
-    pub delta: BTreeMap<DomId, i64>,
+    pub delta: VecMap<DomId, i64>,
     /// Watch records to fire on commit: one per changed node (its permissions, and whether
     /// a subtree went away), so a node written 5,000 times fires its watches once.
-    pub changes: BTreeMap<String, (Perms, bool)>,
+    pub changes: VecMap<String, (Perms, bool)>,
     /// The transaction went over a limit; it can only fail (with this error).
     pub failed: Option<XsError>,
     /// Bytes charged to its domain for it (see `account`).
@@ -314,10 +315,10 @@ pub(crate) struct Transaction {
 impl Transaction {
     pub fn new() -> Transaction {
         Transaction {
-            overlay: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            delta: BTreeMap::new(),
-            changes: BTreeMap::new(),
+            overlay: VecMap::new(),
+            reads: VecMap::new(),
+            delta: VecMap::new(),
+            changes: VecMap::new(),
             failed: None,
             bytes: TX_OVERHEAD,
         }
