@@ -11,7 +11,8 @@ use core::arch::global_asm;
 
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
-use x86_64::structures::paging::PageTableFlags;
+use x86_64::structures::gdt::Descriptor;
+use x86_64::structures::paging::{PageTable, PageTableFlags};
 
 use crate::cell::BootCell;
 
@@ -23,6 +24,8 @@ global_asm!(
     xen_elfnote_phys32_entry = const XEN_ELFNOTE_PHYS32_ENTRY,
     kernel_cs = const KERNEL_CS,
     kernel_ds = const KERNEL_DS,
+    kernel_code64 = const segment_bits(Descriptor::kernel_code_segment()),
+    kernel_data = const segment_bits(Descriptor::kernel_data_segment()),
     max_cpus = const MAX_CPUS,
     table = const TABLE,
     large_page = const LARGE_PAGE,
@@ -39,6 +42,16 @@ global_asm!(
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// The flat data selector.
 pub const KERNEL_DS: u16 = 0x10;
+
+/// The GDT's code and data descriptors are the crate's (`Descriptor::kernel_code_segment`, a
+/// 64-bit DPL0 code segment, and `kernel_data_segment`, flat data), written into the stub's
+/// GDT as numbers because the 32-bit stub loads that GDT before any Rust runs.
+const fn segment_bits(d: Descriptor) -> u64 {
+    match d {
+        Descriptor::UserSegment(bits) => bits,
+        Descriptor::SystemSegment(..) => panic!("a code or data segment is a user segment"),
+    }
+}
 /// Page-table bits the stub writes (`x86_64::structures::paging::PageTableFlags`).
 const TABLE: u64 = PageTableFlags::PRESENT.bits() | PageTableFlags::WRITABLE.bits();
 const LARGE_PAGE: u64 = TABLE | PageTableFlags::HUGE_PAGE.bits();
@@ -66,15 +79,15 @@ pub static ENTRY_TSC: BootCell<u64> = BootCell::new(0);
 #[unsafe(no_mangle)]
 pub static START_INFO_PADDR: BootCell<u32> = BootCell::new(0);
 
-#[repr(C, align(4096))]
-pub struct PageTable(pub [u64; 512]);
-
+// The boot page tables (the crate's `PageTable`: 512 entries, 4 KiB aligned); the stub fills
+// them as plain memory before paging is on, `crate::mem` edits them through the crate's
+// `PageTableEntry`.
 #[unsafe(no_mangle)]
-pub static BOOT_PML4: BootCell<PageTable> = BootCell::new(PageTable([0; 512]));
+pub static BOOT_PML4: BootCell<PageTable> = BootCell::new(PageTable::new());
 #[unsafe(no_mangle)]
-pub static BOOT_PDPT: BootCell<PageTable> = BootCell::new(PageTable([0; 512]));
+pub static BOOT_PDPT: BootCell<PageTable> = BootCell::new(PageTable::new());
 #[unsafe(no_mangle)]
-pub static BOOT_PD: BootCell<[PageTable; 4]> = BootCell::new([const { PageTable([0; 512]) }; 4]);
+pub static BOOT_PD: BootCell<[PageTable; 4]> = BootCell::new([const { PageTable::new() }; 4]);
 
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 

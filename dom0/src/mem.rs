@@ -6,18 +6,15 @@ use alloc::vec::Vec;
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::{PhysRead, PhysReadError};
 
-use x86_64::structures::paging::PageTableFlags as Flags;
+use x86_64::PhysAddr;
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
 
-use crate::boot::PageTable;
-
-/// A present, writable large page (2 MiB in a page directory, 1 GiB in a PDPT).
-const LARGE_PAGE: u64 = Flags::PRESENT.bits() | Flags::WRITABLE.bits() | Flags::HUGE_PAGE.bits();
 /// A present, writable entry pointing at the next table.
-const TABLE: u64 = Flags::PRESENT.bits() | Flags::WRITABLE.bits();
+const TABLE: Flags = Flags::PRESENT.union(Flags::WRITABLE);
+/// A present, writable large page (2 MiB in a page directory, 1 GiB in a PDPT).
+const LARGE_PAGE: Flags = TABLE.union(Flags::HUGE_PAGE);
 /// PWT | PCD: uncached (with the default PAT).
-const UNCACHED: u64 = Flags::WRITE_THROUGH.bits() | Flags::NO_CACHE.bits();
-/// The physical-address bits of an entry (bits 51:12).
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+const UNCACHED: Flags = Flags::WRITE_THROUGH.union(Flags::NO_CACHE);
 
 /// The boot stub identity-maps the low 4 GiB.
 pub const MAPPED_LIMIT: u64 = 1 << 32;
@@ -90,7 +87,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
         return Ok(());
     }
     let attr = match cache {
-        Cache::WriteBack => 0,
+        Cache::WriteBack => Flags::empty(),
         Cache::Uncached => UNCACHED,
     };
     let big = one_gib_pages();
@@ -102,14 +99,14 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
         // the boot stub's 4 GiB, and every entry written maps an address to itself.
         // SAFETY: boot CPU only (APs are not up), and no existing mapping changes.
         unsafe {
-            let e = &mut (*pdpt).0[gib];
-            let present = *e & Flags::PRESENT.bits() != 0;
+            let e = &mut (&mut *pdpt)[gib];
+            let present = e.flags().contains(Flags::PRESENT);
             if !present && big && at.is_multiple_of(GIB) && end - at >= GIB {
-                *e = at | LARGE_PAGE | attr; // a 1 GiB page
+                e.set_addr(PhysAddr::new(at), LARGE_PAGE | attr); // a 1 GiB page
                 at += GIB;
                 continue;
             }
-            if present && *e & Flags::HUGE_PAGE.bits() != 0 {
+            if present && e.flags().contains(Flags::HUGE_PAGE) {
                 at = (gib as u64 + 1) * GIB; // already a 1 GiB page
                 continue;
             }
@@ -120,12 +117,13 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
                 if pd.is_null() {
                     return Err(MapError::NoMemory);
                 }
-                *e = pd as u64 | TABLE;
+                e.set_addr(PhysAddr::new(pd as u64), TABLE);
             }
-            let pd = (*e & ADDR_MASK) as *mut PageTable;
+            let pd = e.addr().as_u64() as *mut PageTable;
             let stop = end.min((gib as u64 + 1) * GIB);
             while at < stop {
-                (*pd).0[((at / MIB2) % 512) as usize] = at | LARGE_PAGE | attr;
+                (&mut *pd)[((at / MIB2) % 512) as usize]
+                    .set_addr(PhysAddr::new(at), LARGE_PAGE | attr);
                 at += MIB2;
             }
         }
@@ -202,12 +200,13 @@ pub fn refine_cacheability(map: &MemoryMap) -> (u32, u32) {
         // SAFETY: single-threaded boot; the boot page directory is live and only this function
         // changes it. Only the cache bits of an identity mapping change; the address stays.
         unsafe {
-            let entry = &mut (*pd)[t].0[e];
+            let entry = &mut (&mut *pd)[t][e];
+            let flags = entry.flags();
             if cached {
-                *entry &= !UNCACHED;
+                entry.set_flags(flags - UNCACHED);
                 wb += 1;
             } else {
-                *entry |= UNCACHED;
+                entry.set_flags(flags | UNCACHED);
                 uc += 1;
             }
         }

@@ -10,14 +10,15 @@
 
 use core::arch::global_asm;
 use core::fmt::Write;
+use core::mem::MaybeUninit;
 
 use x86_64::VirtAddr;
-use x86_64::instructions::tables::{lidt, load_tss as load_tr};
-use x86_64::structures::DescriptorTablePointer;
-use x86_64::structures::gdt::SegmentSelector;
+use x86_64::instructions::tables::load_tss as load_tr;
+use x86_64::structures::gdt::{Descriptor, SegmentSelector};
+use x86_64::structures::idt::{Entry, InterruptDescriptorTable};
 
 use crate::arch::UPCALL_VECTOR;
-use crate::boot::{KERNEL_CS, MAX_CPUS, Stack, tss_selector};
+use crate::boot::{MAX_CPUS, Stack, tss_selector};
 use crate::cell::BootCell;
 use crate::percpu::{Tss, tss_with_ist};
 
@@ -60,29 +61,9 @@ static IST_MC: BootCell<Stack<IST_SIZE>> = BootCell::new(Stack([0; IST_SIZE]));
 
 static BSP_TSS: BootCell<Tss> = BootCell::new(tss_with_ist(0, 0, 0));
 
-#[repr(C, align(16))]
-#[derive(Clone, Copy)]
-struct IdtEntry {
-    off_lo: u16,
-    sel: u16,
-    ist: u8,
-    attr: u8,
-    off_mid: u16,
-    off_hi: u32,
-    _zero: u32,
-}
-
-static IDT: BootCell<[IdtEntry; 256]> = BootCell::new(
-    [IdtEntry {
-        off_lo: 0,
-        sel: 0,
-        ist: 0,
-        attr: 0,
-        off_mid: 0,
-        off_hi: 0,
-        _zero: 0,
-    }; 256],
-);
+/// The IDT, shared by every vCPU (the crate's table; its entries point at our stubs). Written
+/// by [`init`]; zeroed until then so that it lives in .bss, not in the image.
+static IDT: BootCell<MaybeUninit<InterruptDescriptorTable>> = BootCell::new(MaybeUninit::zeroed());
 
 unsafe extern "C" {
     static VECTOR_STUBS: [u64; 256];
@@ -99,19 +80,18 @@ fn stack_top<const N: usize>(s: *mut Stack<N>) -> u64 {
 /// Must run on `cpu` itself, once, with `tss` live for ever and not used by another CPU.
 pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
     assert!(cpu < MAX_CPUS);
-    let base = tss as u64;
-    let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-    let low = (limit & 0xffff)
-        | ((base & 0xff_ffff) << 16)
-        | (0x89u64 << 40) // present, type 9: available 64-bit TSS
-        | (((limit >> 16) & 0xf) << 48)
-        | (((base >> 24) & 0xff) << 56);
+    // SAFETY: the caller promises `tss` lives for ever and is not written by another CPU.
+    let tss: &'static Tss = unsafe { &*tss };
+    // The crate packs the 16-byte available-64-bit-TSS descriptor (base, limit, type 9).
+    let Descriptor::SystemSegment(low, high) = Descriptor::tss_segment(tss) else {
+        unreachable!("a TSS descriptor is a system segment")
+    };
     // SAFETY: slots 3 + 2 * cpu and the next belong to `cpu` alone (the caller's promise); the
     // GDT is a static the CPU reads when TR is loaded.
     unsafe {
         let gdt = GDT.get();
         (*gdt)[3 + 2 * cpu] = low;
-        (*gdt)[4 + 2 * cpu] = base >> 32;
+        (*gdt)[4 + 2 * cpu] = high;
     }
     // SAFETY: the selector names the descriptor just written, of a TSS that lives for ever.
     unsafe { load_tr(SegmentSelector(tss_selector(cpu))) };
@@ -119,45 +99,74 @@ pub unsafe fn load_tss(cpu: usize, tss: *const Tss) {
 
 /// Load the shared IDT on the calling CPU.
 pub fn load_idt() {
-    let ptr = DescriptorTablePointer {
-        limit: (256 * 16 - 1) as u16,
-        base: VirtAddr::new_truncate(IDT.get() as u64),
-    };
-    // SAFETY: the IDT is a static filled by `init` before any AP starts; lidt only reads it.
-    unsafe { lidt(&ptr) };
+    // SAFETY: `init` wrote the IDT before any CPU loads it and it never changes again; lidt
+    // only records its address.
+    unsafe { (*IDT.get()).assume_init_ref().load_unsafe() };
+}
+
+/// Points `entry` at the stub `addr` (an interrupt gate: IF cleared on entry, DPL0, the current
+/// code segment), on IST stack `ist` (1-based; 0 for none).
+///
+/// # Safety
+/// `addr` must be one of the vector stubs (they save every register and never return to a
+/// frame they did not build), and the IDT must not be loaded on another CPU yet.
+#[inline(never)] // one copy per entry type, not one per vector
+unsafe fn set_stub<F>(entry: &mut Entry<F>, addr: u64, ist: u16) {
+    // SAFETY: the caller's promise: `addr` is a vector stub.
+    let options = unsafe { entry.set_handler_addr(VirtAddr::new_truncate(addr)) };
+    if ist != 0 {
+        // SAFETY: IST slots 1..=3 are set in every vCPU's TSS (`tss_with_ist`) before its IDT
+        // is loaded, each a stack used by no other vector.
+        unsafe { options.set_stack_index(ist - 1) };
+    }
 }
 
 /// Fill the IDT and install the boot CPU's TSS. Call once, on the boot CPU, before enabling
 /// interrupts or starting other vCPUs.
 pub fn init() {
-    // SAFETY: single-threaded boot (APs are not up), interrupts are off; the statics are only
-    // written here and read by the CPU afterwards.
-    unsafe {
-        let tss = BSP_TSS.get();
-        (*tss).interrupt_stack_table[0] = VirtAddr::new_truncate(stack_top(IST_DF.get()));
-        (*tss).interrupt_stack_table[1] = VirtAddr::new_truncate(stack_top(IST_NMI.get()));
-        (*tss).interrupt_stack_table[2] = VirtAddr::new_truncate(stack_top(IST_MC.get()));
-        load_tss(0, tss);
+    // SAFETY: single-threaded boot (APs are not up), interrupts are off; BSP_TSS is only
+    // written here, before the CPU reads it.
+    let tss = unsafe { &mut *BSP_TSS.get() };
+    tss.interrupt_stack_table[0] = VirtAddr::new_truncate(stack_top(IST_DF.get()));
+    tss.interrupt_stack_table[1] = VirtAddr::new_truncate(stack_top(IST_NMI.get()));
+    tss.interrupt_stack_table[2] = VirtAddr::new_truncate(stack_top(IST_MC.get()));
+    // SAFETY: on the boot CPU, once; BSP_TSS is a static no other CPU uses.
+    unsafe { load_tss(0, tss) };
 
-        let idt = IDT.get();
-        let stubs = &raw const VECTOR_STUBS;
-        for v in 0..256 {
-            let addr = (*stubs)[v];
-            let ist = match v {
-                8 => 1,  // #DF
-                2 => 2,  // NMI
-                18 => 3, // #MC
-                _ => 0,
-            };
-            (*idt)[v] = IdtEntry {
-                off_lo: addr as u16,
-                sel: KERNEL_CS,
-                ist,
-                attr: 0x8e, // present, DPL0, 64-bit interrupt gate (IF cleared on entry)
-                off_mid: (addr >> 16) as u16,
-                off_hi: (addr >> 32) as u32,
-                _zero: 0,
-            };
+    // SAFETY: as above: the IDT is only written here, before any CPU loads it.
+    let idt = unsafe { &mut *IDT.get() }.write(InterruptDescriptorTable::new());
+    // SAFETY: VECTOR_STUBS is the read-only table of stub addresses build.rs generates.
+    let stubs = unsafe { &VECTOR_STUBS };
+    // SAFETY: every address is a vector stub and the IDT is loaded only below.
+    unsafe {
+        // Exceptions by name (the crate types each by its handler signature); #DF, NMI and
+        // #MC on their own IST stacks. The reserved vectors stay not-present.
+        set_stub(&mut idt.divide_error, stubs[0], 0);
+        set_stub(&mut idt.debug, stubs[1], 0);
+        set_stub(&mut idt.non_maskable_interrupt, stubs[2], 2);
+        set_stub(&mut idt.breakpoint, stubs[3], 0);
+        set_stub(&mut idt.overflow, stubs[4], 0);
+        set_stub(&mut idt.bound_range_exceeded, stubs[5], 0);
+        set_stub(&mut idt.invalid_opcode, stubs[6], 0);
+        set_stub(&mut idt.device_not_available, stubs[7], 0);
+        set_stub(&mut idt.double_fault, stubs[8], 1);
+        set_stub(&mut idt[9], stubs[9], 0); // coprocessor segment overrun (legacy)
+        set_stub(&mut idt.invalid_tss, stubs[10], 0);
+        set_stub(&mut idt.segment_not_present, stubs[11], 0);
+        set_stub(&mut idt.stack_segment_fault, stubs[12], 0);
+        set_stub(&mut idt.general_protection_fault, stubs[13], 0);
+        set_stub(&mut idt.page_fault, stubs[14], 0);
+        set_stub(&mut idt.x87_floating_point, stubs[16], 0);
+        set_stub(&mut idt.alignment_check, stubs[17], 0);
+        set_stub(&mut idt.machine_check, stubs[18], 3);
+        set_stub(&mut idt.simd_floating_point, stubs[19], 0);
+        set_stub(&mut idt.virtualization, stubs[20], 0);
+        set_stub(&mut idt.cp_protection_exception, stubs[21], 0);
+        set_stub(&mut idt.hv_injection_exception, stubs[28], 0);
+        set_stub(&mut idt.vmm_communication_exception, stubs[29], 0);
+        set_stub(&mut idt.security_exception, stubs[30], 0);
+        for (v, entry) in (32..).zip(idt.slice_mut(32..=255)) {
+            set_stub(entry, stubs[v], 0);
         }
     }
     load_idt();

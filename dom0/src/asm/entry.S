@@ -15,8 +15,8 @@
     .global GDT
 GDT:
     .quad 0                       /* null */
-    .quad 0x00af9a000000ffff      /* {kernel_cs}: 64-bit code, DPL0 */
-    .quad 0x00cf92000000ffff      /* {kernel_ds}: flat data */
+    .quad {kernel_code64}         /* selector {kernel_cs}: 64-bit code, DPL0 */
+    .quad {kernel_data}           /* selector {kernel_ds}: flat data */
     .fill {max_cpus} * 2, 8, 0    /* 0x18 + 16 * cpu: each vCPU's 64-bit TSS, filled at run time */
 GDT_END:
     .p2align 2
