@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use log::info;
-use report::{BootReport, ModuleSummary};
+use report::{BootReport, ModuleStatus, ModuleSummary};
 use xen::start_info::ModuleInfo;
 
 use toolstack::kernel::{Compression, bzimage};
@@ -96,11 +96,14 @@ pub fn survey<'a, P: Platform>(
             Ok(ModuleKind::BootBundle) => match read_bundle(p, m, rep) {
                 Ok((bytes, status)) => {
                     bundle = Some(bytes);
-                    (ModuleKind::BootBundle.name().to_string(), status)
+                    (
+                        ModuleKind::BootBundle.name().to_string(),
+                        ModuleStatus::Used(status),
+                    )
                 }
                 Err(why) => (
                     ModuleKind::BootBundle.name().to_string(),
-                    format!("rejected: {why}"),
+                    ModuleStatus::Rejected(why),
                 ),
             },
             Ok(k) => {
@@ -111,10 +114,7 @@ pub fn survey<'a, P: Platform>(
                     m.paddr,
                     k.name()
                 );
-                (
-                    k.name().to_string(),
-                    "recognised; nothing consumes it yet".to_string(),
-                )
+                (k.name().to_string(), ModuleStatus::Recognised)
             }
             Err(why) => {
                 finding::error(
@@ -126,7 +126,7 @@ pub fn survey<'a, P: Platform>(
                 );
                 (
                     "unknown".to_string(),
-                    format!("rejected: not recognised ({why})"),
+                    ModuleStatus::Rejected(format!("not recognised ({why})")),
                 )
             }
         };

@@ -11,7 +11,7 @@ use core::ops::Range;
 
 use log::{info, warn};
 use pci::{ConfigSpace, Sbdf};
-use report::{BootReport, PciSummary};
+use report::{BootReport, PciSummary, XenAdd};
 use xen::memmap::MemoryMap;
 use xen::{Hypercall, XenError};
 
@@ -40,12 +40,12 @@ pub struct XenAddOutcome {
 }
 
 impl XenAddOutcome {
-    /// The report's text: "ok", or the errno and the explanation.
-    pub fn text(&self) -> String {
+    /// What the report says: accepted, or the errno and the explanation.
+    pub fn report(&self) -> XenAdd {
         match (&self.result, &self.explanation) {
-            (Ok(()), _) => "ok".to_string(),
-            (Err(e), None) => e.to_string(),
-            (Err(e), Some(why)) => format!("{e} ({why})"),
+            (Ok(()), _) => XenAdd::Ok,
+            (Err(e), None) => XenAdd::Refused(e.to_string()),
+            (Err(e), Some(why)) => XenAdd::Refused(format!("{e} ({why})")),
         }
     }
 }
@@ -192,7 +192,7 @@ pub fn survey<P: Platform>(
     sum.bar_moves = moves_log;
     sum.renumber = renumber_log;
     for r in &xen_results {
-        sum.set_xen_add(r.sbdf, &r.text());
+        sum.set_xen_add(r.sbdf, r.report());
     }
     sum.windows = bridge_windows
         .iter()
@@ -526,7 +526,7 @@ fn renumber_buses(
                 )
             });
             let r = xen_add(x, &a, rep, why);
-            log.push(format!("Xen add {}: {}", a.sbdf, r.text()));
+            log.push(format!("Xen add {}: {}", a.sbdf, r.report()));
             xen_results.push(r);
         }
     }

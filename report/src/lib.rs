@@ -259,8 +259,8 @@ pub struct ModuleSummary {
     pub cmdline: String,
     /// What it was recognised as, e.g. "bundle", "unknown".
     pub kind: String,
-    /// What happened to it, e.g. "ok", "ignored", or an error.
-    pub status: String,
+    /// What dom0 did with it (used, recognised only, or rejected and why).
+    pub status: ModuleStatus,
 }
 
 /// One DomU dom0 built from the boot bundle.
@@ -538,8 +538,9 @@ pub struct PciFunction {
     pub caps: Vec<String>,
     /// Extended capability names: "Advanced Error Reporting", "SR-IOV (4 of 8 VFs)".
     pub ext_caps: Vec<String>,
-    /// What `PHYSDEVOP_pci_device_add` returned: "ok", "-ENODEV (19)"..., or "not reported".
-    pub xen_add: String,
+    /// What `PHYSDEVOP_pci_device_add` returned (on the wire: "ok", "-ENODEV (19)"..., or
+    /// "not reported").
+    pub xen_add: XenAdd,
     /// A register read through the device's BAR that proves it answers there (see
     /// `drivers::pcicheck`), with "ok"/"FAILED"; empty when dom0 has no check for the device.
     pub device_check: String,
@@ -638,7 +639,10 @@ impl BootReport {
 }
 
 mod pci_summary;
+mod state;
 mod text;
+
+pub use state::{ModuleStatus, XenAdd};
 
 #[cfg(test)]
 use text::{Ms, Size};

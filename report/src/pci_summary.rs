@@ -42,11 +42,11 @@ impl PciSummary {
     }
 
     /// Records what `PHYSDEVOP_pci_device_add` said for `sbdf`; false if no such function.
-    pub fn set_xen_add(&mut self, sbdf: pci::Sbdf, result: &str) -> bool {
+    pub fn set_xen_add(&mut self, sbdf: pci::Sbdf, result: XenAdd) -> bool {
         let name = alloc::format!("{sbdf}");
         match self.functions.iter_mut().find(|f| f.sbdf == name) {
             Some(f) => {
-                f.xen_add = result.into();
+                f.xen_add = result;
                 true
             }
             None => false,
@@ -149,7 +149,7 @@ impl PciFunction {
             bars,
             caps,
             ext_caps,
-            xen_add: "not reported".into(),
+            xen_add: XenAdd::NotReported,
             device_check: String::new(),
             problems: f.problems.clone(),
         }

@@ -1060,16 +1060,16 @@ fn pci_summary_from_an_enumeration() {
             "0000:00:02.0"
         ]
     );
-    assert!(p.functions.iter().all(|f| f.xen_add == "not reported"));
+    assert!(p.functions.iter().all(|f| f.xen_add == XenAdd::NotReported));
     for a in pci::xen_add_order(&topo) {
         let result = if a.sbdf == sbdf(0, 2, 0) {
-            "-EOPNOTSUPP (95)"
+            XenAdd::Refused("-EOPNOTSUPP (95)".into())
         } else {
-            "ok"
+            XenAdd::Ok
         };
         assert!(p.set_xen_add(a.sbdf, result));
     }
-    assert!(!p.set_xen_add(sbdf(9, 9, 0), "ok"));
+    assert!(!p.set_xen_add(sbdf(9, 9, 0), XenAdd::Ok));
     let pf = &p.functions[2];
     assert_eq!(pf.kind, "endpoint");
     assert_eq!(pf.parent.as_deref(), Some("0000:00:01.0"));
@@ -1106,7 +1106,7 @@ fn pci_summary_from_an_enumeration() {
     assert_eq!(p.functions[3].kind, "VF of 0000:01:00.0");
     assert_eq!(p.functions[3].parent.as_deref(), Some("0000:00:01.0"));
     assert_eq!(p.functions[5].kind, "CardBus bridge");
-    assert_eq!(p.functions[5].xen_add, "-EOPNOTSUPP (95)");
+    assert_eq!(p.functions[5].xen_add, XenAdd::from("-EOPNOTSUPP (95)"));
     assert_eq!(p.problem_count(), 1, "{p:#?}");
 
     let r = BootReport {

@@ -171,7 +171,7 @@ impl BootReport {
                 m.size,
                 Size(m.size),
                 Clean(&m.kind),
-                Clean(&m.status),
+                Clean(&alloc::string::ToString::to_string(&m.status)),
                 Clean(&m.cmdline)
             )?;
         }
@@ -513,7 +513,11 @@ impl PciSummary {
                 w.write_str("; ext caps:")?;
                 write_list(w, &f.ext_caps)?;
             }
-            write!(w, "; xen add {}", Clean(&f.xen_add))?;
+            write!(
+                w,
+                "; xen add {}",
+                Clean(&alloc::string::ToString::to_string(&f.xen_add))
+            )?;
             if !f.device_check.is_empty() {
                 write!(w, "; check: {}", Clean(&f.device_check))?;
             }

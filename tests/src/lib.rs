@@ -410,7 +410,7 @@ pub fn assert_pci_matches_xen(out: &RunOutcome) {
     for f in funcs {
         check!(
             out,
-            f.xen_add == "ok",
+            f.xen_add.is_ok(),
             "Xen refused {}: {}",
             f.sbdf,
             f.xen_add

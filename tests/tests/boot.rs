@@ -6,7 +6,7 @@
 
 use image::Outcome;
 use image::XenVersion;
-use report::PciBarKind;
+use report::{ModuleStatus, PciBarKind, XenAdd};
 use tests::{
     assert_bar, assert_container_matches_xen, assert_container_rewritten, assert_device_check,
     assert_dom0_under_xen, assert_madt_matches, assert_nothing_crashed, assert_pass,
@@ -202,17 +202,8 @@ fn garbage_module_is_not_recognised() {
         "dom0 reports module size {}, expected 4096",
         module.size
     );
-    let status = module.status.to_ascii_lowercase();
-    let kind = module.kind.to_ascii_lowercase();
-    let not_recognised = [
-        "not recognised",
-        "not recognized",
-        "unrecognised",
-        "unrecognized",
-    ]
-    .iter()
-    .any(|w| status.contains(w))
-        || (kind == "unknown" && !status.is_empty() && status != "ok");
+    let not_recognised = module.kind == "unknown"
+        && matches!(&module.status, ModuleStatus::Rejected(why) if why.starts_with("not recognised"));
     check!(
         out,
         not_recognised,
@@ -445,7 +436,7 @@ fn pci_without_xen() {
     assert_bar(&out, virtio, 4, PciBarKind::Mem64, 0x4000);
     check!(
         out,
-        virtio.xen_add == "not reported",
+        virtio.xen_add == XenAdd::NotReported,
         "xen_add {}",
         virtio.xen_add
     );
@@ -648,7 +639,7 @@ fn pci_sriov(xen: XenVersion) {
         if minor == 17 {
             check!(
                 out,
-                vf.xen_add == "ok",
+                vf.xen_add.is_ok(),
                 "Xen 4.17 refused VF {sbdf}: {}",
                 vf.xen_add
             );
@@ -661,12 +652,9 @@ fn pci_sriov(xen: XenVersion) {
                 "Xen added VF {sbdf} before its PF {pf}"
             );
         } else {
-            let r = vf.xen_add.as_str();
-            check!(
-                out,
-                r.contains("-ENODEV") && r.contains("SR-IOV is unsupported"),
-                "{sbdf}: {r}"
-            );
+            let refused = matches!(&vf.xen_add, XenAdd::Refused(r)
+                if r.contains("-ENODEV") && r.contains("SR-IOV is unsupported"));
+            check!(out, refused, "{sbdf}: {}", vf.xen_add);
             let line = format!("DEVICE BUG: {sbdf}: MSI-X vector table at invalid BAR0");
             check!(out, out.serial.contains(&line), "Xen's log lacks {line:?}");
         }
@@ -710,12 +698,9 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     assert_pass(&out);
     let m = dom0(&out).modules.first().cloned().unwrap_or_default();
     check!(out, m.kind == "boot bundle", "module kind {}", m.kind);
-    let status = m.status.as_str();
-    check!(
-        out,
-        status.contains("demo (64 MiB, 2 vCPUs, kernel k1: ELF64 x86-64"),
-        "status {status:?}"
-    );
+    let used = matches!(&m.status, ModuleStatus::Used(what)
+        if what.contains("demo (64 MiB, 2 vCPUs, kernel k1: ELF64 x86-64"));
+    check!(out, used, "status {:?}", m.status);
 
     let mut bad = bytes.clone();
     let last = bad.len() - 9;
@@ -729,12 +714,14 @@ fn boot_bundle_is_read_and_a_corrupt_one_rejected() {
     assert_pass(&out);
     assert_nothing_crashed(&out);
     let d = dom0(&out);
-    let status = d.modules.first().map_or("", |m| m.status.as_str());
-    check!(
-        out,
-        status.starts_with("rejected:") && status.to_ascii_lowercase().contains("crc"),
-        "status {status:?}"
-    );
+    let status = d
+        .modules
+        .first()
+        .map(|m| m.status.clone())
+        .unwrap_or_default();
+    let rejected = matches!(&status, ModuleStatus::Rejected(why)
+        if why.to_ascii_lowercase().contains("crc"));
+    check!(out, rejected, "status {status:?}");
     check!(
         out,
         d.errors.iter().any(|s| s.contains("boot bundle rejected")),

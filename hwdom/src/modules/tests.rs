@@ -94,9 +94,9 @@ fn a_good_bundle_is_described_and_returned() {
     let m = &rep.modules[0];
     assert_eq!(m.kind, "boot bundle");
     assert!(
-        m.status
-            .starts_with("1 DomU(s), 1 file(s): web (64 MiB, 2 vCPUs, kernel vmlinux: "),
-        "{}",
+        matches!(&m.status, ModuleStatus::Used(what)
+            if what.starts_with("1 DomU(s), 1 file(s): web (64 MiB, 2 vCPUs, kernel vmlinux: ")),
+        "{:?}",
         m.status
     );
     assert!(rep.errors.is_empty(), "{:?}", rep.errors);
@@ -114,8 +114,8 @@ fn a_corrupt_bundle_is_refused_with_its_reason_and_the_rest_is_still_read() {
     let mods = [module(0, 0x200_0000, b.len()), module(1, 0x300_0000, 8)];
     assert_eq!(survey(&p, &mut rep, &mods), None);
     assert!(
-        rep.modules[0].status.starts_with("rejected: "),
-        "{}",
+        matches!(&rep.modules[0].status, ModuleStatus::Rejected(why) if why.contains("CRC")),
+        "{:?}",
         rep.modules[0].status
     );
     assert!(
@@ -124,7 +124,11 @@ fn a_corrupt_bundle_is_refused_with_its_reason_and_the_rest_is_still_read() {
         rep.errors
     );
     assert_eq!(rep.modules[1].kind, "gzip data");
-    assert_eq!(rep.modules[1].status, "recognised; nothing consumes it yet");
+    assert_eq!(rep.modules[1].status, ModuleStatus::Recognised);
+    assert_eq!(
+        rep.modules[1].status.to_string(),
+        "recognised; nothing consumes it yet"
+    );
 }
 
 #[test]
@@ -140,14 +144,24 @@ fn unreadable_and_unreachable_modules_are_errors() {
     ];
     assert_eq!(survey(&p, &mut rep, &mods), None);
     assert_eq!(rep.modules[0].kind, "boot bundle");
-    assert!(rep.modules[0].status.contains("not in the identity map"));
+    assert!(
+        matches!(&rep.modules[0].status, ModuleStatus::Rejected(why)
+            if why.contains("not in the identity map")),
+        "{:?}",
+        rep.modules[0].status
+    );
     assert_eq!(rep.modules[1].kind, "unknown");
+    assert!(
+        matches!(&rep.modules[1].status, ModuleStatus::Rejected(why)
+            if why.starts_with("not recognised (unreadable: ")),
+        "{:?}",
+        rep.modules[1].status
+    );
     assert!(
         rep.modules[1]
             .status
-            .starts_with("rejected: not recognised (unreadable: "),
-        "{}",
-        rep.modules[1].status
+            .to_string()
+            .starts_with("rejected: not recognised (unreadable: ")
     );
     assert_eq!(rep.errors.len(), 2, "{:?}", rep.errors);
 }
