@@ -28,6 +28,7 @@ pub mod ring;
 pub mod rx;
 pub mod switch;
 pub mod tx;
+pub mod vif;
 pub mod wire;
 pub mod xenbus;
 

@@ -135,6 +135,17 @@ pub struct RxResponse {
 }
 
 impl RxResponse {
+    /// The response as netfront reads it (tests play the frontend).
+    pub fn parse(b: &[u8; RX_SLOT]) -> RxResponse {
+        let u = |i: usize| get_u16(b, i).unwrap_or(0);
+        RxResponse {
+            id: u(0),
+            offset: u(2),
+            flags: u(4),
+            status: u(6) as i16,
+        }
+    }
+
     pub fn to_bytes(&self) -> [u8; RX_SLOT] {
         let mut b = [0u8; RX_SLOT];
         b[0..2].copy_from_slice(&self.id.to_le_bytes());

@@ -184,6 +184,20 @@ impl FakeXen {
             .unwrap_or_else(|| alloc::vec![0u8; 4096])
     }
 
+    /// dom0 writes `bytes` into its own frame `gfn` at `offset` (what a grant copy from that
+    /// frame then reads).
+    pub fn write_local(&self, gfn: u64, offset: usize, bytes: &[u8]) {
+        let mut st = self.state.borrow_mut();
+        let p = st
+            .local
+            .entry(gfn)
+            .or_insert_with(|| alloc::vec![0u8; 4096]);
+        let end = (offset + bytes.len()).min(4096);
+        if offset < end {
+            p[offset..end].copy_from_slice(&bytes[..end - offset]);
+        }
+    }
+
     /// Grant mappings dom0 holds: (gpa, domain, gref).
     pub fn grant_mappings(&self) -> Vec<(u64, u16, u32)> {
         self.state

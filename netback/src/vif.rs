@@ -1,0 +1,272 @@
+//! One connected vif's data path: its two rings, grant copies through dom0's bounce buffer,
+//! and the counters the report shows. dom0 maps the ring pages and owns the bounce buffer;
+//! everything here runs on a [`RingPage`] and a [`Bounce`], so it is host-tested on `FakeXen`.
+//!
+//! TX (guest → dom0): each packet's slot chain is validated ([`crate::tx`]), its bytes are
+//! grant-copied into the bounce buffer (`GNTTABOP_copy`, never crossing a page on either side,
+//! every op's status checked), then copied out as one frame; a `NETTXF_csum_blank` packet gets
+//! its checksum completed ([`crate::csum`]); every slot is answered after the copies (netif.h).
+//! RX (dom0 → guest): a frame waits in the vif's bounded backlog ([`RxQueue`]) until netfront
+//! posts buffers, is written into the bounce buffer and grant-copied into them, one response in
+//! the consumed request's slot.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use xen::Hypercall;
+use xen::gnttab::{self, Copy, CopyPtr, GrantStatus};
+use xen::ring::RingPage;
+
+use crate::ring::{BackRing, BadIndex};
+use crate::rx::{Delivery, RxQueue};
+use crate::tx::{self, TxFatal, TxPacket};
+use crate::wire::{RX_SLOT, TX_SLOT};
+use crate::xenbus::FrontendConfig;
+
+const PAGE: usize = 4096;
+/// Pages in the bounce buffer: the largest packet (64 KiB).
+pub const BOUNCE_PAGES: usize = 16;
+
+/// dom0 memory that packets pass through: grant copies land in its frames (TX) and leave
+/// from them (RX). In dom0 it is heap memory, identity-mapped, so a frame's number is its
+/// address / 4096.
+pub trait Bounce {
+    /// dom0's frame number of the buffer's page `i` (`i < BOUNCE_PAGES`).
+    fn gfn(&self, i: usize) -> u64;
+    /// `out.len()` bytes at `at` (the pages back to back).
+    fn read(&self, at: usize, out: &mut [u8]);
+    /// Write `data` at `at`.
+    fn write(&mut self, at: usize, data: &[u8]);
+}
+
+/// What one vif moved, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VifCounters {
+    /// Packets and bytes the guest sent that dom0 took.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets refused with `NETIF_RSP_ERROR` (malformed chain, see [`crate::tx::TxDrop`]).
+    pub tx_dropped: u64,
+    /// Packets whose grant copies failed (a bad or revoked grant): only that packet fails.
+    pub tx_copy_errors: u64,
+    /// Packets and bytes delivered into the guest's buffers.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_copy_errors: u64,
+}
+
+/// A connected vif: the frontend's configuration and the backend's view of both rings.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub domid: u16,
+    pub cfg: FrontendConfig,
+    pub tx: BackRing,
+    pub rx: BackRing,
+    /// Frames waiting for RX buffers (bounded: XSA-392).
+    pub rxq: RxQueue,
+    pub counters: VifCounters,
+}
+
+/// What a TX pass took from the guest.
+#[derive(Debug, Default)]
+pub struct Transmitted {
+    /// Whole frames, checksums completed, in ring order.
+    pub frames: Vec<Vec<u8>>,
+    /// The frontend asked to be notified of the responses.
+    pub notify: bool,
+    /// Requests are still waiting (the budget ran out): serve again without sleeping.
+    pub more: bool,
+}
+
+impl Link {
+    /// Attach to the rings netfront initialised (at their current indices).
+    pub fn attach<P: RingPage + ?Sized>(
+        domid: u16,
+        cfg: FrontendConfig,
+        tx_page: &P,
+        rx_page: &P,
+    ) -> Result<Link, BadIndex> {
+        Ok(Link {
+            domid,
+            cfg,
+            tx: BackRing::attach(tx_page, TX_SLOT)?,
+            rx: BackRing::attach(rx_page, RX_SLOT)?,
+            rxq: RxQueue::new(),
+            counters: VifCounters::default(),
+        })
+    }
+
+    /// Take up to `budget` packets from the TX ring (bounded work per wakeup). A fatal
+    /// protocol error is returned as is: the caller disables this vif (only this one).
+    pub fn transmit<P: RingPage + ?Sized>(
+        &mut self,
+        x: &dyn Hypercall,
+        page: &mut P,
+        bounce: &mut dyn Bounce,
+        budget: usize,
+    ) -> Result<Transmitted, TxFatal> {
+        let mut out = Transmitted::default();
+        let mut taken = 0;
+        while taken < budget {
+            let Some(p) = tx::next_packet(&mut self.tx, &*page)? else {
+                break;
+            };
+            taken += 1;
+            let ok = if p.dropped.is_some() {
+                self.counters.tx_dropped += 1;
+                false
+            } else {
+                match self.copy_in(x, &p, bounce) {
+                    Some(frame) => {
+                        self.counters.tx_packets += 1;
+                        self.counters.tx_bytes += frame.len() as u64;
+                        out.frames.push(frame);
+                        true
+                    }
+                    None => {
+                        self.counters.tx_copy_errors += 1;
+                        false
+                    }
+                }
+            };
+            for r in p.responses(ok) {
+                self.tx.respond(page, &r.to_bytes());
+            }
+        }
+        out.notify = self.tx.push_responses(page);
+        out.more = if taken == budget {
+            self.tx.unconsumed(&*page).map_err(TxFatal::BadIndex)? > 0
+        } else {
+            // Drained: re-arm `req_event` so the next request notifies (and look once more).
+            self.tx.final_check(page).map_err(TxFatal::BadIndex)?
+        };
+        Ok(out)
+    }
+
+    /// Grant-copy a packet's slots into the bounce buffer and read it out as one frame;
+    /// `None` if a copy failed.
+    fn copy_in(&self, x: &dyn Hypercall, p: &TxPacket, bounce: &mut dyn Bounce) -> Option<Vec<u8>> {
+        let mut copies = Vec::with_capacity(p.copies.len() + 1);
+        for c in &p.copies {
+            let (mut src, mut dst, mut left) =
+                (usize::from(c.offset), c.dst as usize, usize::from(c.len));
+            while left > 0 {
+                // Split where the bounce buffer's pages end (the guest side never crosses).
+                let n = left.min(PAGE - dst % PAGE);
+                copies.push(Copy {
+                    source: CopyPtr::Grant {
+                        domid: self.domid,
+                        gref: c.gref,
+                        offset: src as u16,
+                    },
+                    dest: CopyPtr::Local {
+                        gfn: bounce.gfn(dst / PAGE),
+                        offset: (dst % PAGE) as u16,
+                    },
+                    len: n as u16,
+                });
+                src += n;
+                dst += n;
+                left -= n;
+            }
+        }
+        let mut st = vec![GrantStatus::OKAY; copies.len()];
+        if gnttab::copy(x, &copies, &mut st).is_err() || !st.iter().all(|s| s.ok()) {
+            return None;
+        }
+        let mut frame = vec![0u8; usize::from(p.len)];
+        bounce.read(0, &mut frame);
+        if p.csum_blank {
+            // The guest left the L4 checksum to us (netfront always offers IPv4 offload);
+            // a frame it cannot be completed for goes on as is, as Linux netback does.
+            let _ = crate::csum::complete(&mut frame);
+        }
+        Some(frame)
+    }
+
+    /// Deliver waiting frames into the buffers netfront posted; whether to notify it.
+    pub fn receive<P: RingPage + ?Sized>(
+        &mut self,
+        x: &dyn Hypercall,
+        page: &mut P,
+        bounce: &mut dyn Bounce,
+        now_ns: u64,
+    ) -> Result<bool, BadIndex> {
+        self.rxq.expire(now_ns);
+        let mut notify = false;
+        // Two passes at most: the second only if buffers were posted while the first re-armed
+        // `req_event` (they did not notify).
+        for _ in 0..2 {
+            loop {
+                let d = self.rxq.deliver(&mut self.rx, &*page)?;
+                if d.packets.is_empty() {
+                    break;
+                }
+                let ok = self.copy_out(x, &d, bounce);
+                for r in d.responses(&ok) {
+                    self.rx.respond(page, &r.to_bytes());
+                }
+                notify |= self.rx.push_responses(page);
+            }
+            // Frames still wait: ask to hear when more buffers are posted.
+            if self.rxq.is_empty() || !self.rx.final_check(page)? {
+                break;
+            }
+        }
+        Ok(notify)
+    }
+
+    /// Grant-copy a delivery's packets into the guest's buffers, one packet at a time through
+    /// the bounce buffer; whether each of `d.copies` succeeded.
+    fn copy_out(&mut self, x: &dyn Hypercall, d: &Delivery, bounce: &mut dyn Bounce) -> Vec<bool> {
+        let mut ok = vec![true; d.copies.len()];
+        let mut k = 0;
+        for (i, pkt) in d.packets.iter().enumerate() {
+            bounce.write(0, pkt);
+            let (mut copies, mut owner) = (Vec::new(), Vec::new());
+            let first = k;
+            while k < d.copies.len() && d.copies[k].packet == i {
+                let c = d.copies[k];
+                // The guest's buffer takes the chunk at offset 0; split where dom0's pages end.
+                let (mut src, mut dst, mut left) = (c.src, 0usize, usize::from(c.len));
+                while left > 0 {
+                    let n = left.min(PAGE - src % PAGE);
+                    copies.push(Copy {
+                        source: CopyPtr::Local {
+                            gfn: bounce.gfn(src / PAGE),
+                            offset: (src % PAGE) as u16,
+                        },
+                        dest: CopyPtr::Grant {
+                            domid: self.domid,
+                            gref: c.gref,
+                            offset: dst as u16,
+                        },
+                        len: n as u16,
+                    });
+                    owner.push(k);
+                    src += n;
+                    dst += n;
+                    left -= n;
+                }
+                k += 1;
+            }
+            let mut st = vec![GrantStatus::OKAY; copies.len()];
+            let sent = gnttab::copy(x, &copies, &mut st).is_ok();
+            for (j, s) in st.iter().enumerate() {
+                if !sent || !s.ok() {
+                    ok[owner[j]] = false;
+                }
+            }
+            if ok[first..k].iter().all(|&o| o) {
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += pkt.len() as u64;
+            } else {
+                self.counters.rx_copy_errors += 1;
+            }
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Two vifs on `FakeXen`: frames cross grant copies both ways, bad grants fail only their
+//! packet, a broken ring is fatal only for its vif, and notifications follow the ring rules.
+
+use super::*;
+use crate::ring::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD};
+use crate::wire::*;
+use crate::xenbus::Channels;
+use xen::fake::FakeXen;
+
+const A: u16 = 5;
+const BOUNCE_GFN: u64 = 0x9000;
+
+/// The bounce buffer as dom0 frames of the fake hypervisor.
+struct FakeBounce<'a>(&'a FakeXen);
+
+impl Bounce for FakeBounce<'_> {
+    fn gfn(&self, i: usize) -> u64 {
+        BOUNCE_GFN + i as u64
+    }
+    fn read(&self, at: usize, out: &mut [u8]) {
+        for (k, b) in out.iter_mut().enumerate() {
+            let p = at + k;
+            *b = self.0.local_page(self.gfn(p / PAGE))[p % PAGE];
+        }
+    }
+    fn write(&mut self, at: usize, data: &[u8]) {
+        for (k, chunk) in data.chunks(PAGE).enumerate() {
+            let p = at + k * PAGE;
+            self.0.write_local(self.gfn(p / PAGE), p % PAGE, chunk);
+        }
+    }
+}
+
+fn cfg() -> FrontendConfig {
+    FrontendConfig {
+        tx_ring_ref: 1,
+        rx_ring_ref: 2,
+        channels: Channels::Single(9),
+        rx_notify: true,
+        sg: true,
+        csum_offload: true,
+        ipv6_csum_offload: false,
+    }
+}
+
+/// A fresh ring page with `rsp_event` 1 (netfront's initial value).
+fn ring() -> Vec<u8> {
+    let mut p = vec![0u8; 4096];
+    p.store_u32(RSP_EVENT, 1);
+    p
+}
+
+fn post_tx(page: &mut [u8], index: u32, r: TxRequest) {
+    let at = 64 + (index as usize % 256) * TX_SLOT;
+    page[at..at + TX_SLOT].copy_from_slice(&r.to_bytes());
+}
+
+fn post_rx(page: &mut [u8], index: u32, r: RxRequest) {
+    let at = 64 + (index as usize % 256) * RX_SLOT;
+    page[at..at + RX_SLOT].copy_from_slice(&r.to_bytes());
+}
+
+fn frame(len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&[0x00, 0x16, 0x3e, 0, 0, 6]);
+    f[6..12].copy_from_slice(&[0x00, 0x16, 0x3e, 0, 0, 5]);
+    f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    for (i, b) in f[14..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    f
+}
+
+#[test]
+fn a_frame_goes_out_and_comes_back_through_grant_copies() {
+    let x = FakeXen::new(4, 20);
+    let (mut txp, mut rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+
+    // A 6000-byte frame in two slots: 4000 bytes of one page, 2000 of another.
+    let f = frame(6000);
+    x.grant_page(A, 20, &f[..4000], true);
+    x.grant_page(A, 21, &f[4000..], true);
+    post_tx(
+        &mut txp,
+        0,
+        TxRequest {
+            gref: 20,
+            offset: 0,
+            flags: NETTXF_MORE_DATA,
+            id: 3,
+            size: 6000,
+        },
+    );
+    post_tx(
+        &mut txp,
+        1,
+        TxRequest {
+            gref: 21,
+            offset: 0,
+            flags: 0,
+            id: 4,
+            size: 2000,
+        },
+    );
+    txp.store_u32(REQ_PROD, 2);
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
+    assert_eq!(t.frames, vec![f.clone()]);
+    assert!(t.notify, "rsp_event 1 asks for the first response");
+    assert!(!t.more);
+    assert_eq!(txp.load_u32(RSP_PROD), 2);
+    assert_eq!(txp.load_u32(REQ_EVENT), 3, "re-armed for the next request");
+    let r0 = &txp[64..68];
+    assert_eq!(
+        r0,
+        TxResponse {
+            id: 3,
+            status: NETIF_RSP_OKAY
+        }
+        .to_bytes()
+    );
+    assert_eq!(link.counters.tx_packets, 1);
+    assert_eq!(link.counters.tx_bytes, 6000);
+
+    // Back: no buffer posted yet, so it waits; then two buffers take it.
+    assert!(link.rxq.push(f.clone(), 0));
+    assert!(!link.receive(&x, &mut rxp[..], &mut bounce, 1).unwrap());
+    assert_eq!(
+        rxp.load_u32(REQ_EVENT),
+        1,
+        "asks to hear of the next buffer"
+    );
+    x.grant_page(A, 30, &[], false);
+    x.grant_page(A, 31, &[], false);
+    post_rx(&mut rxp, 0, RxRequest { id: 7, gref: 30 });
+    post_rx(&mut rxp, 1, RxRequest { id: 8, gref: 31 });
+    rxp.store_u32(REQ_PROD, 2);
+    assert!(link.receive(&x, &mut rxp[..], &mut bounce, 2).unwrap());
+    let mut got = x.granted_page(A, 30).unwrap();
+    got.extend_from_slice(&x.granted_page(A, 31).unwrap()[..6000 - 4096]);
+    assert_eq!(got, f);
+    let r = RxResponse::parse(rxp[64..72].try_into().unwrap());
+    assert_eq!((r.id, r.status), (7, 4096));
+    assert_ne!(r.flags & NETRXF_MORE_DATA, 0);
+    let r = RxResponse::parse(rxp[72..80].try_into().unwrap());
+    assert_eq!(
+        (r.id, r.status, r.flags & NETRXF_MORE_DATA),
+        (8, 6000 - 4096, 0)
+    );
+    assert_eq!(link.counters.rx_packets, 1);
+    assert_eq!(link.counters.rx_bytes, 6000);
+}
+
+#[test]
+fn a_bad_grant_fails_only_its_packet() {
+    let x = FakeXen::new(4, 20);
+    let (mut txp, rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    let f = frame(100);
+    x.grant_page(A, 20, &f, true);
+    // Packet 1 names a grant the guest never made; packet 2 is fine.
+    post_tx(
+        &mut txp,
+        0,
+        TxRequest {
+            gref: 99,
+            offset: 0,
+            flags: 0,
+            id: 1,
+            size: 100,
+        },
+    );
+    post_tx(
+        &mut txp,
+        1,
+        TxRequest {
+            gref: 20,
+            offset: 0,
+            flags: 0,
+            id: 2,
+            size: 100,
+        },
+    );
+    txp.store_u32(REQ_PROD, 2);
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
+    assert_eq!(t.frames, vec![f]);
+    assert_eq!(
+        &txp[64..68],
+        TxResponse {
+            id: 1,
+            status: NETIF_RSP_ERROR
+        }
+        .to_bytes()
+    );
+    assert_eq!(
+        &txp[76..80],
+        TxResponse {
+            id: 2,
+            status: NETIF_RSP_OKAY
+        }
+        .to_bytes()
+    );
+    assert_eq!(link.counters.tx_copy_errors, 1);
+
+    // RX into a read-only grant: that packet's response is an error, the next one is fine.
+    let mut rxp = rxp;
+    x.grant_page(A, 40, &[], true);
+    x.grant_page(A, 41, &[], false);
+    post_rx(&mut rxp, 0, RxRequest { id: 1, gref: 40 });
+    post_rx(&mut rxp, 1, RxRequest { id: 2, gref: 41 });
+    rxp.store_u32(REQ_PROD, 2);
+    link.rxq.push(frame(60), 0);
+    link.rxq.push(frame(70), 0);
+    link.receive(&x, &mut rxp[..], &mut bounce, 0).unwrap();
+    let r1 = RxResponse::parse(rxp[64..72].try_into().unwrap());
+    let r2 = RxResponse::parse(rxp[72..80].try_into().unwrap());
+    assert_eq!(r1.status, NETIF_RSP_ERROR);
+    assert_eq!(r2.status, 70);
+    assert_eq!(
+        (link.counters.rx_packets, link.counters.rx_copy_errors),
+        (1, 1)
+    );
+}
+
+#[test]
+fn work_per_pass_is_bounded_and_a_broken_ring_is_fatal() {
+    let x = FakeXen::new(4, 20);
+    let (mut txp, rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    x.grant_page(A, 20, &frame(64), true);
+    for i in 0..10 {
+        post_tx(
+            &mut txp,
+            i,
+            TxRequest {
+                gref: 20,
+                offset: 0,
+                flags: 0,
+                id: i as u16,
+                size: 64,
+            },
+        );
+    }
+    txp.store_u32(REQ_PROD, 10);
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 4).unwrap();
+    assert_eq!(t.frames.len(), 4);
+    assert!(t.more, "six requests still wait");
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
+    assert_eq!(t.frames.len(), 6);
+    assert!(!t.more);
+    // The frontend moves req_prod a whole ring ahead: fatal (XSA-39), no response written.
+    txp.store_u32(REQ_PROD, 10 + 257);
+    let e = link
+        .transmit(&x, &mut txp[..], &mut bounce, 64)
+        .unwrap_err();
+    assert!(matches!(e, TxFatal::BadIndex(_)), "{e:?}");
+    assert_eq!(txp.load_u32(RSP_PROD), 10);
+}
+
+#[test]
+fn stale_frames_are_dropped_and_counted() {
+    let x = FakeXen::new(4, 20);
+    let (txp, mut rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    link.rxq.push(frame(60), 0);
+    // Nobody posts buffers for longer than the drain time: the frame is dropped.
+    link.receive(&x, &mut rxp[..], &mut bounce, crate::rx::DRAIN_NS + 1)
+        .unwrap();
+    assert!(link.rxq.is_empty());
+    assert_eq!(link.rxq.counters.dropped_stale, 1);
+}
