@@ -257,12 +257,14 @@ pub fn read_frontend(read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<FrontendC
     let need = |key: &str| number(read, key)?.ok_or_else(|| format!("{key}: missing"));
     let tx_ring_ref = need("tx-ring-ref")?;
     let rx_ring_ref = need("rx-ring-ref")?;
-    let channels = match number(read, "event-channel")? {
-        Some(p) => Channels::Single(p),
-        None => Channels::Split {
-            tx: need("event-channel-tx")?,
+    // Split channels first, as Linux netback's `connect_data_rings` reads them: a frontend
+    // that reconnects with split channels may leave an older `event-channel` behind.
+    let channels = match number(read, "event-channel-tx")? {
+        Some(tx) => Channels::Split {
+            tx,
             rx: need("event-channel-rx")?,
         },
+        None => Channels::Single(need("event-channel")?),
     };
     Ok(FrontendConfig {
         tx_ring_ref,

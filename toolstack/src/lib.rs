@@ -10,4 +10,5 @@ pub mod console;
 pub mod domain;
 pub mod kernel;
 pub mod service;
+pub mod vif;
 pub mod xenstore;

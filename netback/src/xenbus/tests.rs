@@ -156,7 +156,7 @@ fn bad_keys_close_the_vif_with_the_reason() {
         .filter(|(k, _)| *k != "event-channel")
         .collect();
     let e = read_frontend(&reader(keys)).unwrap_err();
-    assert!(e.contains("event-channel-tx: missing"), "{e}");
+    assert!(e.contains("event-channel: missing"), "{e}");
     // Oversized or binary values.
     let r = |k: &str| (k == "tx-ring-ref").then(|| alloc::vec![0xff; 4096]);
     assert!(read_frontend(&r).is_err());
