@@ -306,7 +306,38 @@ pub struct DomuSummary {
     /// Foreign-mapped pages while building and heap bytes dom0 holds for it.
     pub pages_copied: u64,
     pub dom0_heap_bytes: u64,
+    /// Its network interfaces, served by dom0's netback.
+    pub vifs: Vec<VifSummary>,
     pub errors: Vec<String>,
+}
+
+/// One vif of a DomU: the handshake's state, what crossed its rings and its switch port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VifSummary {
+    pub handle: u32,
+    pub mac: String,
+    /// The backend's xenbus state when last seen ("4" = Connected, "6" = Closed).
+    pub state: String,
+    /// Times netfront connected.
+    pub connects: u64,
+    /// Packets and bytes the guest sent that dom0 took; refused (malformed) and failed
+    /// (a bad grant) packets.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub tx_copy_errors: u64,
+    /// Packets and bytes delivered into the guest's buffers; copies that failed; frames
+    /// dropped because the guest posted no buffers (backlog full or stale).
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_copy_errors: u64,
+    pub rx_dropped: u64,
+    /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
+    pub switch_flooded: u64,
+    pub switch_dropped: u64,
+    /// Why dom0 closed it (bad keys, a broken ring), if it did.
+    pub error: Option<String>,
 }
 
 /// The toolstack's view: the domctl version found, and the DomUs.

@@ -208,6 +208,32 @@ impl BootReport {
                 for r in &d.refusals {
                     writeln!(w, "    - {}", Clean(r))?;
                 }
+                for v in &d.vifs {
+                    writeln!(
+                        w,
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors){}",
+                        v.handle,
+                        Clean(&v.mac),
+                        Clean(&v.state),
+                        v.connects,
+                        v.tx_packets,
+                        v.tx_bytes,
+                        v.tx_dropped,
+                        v.tx_copy_errors,
+                        v.rx_packets,
+                        v.rx_bytes,
+                        v.rx_dropped,
+                        v.rx_copy_errors,
+                        if v.error.is_some() {
+                            "; closed by dom0"
+                        } else {
+                            ""
+                        }
+                    )?;
+                    if let Some(e) = &v.error {
+                        writeln!(w, "      error: {}", Clean(e))?;
+                    }
+                }
             }
         }
         if !self.watchdog.is_empty() {
