@@ -44,6 +44,7 @@ const RING_SLOTS: u64 = 512;
 const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES;
 
 mod memory;
+mod net;
 use memory::{ForeignMem, SharedPage};
 
 /// One DomU being served.
@@ -82,6 +83,8 @@ struct Toolstack<'a> {
     /// Which DomU the next wakeup serves first.
     order: RoundRobin,
     last_check_ns: u64,
+    /// The vifs and their switch.
+    net: net::Net,
 }
 
 fn now() -> u64 {
@@ -180,6 +183,7 @@ pub fn run(
         first_start_ns: None,
         order: RoundRobin::default(),
         last_check_ns: 0,
+        net: net::Net::new(),
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -384,9 +388,12 @@ impl Toolstack<'_> {
             b.console_pfn,
             b.console_port.0,
         );
-        let r = domain::write_nodes(&mut self.server, &nodes).and_then(|()| {
-            domain::introduce(&mut self.server, b.domid, b.store_pfn, b.store_port.0)
-        });
+        let vifs = domain::vifs(b.domid, &spec.devices);
+        let r = domain::write_nodes(&mut self.server, &nodes)
+            .and_then(|()| self.net.add(&mut self.server, b.domid, &vifs))
+            .and_then(|()| {
+                domain::introduce(&mut self.server, b.domid, b.store_pfn, b.store_port.0)
+            });
         let _ = self.server.take_domain_events();
         if let Err(m) = r {
             self.teardown_parts(b.domid, store_local, console_local, slots);
@@ -434,6 +441,7 @@ impl Toolstack<'_> {
                 if r.storm.polled(t) {
                     ports.push(r.store_local);
                     ports.push(r.console_local);
+                    ports.extend(self.net.ports(r.domid));
                 }
             }
             // Sleep at most 1 s, less when a throttled console or a storm period ends sooner.
@@ -459,6 +467,12 @@ impl Toolstack<'_> {
                 }
                 self.service_store(k);
             }
+            // The vifs: handshakes first (the frontends' xenstore writes were just served),
+            // then frames; what dom0 wrote to xenstore goes out as watch events.
+            self.net.poll(&x, &mut self.server, &mut self.free_slots);
+            self.net
+                .service(&x, &mut self.server, &mut self.free_slots, now());
+            self.flush_others();
             self.server.sample_all();
             // VIRQ_DOM_EXC says only that *some* domain changed: then every DomU is checked,
             // and at least every 100 ms anyway (a missed one is found then), not on every
@@ -480,7 +494,11 @@ impl Toolstack<'_> {
         let r = &mut self.running[k];
         let store = events::take_pending(r.store_local);
         let console = events::take_pending(r.console_local);
-        if !store && !console {
+        let mut vif = false;
+        for p in self.net.ports(r.domid) {
+            vif |= events::take_pending(p);
+        }
+        if !store && !console && !vif {
             return;
         }
         if let Some(n) = r.storm.wakeup(t)
@@ -610,6 +628,9 @@ impl Toolstack<'_> {
         if let Some(c) = self.server.connection(r.domid) {
             r.summary.xenstore_requests = c.requests();
         }
+        r.summary.vifs = self
+            .net
+            .remove(&x, &mut self.server, &mut self.free_slots, r.domid);
         self.teardown_parts(r.domid, r.store_local, r.console_local, r.slots);
         // After the release: what it was charged at most and refused, and what it is
         // charged now (nothing, once released).

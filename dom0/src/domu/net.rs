@@ -1,0 +1,428 @@
+//! dom0's netback: the vifs of the bundle's DomUs on one learning switch (issue 12).
+//!
+//! The logic is elsewhere and host-tested: the xenstore handshake in `toolstack::vif`, the
+//! rings and grant copies in `netback::vif`, the switch in `netback::switch`. Here are the
+//! hypercalls around them: the ring pages mapped with `GNTTABOP_map_grant_ref` into window
+//! slots, the frontend's event channel(s) bound, and everything undone when the frontend
+//! closes or the DomU goes. A vif whose frontend breaks the ring protocol is closed with the
+//! reason (in xenstore's `error` node and the report); the others go on.
+//!
+//! dom0's own switch port has no IP stack yet: frames for it are counted and dropped.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use log::{info, warn};
+use netback::MacAddress;
+use netback::switch::{Forward, PortId, Switch};
+use netback::vif::{BOUNCE_PAGES, Bounce, Link};
+use netback::xenbus::{Action, Channels, FrontendConfig};
+use report::VifSummary;
+use toolstack::vif::VifDevice;
+use toolstack::xenstore::Server;
+use xen::domctl::DomId;
+use xen::gnttab;
+use xen::ops::{self, EvtchnPort};
+
+use super::PAGE;
+use super::memory::SharedPage;
+use crate::events;
+use crate::hypercall::Xen;
+
+/// Packets taken from one vif's TX ring per wakeup (bounded work, round-robin by the caller).
+const TX_BUDGET: usize = 64;
+
+#[repr(C, align(4096))]
+#[derive(Clone)]
+struct Frame([u8; 4096]);
+
+/// dom0 heap pages that grant copies land in and leave from. dom0's memory is identity-mapped,
+/// so a page's frame number is its address / 4096.
+struct BounceBuffer(Box<[Frame]>);
+
+impl BounceBuffer {
+    fn new() -> BounceBuffer {
+        BounceBuffer(alloc::vec![Frame([0; 4096]); BOUNCE_PAGES].into_boxed_slice())
+    }
+}
+
+impl Bounce for BounceBuffer {
+    fn gfn(&self, i: usize) -> u64 {
+        // Exposed: Xen writes these frames during GNTTABOP_copy (the hypercall's asm may
+        // touch any exposed memory, so reads after it are not reordered before it).
+        (self.0[i].0.as_ptr().expose_provenance() as u64) / PAGE
+    }
+    fn read(&self, at: usize, out: &mut [u8]) {
+        for (k, b) in out.iter_mut().enumerate() {
+            let p = at + k;
+            *b = self.0[p / 4096].0[p % 4096];
+        }
+    }
+    fn write(&mut self, at: usize, data: &[u8]) {
+        for (k, b) in data.iter().enumerate() {
+            let p = at + k;
+            self.0[p / 4096].0[p % 4096] = *b;
+        }
+    }
+}
+
+/// A connected vif's rings and channels.
+struct Attached {
+    link: Link,
+    slots: [u64; 2],
+    handles: [u32; 2],
+    /// Local ports: one, or TX then RX.
+    ports: Vec<EvtchnPort>,
+}
+
+struct NetVif {
+    dev: VifDevice,
+    port: PortId,
+    att: Option<Attached>,
+    connects: u64,
+    /// Counters of earlier connections (a reconnect starts a new `Link`).
+    past: netback::vif::VifCounters,
+    rx_dropped_past: u64,
+}
+
+pub struct Net {
+    switch: Switch,
+    dom0_port: PortId,
+    vifs: Vec<NetVif>,
+    bounce: BounceBuffer,
+    /// Frames for dom0 itself (no IP stack yet).
+    pub to_dom0: u64,
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let mut switch = Switch::new();
+        let dom0_port = switch.add_port();
+        Net {
+            switch,
+            dom0_port,
+            vifs: Vec::new(),
+            bounce: BounceBuffer::new(),
+            to_dom0: 0,
+        }
+    }
+
+    /// Create DomU `domid`'s vifs in xenstore (backends at InitWait).
+    pub fn add(
+        &mut self,
+        server: &mut Server,
+        domid: DomId,
+        vifs: &[(u32, MacAddress)],
+    ) -> Result<(), String> {
+        for &(handle, mac) in vifs {
+            let dev = VifDevice::create(server, domid, handle, mac)
+                .map_err(|e| format!("vif {handle}: {e}"))?;
+            let port = self.switch.add_port();
+            info!("vif {domid}.{handle}: {mac}, switch port {port}, waiting for netfront");
+            self.vifs.push(NetVif {
+                dev,
+                port,
+                att: None,
+                connects: 0,
+                past: Default::default(),
+                rx_dropped_past: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Local ports of `domid`'s connected vifs (for the poll set).
+    pub fn ports(&self, domid: DomId) -> impl Iterator<Item = EvtchnPort> + '_ {
+        self.vifs
+            .iter()
+            .filter(move |v| v.dev.domid == domid)
+            .filter_map(|v| v.att.as_ref())
+            .flat_map(|a| a.ports.iter().copied())
+    }
+
+    /// Follow the frontends' states (after each round of xenstore requests).
+    pub fn poll(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>) {
+        for k in 0..self.vifs.len() {
+            let actions = match self.vifs[k].dev.poll(server) {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!("vif {}: xenstore: {e}", name(&self.vifs[k].dev));
+                    continue;
+                }
+            };
+            for a in actions {
+                match a {
+                    Action::Connect(cfg) => match attach(x, self.vifs[k].dev.domid, cfg, free) {
+                        Ok(att) => {
+                            let v = &mut self.vifs[k];
+                            v.connects += 1;
+                            info!(
+                                "vif {}: netfront connected (rings {}/{}, {:?})",
+                                name(&v.dev),
+                                cfg.tx_ring_ref,
+                                cfg.rx_ring_ref,
+                                cfg.channels
+                            );
+                            v.att = Some(att);
+                        }
+                        Err(m) => {
+                            warn!("vif {}: {m}", name(&self.vifs[k].dev));
+                            let _ = self.vifs[k].dev.fail(server, m);
+                        }
+                    },
+                    Action::Disconnect => {
+                        info!("vif {}: netfront disconnected", name(&self.vifs[k].dev));
+                        self.detach(x, k, free);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Move frames: every connected vif's TX ring (bounded), through the switch into the
+    /// receivers' backlogs, then every backlog into its guest's buffers.
+    pub fn service(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
+        for k in 0..self.vifs.len() {
+            let Some(att) = self.vifs[k].att.as_mut() else {
+                continue;
+            };
+            let mut page = SharedPage::at_slot(att.slots[0]);
+            match att.link.transmit(x, &mut page, &mut self.bounce, TX_BUDGET) {
+                Ok(t) => {
+                    if t.notify {
+                        let _ = ops::evtchn_send(x, att.ports[0]);
+                    }
+                    let from = self.vifs[k].port;
+                    for f in t.frames {
+                        self.forward(from, f, now_ns);
+                    }
+                }
+                Err(e) => {
+                    // XSA-39 / Linux's xenvif_fatal_tx_err: this vif only.
+                    let m = format!("TX ring: {e:?}; vif closed");
+                    warn!("vif {}: {m}", name(&self.vifs[k].dev));
+                    let _ = self.vifs[k].dev.fail(server, m);
+                    // Stop serving it now (its rings are unmapped, its channels closed).
+                    self.detach(x, k, free);
+                }
+            }
+        }
+        for k in 0..self.vifs.len() {
+            let Some(att) = self.vifs[k].att.as_mut() else {
+                continue;
+            };
+            let mut page = SharedPage::at_slot(att.slots[1]);
+            match att.link.receive(x, &mut page, &mut self.bounce, now_ns) {
+                Ok(true) => {
+                    let p = *att.ports.last().unwrap_or(&att.ports[0]);
+                    let _ = ops::evtchn_send(x, p);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let m = format!("RX ring: {e:?}; vif closed");
+                    warn!("vif {}: {m}", name(&self.vifs[k].dev));
+                    let _ = self.vifs[k].dev.fail(server, m);
+                    self.detach(x, k, free);
+                }
+            }
+        }
+    }
+
+    fn forward(&mut self, from: PortId, frame: Vec<u8>, now_ns: u64) {
+        let Forward::To(ports) = self.switch.forward(from, &frame, now_ns) else {
+            return;
+        };
+        for p in ports {
+            if p == self.dom0_port {
+                self.to_dom0 += 1;
+                continue;
+            }
+            if let Some(att) = self
+                .vifs
+                .iter_mut()
+                .find(|v| v.port == p)
+                .and_then(|v| v.att.as_mut())
+            {
+                att.link.rxq.push(frame.clone(), now_ns);
+            }
+        }
+    }
+
+    /// The frontend closed: unmap its rings and close its channels.
+    fn detach(&mut self, x: &Xen, k: usize, free: &mut Vec<u64>) {
+        if let Some(a) = self.vifs[k].att.take() {
+            self.release(x, k, a, free);
+        }
+    }
+
+    fn release(&mut self, x: &Xen, k: usize, a: Attached, free: &mut Vec<u64>) {
+        let v = &mut self.vifs[k];
+        add_counters(&mut v.past, &a.link.counters);
+        v.rx_dropped_past += a.link.rxq.counters.dropped_full + a.link.rxq.counters.dropped_stale;
+        for p in &a.ports {
+            if let Err(e) = ops::evtchn_close(x, *p) {
+                warn!("vif {}: closing port {}: {e}", name(&v.dev), p.0);
+            }
+        }
+        for (slot, h) in a.slots.iter().zip(a.handles) {
+            match gnttab::unmap(x, slot * PAGE, h) {
+                Ok(st) if st.ok() => free.push(*slot),
+                r => warn!(
+                    "vif {}: unmapping ring slot {slot:#x}: {r:?} (slot retired)",
+                    name(&v.dev)
+                ),
+            }
+        }
+    }
+
+    /// DomU `domid` stopped: close its vifs, remove their backends and switch ports; their
+    /// summaries for the report.
+    pub fn remove(
+        &mut self,
+        x: &Xen,
+        server: &mut Server,
+        free: &mut Vec<u64>,
+        domid: DomId,
+    ) -> Vec<VifSummary> {
+        let mut out = Vec::new();
+        let mut k = 0;
+        while k < self.vifs.len() {
+            if self.vifs[k].dev.domid != domid {
+                k += 1;
+                continue;
+            }
+            self.detach(x, k, free);
+            let v = self.vifs.remove(k);
+            out.push(self.summary(&v));
+            self.switch.remove_port(v.port);
+            if let Err(e) = v.dev.remove(server) {
+                warn!("vif {}: removing the backend: {e}", name(&v.dev));
+            }
+        }
+        out
+    }
+
+    fn summary(&self, v: &NetVif) -> VifSummary {
+        let mut c = v.past;
+        let mut rx_dropped = v.rx_dropped_past;
+        if let Some(a) = &v.att {
+            add_counters(&mut c, &a.link.counters);
+            rx_dropped += a.link.rxq.counters.dropped_full + a.link.rxq.counters.dropped_stale;
+        }
+        let sw = self.switch.counters(v.port).unwrap_or_default();
+        VifSummary {
+            handle: v.dev.handle,
+            mac: format!("{}", v.dev.mac),
+            state: String::from(v.dev.backend.state.text()),
+            connects: v.connects,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            tx_dropped: c.tx_dropped,
+            tx_copy_errors: c.tx_copy_errors,
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            rx_copy_errors: c.rx_copy_errors,
+            rx_dropped,
+            switch_flooded: sw.flooded,
+            switch_dropped: sw.dropped,
+            error: v.dev.error.clone(),
+        }
+    }
+}
+
+fn add_counters(to: &mut netback::vif::VifCounters, c: &netback::vif::VifCounters) {
+    to.tx_packets += c.tx_packets;
+    to.tx_bytes += c.tx_bytes;
+    to.tx_dropped += c.tx_dropped;
+    to.tx_copy_errors += c.tx_copy_errors;
+    to.rx_packets += c.rx_packets;
+    to.rx_bytes += c.rx_bytes;
+    to.rx_copy_errors += c.rx_copy_errors;
+}
+
+fn name(d: &VifDevice) -> String {
+    format!("{}.{}", d.domid, d.handle)
+}
+
+/// Map the two ring pages into window slots and bind the channel(s); undone on any failure.
+fn attach(
+    x: &Xen,
+    domid: DomId,
+    cfg: FrontendConfig,
+    free: &mut Vec<u64>,
+) -> Result<Attached, String> {
+    let (Some(s0), Some(s1)) = (free.pop(), free.pop()) else {
+        return Err(String::from("no free ring slots in the window"));
+    };
+    let slots = [s0, s1];
+    let mut handles = Vec::new();
+    let mut fail = |x: &Xen, handles: &[u32], m: String| {
+        for (slot, h) in slots.iter().zip(handles) {
+            if gnttab::unmap(x, slot * PAGE, *h).is_ok() {
+                free.push(*slot);
+            }
+        }
+        for s in &slots[handles.len()..] {
+            free.push(*s);
+        }
+        Err(m)
+    };
+    for (slot, gref, what) in [(s0, cfg.tx_ring_ref, "TX"), (s1, cfg.rx_ring_ref, "RX")] {
+        match gnttab::map(x, domid, gref, slot * PAGE, false) {
+            Ok(Ok(h)) => handles.push(h),
+            Ok(Err(st)) => {
+                return fail(
+                    x,
+                    &handles,
+                    format!("mapping the {what} ring (grant {gref}): {}", st.name()),
+                );
+            }
+            Err(e) => {
+                return fail(
+                    x,
+                    &handles,
+                    format!("mapping the {what} ring (grant {gref}): {e}"),
+                );
+            }
+        }
+    }
+    let remote: Vec<u32> = match cfg.channels {
+        Channels::Single(p) => alloc::vec![p],
+        Channels::Split { tx, rx } => alloc::vec![tx, rx],
+    };
+    let mut ports = Vec::new();
+    for r in remote {
+        match ops::bind_interdomain(x, domid, EvtchnPort(r)) {
+            Ok(p) => {
+                events::mask(p);
+                ports.push(p);
+            }
+            Err(e) => {
+                for p in &ports {
+                    let _ = ops::evtchn_close(x, *p);
+                }
+                return fail(x, &handles, format!("binding event channel {r}: {e}"));
+            }
+        }
+    }
+    let (tx_page, rx_page) = (SharedPage::at_slot(s0), SharedPage::at_slot(s1));
+    match Link::attach(domid, cfg, &tx_page, &rx_page) {
+        // netfront kicked its channel before dom0 bound it (reference §1): nothing is lost,
+        // the service pass that follows looks at both rings.
+        Ok(link) => Ok(Attached {
+            link,
+            slots,
+            handles: [handles[0], handles[1]],
+            ports,
+        }),
+        Err(e) => {
+            for p in &ports {
+                let _ = ops::evtchn_close(x, *p);
+            }
+            fail(x, &handles, format!("rings: {e:?}"))
+        }
+    }
+}
