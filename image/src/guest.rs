@@ -8,13 +8,14 @@
 //!   decompressed with the host's `xz`, `gzip` or `zstd`) and compacted to its program headers
 //!   and the bytes of its `PT_LOAD` and `PT_NOTE` segments (no sections, no symbols). It must
 //!   carry Xen's `XEN_ELFNOTE_PHYS32_ENTRY` note: that is the PVH entry a DomU builder jumps to.
-//! * `initramfs.cpio`: an uncompressed newc archive with `/bin/busybox` and an `/init` script
+//! * `initramfs.cpio`: an uncompressed newc archive with `/bin/busybox`, the kernel's
+//!   `xen-netfront.ko` (Debian builds it as a module) and an `/init` script
 //!   ([`INIT_SCRIPT`]) that reports on the console, writes a xenstore key through
 //!   `/dev/xen/xenbus`, and then powers off, crashes or stays up as the kernel command line
 //!   (`domu-test=crash|stay`) asks.
 //!
 //! Cache layout: `<target>/guest/<kernel version>/{vmlinux.elf, vmlinuz, busybox,
-//! initramfs.cpio, guest.txt}` and `<target>/guest/current` (the version last fetched). Once
+//! xen-netfront.ko, initramfs.cpio, guest.txt}` and `<target>/guest/current` (the version last fetched). Once
 //! they exist, a call is offline and quick; the initramfs is rebuilt from the cached busybox
 //! whenever the script in this file changes, and the ELF from the cached bzImage whenever the
 //! compactor does.
@@ -117,9 +118,10 @@ fn cached(root: &Path) -> Result<Option<GuestFiles>> {
         return Ok(None);
     }
     let dir = root.join(version);
-    let (Ok(meta), Ok(busybox)) = (
+    let (Ok(meta), Ok(busybox), Ok(netfront)) = (
         fs::read_to_string(dir.join("guest.txt")),
         fs::read(dir.join("busybox")),
+        fs::read(dir.join(NETFRONT_MODULE)),
     ) else {
         return Ok(None);
     };
@@ -152,7 +154,7 @@ fn cached(root: &Path) -> Result<Option<GuestFiles>> {
             entry
         }
     };
-    let initramfs = write_initramfs(&dir, &busybox)?;
+    let initramfs = write_initramfs(&dir, &busybox, &netfront)?;
     Ok(Some(GuestFiles {
         kernel_version: version.to_string(),
         kernel_package,
@@ -226,6 +228,7 @@ fn download_and_build(work: &Path, root: &Path, quiet: bool) -> Result<GuestFile
     let vmlinuz =
         fs::read(&vmlinuz_path).with_context(|| format!("reading {}", vmlinuz_path.display()))?;
     let busybox = fs::read(unpacked.join("bin/busybox")).context("reading bin/busybox")?;
+    let netfront = netfront_module(&kernel_deb, &version, &unpacked, work)?;
     if busybox.get(..4) != Some(b"\x7fELF".as_slice()) {
         bail!(
             "{} holds a bin/busybox that is not an ELF file",
@@ -246,7 +249,8 @@ fn download_and_build(work: &Path, root: &Path, quiet: bool) -> Result<GuestFile
     }
     write_atomic(&dir.join("vmlinuz"), &vmlinuz)?;
     write_atomic(&dir.join("busybox"), &busybox)?;
-    let initramfs = write_initramfs(&dir, &busybox)?;
+    write_atomic(&dir.join(NETFRONT_MODULE), &netfront)?;
+    let initramfs = write_initramfs(&dir, &busybox, &netfront)?;
     write_meta(&dir, &kernel_package, &busybox_package, phys32_entry)?;
     // `current` last: the cache counts as complete only once it names a finished directory.
     write_atomic(&root.join("current"), format!("{version}\n").as_bytes())?;
@@ -282,6 +286,39 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
 fn deb_version(deb: &Path) -> Result<String> {
     let out = run_captured(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Version"))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The netfront driver in the cache and in the initramfs (`/lib/modules/xen-netfront.ko`).
+pub const NETFRONT_MODULE: &str = "xen-netfront.ko";
+
+/// Debian builds `xen-netfront` as a module (reference: netback-and-nic-notes §3), compressed
+/// with XZ in recent packages: take it out of the kernel package and decompress it with the
+/// host's `xz`, so busybox's `insmod` can load it.
+fn netfront_module(
+    kernel_deb: &Path,
+    version: &str,
+    unpacked: &Path,
+    work: &Path,
+) -> Result<Vec<u8>> {
+    let base = format!("./lib/modules/{version}/kernel/drivers/net/xen-netfront.ko");
+    let xz = format!("{base}.xz");
+    if extract_member(kernel_deb, &xz, unpacked).is_ok() {
+        let path = unpacked.join(&xz);
+        let out = run_captured(Command::new("xz").arg("-dc").arg(&path).current_dir(work))
+            .with_context(|| format!("decompressing {xz} (is `xz` installed?)"))?;
+        return check_module(out.stdout, &xz);
+    }
+    extract_member(kernel_deb, &base, unpacked)
+        .with_context(|| format!("{} has neither {xz} nor {base}", kernel_deb.display()))?;
+    let bytes = fs::read(unpacked.join(&base)).with_context(|| format!("reading {base}"))?;
+    check_module(bytes, &base)
+}
+
+fn check_module(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
+        bail!("{what} is not an ELF kernel module");
+    }
+    Ok(bytes)
 }
 
 /// Extracts one member of a `.deb`'s data archive into `dest` (the kernel package holds
@@ -539,6 +576,8 @@ pub struct DomuSpec {
     pub vcpus: u32,
     /// Appended (after a space) to [`DEFAULT_CMDLINE`]; empty for none.
     pub cmdline_extra: String,
+    /// Network interfaces, in order: `vif` (a MAC dom0 picks) or `vif=MAC`, as bundle devices.
+    pub vifs: Vec<String>,
 }
 
 impl DomuSpec {
@@ -550,6 +589,7 @@ impl DomuSpec {
             memory_mib: DEFAULT_DOMU_MEMORY_MIB,
             vcpus: DEFAULT_DOMU_VCPUS,
             cmdline_extra: String::new(),
+            vifs: Vec::new(),
         }
     }
 
@@ -577,7 +617,9 @@ impl DomuSpec {
             cmdline: self.cmdline(),
             kernel: kernel.to_string(),
             initrd,
-            devices: vec!["console".to_string()],
+            devices: std::iter::once("console".to_string())
+                .chain(self.vifs.iter().cloned())
+                .collect(),
         }
     }
 }
@@ -589,7 +631,7 @@ impl FromStr for DomuSpec {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         if name.is_empty() {
             return Err(format!(
-                "{s:?}: the DomU needs a name (NAME[:memory=MIB,vcpus=N,cmdline=TEXT])"
+                "{s:?}: the DomU needs a name (NAME[:memory=MIB,vcpus=N,vif[=MAC],cmdline=TEXT])"
             ));
         }
         let mut spec = DomuSpec::new(name);
@@ -602,9 +644,18 @@ impl FromStr for DomuSpec {
             }
             let (item, tail) = rest.split_once(',').unwrap_or((rest, ""));
             rest = tail;
+            if item == "vif" || item.starts_with("vif=") {
+                if toolstack::bundle::parse_device(item).is_none() {
+                    return Err(format!(
+                        "{item:?}: vif=MAC needs a unicast aa:bb:cc:dd:ee:ff"
+                    ));
+                }
+                spec.vifs.push(item.to_string());
+                continue;
+            }
             let Some((key, value)) = item.split_once('=') else {
                 return Err(format!(
-                    "{item:?} is not key=value (kernel, memory, vcpus, cmdline)"
+                    "{item:?} is not key=value (kernel, memory, vcpus, vif, cmdline)"
                 ));
             };
             match key {
@@ -635,7 +686,7 @@ impl FromStr for DomuSpec {
                 "memory" | "vcpus" | "kernel" => return Err(format!("{key} given twice")),
                 _ => {
                     return Err(format!(
-                        "unknown key {key:?} (kernel, memory, vcpus, cmdline)"
+                        "unknown key {key:?} (kernel, memory, vcpus, vif, cmdline)"
                     ));
                 }
             }

@@ -96,9 +96,10 @@ struct RunArgs {
     bundle: Option<PathBuf>,
     /// A DomU running Debian's Linux with a busybox initramfs, or with kernel=testguest the
     /// project's hostile test guest (repeatable):
-    /// NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT] (defaults linux,
-    /// 128 MiB (testguest 32 MiB), 1 vCPU; for Linux TEXT is appended to "console=hvc0
-    /// loglevel=4"; it must come last). The DomUs are packed into a boot bundle in the run
+    /// NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,vif[=MAC]...][,cmdline=TEXT]
+    /// (defaults linux, 128 MiB (testguest 32 MiB), 1 vCPU, no vif; for Linux TEXT is
+    /// appended to "console=hvc0 loglevel=4"; it must come last; `domu-ip=ADDR/PREFIX
+    /// domu-ping=PEER` makes the test init bring up eth0 and ping PEER). The DomUs are packed into a boot bundle in the run
     /// directory that is passed as dom0's module.
     #[arg(long = "domu", value_name = "NAME[:OPTS]", conflicts_with_all = ["module", "bundle"])]
     domus: Vec<image::DomuSpec>,

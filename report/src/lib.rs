@@ -333,6 +333,9 @@ pub struct VifSummary {
     pub rx_bytes: u64,
     pub rx_copy_errors: u64,
     pub rx_dropped: u64,
+    /// `gnttab_copy` ops and the `GNTTABOP_copy` hypercalls that carried them (both ways).
+    pub grant_copies: u64,
+    pub copy_hypercalls: u64,
     /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
     pub switch_flooded: u64,
     pub switch_dropped: u64,

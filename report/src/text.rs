@@ -211,7 +211,7 @@ impl BootReport {
                 for v in &d.vifs {
                     writeln!(
                         w,
-                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors){}",
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls{}",
                         v.handle,
                         Clean(&v.mac),
                         Clean(&v.state),
@@ -224,6 +224,8 @@ impl BootReport {
                         v.rx_bytes,
                         v.rx_dropped,
                         v.rx_copy_errors,
+                        v.grant_copies,
+                        v.copy_hypercalls,
                         if v.error.is_some() {
                             "; closed by dom0"
                         } else {

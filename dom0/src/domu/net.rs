@@ -326,6 +326,8 @@ impl Net {
             rx_bytes: c.rx_bytes,
             rx_copy_errors: c.rx_copy_errors,
             rx_dropped,
+            grant_copies: c.grant_copies,
+            copy_hypercalls: c.copy_hypercalls,
             switch_flooded: sw.flooded,
             switch_dropped: sw.dropped,
             error: v.dev.error.clone(),
@@ -341,6 +343,8 @@ fn add_counters(to: &mut netback::vif::VifCounters, c: &netback::vif::VifCounter
     to.rx_packets += c.rx_packets;
     to.rx_bytes += c.rx_bytes;
     to.rx_copy_errors += c.rx_copy_errors;
+    to.grant_copies += c.grant_copies;
+    to.copy_hypercalls += c.copy_hypercalls;
 }
 
 fn name(d: &VifDevice) -> String {

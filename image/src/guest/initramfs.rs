@@ -129,6 +129,69 @@ case $reply in
 esac
 
 cmdline=" $($bb cat /proc/cmdline) "
+arg() {
+    v=${cmdline##* $1=}
+    [ "$v" = "$cmdline" ] && return 1
+    echo "${v%% *}"
+}
+# domu-ip=ADDR/PREFIX [domu-ping=PEER]: bring up eth0 (netfront, a module in Debian's kernel)
+# and ping the peer through dom0's switch.
+if ip=$(arg domu-ip); then
+    $bb insmod /lib/modules/xen-netfront.ko || echo "DOMU-INIT: insmod xen-netfront failed"
+    n=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do $bb sleep 0.1; n=$((n + 1)); done
+    if [ -e /sys/class/net/eth0 ]; then
+        $bb ip addr add "$ip" dev eth0
+        $bb ip link set eth0 up
+        echo "DOMU-INIT: eth0 $($bb cat /sys/class/net/eth0/address) $ip"
+    else
+        echo "DOMU-INIT: no eth0"
+    fi
+    if peer=$(arg domu-ping); then
+        ok=no
+        n=0
+        while [ $n -lt 30 ]; do
+            if $bb ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then ok=yes; break; fi
+            n=$((n + 1))
+        done
+        if [ $ok = yes ]; then
+            echo "DOMU-INIT: ping $peer ok ($($bb ping -c 3 -W 2 -q "$peer" | $bb tail -n 1))"
+        else
+            echo "DOMU-INIT: ping $peer failed"
+        fi
+    fi
+fi
+# domu-tcp-recv=PORT: take one TCP stream on PORT and print its MD5 (busybox nc hands the
+# socket to a small script). domu-tcp-send=PEER:PORT:MIB: send MIB MiB from /dev/urandom (a
+# file first, so both ends hash the same bytes) to PEER:PORT, retried while the receiver is not
+# listening yet, and print the MD5 of what was sent and the seconds the transfer took.
+if port=$(arg domu-tcp-recv); then
+    printf '#!/bin/busybox sh\n/bin/busybox md5sum > /tmp/tcp.md5\n' > /tmp/tcp-sink
+    $bb chmod +x /tmp/tcp-sink
+    echo "DOMU-INIT: tcp listening on $port"
+    $bb timeout 300 $bb nc -l -p "$port" -e /tmp/tcp-sink
+    sum=$($bb cat /tmp/tcp.md5 2>/dev/null)
+    echo "DOMU-INIT: tcp received md5 ${sum%% *}"
+fi
+if dst=$(arg domu-tcp-send); then
+    peer=${dst%%:*}
+    rest=${dst#*:}
+    port=${rest%%:*}
+    mib=${rest#*:}
+    $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
+    sum=$($bb md5sum < /tmp/blob)
+    k=0
+    sent=no
+    while [ $k -lt 60 ]; do
+        t0=$($bb date +%s)
+        if $bb nc "$peer" "$port" < /tmp/blob 2>/dev/null; then sent=yes; break; fi
+        $bb sleep 1
+        k=$((k + 1))
+    done
+    t1=$($bb date +%s)
+    echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent in $((t1 - t0)) s"
+    $bb rm -f /tmp/blob
+fi
 case $cmdline in
     *" domu-test=crash "*)
         echo "DOMU-INIT: crashing"
@@ -145,13 +208,25 @@ echo o > /proc/sysrq-trigger
 $bb reboot -f
 "#;
 
-/// The initramfs: `/bin/busybox`, `/init` ([`INIT_SCRIPT`]), `/dev/console` (so init has a
-/// console before devtmpfs is mounted) and the directories `/init` mounts on.
-pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+/// The initramfs: `/bin/busybox`, `/lib/modules/xen-netfront.ko`, `/init` ([`INIT_SCRIPT`]),
+/// `/dev/console` (so init has a console before devtmpfs is mounted) and the directories
+/// `/init` mounts on.
+pub fn initramfs(busybox: &[u8], netfront: &[u8]) -> Vec<u8> {
     let mut w = CpioWriter::new();
-    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "tmp"] {
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "sbin",
+        "tmp",
+    ] {
         w.dir(d, if d == "tmp" { 0o1777 } else { 0o755 });
     }
+    w.file("lib/modules/xen-netfront.ko", 0o644, netfront);
     w.char_dev("dev/console", 0o600, 5, 1);
     w.file("bin/busybox", 0o755, busybox);
     w.file("init", 0o755, INIT_SCRIPT.as_bytes());
@@ -162,9 +237,9 @@ pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
 }
 
 /// Writes `dir/initramfs.cpio` if it is missing or differs from [`initramfs`]`(busybox)`.
-pub(super) fn write_initramfs(dir: &Path, busybox: &[u8]) -> Result<PathBuf> {
+pub(super) fn write_initramfs(dir: &Path, busybox: &[u8], netfront: &[u8]) -> Result<PathBuf> {
     let path = dir.join("initramfs.cpio");
-    let bytes = initramfs(busybox);
+    let bytes = initramfs(busybox, netfront);
     if fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
         write_atomic(&path, &bytes)?;
     }

@@ -131,7 +131,8 @@ fn cpio_alignment_for_every_name_and_size() {
 #[test]
 fn initramfs_layout() {
     let bb = b"\x7fELF fake busybox".to_vec();
-    let a = initramfs(&bb);
+    let nf = b"\x7fELF fake netfront".to_vec();
+    let a = initramfs(&bb, &nf);
     let e = parse_cpio(&a);
     let find = |n: &str| {
         e.iter()
@@ -144,6 +145,13 @@ fn initramfs_layout() {
     assert_eq!(find("tmp").mode, S_IFDIR | 0o1777);
     assert_eq!(find("bin/busybox").mode, S_IFREG | 0o755);
     assert_eq!(find("bin/busybox").data, bb);
+    assert_eq!(find("lib/modules/xen-netfront.ko").data, nf);
+    assert!(
+        e.iter().position(|e| e.name == "lib/modules").unwrap()
+            < e.iter()
+                .position(|e| e.name == "lib/modules/xen-netfront.ko")
+                .unwrap()
+    );
     let init = find("init");
     assert_eq!(init.mode, S_IFREG | 0o755);
     assert_eq!(init.data, INIT_SCRIPT.as_bytes());
@@ -151,7 +159,7 @@ fn initramfs_layout() {
     // Directories come before what is in them.
     let pos = |n: &str| e.iter().position(|e| e.name == n).unwrap();
     assert!(pos("bin") < pos("bin/busybox") && pos("dev") < pos("dev/console"));
-    assert_eq!(initramfs(&bb), a, "not deterministic");
+    assert_eq!(initramfs(&bb, &nf), a, "not deterministic");
 }
 
 #[test]
@@ -561,7 +569,8 @@ fn domu_specs_parse() {
             kernel: DomuKernel::Linux,
             memory_mib: 64,
             vcpus: 2,
-            cmdline_extra: "domu-test=crash x=a,b".into()
+            cmdline_extra: "domu-test=crash x=a,b".into(),
+            vifs: Vec::new(),
         }
     );
     assert_eq!(d.cmdline(), "console=hvc0 loglevel=4 domu-test=crash x=a,b");
@@ -572,7 +581,19 @@ fn domu_specs_parse() {
         ("linux", Some("initramfs"))
     );
     assert_eq!(i.devices, ["console"]);
+    // Network interfaces: `vif` (dom0 picks the MAC) or `vif=MAC`, in order, as devices.
+    let n: DomuSpec = "net:vif,vif=00:16:3e:00:00:09,cmdline=domu-ip=10.0.0.1/24"
+        .parse()
+        .unwrap();
+    assert_eq!(n.vifs, ["vif", "vif=00:16:3e:00:00:09"]);
+    assert_eq!(
+        n.domain_input().devices,
+        ["console", "vif", "vif=00:16:3e:00:00:09"]
+    );
+    assert!(n.cmdline().ends_with("domu-ip=10.0.0.1/24"));
     for bad in [
+        "x:vif=zz",
+        "x:vif=01:00:5e:00:00:01",
         "",
         ":memory=1",
         "x:memory=0",
@@ -620,7 +641,7 @@ fn domu_bundles_share_one_kernel_and_initrd() {
     let (elf, _) = vmlinux_like(&xen_notes(&[0x50, 8, 0, 1]));
     let elf = compact_elf(&elf).unwrap();
     fs::write(dir.join("vmlinux.elf"), &elf).unwrap();
-    let initramfs = write_initramfs(&dir, b"bb").unwrap();
+    let initramfs = write_initramfs(&dir, b"bb", b"nf").unwrap();
     let guest = GuestFiles {
         kernel_version: "6.1.0-0-amd64".into(),
         kernel_package: "k 1".into(),
