@@ -95,8 +95,11 @@ fn crashing_domu_is_removed_and_the_other_keeps_running() {
         2,
         "test-domu-crash",
         &[
-            "crashy:cmdline=domu-test=crash",
-            "steady:cmdline=domu-test=stay",
+            // Both on dom0's switch with netfront connected when one crashes (issue 12):
+            // the crashed one's rings must be unmapped and its channels closed, or Xen
+            // cannot free it (`assert_no_domu_leaks`).
+            "crashy:vif,cmdline=domu-ip=10.0.0.3/24 domu-test=crash",
+            "steady:vif,cmdline=domu-ip=10.0.0.4/24 domu-test=stay",
         ],
         &["domu-stop=90"],
     ));
@@ -129,5 +132,16 @@ fn crashing_domu_is_removed_and_the_other_keeps_running() {
         log.contains("Kernel panic"),
         "crashy's console should show the kernel panic that made it crash"
     );
+    // Each vif had connected, and both were closed with their DomU.
+    for d in [c, s] {
+        let v = d.vifs.first();
+        check!(
+            out,
+            v.is_some_and(|v| v.connects == 1 && v.error.is_none()),
+            "DomU {}: vifs {:?}",
+            d.name,
+            d.vifs
+        );
+    }
     assert_no_domu_leaks(&out);
 }
