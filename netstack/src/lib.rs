@@ -1,0 +1,331 @@
+//! dom0's own address on its switch port: a smoltcp interface (IPv4, Ethernet) fed with the
+//! frames the switch hands to dom0, whose replies go back into the switch.
+//!
+//! It answers ICMP echo (smoltcp does), serves TCP echo on port 7 and discard on port 9 (for
+//! tests and benchmarks) and a small HTTP server on port 80 that serves the boot report
+//! (`/report.json`, and the text form at `/`). Everything is bounded: the frames waiting for
+//! the stack (`MAX_QUEUED`), each socket's buffers, a request's size (`MAX_REQUEST`). No
+//! `unsafe`, no clock of its own: the caller passes the time, and asks how long it may sleep.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+
+/// Frames waiting for the stack; more are dropped (and counted).
+pub const MAX_QUEUED: usize = 256;
+/// Frames the stack may emit in one poll.
+const MAX_OUT: usize = 256;
+/// A longer HTTP request head is refused.
+pub const MAX_REQUEST: usize = 2048;
+/// TCP ports served.
+pub const ECHO_PORT: u16 = 7;
+pub const DISCARD_PORT: u16 = 9;
+pub const HTTP_PORT: u16 = 80;
+/// Concurrent HTTP connections.
+const HTTP_SOCKETS: usize = 2;
+
+/// The stack's device: frames in from the switch, frames out to it.
+#[derive(Debug, Default)]
+struct Frames {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct RxTok(Vec<u8>);
+struct TxTok<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for RxTok {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for TxTok<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        self.0.push(frame);
+        r
+    }
+}
+
+impl Device for Frames {
+    type RxToken<'a> = RxTok;
+    type TxToken<'a> = TxTok<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(RxTok, TxTok<'_>)> {
+        if self.tx.len() >= MAX_OUT {
+            return None;
+        }
+        let f = self.rx.pop_front()?;
+        Some((RxTok(f), TxTok(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<TxTok<'_>> {
+        (self.tx.len() < MAX_OUT).then_some(TxTok(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        // An Ethernet frame without FCS at the standard MTU (what netfront sends).
+        c.max_transmission_unit = 1514;
+        c
+    }
+}
+
+/// What the stack did, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StackCounters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    /// Frames dropped because the stack's queue was full.
+    pub dropped: u64,
+    pub echo_bytes: u64,
+    pub discard_bytes: u64,
+    pub http_requests: u64,
+}
+
+/// What an HTTP path serves: `(content type, body)`, or `None` for 404.
+pub type Pages<'a> = &'a dyn Fn(&str) -> Option<(&'static str, Vec<u8>)>;
+
+#[derive(Debug, Default)]
+struct HttpConn {
+    request: Vec<u8>,
+    reply: Vec<u8>,
+    sent: usize,
+    answered: bool,
+}
+
+/// dom0's IPv4 endpoint.
+pub struct Stack {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dev: Frames,
+    echo: SocketHandle,
+    discard: SocketHandle,
+    http: Vec<(SocketHandle, HttpConn)>,
+    pub counters: StackCounters,
+}
+
+impl core::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stack")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; rx]),
+        tcp::SocketBuffer::new(vec![0; tx]),
+    )
+}
+
+impl Stack {
+    /// A stack with `mac` and `addr`/`prefix`, at time `now_ms`.
+    pub fn new(mac: [u8; 6], addr: [u8; 4], prefix: u8, now_ms: i64) -> Stack {
+        let mut dev = Frames::default();
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        let mut iface = Interface::new(config, &mut dev, Instant::from_millis(now_ms));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(Ipv4Address::from(addr).into(), prefix));
+        });
+        let mut sockets = SocketSet::new(Vec::new());
+        let echo = sockets.add(tcp_socket(8192, 8192));
+        let discard = sockets.add(tcp_socket(16384, 64));
+        let http = (0..HTTP_SOCKETS)
+            .map(|_| {
+                (
+                    sockets.add(tcp_socket(MAX_REQUEST, 16384)),
+                    HttpConn::default(),
+                )
+            })
+            .collect();
+        let mut s = Stack {
+            iface,
+            sockets,
+            dev,
+            echo,
+            discard,
+            http,
+            counters: StackCounters::default(),
+        };
+        s.listen();
+        s
+    }
+
+    /// A frame the switch delivered to dom0's port.
+    pub fn input(&mut self, frame: Vec<u8>) {
+        if self.dev.rx.len() >= MAX_QUEUED {
+            self.counters.dropped += 1;
+            return;
+        }
+        self.counters.frames_in += 1;
+        self.dev.rx.push_back(frame);
+    }
+
+    /// (Re)open every listening socket that is closed.
+    fn listen(&mut self) {
+        let ports = [(self.echo, ECHO_PORT), (self.discard, DISCARD_PORT)];
+        let http: Vec<SocketHandle> = self.http.iter().map(|(h, _)| *h).collect();
+        for (h, port) in ports
+            .into_iter()
+            .chain(http.into_iter().map(|h| (h, HTTP_PORT)))
+        {
+            let s = self.sockets.get_mut::<tcp::Socket<'_>>(h);
+            if s.state() == tcp::State::Closed {
+                let _ = s.listen(port);
+            }
+        }
+        for (h, c) in &mut self.http {
+            if self.sockets.get::<tcp::Socket<'_>>(*h).state() == tcp::State::Listen {
+                *c = HttpConn::default();
+            }
+        }
+    }
+
+    /// Run the stack at `now_ms`: take the queued frames, serve the sockets; the frames to
+    /// send into the switch.
+    pub fn poll(&mut self, now_ms: i64, pages: Pages<'_>) -> Vec<Vec<u8>> {
+        let now = Instant::from_millis(now_ms);
+        for _ in 0..4 {
+            self.iface.poll(now, &mut self.dev, &mut self.sockets);
+            let before = self.dev.tx.len();
+            self.serve(pages);
+            self.listen();
+            self.iface.poll(now, &mut self.dev, &mut self.sockets);
+            if self.dev.tx.len() == before && self.dev.rx.is_empty() {
+                break;
+            }
+        }
+        let out = core::mem::take(&mut self.dev.tx);
+        self.counters.frames_out += out.len() as u64;
+        out
+    }
+
+    /// Milliseconds until the stack needs a poll without new frames (TCP timers).
+    pub fn poll_delay_ms(&mut self, now_ms: i64) -> Option<u64> {
+        self.iface
+            .poll_delay(Instant::from_millis(now_ms), &self.sockets)
+            .map(|d| d.total_millis())
+    }
+
+    fn serve(&mut self, pages: Pages<'_>) {
+        // Echo: what arrives goes back, as far as the send buffer takes it.
+        let s = self.sockets.get_mut::<tcp::Socket<'_>>(self.echo);
+        while s.can_recv() && s.can_send() {
+            let room = s.send_capacity() - s.send_queue();
+            let mut buf = [0u8; 2048];
+            let n = s.recv_slice(&mut buf[..room.min(2048)]).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let _ = s.send_slice(&buf[..n]);
+            self.counters.echo_bytes += n as u64;
+        }
+        if !s.may_recv() && s.may_send() && s.send_queue() == 0 {
+            s.close();
+        }
+        // Discard: read and forget.
+        let s = self.sockets.get_mut::<tcp::Socket<'_>>(self.discard);
+        while s.can_recv() {
+            let n = s.recv(|b| (b.len(), b.len())).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            self.counters.discard_bytes += n as u64;
+        }
+        if !s.may_recv() && s.may_send() {
+            s.close();
+        }
+        // HTTP/1.0: one request per connection, the reply streamed as the buffer allows.
+        for (h, c) in &mut self.http {
+            let s = self.sockets.get_mut::<tcp::Socket<'_>>(*h);
+            if !c.answered {
+                while s.can_recv() && c.request.len() < MAX_REQUEST {
+                    let room = MAX_REQUEST - c.request.len();
+                    let mut buf = [0u8; 512];
+                    let n = s.recv_slice(&mut buf[..room.min(512)]).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    c.request.extend_from_slice(&buf[..n]);
+                }
+                let complete = c.request.windows(4).any(|w| w == b"\r\n\r\n")
+                    || c.request.windows(2).any(|w| w == b"\n\n");
+                if complete
+                    || c.request.len() >= MAX_REQUEST
+                    || (!s.may_recv() && !c.request.is_empty())
+                {
+                    c.reply = respond(&c.request, pages);
+                    c.answered = true;
+                    self.counters.http_requests += 1;
+                }
+            }
+            if c.answered {
+                while c.sent < c.reply.len() && s.can_send() {
+                    let n = s.send_slice(&c.reply[c.sent..]).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    c.sent += n;
+                }
+                if c.sent == c.reply.len() && s.may_send() {
+                    s.close();
+                }
+            }
+        }
+    }
+}
+
+/// The reply to one request head.
+fn respond(request: &[u8], pages: Pages<'_>) -> Vec<u8> {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = core::str::from_utf8(line).unwrap_or("").trim_end();
+    let mut words = line.split(' ');
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, ctype, body) = if request.len() >= MAX_REQUEST && !request.ends_with(b"\r\n\r\n") {
+        (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            b"request too long\n".to_vec(),
+        )
+    } else if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"only GET\n".to_vec(),
+        )
+    } else {
+        match pages(path) {
+            Some((ctype, body)) => ("200 OK", ctype, body),
+            None => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+        }
+    };
+    let mut r = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        r.extend_from_slice(&body);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests;

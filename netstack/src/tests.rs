@@ -1,0 +1,199 @@
+//! A client smoltcp stack talks to dom0's stack frame by frame (no network in between but
+//! the frames themselves): ARP, ping, TCP echo and discard, HTTP.
+
+use super::*;
+use smoltcp::socket::icmp;
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, IpEndpoint};
+
+const DOM0: [u8; 4] = [10, 0, 0, 254];
+
+struct Client {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dev: Frames,
+}
+
+fn client() -> Client {
+    let mut dev = Frames::default();
+    let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+        0, 0x16, 0x3e, 0, 0, 1,
+    ])));
+    let mut iface = Interface::new(config, &mut dev, Instant::from_millis(0));
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(Ipv4Address::new(10, 0, 0, 1).into(), 24));
+    });
+    Client {
+        iface,
+        sockets: SocketSet::new(Vec::new()),
+        dev,
+    }
+}
+
+fn pages(path: &str) -> Option<(&'static str, Vec<u8>)> {
+    match path {
+        "/report.json" => Some(("application/json", br#"{"report_version":1}"#.to_vec())),
+        "/" => Some(("text/plain", vec![b'x'; 40_000])),
+        _ => None,
+    }
+}
+
+/// Move frames both ways for `steps` milliseconds.
+fn pump(s: &mut Stack, c: &mut Client, now: &mut i64, steps: usize) {
+    for _ in 0..steps {
+        c.iface
+            .poll(Instant::from_millis(*now), &mut c.dev, &mut c.sockets);
+        for f in c.dev.tx.drain(..) {
+            s.input(f);
+        }
+        for f in s.poll(*now, &pages) {
+            c.dev.rx.push_back(f);
+        }
+        *now += 1;
+    }
+}
+
+fn stack() -> Stack {
+    Stack::new([0, 0x16, 0x3e, 0, 0, 0xfe], DOM0, 24, 0)
+}
+
+/// Connect a client TCP socket to dom0's `port`, send `data`, half-close, and return what
+/// came back before dom0 closed.
+fn tcp_exchange(port: u16, data: &[u8]) -> (Vec<u8>, Stack) {
+    let mut s = stack();
+    let mut c = client();
+    let h = c.sockets.add(tcp_socket(65536, 65536));
+    let mut now = 0;
+    {
+        let sock = c.sockets.get_mut::<tcp::Socket<'_>>(h);
+        let cx = c.iface.context();
+        sock.connect(cx, (Ipv4Address::from(DOM0), port), 49152)
+            .unwrap();
+    }
+    let mut sent = 0;
+    let mut got = Vec::new();
+    for _ in 0..5000 {
+        pump(&mut s, &mut c, &mut now, 1);
+        let sock = c.sockets.get_mut::<tcp::Socket<'_>>(h);
+        if sock.can_send() && sent < data.len() {
+            sent += sock.send_slice(&data[sent..]).unwrap();
+            if sent == data.len() {
+                sock.close();
+            }
+        }
+        while sock.can_recv() {
+            sock.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        if sent == data.len() && !sock.is_open() {
+            break;
+        }
+        if sent == data.len() && sock.state() == tcp::State::TimeWait {
+            break;
+        }
+    }
+    (got, s)
+}
+
+#[test]
+fn it_answers_ping() {
+    let mut s = stack();
+    let mut c = client();
+    let h = c.sockets.add(icmp::Socket::new(
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+    ));
+    c.sockets
+        .get_mut::<icmp::Socket<'_>>(h)
+        .bind(icmp::Endpoint::Ident(0x1234))
+        .unwrap();
+    let repr = Icmpv4Repr::EchoRequest {
+        ident: 0x1234,
+        seq_no: 1,
+        data: b"ping from a DomU",
+    };
+    let mut now = 0;
+    let mut replied = false;
+    for i in 0..200 {
+        let sock = c.sockets.get_mut::<icmp::Socket<'_>>(h);
+        if i == 0 || (i % 50 == 0 && !replied) {
+            let buf = sock
+                .send(repr.buffer_len(), IpAddress::v4(10, 0, 0, 254))
+                .unwrap();
+            let mut p = Icmpv4Packet::new_unchecked(buf);
+            repr.emit(&mut p, &smoltcp::phy::ChecksumCapabilities::default());
+        }
+        if sock.can_recv() {
+            let (payload, from) = sock.recv().unwrap();
+            let p = Icmpv4Packet::new_checked(payload).unwrap();
+            assert_eq!(from, IpAddress::v4(10, 0, 0, 254));
+            assert_eq!(p.echo_seq_no(), 1);
+            assert_eq!(p.data(), b"ping from a DomU");
+            replied = true;
+            break;
+        }
+        pump(&mut s, &mut c, &mut now, 1);
+    }
+    assert!(replied, "no echo reply; {:?}", s.counters);
+    assert!(
+        s.counters.frames_in >= 2 && s.counters.frames_out >= 2,
+        "ARP and ICMP"
+    );
+}
+
+#[test]
+fn tcp_echo_returns_what_it_gets_and_discard_eats_it() {
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    let (got, s) = tcp_exchange(ECHO_PORT, &data);
+    assert_eq!(got, data);
+    assert_eq!(s.counters.echo_bytes, data.len() as u64);
+    let big = vec![0x5a; 100_000];
+    let (got, s) = tcp_exchange(DISCARD_PORT, &big);
+    assert!(got.is_empty());
+    assert_eq!(s.counters.discard_bytes, big.len() as u64);
+}
+
+#[test]
+fn http_serves_the_report_and_refuses_the_rest() {
+    let (got, s) = tcp_exchange(
+        HTTP_PORT,
+        b"GET /report.json HTTP/1.0\r\nHost: dom0\r\n\r\n",
+    );
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    assert!(text.contains("Content-Type: application/json\r\n"));
+    assert!(text.ends_with("\r\n\r\n{\"report_version\":1}"), "{text}");
+    assert_eq!(s.counters.http_requests, 1);
+    // A body larger than the send buffer is streamed whole.
+    let (got, _) = tcp_exchange(HTTP_PORT, b"GET / HTTP/1.0\r\n\r\n");
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got.len() - body_at, 40_000);
+    assert!(String::from_utf8_lossy(&got[..body_at]).contains("Content-Length: 40000"));
+    // Unknown paths, other methods, over-long heads.
+    let (got, _) = tcp_exchange(HTTP_PORT, b"GET /etc/passwd HTTP/1.0\r\n\r\n");
+    assert!(got.starts_with(b"HTTP/1.0 404 Not Found"));
+    let (got, _) = tcp_exchange(HTTP_PORT, b"POST / HTTP/1.0\r\n\r\n");
+    assert!(got.starts_with(b"HTTP/1.0 405"));
+    let mut long = b"GET / HTTP/1.0\r\nX: ".to_vec();
+    long.extend(vec![b'a'; 5000]);
+    let (got, _) = tcp_exchange(HTTP_PORT, &long);
+    assert!(
+        got.starts_with(b"HTTP/1.0 431"),
+        "{}",
+        String::from_utf8_lossy(&got[..40.min(got.len())])
+    );
+}
+
+#[test]
+fn a_flood_is_bounded_and_counted() {
+    let mut s = stack();
+    for _ in 0..MAX_QUEUED + 10 {
+        s.input(vec![0xff; 60]);
+    }
+    assert_eq!(s.counters.dropped, 10);
+    // Garbage frames are dropped by smoltcp without replies.
+    assert!(s.poll(0, &pages).is_empty());
+    let _ = IpEndpoint::new(IpAddress::v4(10, 0, 0, 1), 1);
+}
