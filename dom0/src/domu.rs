@@ -44,7 +44,7 @@ const RING_SLOTS: u64 = 512;
 const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES;
 
 mod memory;
-mod net;
+pub mod net;
 use memory::{ForeignMem, SharedPage};
 
 /// One DomU being served.
@@ -67,6 +67,8 @@ pub struct Options {
     pub stop_after_s: u64,
     /// `xenstore-quota=`: xenstore memory per DomU in KiB (`None`: 2.5 MiB, as C xenstored).
     pub xenstore_quota_kib: Option<u32>,
+    /// `ip=`: dom0's own address on its switch.
+    pub ip: hwdom::options::Dom0Ip,
 }
 
 struct Toolstack<'a> {
@@ -99,6 +101,7 @@ pub fn run(
     map: &MemoryMap,
     busy: &[(u64, u64)],
     opts: Options,
+    pages: net::Pages,
 ) -> ToolstackSummary {
     let mut sum = ToolstackSummary::default();
     let (major, minor) = match ops::xen_version(&x) {
@@ -183,7 +186,7 @@ pub fn run(
         first_start_ns: None,
         order: RoundRobin::default(),
         last_check_ns: 0,
-        net: net::Net::new(),
+        net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64),
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -191,6 +194,7 @@ pub fn run(
     }
     ts.serve(dom_exc, opts);
     let _ = ops::evtchn_close(&x, dom_exc);
+    sum.dom0_net = ts.net.dom0_summary();
     sum.leaks = ts.leaks();
     sum.domus = ts.done;
     sum
@@ -446,8 +450,10 @@ impl Toolstack<'_> {
             }
             // Sleep at most 1 s, less when a throttled console or a storm period ends sooner.
             let sys = events::system_time_ns();
+            let stack_at = self.net.poll_delay_ns(t).map(|d| t.saturating_add(d));
             let deadlines = wake_at
                 .into_iter()
+                .chain(stack_at)
                 .chain(self.running.iter().filter_map(|r| r.storm.paused_until()));
             let sleep = service::sleep_ns(t, deadlines);
             if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {

@@ -160,6 +160,53 @@ impl ReportFormat {
     }
 }
 
+/// dom0's own address on its switch when `ip=` is not given.
+pub const DEFAULT_IP: [u8; 4] = [10, 0, 0, 254];
+pub const DEFAULT_PREFIX: u8 = 24;
+
+/// `ip=`: dom0's own IPv4 address on its switch (issue 12), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dom0Ip {
+    /// `ip=ADDR/PREFIX` (default [`DEFAULT_IP`]/[`DEFAULT_PREFIX`]).
+    Static { addr: [u8; 4], prefix: u8 },
+    /// `ip=none`: no IP stack on dom0's port.
+    Off,
+}
+
+impl Default for Dom0Ip {
+    fn default() -> Self {
+        Dom0Ip::Static {
+            addr: DEFAULT_IP,
+            prefix: DEFAULT_PREFIX,
+        }
+    }
+}
+
+impl Dom0Ip {
+    /// `none`, or `a.b.c.d/p` with p in 1..=30 and a unicast host address (not the network's
+    /// or broadcast address, not 0.x, multicast or reserved).
+    fn parse(v: &str) -> Option<Dom0Ip> {
+        if v == "none" {
+            return Some(Dom0Ip::Off);
+        }
+        let (a, p) = v.split_once('/')?;
+        let prefix: u8 = p.parse().ok().filter(|p| (1..=30).contains(p))?;
+        let mut addr = [0u8; 4];
+        let mut parts = a.split('.');
+        for b in &mut addr {
+            *b = parts.next()?.parse().ok()?;
+        }
+        if parts.next().is_some() || addr[0] == 0 || addr[0] >= 224 || addr[0] == 127 {
+            return None;
+        }
+        let host = u32::from_be_bytes(addr) & (u32::MAX >> prefix);
+        if host == 0 || host == u32::MAX >> prefix {
+            return None;
+        }
+        Some(Dom0Ip::Static { addr, prefix })
+    }
+}
+
 /// dom0's options after parsing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Dom0Options {
@@ -186,6 +233,8 @@ pub struct Dom0Options {
     /// watches, transactions and queued messages; 64..=1048576 KiB). `None`: C xenstored's
     /// 2.5 MiB.
     pub xenstore_quota_kib: Option<u32>,
+    /// `ip=ADDR/PREFIX|none`: dom0's own address on its switch (10.0.0.254/24 by default).
+    pub ip: Dom0Ip,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -368,6 +417,17 @@ const OPTIONS: &[OptSpec] = &[
             _ => false,
         },
     },
+    OptSpec {
+        name: "ip",
+        expected: "dom0's IPv4 address on its switch as a.b.c.d/prefix (prefix 1 to 30), or none",
+        apply: |o, v| match v.and_then(Dom0Ip::parse) {
+            Some(ip) => {
+                o.ip = ip;
+                true
+            }
+            None => false,
+        },
+    },
 ];
 
 const KNOWN_NAMES: &[&str] = &[
@@ -383,6 +443,7 @@ const KNOWN_NAMES: &[&str] = &[
     "pci-vfs",
     "domu-stop",
     "xenstore-quota",
+    "ip",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.

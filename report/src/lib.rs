@@ -311,6 +311,22 @@ pub struct DomuSummary {
     pub errors: Vec<String>,
 }
 
+/// dom0's IP endpoint on its switch port (`netstack`): address and what it served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dom0NetSummary {
+    /// "a.b.c.d/prefix".
+    pub address: String,
+    pub mac: String,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    /// Frames dropped because the stack's queue was full.
+    pub dropped: u64,
+    pub echo_bytes: u64,
+    pub discard_bytes: u64,
+    pub http_requests: u64,
+}
+
 /// One vif of a DomU: the handshake's state, what crossed its rings and its switch port.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -357,6 +373,8 @@ pub struct ToolstackSummary {
     /// What all DomUs together may make the xenstore service hold, in bytes.
     pub xenstore_global_limit_bytes: u64,
     pub domus: Vec<DomuSummary>,
+    /// dom0's own address on its switch (issue 12), if it has one.
+    pub dom0_net: Option<Dom0NetSummary>,
     /// Destroyed domains still mapped or otherwise not fully gone, as Xen reports them.
     pub leaks: Vec<String>,
 }

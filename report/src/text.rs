@@ -238,6 +238,20 @@ impl BootReport {
                 }
             }
         }
+        if let Some(n) = self.toolstack.as_ref().and_then(|t| t.dom0_net.as_ref()) {
+            writeln!(
+                w,
+                "dom0 on its switch: {} ({}), {} frames in, {} out, {} dropped; echo {} B, discard {} B, {} HTTP request(s)",
+                Clean(&n.address),
+                Clean(&n.mac),
+                n.frames_in,
+                n.frames_out,
+                n.dropped,
+                n.echo_bytes,
+                n.discard_bytes,
+                n.http_requests
+            )?;
+        }
         if !self.watchdog.is_empty() {
             writeln!(w, "watchdog ({})", self.watchdog.len())?;
             for s in &self.watchdog {

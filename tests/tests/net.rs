@@ -1,7 +1,8 @@
 //! Issue 12: unmodified Debian DomUs with Linux's netfront on dom0's netback and switch.
 //!
 //! Each DomU's init loads `xen-netfront.ko`, gives eth0 an address and pings the other DomU
-//! through dom0 (`domu-ip=`, `domu-ping=` on its command line); under Xen 4.20 alpha then sends
+//! through dom0 (`domu-ip=`, `domu-ping=` on its command line); under Xen 4.17 alpha also pings
+//! dom0's own address 100 times and fetches `/report.json` from it; under Xen 4.20 alpha sends
 //! 64 MiB of random bytes to beta over TCP (`domu-tcp-send=`, `domu-tcp-recv=`). The evidence:
 //! each guest kernel's own ping succeeds and both ends hash the same 64 MiB (their consoles),
 //! dom0's per-vif counters agree, both backends close cleanly at power-off, Xen destroys both
@@ -39,7 +40,11 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             spec(BETA, ALPHA.2, " domu-tcp-recv=5001"),
         )
     } else {
-        (spec(ALPHA, BETA.2, ""), spec(BETA, ALPHA.2, ""))
+        // alpha also pings dom0's own address and fetches its report over HTTP.
+        (
+            spec(ALPHA, BETA.2, " domu-dom0=10.0.0.254"),
+            spec(BETA, ALPHA.2, ""),
+        )
     };
     let out = boot(&domu_config(
         xen,
@@ -93,6 +98,45 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             v.error
         );
         check!(out, d.errors.is_empty(), "{name}: errors {:?}", d.errors);
+    }
+    if !tcp {
+        let alpha = domu(&out, "alpha");
+        let said = |prefix: &str| {
+            alpha
+                .console
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let ping = said("DOMU-INIT: dom0 ping: ");
+        check!(
+            out,
+            ping.starts_with("100 packets transmitted, 100 packets received, 0% packet loss"),
+            "alpha's 100 pings of dom0: {ping:?}"
+        );
+        // The report alpha fetched is, byte for byte, the one dom0 printed at ready.
+        let fetched = said("DOMU-INIT: dom0 report.json: ");
+        let printed = s_first_report(&out);
+        let want = format!(
+            "HTTP/1.0 200 OK, md5 {}, {} bytes",
+            md5(printed.as_bytes()),
+            printed.len()
+        );
+        check!(
+            out,
+            fetched == want,
+            "alpha fetched {fetched:?}, dom0 printed {want:?}"
+        );
+        let net = tests::dom0(&out)
+            .toolstack
+            .as_ref()
+            .and_then(|t| t.dom0_net.clone())
+            .unwrap_or_default();
+        check!(
+            out,
+            net.address == "10.0.0.254/24" && net.http_requests >= 1 && net.frames_in >= 100,
+            "dom0's endpoint: {net:?}"
+        );
     }
     if tcp {
         let line = |name: &str, prefix: &str| {
@@ -150,4 +194,32 @@ fn two_debian_domus_ping_each_other_under_xen_4_17() {
 #[test]
 fn two_debian_domus_ping_each_other_and_move_64_mib_under_xen_4_20() {
     two_domus_ping_each_other(XenVersion::V4_20, true);
+}
+
+/// The JSON of the first `DOM0-REPORT-JSON` line (the report at ready, which dom0 serves).
+fn s_first_report(out: &image::RunOutcome) -> String {
+    serial(out)
+        .lines()
+        .find_map(|l| l.strip_prefix("DOM0-REPORT-JSON "))
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
+/// MD5 with the host's `md5sum` (what the guest's busybox computes).
+fn md5(bytes: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    c.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string()
 }

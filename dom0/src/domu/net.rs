@@ -7,19 +7,22 @@
 //! closes or the DomU goes. A vif whose frontend breaks the ring protocol is closed with the
 //! reason (in xenstore's `error` node and the report); the others go on.
 //!
-//! dom0's own switch port has no IP stack yet: frames for it are counted and dropped.
+//! dom0's own switch port carries its IP endpoint (`netstack`, smoltcp; `ip=`): ping, TCP echo
+//! and discard, and the boot report over HTTP.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use hwdom::options::Dom0Ip;
 use log::{info, warn};
 use netback::MacAddress;
 use netback::switch::{Forward, PortId, Switch};
 use netback::vif::{BOUNCE_PAGES, Bounce, Link};
 use netback::xenbus::{Action, Channels, FrontendConfig};
-use report::VifSummary;
+use netstack::Stack;
+use report::{Dom0NetSummary, VifSummary};
 use toolstack::vif::VifDevice;
 use toolstack::xenstore::Server;
 use xen::domctl::DomId;
@@ -87,26 +90,75 @@ struct NetVif {
     rx_dropped_past: u64,
 }
 
+/// What dom0's web server serves: the boot report as JSON and as text.
+pub struct Pages {
+    pub json: Vec<u8>,
+    pub text: Vec<u8>,
+}
+
 pub struct Net {
     switch: Switch,
     dom0_port: PortId,
     vifs: Vec<NetVif>,
     bounce: BounceBuffer,
-    /// Frames for dom0 itself (no IP stack yet).
-    pub to_dom0: u64,
+    /// dom0's IP endpoint (`ip=none`: frames for dom0 are dropped).
+    stack: Option<Stack>,
+    ip: Dom0Ip,
+    mac: MacAddress,
+    pages: Pages,
 }
 
 impl Net {
-    pub fn new() -> Net {
+    pub fn new(ip: Dom0Ip, pages: Pages, now_ms: i64) -> Net {
         let mut switch = Switch::new();
         let dom0_port = switch.add_port();
+        // dom0's MAC: Xen's OUI with domain 0's id, as libxl picks a vif's.
+        let mac = MacAddress::xen_vif(0, 0);
+        let stack = match ip {
+            Dom0Ip::Static { addr, prefix } => {
+                info!(
+                    "net: dom0 is {}.{}.{}.{}/{prefix} ({mac}) on its switch",
+                    addr[0], addr[1], addr[2], addr[3]
+                );
+                Some(Stack::new(mac.0, addr, prefix, now_ms))
+            }
+            Dom0Ip::Off => None,
+        };
         Net {
             switch,
             dom0_port,
             vifs: Vec::new(),
             bounce: BounceBuffer::new(),
-            to_dom0: 0,
+            stack,
+            ip,
+            mac,
+            pages,
         }
+    }
+
+    /// When the stack needs a poll without new frames (TCP timers), in ns from `now_ns`.
+    pub fn poll_delay_ns(&mut self, now_ns: u64) -> Option<u64> {
+        let s = self.stack.as_mut()?;
+        s.poll_delay_ms(ms(now_ns))
+            .map(|d| d.saturating_mul(1_000_000))
+    }
+
+    /// dom0's endpoint for the report.
+    pub fn dom0_summary(&self) -> Option<Dom0NetSummary> {
+        let (Dom0Ip::Static { addr, prefix }, Some(s)) = (self.ip, self.stack.as_ref()) else {
+            return None;
+        };
+        let c = s.counters;
+        Some(Dom0NetSummary {
+            address: format!("{}.{}.{}.{}/{prefix}", addr[0], addr[1], addr[2], addr[3]),
+            mac: format!("{}", self.mac),
+            frames_in: c.frames_in,
+            frames_out: c.frames_out,
+            dropped: c.dropped,
+            echo_bytes: c.echo_bytes,
+            discard_bytes: c.discard_bytes,
+            http_requests: c.http_requests,
+        })
     }
 
     /// Create DomU `domid`'s vifs in xenstore (backends at InitWait).
@@ -183,7 +235,8 @@ impl Net {
     }
 
     /// Move frames: every connected vif's TX ring (bounded), through the switch into the
-    /// receivers' backlogs, then every backlog into its guest's buffers.
+    /// receivers' backlogs and dom0's stack, the stack's replies back into the switch, then
+    /// every backlog into its guest's buffers.
     pub fn service(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
@@ -208,6 +261,21 @@ impl Net {
                     // Stop serving it now (its rings are unmapped, its channels closed).
                     self.detach(x, k, free);
                 }
+            }
+        }
+        if let Some(st) = self.stack.as_mut() {
+            let pages = &self.pages;
+            let serve = |path: &str| -> Option<(&'static str, Vec<u8>)> {
+                match path {
+                    "/report.json" => Some(("application/json", pages.json.clone())),
+                    "/" | "/report.txt" => Some(("text/plain; charset=utf-8", pages.text.clone())),
+                    _ => None,
+                }
+            };
+            let out = st.poll(ms(now_ns), &serve);
+            let from = self.dom0_port;
+            for f in out {
+                self.forward(from, f, now_ns);
             }
         }
         for k in 0..self.vifs.len() {
@@ -237,7 +305,9 @@ impl Net {
         };
         for p in ports {
             if p == self.dom0_port {
-                self.to_dom0 += 1;
+                if let Some(st) = self.stack.as_mut() {
+                    st.input(frame.clone());
+                }
                 continue;
             }
             if let Some(att) = self
@@ -345,6 +415,11 @@ fn add_counters(to: &mut netback::vif::VifCounters, c: &netback::vif::VifCounter
     to.rx_copy_errors += c.rx_copy_errors;
     to.grant_copies += c.grant_copies;
     to.copy_hypercalls += c.copy_hypercalls;
+}
+
+/// The stack's clock: milliseconds since dom0's entry.
+fn ms(ns: u64) -> i64 {
+    (ns / 1_000_000) as i64
 }
 
 fn name(d: &VifDevice) -> String {

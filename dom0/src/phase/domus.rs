@@ -35,6 +35,11 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
         log::info!("watchdog: vCPU 1 watches the DomU service loop");
         watchdog::begin(watchdog::Phase::Domus);
     }
+    // What dom0's web server serves over its switch: the report as it was at ready.
+    let mut json = alloc::string::String::new();
+    let _ = rep.write_json(&mut json);
+    let mut text = alloc::string::String::new();
+    let _ = rep.write_text(&mut text);
     let t = domu::run(
         x,
         &b,
@@ -43,6 +48,11 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
         domu::Options {
             stop_after_s: u64::from(opts.domu_stop),
             xenstore_quota_kib: opts.xenstore_quota_kib,
+            ip: opts.ip,
+        },
+        domu::net::Pages {
+            json: json.into_bytes(),
+            text: text.into_bytes(),
         },
     );
     // `domu` logged each of these when it happened; here they only join the report.

@@ -82,7 +82,7 @@ fn underscores_and_case() {
     assert_eq!(
         e,
         [
-            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)"
+            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)"
         ]
     );
 }
@@ -96,9 +96,9 @@ fn unknown_and_bad_values_are_skipped() {
     assert_eq!(
         e,
         [
-            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
+            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
             "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
+            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
             "option 'report': bad value '' (expected one of text|json|both|none)",
         ]
     );
@@ -201,7 +201,7 @@ fn non_ascii() {
     assert_eq!(
         e,
         [
-            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota)",
+            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
             "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
             "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
         ]
@@ -343,7 +343,8 @@ fn known_names() {
             "pci-renumber",
             "pci-vfs",
             "domu-stop",
-            "xenstore-quota"
+            "xenstore-quota",
+            "ip"
         ]
     );
 }
@@ -356,4 +357,43 @@ fn keyword_helpers() {
     assert_eq!(ConsoleChoice::ALL.len(), 4);
     // More verbose levels compare greater (as in the `log` crate).
     assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Debug < LogLevel::Trace);
+}
+
+#[test]
+fn ip_takes_an_address_with_prefix_or_none() {
+    assert_eq!(
+        Dom0Options::default().ip,
+        Dom0Ip::Static {
+            addr: [10, 0, 0, 254],
+            prefix: 24
+        }
+    );
+    let (o, e) = Dom0Options::parse("ip=192.168.7.1/16");
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(
+        o.ip,
+        Dom0Ip::Static {
+            addr: [192, 168, 7, 1],
+            prefix: 16
+        }
+    );
+    assert_eq!(Dom0Options::parse("ip=none").0.ip, Dom0Ip::Off);
+    for bad in [
+        "ip=10.0.0.1",
+        "ip=10.0.0.0/24",
+        "ip=10.0.0.255/24",
+        "ip=10.0.0.1/31",
+        "ip=10.0.0.1/0",
+        "ip=0.1.2.3/8",
+        "ip=224.0.0.1/4",
+        "ip=127.0.0.1/8",
+        "ip=10.0.0/24",
+        "ip=10.0.0.1.5/24",
+        "ip=10.0.0.300/24",
+        "ip",
+    ] {
+        let (o, e) = Dom0Options::parse(bad);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(o.ip, Dom0Ip::default(), "{bad}");
+    }
 }

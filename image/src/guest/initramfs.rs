@@ -161,6 +161,20 @@ if ip=$(arg domu-ip); then
         fi
     fi
 fi
+# domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report over HTTP.
+if d0=$(arg domu-dom0); then
+    $bb ping -c 1 -W 5 "$d0" >/dev/null 2>&1
+    res=$($bb ping -c 100 -A -W 5 -q "$d0" 2>&1 | $bb grep 'packets transmitted')
+    echo "DOMU-INIT: dom0 ping: $res"
+    # busybox-static's wget crashes in glibc's static resolver: HTTP/1.0 by hand over nc (its
+    # stdin held open until dom0 closes the connection after the body).
+    (printf 'GET /report.json HTTP/1.0\r\nHost: %s\r\n\r\n' "$d0"; $bb sleep 3) |
+        $bb timeout 30 $bb nc "$d0" 80 > /tmp/http 2>/dev/null
+    status=$($bb head -n 1 /tmp/http | $bb tr -d '\r')
+    $bb sed '1,/^\r$/d' /tmp/http > /tmp/report.json
+    sum=$($bb md5sum < /tmp/report.json)
+    echo "DOMU-INIT: dom0 report.json: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/report.json) bytes"
+fi
 # domu-tcp-recv=PORT: take one TCP stream on PORT and print its MD5 (busybox nc hands the
 # socket to a small script). domu-tcp-send=PEER:PORT:MIB: send MIB MiB from /dev/urandom (a
 # file first, so both ends hash the same bytes) to PEER:PORT, retried while the receiver is not
