@@ -37,6 +37,10 @@
 //! 10. `ignore-shutdown`: it never looks at `control/shutdown`; it loops for ever sending
 //!     events and now and then a console line, until dom0 destroys it.
 //!
+//! With a vif (`device=vif` in its bundle entry) a `netif` phase comes right after
+//! `xenstore-hello` (`netif.rs`: a netfront that breaks the ring protocol); with
+//! `hostile=netif` on its command line it then goes straight to `ignore-shutdown`.
+//!
 //! It never stops on its own: every wait has a deadline, and a panic (a bug) only halts it.
 #![no_std]
 #![no_main]
@@ -45,6 +49,7 @@ extern crate alloc;
 
 mod boot;
 mod hv;
+mod netif;
 mod rings;
 
 use alloc::format;
@@ -486,6 +491,31 @@ impl Guest {
     }
 }
 
+/// The kernel command line from `hvm_start_info` (`cmdline_paddr` at offset 24), at most
+/// 1 KiB, empty if there is none.
+fn cmdline(start_info: u32) -> String {
+    let si = u64::from(start_info);
+    if si == 0 {
+        return String::new();
+    }
+    // SAFETY: start_info and the command line are guest RAM below 4 GiB (identity-mapped)
+    // that dom0's builder wrote; both are only read.
+    let at = unsafe { core::ptr::read_volatile((si + 24) as *const u64) };
+    let mut out = String::new();
+    if at == 0 || at >= 1 << 32 {
+        return out;
+    }
+    for i in 0..1024 {
+        // SAFETY: as above; the string ends with a NUL within its page or the bound.
+        let b = unsafe { core::ptr::read_volatile((at + i) as *const u8) };
+        if b == 0 {
+            break;
+        }
+        out.push(b as char);
+    }
+    out
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn rust_start(start_info: u32) -> ! {
     hv::debug_port_line("HOSTILE: entered");
@@ -526,9 +556,16 @@ extern "C" fn rust_start(start_info: u32) -> ! {
          {store_pfn:#x} port {store_port}, console pfn {console_pfn:#x} port {console_port}",
         leaves.major, leaves.minor
     ));
-    g.console_flood("console-flood", 10);
-    g.console_bad_index();
+    let netif_only = cmdline(start_info).split(' ').any(|w| w == "hostile=netif");
+    if !netif_only {
+        g.console_flood("console-flood", 10);
+        g.console_bad_index();
+    }
     g.xenstore_hello();
+    g.netif();
+    if netif_only {
+        g.ignore_shutdown()
+    }
     g.xenstore_flood();
     g.xenstore_transactions();
     g.xenstore_set_perms();

@@ -223,3 +223,84 @@ fn md5(bytes: &[u8]) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// A hostile netfront (the test guest with a vif and `hostile=netif`) next to two Linux DomUs
+/// moving 8 MiB over TCP: its packet from a grant it never made fails alone (status -1), its
+/// slot crossing a page closes its vif only (backend Closing, the reason in its `error` node
+/// and in dom0's report); the Linux transfer completes with the right checksum; dom0 destroys
+/// the hostile guest after `domu-stop=` and nothing leaks. Xen's own log carries the hostile
+/// guest's account of what dom0 did (its debug-port lines).
+#[test]
+fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
+    let a = spec(ALPHA, BETA.2, &format!(" domu-tcp-send={}:5001:8", BETA.2)).replacen(
+        ":vif",
+        ":memory=256,vif",
+        1,
+    );
+    let b = spec(BETA, ALPHA.2, " domu-tcp-recv=5001");
+    let out = boot(&domu_config(
+        XenVersion::V4_20,
+        1,
+        "test-net-hostile-4.20",
+        &[&a, &b, "hostile:kernel=testguest,vif,cmdline=hostile=netif"],
+        &["domu-stop=150"],
+    ));
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    assert_domu_ran(&out, "alpha", "poweroff");
+    assert_domu_ran(&out, "beta", "poweroff");
+    let line = |name: &str, prefix: &str| {
+        domu(&out, name)
+            .console
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let sent = line("alpha", "DOMU-INIT: tcp sent 8 MiB md5 ");
+    let got = line("beta", "DOMU-INIT: tcp received md5 ");
+    let sent_md5 = sent.split(' ').next().unwrap_or("");
+    check!(
+        out,
+        sent.contains(" yes in ") && sent_md5.len() == 32 && got == sent_md5,
+        "the Linux transfer: alpha sent {sent:?}, beta received {got:?}"
+    );
+    let h = domu(&out, "hostile");
+    check!(out, h.state.name() == "destroyed", "hostile: {}", h.state);
+    let v = h.vifs.first().cloned().unwrap_or_default();
+    check!(
+        out,
+        v.connects == 1 && v.tx_copy_errors == 1 && v.tx_packets == 0 && v.state == "5",
+        "hostile vif: {v:?}"
+    );
+    check!(
+        out,
+        v.error
+            .as_deref()
+            .is_some_and(|e| e.contains("CrossesPage")),
+        "hostile vif error: {:?}",
+        v.error
+    );
+    // Xen's log, from the guest's debug port: what it saw dom0 do.
+    let s = serial(&out);
+    let xen_says = |want: &str| {
+        s.lines()
+            .any(|l| l.starts_with("(d") && l.contains(&format!("HOSTILE: {want}")))
+    };
+    for want in [
+        "netif connected: backend state 4",
+        "netif bad grant: 1 response(s), status -1",
+        "netif after a slot crossing its page: backend state 5, error \"TX ring: CrossesPage",
+    ] {
+        check!(out, xen_says(want), "Xen's log lacks the guest's {want:?}");
+    }
+    // The Linux DomUs' vifs were not touched by it.
+    for name in ["alpha", "beta"] {
+        let v = &domu(&out, name).vifs[0];
+        check!(
+            out,
+            v.error.is_none() && v.tx_copy_errors == 0,
+            "{name}: {v:?}"
+        );
+    }
+    assert_no_domu_leaks(&out);
+}
