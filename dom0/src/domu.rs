@@ -87,6 +87,9 @@ struct Toolstack<'a> {
     last_check_ns: u64,
     /// The vifs and their switch.
     net: net::Net,
+    /// A DomU's xenstore requests were served since the vifs last looked at their frontends
+    /// (a frontend's state changes only through its own requests).
+    store_activity: bool,
 }
 
 fn now() -> u64 {
@@ -187,6 +190,7 @@ pub fn run(
         order: RoundRobin::default(),
         last_check_ns: 0,
         net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64),
+        store_activity: false,
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -566,6 +570,7 @@ impl Toolstack<'_> {
         let mut page = Self::page(slot);
         match self.server.service(domid, &mut page) {
             Ok(true) => {
+                self.store_activity = true;
                 let _ = ops::evtchn_send(&x, port);
             }
             Ok(false) => {}

@@ -178,6 +178,11 @@ impl Stack {
         self.dev.rx.push_back(frame);
     }
 
+    /// Whether frames wait for the stack.
+    pub fn has_input(&self) -> bool {
+        !self.dev.rx.is_empty()
+    }
+
     /// (Re)open every listening socket that is closed.
     fn listen(&mut self) {
         let ports = [(self.echo, ECHO_PORT), (self.discard, DISCARD_PORT)];

@@ -103,6 +103,8 @@ pub struct Net {
     bounce: BounceBuffer,
     /// dom0's IP endpoint (`ip=none`: frames for dom0 are dropped).
     stack: Option<Stack>,
+    /// When the stack next needs a poll without new frames (its TCP timers), ns.
+    stack_due: u64,
     ip: Dom0Ip,
     mac: MacAddress,
     pages: Pages,
@@ -130,6 +132,7 @@ impl Net {
             vifs: Vec::new(),
             bounce: BounceBuffer::new(),
             stack,
+            stack_due: 0,
             ip,
             mac,
             pages,
@@ -263,7 +266,12 @@ impl Net {
                 }
             }
         }
-        if let Some(st) = self.stack.as_mut() {
+        // The stack only when frames wait for it or its timers are due (a poll costs).
+        if let Some(st) = self
+            .stack
+            .as_mut()
+            .filter(|st| st.has_input() || now_ns >= self.stack_due)
+        {
             let pages = &self.pages;
             let serve = |path: &str| -> Option<(&'static str, Vec<u8>)> {
                 match path {
@@ -273,6 +281,9 @@ impl Net {
                 }
             };
             let out = st.poll(ms(now_ns), &serve);
+            self.stack_due = st.poll_delay_ms(ms(now_ns)).map_or(u64::MAX, |d| {
+                now_ns.saturating_add(d.saturating_mul(1_000_000))
+            });
             let from = self.dom0_port;
             for f in out {
                 self.forward(from, f, now_ns);
