@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod bundle;
 pub mod guest;
+pub mod netbench;
 pub mod qemu;
 pub mod report;
 pub mod setup;

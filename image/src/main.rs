@@ -56,6 +56,18 @@ enum Cmd {
         #[arg(long, default_value_t = 90)]
         timeout: u64,
     },
+    /// Measure dom0's network in one boot: two Debian DomUs on its switch, DomU->dom0 and
+    /// DomU->DomU TCP throughput, ping round trips, grant copies per hypercall.
+    BenchNet {
+        #[arg(long, value_enum, default_value_t = XenVersion::V4_20)]
+        xen: XenVersion,
+        /// MiB per transfer.
+        #[arg(long, default_value_t = 64)]
+        mib: u64,
+        /// Timeout for the whole boot, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
     /// Print a GRUB2 menuentry that boots Xen with this dom0 on real hardware.
     GrubEntry {
         /// dom0's command line.
@@ -225,6 +237,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::BenchNet { xen, mib, timeout } => {
+            let cfg = image::netbench::NetBenchConfig {
+                xen,
+                mib: mib.clamp(1, 512),
+                timeout: Duration::from_secs(timeout),
+            };
+            image::netbench::bench_net(&cfg)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::GrubEntry { dom0_args } => {
             print!("{}", grub_entry(&dom0_args));

@@ -151,7 +151,7 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
         let sent_md5 = sent.split(' ').next().unwrap_or("");
         check!(
             out,
-            sent.contains(" yes in ") && sent_md5.len() == 32,
+            sent.contains(" yes from ") && sent_md5.len() == 32,
             "alpha did not send its {TCP_MIB} MiB: {sent:?}"
         );
         check!(
@@ -261,7 +261,7 @@ fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
     let sent_md5 = sent.split(' ').next().unwrap_or("");
     check!(
         out,
-        sent.contains(" yes in ") && sent_md5.len() == 32 && got == sent_md5,
+        sent.contains(" yes from ") && sent_md5.len() == 32 && got == sent_md5,
         "the Linux transfer: alpha sent {sent:?}, beta received {got:?}"
     );
     let h = domu(&out, "hostile");

@@ -161,11 +161,16 @@ if ip=$(arg domu-ip); then
         fi
     fi
 fi
-# domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report over HTTP.
+# Seconds since boot with 10 ms resolution (busybox `date` has whole seconds only).
+now_s() { $bb cut -d ' ' -f 1 /proc/uptime; }
+# domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report over HTTP;
+# domu-dom0-send=MIB then sends MIB MiB to dom0's discard port (9) and says how long it took.
 if d0=$(arg domu-dom0); then
     $bb ping -c 1 -W 5 "$d0" >/dev/null 2>&1
-    res=$($bb ping -c 100 -A -W 5 -q "$d0" 2>&1 | $bb grep 'packets transmitted')
-    echo "DOMU-INIT: dom0 ping: $res"
+    out=$($bb ping -c 100 -A -W 5 -q "$d0" 2>&1)
+    res=$(echo "$out" | $bb grep 'packets transmitted')
+    rtt=$(echo "$out" | $bb grep 'round-trip')
+    echo "DOMU-INIT: dom0 ping: $res; $rtt"
     # busybox-static's wget crashes in glibc's static resolver: HTTP/1.0 by hand over nc (its
     # stdin held open until dom0 closes the connection after the body).
     (printf 'GET /report.json HTTP/1.0\r\nHost: %s\r\n\r\n' "$d0"; $bb sleep 3) |
@@ -174,6 +179,14 @@ if d0=$(arg domu-dom0); then
     $bb sed '1,/^\r$/d' /tmp/http > /tmp/report.json
     sum=$($bb md5sum < /tmp/report.json)
     echo "DOMU-INIT: dom0 report.json: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/report.json) bytes"
+    if mib=$(arg domu-dom0-send); then
+        $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
+        t0=$(now_s)
+        $bb nc "$d0" 9 < /tmp/blob 2>/dev/null && ok=yes || ok=no
+        t1=$(now_s)
+        echo "DOMU-INIT: dom0 send $mib MiB $ok from $t0 to $t1"
+        $bb rm -f /tmp/blob
+    fi
 fi
 # domu-tcp-recv=PORT: take one TCP stream on PORT and print its MD5 (busybox nc hands the
 # socket to a small script). domu-tcp-send=PEER:PORT:MIB: send MIB MiB from /dev/urandom (a
@@ -197,13 +210,13 @@ if dst=$(arg domu-tcp-send); then
     k=0
     sent=no
     while [ $k -lt 60 ]; do
-        t0=$($bb date +%s)
+        t0=$(now_s)
         if $bb nc "$peer" "$port" < /tmp/blob 2>/dev/null; then sent=yes; break; fi
         $bb sleep 1
         k=$((k + 1))
     done
-    t1=$($bb date +%s)
-    echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent in $((t1 - t0)) s"
+    t1=$(now_s)
+    echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent from $t0 to $t1"
     $bb rm -f /tmp/blob
 fi
 case $cmdline in
