@@ -39,7 +39,8 @@
 //!
 //! With a vif (`device=vif` in its bundle entry) a `netif` phase comes right after
 //! `xenstore-hello` (`netif.rs`: a netfront that breaks the ring protocol); with
-//! `hostile=netif` on its command line it then goes straight to `ignore-shutdown`.
+//! `hostile=netif` on its command line it skips the floods and then only ignores
+//! `control/shutdown`, quietly (no event storm).
 //!
 //! It never stops on its own: every wait has a deadline, and a panic (a bug) only halts it.
 #![no_std]
@@ -469,6 +470,16 @@ impl Guest {
         ));
     }
 
+    /// `hostile=netif`: ignore `control/shutdown` without storming (the scenario is about the
+    /// rings; the storm has its own). A line every 5 s until dom0 destroys it.
+    fn ignore_shutdown_quietly(&mut self) -> ! {
+        self.phase("ignore-shutdown-quietly (never reads control/shutdown; destroy me)");
+        loop {
+            hv::wait(&self.x, &[], 5 * S);
+            self.say("HOSTILE: still here");
+        }
+    }
+
     fn ignore_shutdown(&mut self) -> ! {
         self.phase("ignore-shutdown (never reads control/shutdown; destroy me)");
         let ports = [self.store.port, self.console.port];
@@ -564,7 +575,7 @@ extern "C" fn rust_start(start_info: u32) -> ! {
     g.xenstore_hello();
     g.netif();
     if netif_only {
-        g.ignore_shutdown()
+        g.ignore_shutdown_quietly()
     }
     g.xenstore_flood();
     g.xenstore_transactions();
