@@ -251,6 +251,10 @@ fn download_and_build(work: &Path, root: &Path, quiet: bool) -> Result<GuestFile
     write_atomic(&dir.join("busybox"), &busybox)?;
     write_atomic(&dir.join(NETFRONT_MODULE), &netfront)?;
     let initramfs = write_initramfs(&dir, &busybox, &netfront)?;
+    // The bench's baseline (virtio-net without Xen) needs modules from this package too.
+    if let Err(e) = virtio::extract_virtio(&kernel_deb, &version, &dir, work) {
+        eprintln!("image: no virtio-net modules for the bench baseline: {e:#}");
+    }
     write_meta(&dir, &kernel_package, &busybox_package, phys32_entry)?;
     // `current` last: the cache counts as complete only once it names a finished directory.
     write_atomic(&root.join("current"), format!("{version}\n").as_bytes())?;
@@ -321,17 +325,57 @@ fn check_module(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Extracts one member of a `.deb`'s data archive into `dest` (the kernel package holds
-/// hundreds of MiB of modules that are not needed): `ar` takes out `data.tar.*`, then `tar`
-/// (which knows every compression dpkg uses) takes out the member.
+/// Extracts one member of a `.deb`'s data archive into `dest`.
 fn extract_member(deb: &Path, member: &str, dest: &Path) -> Result<()> {
+    extract_members(deb, &[member.to_string()], dest)
+}
+
+/// The member names of a `.deb`'s data archive (`tar -t`).
+fn list_members(deb: &Path) -> Result<Vec<String>> {
+    let scratch = std::env::temp_dir().join(format!("image-list-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)?;
+    let result = (|| {
+        let data = data_member(deb)?;
+        run_captured(
+            Command::new("ar")
+                .arg("x")
+                .arg(std::path::absolute(deb)?)
+                .arg(&data)
+                .current_dir(&scratch),
+        )?;
+        let out = run_captured(
+            Command::new("tar")
+                .arg("-t")
+                .arg("-f")
+                .arg(scratch.join(&data)),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
+/// The name of a `.deb`'s `data.tar.*` member.
+fn data_member(deb: &Path) -> Result<String> {
     let listing = run_captured(Command::new("ar").arg("t").arg(deb))?;
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    let data = listing
+    String::from_utf8_lossy(&listing.stdout)
         .lines()
         .map(str::trim)
         .find(|m| m.starts_with("data.tar"))
-        .with_context(|| format!("{} has no data.tar member", deb.display()))?;
+        .map(str::to_string)
+        .with_context(|| format!("{} has no data.tar member", deb.display()))
+}
+
+/// Extracts members of a `.deb`'s data archive into `dest` (the kernel package holds hundreds
+/// of MiB of modules that are not needed): `ar` takes out `data.tar.*`, then one `tar` (which
+/// knows every compression dpkg uses) takes out the members.
+fn extract_members(deb: &Path, members: &[String], dest: &Path) -> Result<()> {
+    let data = data_member(deb)?;
+    let data = data.as_str();
     let scratch = dest.join(format!(".{data}"));
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch)?;
@@ -349,9 +393,9 @@ fn extract_member(deb: &Path, member: &str, dest: &Path) -> Result<()> {
             .arg(scratch.join(data))
             .arg("-C")
             .arg(dest)
-            .arg(member),
+            .args(members),
     )
-    .with_context(|| format!("extracting {member} from {}", deb.display()));
+    .with_context(|| format!("extracting {} from {}", members.join(" "), deb.display()));
     let _ = fs::remove_dir_all(&scratch);
     result.map(drop)
 }
@@ -529,9 +573,10 @@ pub fn compact_elf(elf: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-// The initramfs: `guest/initramfs.rs`.
+// The initramfs: `guest/initramfs.rs`; the bench's baseline guest: `guest/virtio.rs`.
 mod initramfs;
 pub use initramfs::*;
+pub mod virtio;
 
 // ---------------------------------------------------------------------------------------------
 // DomUs for a boot bundle

@@ -64,9 +64,16 @@ enum Cmd {
         /// MiB per transfer.
         #[arg(long, default_value_t = 64)]
         mib: u64,
-        /// Timeout for the whole boot, in seconds.
+        /// Timeout for each boot, in seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Only the baseline: the same kernel under QEMU without Xen, virtio-net.
+        #[arg(long)]
+        baseline_only: bool,
+        /// CPUs of the emulated machine (Xen's pCPUs, and the baseline guest's vCPUs); 1 like
+        /// the network scenarios.
+        #[arg(long, default_value_t = 1)]
+        smp: u32,
     },
     /// Print a GRUB2 menuentry that boots Xen with this dom0 on real hardware.
     GrubEntry {
@@ -238,11 +245,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::BenchNet { xen, mib, timeout } => {
+        Cmd::BenchNet {
+            xen,
+            mib,
+            timeout,
+            baseline_only,
+            smp,
+        } => {
             let cfg = image::netbench::NetBenchConfig {
                 xen,
                 mib: mib.clamp(1, 512),
                 timeout: Duration::from_secs(timeout),
+                baseline_only,
+                smp: smp.clamp(1, 4),
             };
             image::netbench::bench_net(&cfg)?;
             Ok(ExitCode::SUCCESS)

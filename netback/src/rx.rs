@@ -92,6 +92,8 @@ pub struct RxCounters {
     pub dropped_stale: u64,
     /// Empty or larger than [`MAX_PACKET`].
     pub dropped_size: u64,
+    /// The most bytes the backlog held at once (at most [`MAX_BYTES`]).
+    pub peak_bytes: u64,
 }
 
 /// One vif's RX backlog.
@@ -105,6 +107,11 @@ pub struct RxQueue {
 impl RxQueue {
     pub fn new() -> RxQueue {
         RxQueue::default()
+    }
+
+    /// Bytes of the queue itself (its entries, not the frames they own).
+    pub fn queue_bytes(&self) -> usize {
+        self.backlog.capacity() * core::mem::size_of::<(Vec<u8>, u64)>()
     }
 
     /// Packets waiting.
@@ -127,6 +134,7 @@ impl RxQueue {
             return false;
         }
         self.bytes += pkt.len();
+        self.counters.peak_bytes = self.counters.peak_bytes.max(self.bytes as u64);
         self.backlog.push_back((pkt, now_ns));
         true
     }

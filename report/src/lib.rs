@@ -357,6 +357,13 @@ pub struct VifSummary {
     pub switch_dropped: u64,
     /// Why dom0 closed it (bad keys, a broken ring), if it did.
     pub error: Option<String>,
+    /// dom0 memory the vif holds apart from frames waiting for it: its record, its xenstore
+    /// nodes and switch port (measured on dom0's heap), its connection's port list and
+    /// backlog queue.
+    pub memory_bytes: u64,
+    /// Its RX backlog: the most bytes of frames it held at once, and the bound (XSA-392).
+    pub rx_backlog_peak_bytes: u64,
+    pub rx_backlog_limit_bytes: u64,
 }
 
 /// The toolstack's view: the domctl version found, and the DomUs.

@@ -211,7 +211,7 @@ impl BootReport {
                 for v in &d.vifs {
                     writeln!(
                         w,
-                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls{}",
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; {} B held, backlog peak {} of {} B{}",
                         v.handle,
                         Clean(&v.mac),
                         Clean(&v.state),
@@ -226,6 +226,9 @@ impl BootReport {
                         v.rx_copy_errors,
                         v.grant_copies,
                         v.copy_hypercalls,
+                        v.memory_bytes,
+                        v.rx_backlog_peak_bytes,
+                        v.rx_backlog_limit_bytes,
                         if v.error.is_some() {
                             "; closed by dom0"
                         } else {

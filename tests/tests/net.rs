@@ -172,6 +172,23 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             a.copy_hypercalls > 0 && a.grant_copies >= a.copy_hypercalls,
             "{a:?}"
         );
+        // Issue 12: dom0 memory per vif <= 64 KiB plus the backlog, which stays in its bound
+        // (the receiver's filled up during the transfer: it was used, not idle).
+        for v in [a, b] {
+            check!(
+                out,
+                v.memory_bytes > 0 && v.memory_bytes <= 64 << 10,
+                "vif memory {} B: {v:?}",
+                v.memory_bytes
+            );
+            check!(
+                out,
+                v.rx_backlog_limit_bytes == 1 << 20
+                    && v.rx_backlog_peak_bytes <= v.rx_backlog_limit_bytes,
+                "{v:?}"
+            );
+        }
+        check!(out, b.rx_backlog_peak_bytes > 0, "{b:?}");
     }
     assert_no_domu_leaks(&out);
     let s = serial(&out);

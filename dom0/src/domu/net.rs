@@ -88,6 +88,16 @@ struct NetVif {
     /// Counters of earlier connections (a reconnect starts a new `Link`).
     past: netback::vif::VifCounters,
     rx_dropped_past: u64,
+    /// dom0 memory this vif's record and creation took (its xenstore nodes, its switch port:
+    /// heap measured around them, plus the record itself).
+    heap_bytes: u64,
+    /// The largest RX backlog of any of its connections, bytes.
+    rx_backlog_peak: u64,
+}
+
+/// dom0 heap bytes in use now.
+fn heap_used() -> u64 {
+    crate::heap::stats().1
 }
 
 /// What dom0's web server serves: the boot report as JSON and as text.
@@ -172,9 +182,12 @@ impl Net {
         vifs: &[(u32, MacAddress)],
     ) -> Result<(), String> {
         for &(handle, mac) in vifs {
+            let before = heap_used();
             let dev = VifDevice::create(server, domid, handle, mac)
                 .map_err(|e| format!("vif {handle}: {e}"))?;
             let port = self.switch.add_port();
+            let heap_bytes =
+                heap_used().saturating_sub(before) + core::mem::size_of::<NetVif>() as u64;
             info!("vif {domid}.{handle}: {mac}, switch port {port}, waiting for netfront");
             self.vifs.push(NetVif {
                 dev,
@@ -183,6 +196,8 @@ impl Net {
                 connects: 0,
                 past: Default::default(),
                 rx_dropped_past: 0,
+                heap_bytes,
+                rx_backlog_peak: 0,
             });
         }
         Ok(())
@@ -342,6 +357,7 @@ impl Net {
     fn release(&mut self, x: &Xen, k: usize, a: Attached, free: &mut Vec<u64>) {
         let v = &mut self.vifs[k];
         add_counters(&mut v.past, &a.link.counters);
+        v.rx_backlog_peak = v.rx_backlog_peak.max(a.link.rxq.counters.peak_bytes);
         v.rx_dropped_past += a.link.rxq.counters.dropped_full + a.link.rxq.counters.dropped_stale;
         for p in &a.ports {
             if let Err(e) = ops::evtchn_close(x, *p) {
@@ -394,6 +410,11 @@ impl Net {
             rx_dropped += a.link.rxq.counters.dropped_full + a.link.rxq.counters.dropped_stale;
         }
         let sw = self.switch.counters(v.port).unwrap_or_default();
+        let backlog_peak = v
+            .att
+            .as_ref()
+            .map_or(0, |a| a.link.rxq.counters.peak_bytes)
+            .max(v.rx_backlog_peak);
         VifSummary {
             handle: v.dev.handle,
             mac: format!("{}", v.dev.mac),
@@ -412,6 +433,16 @@ impl Net {
             switch_flooded: sw.flooded,
             switch_dropped: sw.dropped,
             error: v.dev.error.clone(),
+            // The connection adds its port list and the backlog's queue of frame handles (at
+            // most MAX_PACKETS entries); the rings are the guest's pages mapped into window
+            // slots, not dom0 memory; the frames' bytes are the backlog below.
+            memory_bytes: v.heap_bytes
+                + v.att.as_ref().map_or(0, |a| {
+                    (a.ports.capacity() * core::mem::size_of::<EvtchnPort>()
+                        + a.link.rxq.queue_bytes()) as u64
+                }),
+            rx_backlog_peak_bytes: backlog_peak,
+            rx_backlog_limit_bytes: netback::rx::MAX_BYTES as u64,
         }
     }
 }

@@ -136,8 +136,16 @@ arg() {
 }
 # domu-ip=ADDR/PREFIX [domu-ping=PEER]: bring up eth0 (netfront, a module in Debian's kernel)
 # and ping the peer through dom0's switch.
+# domu-nic=virtio: the bench's baseline (QEMU without Xen): load the virtio-net modules
+# listed in /lib/modules/virtio/order instead of netfront.
 if ip=$(arg domu-ip); then
-    $bb insmod /lib/modules/xen-netfront.ko || echo "DOMU-INIT: insmod xen-netfront failed"
+    if [ "$(arg domu-nic)" = virtio ]; then
+        for m in $($bb cat /lib/modules/virtio/order 2>/dev/null); do
+            $bb insmod "/lib/modules/virtio/$m" || echo "DOMU-INIT: insmod $m failed"
+        done
+    else
+        $bb insmod /lib/modules/xen-netfront.ko || echo "DOMU-INIT: insmod xen-netfront failed"
+    fi
     n=0
     while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do $bb sleep 0.1; n=$((n + 1)); done
     if [ -e /sys/class/net/eth0 ]; then
@@ -239,6 +247,12 @@ $bb reboot -f
 /// `/dev/console` (so init has a console before devtmpfs is mounted) and the directories
 /// `/init` mounts on.
 pub fn initramfs(busybox: &[u8], netfront: &[u8]) -> Vec<u8> {
+    initramfs_with(busybox, netfront, &[])
+}
+
+/// [`initramfs`] plus `virtio` modules (name, bytes) in `/lib/modules/virtio/`, listed in load
+/// order in its `order` file (the bench's baseline guest, `guest/virtio.rs`).
+pub fn initramfs_with(busybox: &[u8], netfront: &[u8], virtio: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut w = CpioWriter::new();
     for d in [
         "bin",
@@ -254,6 +268,16 @@ pub fn initramfs(busybox: &[u8], netfront: &[u8]) -> Vec<u8> {
         w.dir(d, if d == "tmp" { 0o1777 } else { 0o755 });
     }
     w.file("lib/modules/xen-netfront.ko", 0o644, netfront);
+    if !virtio.is_empty() {
+        w.dir("lib/modules/virtio", 0o755);
+        let mut order = String::new();
+        for (name, bytes) in virtio {
+            w.file(&format!("lib/modules/virtio/{name}"), 0o644, bytes);
+            order.push_str(name);
+            order.push('\n');
+        }
+        w.file("lib/modules/virtio/order", 0o644, order.as_bytes());
+    }
     w.char_dev("dev/console", 0o600, 5, 1);
     w.file("bin/busybox", 0o755, busybox);
     w.file("init", 0o755, INIT_SCRIPT.as_bytes());

@@ -125,10 +125,12 @@ fn a_frontend_that_posts_nothing_gets_a_bounded_backlog() {
     }
     assert_eq!(accepted, MAX_PACKETS);
     assert_eq!(q.counters.dropped_full, 10_000 - MAX_PACKETS as u64);
+    assert_eq!(q.counters.peak_bytes, MAX_PACKETS as u64 * 1500);
     // Big packets hit the byte bound first.
     let mut q = RxQueue::new();
     let n = (0..100).filter(|_| q.push(vec![0; 60_000], 0)).count();
     assert_eq!(n, MAX_BYTES / 60_000);
+    assert!(q.counters.peak_bytes <= MAX_BYTES as u64);
     // Waiting too long: dropped, and room comes back.
     q.expire(DRAIN_NS - 1);
     assert_eq!(q.counters.dropped_stale, 0);
