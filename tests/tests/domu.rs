@@ -145,3 +145,61 @@ fn crashing_domu_is_removed_and_the_other_keeps_running() {
     }
     assert_no_domu_leaks(&out);
 }
+
+/// (d) A DomU that reboots is rebuilt from the bundle and boots again (issue 14): xl's default
+/// policy, restart on reboot at most `MAX_RESTARTS` times in a row, then leave it destroyed (a
+/// boot loop). Its init reboots every time, so it boots four times, each a new domain that
+/// runs init, and dom0 stops after the third restart; Xen frees all four.
+#[test]
+fn rebooting_domu_is_rebuilt_and_boots_again() {
+    let out = boot(&domu_config(
+        XenVersion::V4_20,
+        1,
+        "test-domu-reboot",
+        &["bouncy:cmdline=domu-test=reboot"],
+        &[],
+    ));
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    let max = u64::from(toolstack::domain::MAX_RESTARTS);
+    let lives: Vec<&report::DomuSummary> = tests::dom0(&out)
+        .toolstack
+        .as_ref()
+        .map(|t| t.domus.iter().filter(|d| d.name == "bouncy").collect())
+        .unwrap_or_default();
+    check!(
+        out,
+        lives.len() as u64 == max + 1,
+        "bouncy ran {} times, expected {}: {lives:?}",
+        lives.len(),
+        max + 1
+    );
+    let mut domids = Vec::new();
+    for (k, d) in lives.iter().enumerate() {
+        check!(
+            out,
+            d.restarts == k as u64 && d.state.name() == "reboot",
+            "life {k}: restarts {}, state {}",
+            d.restarts,
+            d.state
+        );
+        check!(
+            out,
+            d.console.iter().any(|l| l.starts_with("DOMU-INIT: up 6."))
+                && d.console.iter().any(|l| l == "DOMU-INIT: rebooting"),
+            "life {k} did not boot to init and reboot: {:?}",
+            d.console
+        );
+        check!(out, !domids.contains(&d.domid), "domid {} reused", d.domid);
+        domids.push(d.domid);
+    }
+    let log = serial(&out);
+    for k in 1..=max {
+        let want = format!("domu bouncy: restarting (restart {k})");
+        check!(out, log.contains(&want), "the serial log lacks {want:?}");
+    }
+    let over = format!("domu bouncy: restarting (restart {})", max + 1);
+    check!(out, !log.contains(&over), "dom0 restarted past the limit");
+    // Xen's own account: every one of the four domains is gone (getdomaininfo).
+    assert_no_domu_leaks(&out);
+}

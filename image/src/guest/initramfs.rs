@@ -236,6 +236,10 @@ case $cmdline in
         echo "DOMU-INIT: staying"
         while true; do $bb sleep 1; done
         ;;
+    *" domu-test=reboot "*)
+        echo "DOMU-INIT: rebooting"
+        $bb reboot -f
+        ;;
 esac
 echo "DOMU-INIT: powering off"
 $bb poweroff -f
