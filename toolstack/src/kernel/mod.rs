@@ -10,6 +10,7 @@ use core::fmt;
 
 pub mod bzimage;
 pub mod compression;
+pub mod decompress;
 pub mod elf;
 
 pub use bzimage::{BzError, BzPayload, locate_payload};
