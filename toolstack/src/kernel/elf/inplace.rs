@@ -7,12 +7,14 @@
 //! distance from the base, so segments only move down and a move never overwrites bytes a
 //! later move still reads.
 //!
-//! Which base: [`in_place_base`] gives the highest base at which no segment moves up
-//! (`max(p_paddr - p_offset)`; for Debian's 6.1 kernel 0xE00000 = first `p_paddr` 0x1000000
-//! minus its `p_offset` 0x200000, and only the per-CPU and init segments move). Linux's own
-//! choice is the bzImage's `pref_address` (`LOAD_PHYSICAL_ADDR`, the first `p_paddr`), with the
-//! setup header's `init_size` bytes from it; any base at or below [`in_place_base`] works if the
-//! slice is [`InPlace::span`] bytes long.
+//! Which base: a segment moves to `p_paddr - base`, down (or not at all) when that is at most
+//! `p_offset`, so [`in_place_base`] gives the lowest base at which no segment moves up,
+//! `max(p_paddr - p_offset)`: for Debian's 6.1 kernel 0xE00000 (the first `p_paddr` 0x1000000
+//! minus its `p_offset` 0x200000; then only the per-CPU and init segments move). Linux's own
+//! choice is the highest, the first `p_paddr` (the bzImage's `pref_address`,
+//! `LOAD_PHYSICAL_ADDR`), with the setup header's `init_size` bytes from it. Any base from
+//! [`in_place_base`] up to the first segment's address works if the slice is [`InPlace::span`]
+//! bytes long.
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -39,8 +41,8 @@ pub struct InPlace {
     pub span: u64,
 }
 
-/// The highest base (guest address of the file's first byte) at which every segment moves
-/// down or stays: the largest `p_paddr - p_offset` over the loadable segments.
+/// The lowest base (guest address of the file's first byte) at which every segment moves down
+/// or stays: the largest `p_paddr - p_offset` over the loadable segments.
 pub fn in_place_base(elf: &[u8]) -> Result<u64, ElfError> {
     let k = parse(elf)?;
     let mut base = 0;
