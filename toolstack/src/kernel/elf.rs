@@ -9,6 +9,9 @@ use core::ops::Range;
 
 use xen::le::{get_u16 as u16_at, get_u32 as u32_at, get_u64 as u64_at};
 
+mod inplace;
+pub use inplace::{InPlace, Move, in_place_base, load_in_place, plan_in_place};
+
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit physical entry point of the PVH ABI.
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// `XEN_ELFNOTE_SUPPORTED_FEATURES`.
@@ -92,6 +95,17 @@ pub enum ElfError {
     },
     BadPvhEntrySize(usize),
     EntryOutsideSegments(u32),
+    /// The segment at `paddr` cannot be moved into place inside the decompressed file
+    /// ([`load_in_place`]).
+    NotInPlace {
+        paddr: u64,
+        why: &'static str,
+    },
+    /// Loading in place needs `needed` bytes from the base, the slice has `room`.
+    InPlaceRoom {
+        needed: u64,
+        room: usize,
+    },
 }
 
 impl core::error::Error for ElfError {}
@@ -145,6 +159,14 @@ impl fmt::Display for ElfError {
             ElfError::EntryOutsideSegments(e) => {
                 write!(f, "PVH entry {e:#x} is outside every loadable segment")
             }
+            ElfError::NotInPlace { paddr, why } => {
+                write!(f, "segment at {paddr:#x} cannot be loaded in place: {why}")
+            }
+            ElfError::InPlaceRoom { needed, room } => write!(
+                f,
+                "loading the kernel in place needs {needed} bytes from its base, the mapping \
+                 has {room}"
+            ),
         }
     }
 }

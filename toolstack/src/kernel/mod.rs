@@ -12,6 +12,8 @@ pub mod bzimage;
 pub mod compression;
 pub mod decompress;
 pub mod elf;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use bzimage::{BzError, BzPayload, locate_payload};
 pub use compression::Compression;
