@@ -36,6 +36,7 @@ global_asm!(
     efer_lme = const EFER_LME,
     cr0_pg_wp = const CR0_PG_WP,
     boot_stack_size = const BOOT_STACK_SIZE,
+    stack_guard = const STACK_GUARD,
 );
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY` (public/elfnote.h): the PVH entry point note.
@@ -89,14 +90,29 @@ pub static BOOT_PDPT: BootCell<PageTable> = BootCell::new(PageTable::new());
 #[unsafe(no_mangle)]
 pub static BOOT_PD: BootCell<[PageTable; 4]> = BootCell::new([const { PageTable::new() }; 4]);
 
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// The boot vCPU's stack: boot, then the DomU service loop and the domain builder (whose
+/// decompressors keep tens of KiB of state in their frames).
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
+/// The page below the boot stack, left unmapped (`mem::guard_boot_stack`): an overflow faults
+/// there (a reported double fault on its own IST stack) instead of overwriting the page tables
+/// that sit below it in .bss.
+pub const STACK_GUARD: usize = 4096;
 
 #[repr(C, align(16))]
 pub struct Stack<const N: usize>(pub [u8; N]);
 
+/// A stack with its guard page first (the stack grows down towards it).
+#[repr(C, align(4096))]
+pub struct GuardedStack<const N: usize> {
+    pub guard: [u8; STACK_GUARD],
+    pub stack: [u8; N],
+}
+
 #[unsafe(no_mangle)]
-pub static BOOT_STACK: BootCell<Stack<BOOT_STACK_SIZE>> =
-    BootCell::new(Stack([0; BOOT_STACK_SIZE]));
+pub static BOOT_STACK: BootCell<GuardedStack<BOOT_STACK_SIZE>> = BootCell::new(GuardedStack {
+    guard: [0; STACK_GUARD],
+    stack: [0; BOOT_STACK_SIZE],
+});
 
 unsafe extern "C" {
     static __image_start: u8;

@@ -41,7 +41,9 @@ const PAGE: u64 = 4096;
 const CHUNK_PAGES: u64 = 1024;
 /// Window slots for ring pages (two per DomU), before the copy chunk.
 const RING_SLOTS: u64 = 512;
-const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES;
+/// Pages for `GuestMemory::with_mapped` (a kernel decompressed in place), after the chunk.
+const MAPPED_PAGES: u64 = toolstack::builder::MAX_MAPPED / PAGE;
+const WINDOW_PAGES: u64 = RING_SLOTS + CHUNK_PAGES + MAPPED_PAGES;
 
 mod memory;
 pub mod net;
@@ -285,6 +287,7 @@ impl Toolstack<'_> {
         let mut mem = ForeignMem {
             x: &x,
             chunk_gfn: self.window + RING_SLOTS,
+            mapped_gfn: self.window + RING_SLOTS + CHUNK_PAGES,
             pages: 0,
         };
         let cfg = DomainConfig {

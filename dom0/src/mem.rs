@@ -183,6 +183,48 @@ impl PhysRead for IdentityMem {
     }
 }
 
+/// The 4 KiB page table that replaces the 2 MiB page holding the boot stack's guard page.
+static GUARD_PT: crate::cell::BootCell<PageTable> = crate::cell::BootCell::new(PageTable::new());
+
+/// Unmap the guard page below the boot stack (`boot::STACK_GUARD`): the 2 MiB page that holds
+/// it is split into 4 KiB pages with the same (write-back) attributes, all present but the
+/// guard. Call once, after [`refine_cacheability`], before the APs start. Returns the guard's
+/// address.
+pub fn guard_boot_stack() -> Result<u64, &'static str> {
+    let guard = crate::boot::BOOT_STACK.get() as u64;
+    if !guard.is_multiple_of(4096) || guard >= MAPPED_LIMIT {
+        return Err("the boot stack's guard page is not a page below 4 GiB");
+    }
+    let i = guard >> 21;
+    let (t, e) = ((i / 512) as usize, (i % 512) as usize);
+    let pd = crate::boot::BOOT_PD.get();
+    let pt = GUARD_PT.get();
+    // SAFETY: single-threaded boot (the APs are not up); the boot page directory is live and
+    // only `mem` edits it. GUARD_PT is a static table used by nothing else; it is filled with
+    // the same identity mapping the 2 MiB entry gives (write-back RAM: the image), minus the
+    // guard page, before the directory entry points at it, and the TLB is flushed after.
+    unsafe {
+        let entry = &mut (&mut *pd)[t][e];
+        let flags = entry.flags();
+        if !flags.contains(Flags::PRESENT | Flags::HUGE_PAGE) {
+            return Err("the page holding the boot stack's guard is not a 2 MiB page");
+        }
+        let small = (flags - Flags::HUGE_PAGE) & (TABLE | UNCACHED);
+        let base = i << 21;
+        for (k, pte) in (&mut *pt).iter_mut().enumerate() {
+            let addr = base + ((k as u64) << 12);
+            if addr == guard {
+                pte.set_unused();
+            } else {
+                pte.set_addr(PhysAddr::new(addr), small);
+            }
+        }
+        entry.set_addr(PhysAddr::new(pt as u64), TABLE);
+    }
+    x86_64::instructions::tlb::flush_all();
+    Ok(guard)
+}
+
 /// Set the cache attribute of every 2 MiB page of the low 4 GiB: write-back if it holds any
 /// RAM/ACPI/NVS, uncached otherwise (MMIO, MMCONFIG, holes). Returns (write-back, uncached)
 /// page counts.

@@ -260,6 +260,15 @@ pub fn describe(bytes: &[u8]) -> Result<String> {
         let _ = write!(s, "  {} {}: {} bytes", f.kind, f.name, f.data.len());
         if f.kind == FileKind::Kernel {
             let _ = write!(s, ", {}", kernel_format(f.data));
+            // What dom0's domain builder will do with it (the same code decides in dom0).
+            match toolstack::builder::kernel_plan(f.data) {
+                Ok(plan) => {
+                    let _ = write!(s, "; dom0: {plan}");
+                }
+                Err(why) => {
+                    let _ = write!(s, "; dom0 CANNOT boot it: {why}");
+                }
+            }
         }
         s.push('\n');
     }

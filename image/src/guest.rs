@@ -48,6 +48,9 @@ pub const KERNEL_ENTRY: &str = "linux";
 pub const INITRD_ENTRY: &str = "initramfs";
 /// Name of the test guest's kernel entry in a bundle made by [`domu_bundle`].
 pub const TESTGUEST_ENTRY: &str = "testguest";
+/// Name of the bzImage entry (the kernel as Debian ships it) in a bundle made by
+/// [`domu_bundle`].
+pub const VMLINUZ_ENTRY: &str = "vmlinuz";
 /// Test guest memory when `memory=` is not given (MiB): it needs little more than its image.
 pub const TESTGUEST_MEMORY_MIB: u64 = 32;
 /// The start of every DomU command line; a [`DomuSpec`]'s `cmdline_extra` is appended.
@@ -68,6 +71,8 @@ pub struct GuestFiles {
     pub busybox_package: String,
     /// The compacted kernel ELF.
     pub vmlinux: PathBuf,
+    /// The bzImage as the package ships it (`/boot/vmlinuz-<version>`).
+    pub vmlinuz: PathBuf,
     /// The newc initramfs.
     pub initramfs: PathBuf,
     /// The value of the kernel's `XEN_ELFNOTE_PHYS32_ENTRY` note.
@@ -160,6 +165,7 @@ fn cached(root: &Path) -> Result<Option<GuestFiles>> {
         kernel_package,
         busybox_package,
         vmlinux: elf_path,
+        vmlinuz: dir.join("vmlinuz"),
         initramfs,
         phys32_entry,
     }))
@@ -263,6 +269,7 @@ fn download_and_build(work: &Path, root: &Path, quiet: bool) -> Result<GuestFile
         kernel_package,
         busybox_package,
         vmlinux: dir.join("vmlinux.elf"),
+        vmlinuz: dir.join("vmlinuz"),
         initramfs,
         phys32_entry,
     })
@@ -584,9 +591,12 @@ pub mod virtio;
 /// Which kernel a `--domu` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DomuKernel {
-    /// Debian's Linux with the busybox initramfs ([`fetch_linux`]).
+    /// Debian's Linux with the busybox initramfs ([`fetch_linux`]), as the ELF taken out of
+    /// its bzImage on the host.
     #[default]
     Linux,
+    /// The same kernel as the package ships it: the bzImage, which dom0 decompresses itself.
+    Vmlinuz,
     /// The project's hostile test guest (the `testguest` crate, built by
     /// [`crate::setup::build_testguest`]): no initrd; it floods its console, xenstore and event
     /// channels and ignores `control/shutdown`.
@@ -598,6 +608,7 @@ impl DomuKernel {
     pub fn name(self) -> &'static str {
         match self {
             DomuKernel::Linux => "linux",
+            DomuKernel::Vmlinuz => "vmlinuz",
             DomuKernel::Testguest => "testguest",
         }
     }
@@ -606,7 +617,7 @@ impl DomuKernel {
 /// A DomU running the fetched guest (or the test guest), as `cargo image run --domu
 /// NAME[:OPTS]` describes it.
 ///
-/// `FromStr`: `NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT]`;
+/// `FromStr`: `NAME[:kernel=linux|vmlinuz|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT]`;
 /// `cmdline=` must come last and takes the rest verbatim (commas included). For Linux its text
 /// is appended to [`DEFAULT_CMDLINE`]; the test guest gets it alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -643,8 +654,10 @@ impl DomuSpec {
         let extra = self.cmdline_extra.trim();
         match self.kernel {
             DomuKernel::Testguest => extra.to_string(),
-            DomuKernel::Linux if extra.is_empty() => DEFAULT_CMDLINE.to_string(),
-            DomuKernel::Linux => format!("{DEFAULT_CMDLINE} {extra}"),
+            DomuKernel::Linux | DomuKernel::Vmlinuz if extra.is_empty() => {
+                DEFAULT_CMDLINE.to_string()
+            }
+            DomuKernel::Linux | DomuKernel::Vmlinuz => format!("{DEFAULT_CMDLINE} {extra}"),
         }
     }
 
@@ -653,6 +666,7 @@ impl DomuSpec {
     pub fn domain_input(&self) -> DomainSpecInput {
         let (kernel, initrd) = match self.kernel {
             DomuKernel::Linux => (KERNEL_ENTRY, Some(INITRD_ENTRY.to_string())),
+            DomuKernel::Vmlinuz => (VMLINUZ_ENTRY, Some(INITRD_ENTRY.to_string())),
             DomuKernel::Testguest => (TESTGUEST_ENTRY, None),
         };
         DomainSpecInput {
@@ -708,8 +722,11 @@ impl FromStr for DomuSpec {
                     kernel = true;
                     spec.kernel = match value {
                         "linux" => DomuKernel::Linux,
+                        "vmlinuz" => DomuKernel::Vmlinuz,
                         "testguest" => DomuKernel::Testguest,
-                        _ => return Err(format!("kernel={value:?}: linux or testguest")),
+                        _ => {
+                            return Err(format!("kernel={value:?}: linux, vmlinuz or testguest"));
+                        }
                     };
                 }
                 "memory" if !memory => {
@@ -758,15 +775,25 @@ pub fn domu_bundle(
     }
     let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", p.display()));
     let mut files = Vec::new();
-    if domus.iter().any(|d| d.kernel == DomuKernel::Linux) {
+    let uses = |k: DomuKernel| domus.iter().any(|d| d.kernel == k);
+    if uses(DomuKernel::Linux) || uses(DomuKernel::Vmlinuz) {
         let Some(guest) = linux else {
             bail!("a Linux DomU needs the Debian guest (cargo image fetch-linux)");
         };
-        files.push((
-            FileKind::Kernel,
-            KERNEL_ENTRY.to_string(),
-            read(&guest.vmlinux)?,
-        ));
+        if uses(DomuKernel::Linux) {
+            files.push((
+                FileKind::Kernel,
+                KERNEL_ENTRY.to_string(),
+                read(&guest.vmlinux)?,
+            ));
+        }
+        if uses(DomuKernel::Vmlinuz) {
+            files.push((
+                FileKind::Kernel,
+                VMLINUZ_ENTRY.to_string(),
+                read(&guest.vmlinuz)?,
+            ));
+        }
         files.push((
             FileKind::Initrd,
             INITRD_ENTRY.to_string(),

@@ -351,7 +351,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         None
     } else {
         let uses = |k: guest::DomuKernel| cfg.domus.iter().any(|d| d.kernel == k);
-        let linux = match uses(guest::DomuKernel::Linux) {
+        let linux = match uses(guest::DomuKernel::Linux) || uses(guest::DomuKernel::Vmlinuz) {
             true => Some(guest::fetch_linux(&target_dir(), cfg.quiet)?),
             false => None,
         };

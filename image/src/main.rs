@@ -113,9 +113,10 @@ struct RunArgs {
     /// module like --module.
     #[arg(long, conflicts_with = "module")]
     bundle: Option<PathBuf>,
-    /// A DomU running Debian's Linux with a busybox initramfs, or with kernel=testguest the
-    /// project's hostile test guest (repeatable):
-    /// NAME[:kernel=linux|testguest][,memory=MIB][,vcpus=N][,vif[=MAC]...][,cmdline=TEXT]
+    /// A DomU running Debian's Linux with a busybox initramfs (kernel=linux: the ELF taken out
+    /// of the bzImage on the host; kernel=vmlinuz: the bzImage as shipped, decompressed by
+    /// dom0), or with kernel=testguest the project's hostile test guest (repeatable):
+    /// NAME[:kernel=linux|vmlinuz|testguest][,memory=MIB][,vcpus=N][,vif[=MAC]...][,cmdline=TEXT]
     /// (defaults linux, 128 MiB (testguest 32 MiB), 1 vCPU, no vif; for Linux TEXT is
     /// appended to "console=hvc0 loglevel=4"; it must come last; `domu-ip=ADDR/PREFIX
     /// domu-ping=PEER` makes the test init bring up eth0 and ping PEER). The DomUs are packed into a boot bundle in the run

@@ -203,3 +203,116 @@ fn rebooting_domu_is_rebuilt_and_boots_again() {
     // Xen's own account: every one of the four domains is gone (getdomaininfo).
     assert_no_domu_leaks(&out);
 }
+
+/// (e) Issue 14: the Debian kernel exactly as its package ships it (`/boot/vmlinuz-*`, a
+/// bzImage with an XZ payload, not unwrapped on the host) boots to init: dom0 decompresses the
+/// payload straight into the DomU's memory and loads the ELF inside where it lies.
+fn bzimage_domu(xen: XenVersion) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let out = boot(&domu_config(
+        xen,
+        1,
+        &format!("test-domu-bzimage-{major}.{minor}"),
+        &["plain:kernel=vmlinuz"],
+        &[],
+    ));
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    assert_domu_ran(&out, "plain", "poweroff");
+    assert_no_domu_leaks(&out);
+    let d = domu(&out, "plain");
+    let step = |name: &str| {
+        d.build_steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, ns)| *ns)
+    };
+    check!(
+        out,
+        step("decompress") > 0 && step("kernel") > 0,
+        "build steps {:?}",
+        d.build_steps
+    );
+    let m = tests::dom0(&out)
+        .modules
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let described = matches!(&m.status, report::ModuleStatus::Used(what)
+        if what.contains("kernel vmlinuz: bzImage") && what.contains("xz payload"));
+    check!(out, described, "bundle status {:?}", m.status);
+}
+
+#[test]
+fn debian_bzimage_boots_under_xen_4_17() {
+    bzimage_domu(XenVersion::V4_17);
+}
+
+#[test]
+fn debian_bzimage_boots_under_xen_4_20() {
+    bzimage_domu(XenVersion::V4_20);
+}
+
+/// (f) A bzImage whose payload is corrupt is refused with the decoder's error (the format and
+/// the offset), the half-built domain is destroyed, and dom0 serves the other DomU as usual.
+#[test]
+fn corrupt_bzimage_is_refused_and_the_other_domu_runs() {
+    use toolstack::bundle::FileKind;
+    let g = image::guest::fetch_linux(&image::target_dir(), true).expect("the Debian guest");
+    let mut broken = std::fs::read(&g.vmlinuz).expect("the cached bzImage");
+    let p = toolstack::kernel::locate_payload(&broken).expect("its payload");
+    // A byte in the middle of the XZ stream: LZMA2 data the decoder or the CRC32 rejects.
+    broken[p.offset + p.len / 2] ^= 0x5a;
+    let domain = |spec: &str| -> image::bundle::DomainSpecInput { spec.parse().expect(spec) };
+    let domains = [
+        domain(
+            "name=broken,memory=128,vcpus=1,kernel=broken,initrd=initramfs,device=console,cmdline=console=hvc0",
+        ),
+        domain(
+            "name=demo,memory=128,vcpus=1,kernel=linux,initrd=initramfs,device=console,cmdline=console=hvc0 loglevel=4",
+        ),
+    ];
+    let read = |p: &std::path::Path| std::fs::read(p).expect("guest file");
+    let files = [
+        (FileKind::Kernel, "broken".to_string(), broken),
+        (FileKind::Kernel, "linux".to_string(), read(&g.vmlinux)),
+        (
+            FileKind::Initrd,
+            "initramfs".to_string(),
+            read(&g.initramfs),
+        ),
+    ];
+    let bytes = image::bundle::pack(&domains, &files).expect("pack");
+    let dir = image::target_dir().join("test-data");
+    std::fs::create_dir_all(&dir).expect("test-data dir");
+    let path = dir.join("bundle-bzimage-corrupt.bin");
+    std::fs::write(&path, &bytes).expect("write bundle");
+    let mut cfg = tests::config(XenVersion::V4_20, 1, "test-domu-bzimage-corrupt");
+    cfg.timeout = tests::DOMU_TIMEOUT;
+    cfg.module = Some(path);
+    cfg.dom0_mem_mib = 256;
+    cfg.mem_mib = 256 + 2 * 128 + 256;
+    cfg.expect_errors = vec!["domu broken: build failed".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    assert_domu_ran(&out, "demo", "poweroff");
+    let b = domu(&out, "broken");
+    check!(
+        out,
+        b.state.name() == "build failed"
+            && b.errors
+                .iter()
+                .any(|e| e.contains("decompress kernel") && e.contains("xz")),
+        "broken: {} {:?}",
+        b.state,
+        b.errors
+    );
+    check!(
+        out,
+        b.errors.iter().any(|e| e.contains("destroyed again")),
+        "the half-built domain was not destroyed: {:?}",
+        b.errors
+    );
+    assert_no_domu_leaks(&out);
+}

@@ -27,7 +27,7 @@ use xen::domctl::{self, CreateDomain, DomId, DomctlVersion, hvmctx, param};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
-use crate::kernel::elf;
+use crate::kernel::{Compression, KernelFormat, bzimage, decompress, elf, kernel_format};
 
 pub const PAGE: u64 = 4096;
 /// Start of the MMIO hole for a PVH guest without a device model (libxl: the lowest of the
@@ -63,7 +63,22 @@ pub trait GuestMemory {
     /// Write v1 grant entries (ref, `grant_entry_v1` bytes) into frame 0 of `dom`'s grant
     /// table, each entry's flags last.
     fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError>;
+    /// Give `f` the `len` bytes at `gpa` of `dom` as one writable slice, and keep what it
+    /// wrote. A kernel decompressed in place needs its whole output at once (the output is the
+    /// decoder's dictionary): dom0 maps the DomU's frames into its window for the call
+    /// (at most [`MAX_MAPPED`] bytes), with no copy in its heap.
+    fn with_mapped(
+        &mut self,
+        dom: DomId,
+        gpa: u64,
+        len: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), XenError>;
 }
+
+/// The most bytes [`GuestMemory::with_mapped`] maps at once: a distribution kernel's
+/// decompressed ELF is 30-70 MiB.
+pub const MAX_MAPPED: u64 = 128 << 20;
 
 /// `GNTTAB_RESERVED_CONSOLE` and `GNTTAB_RESERVED_XENSTORE` (public/grant_table.h).
 pub const GNTTAB_RESERVED_CONSOLE: u32 = 0;
@@ -329,16 +344,123 @@ fn populate(h: &dyn Hypercall, dom: DomId, order: u32, frames: &[u64]) -> Result
     Ok(())
 }
 
-/// Build the domain, leaving it paused. `acpi` is the ACPI block for [`ACPI_BASE`] (empty for
-/// none); make it with `acpi_fixup::domu::domu_tables(vcpus, ACPI_BASE)`.
+/// Where the kernel's bytes come from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// A plain ELF (`vmlinux`): its segments are copied from the file.
+    Elf(&'a [u8]),
+    /// A bzImage: its payload is decompressed straight into the guest at `base` (the image's
+    /// `pref_address`, where Linux's own decompressor puts it) through one mapping of `span`
+    /// bytes, then the ELF inside is loaded in place ([`elf::load_in_place`]).
+    Bz {
+        payload: &'a [u8],
+        compression: Compression,
+        base: u64,
+        span: u64,
+        /// The output slice the decoder needs ([`decompress::output_room`]).
+        room: u64,
+    },
+}
+
+/// What kind of kernel `image` is and, for a bzImage, the guest range it is decompressed into;
+/// the kernel to plan with (for a bzImage: that range, entry unknown until it is loaded).
+fn prepare(image: &[u8]) -> Result<(elf::Kernel, Source<'_>), BuildError> {
+    let p = match kernel_format(image) {
+        KernelFormat::BzImage { payload: Ok(p), .. } => p,
+        KernelFormat::BzImage {
+            payload: Err(e), ..
+        } => return Err(err("parse kernel", format!("bzImage: {e}"))),
+        _ => {
+            let k = elf::parse(image).map_err(|e| err("parse kernel", format!("{e}")))?;
+            return Ok((k, Source::Elf(image)));
+        }
+    };
+    let bad = |m: String| err("parse kernel", format!("bzImage: {m}"));
+    let payload = image
+        .get(p.offset..p.offset + p.len)
+        .ok_or_else(|| bad(String::from("payload past the end")))?;
+    let room =
+        decompress::output_room(p.compression, payload).map_err(|e| bad(format!("{e}")))? as u64;
+    let (base, init_size) = bzimage::load_range(image).ok_or_else(|| {
+        bad(format!(
+            "boot protocol {:#06x} has no pref_address/init_size (2.10 or later needed)",
+            p.protocol
+        ))
+    })?;
+    if base < 1 << 20 || !base.is_multiple_of(PAGE) {
+        return Err(bad(format!(
+            "pref_address {base:#x}: not page-aligned above 1 MiB"
+        )));
+    }
+    let span = room.max(init_size).next_multiple_of(PAGE);
+    if span > MAX_MAPPED {
+        return Err(bad(format!(
+            "needs {} MiB to decompress into, more than the {} MiB dom0 maps at once",
+            span >> 20,
+            MAX_MAPPED >> 20
+        )));
+    }
+    let k = elf::Kernel {
+        segments: Vec::new(),
+        entry: 0,
+        features: None,
+        guest_os: None,
+        start: base,
+        end: base + span,
+    };
+    Ok((
+        k,
+        Source::Bz {
+            payload,
+            compression: p.compression,
+            base,
+            span,
+            room,
+        },
+    ))
+}
+
+/// What [`build`] will do with `image` as a DomU's kernel, in words (for `cargo image bundle`
+/// and dom0's module report), or why it cannot boot it.
+pub fn kernel_plan(image: &[u8]) -> Result<String, String> {
+    match prepare(image).map_err(|e| e.detail)? {
+        (k, Source::Elf(_)) => Ok(format!(
+            "loaded as a PVH ELF ({:#x}..{:#x}, entry {:#x})",
+            k.start, k.end, k.entry
+        )),
+        (
+            _,
+            Source::Bz {
+                payload,
+                compression,
+                base,
+                span,
+                ..
+            },
+        ) => {
+            let size = decompress::decompressed_size(compression, payload).unwrap_or(0);
+            Ok(format!(
+                "decompressed by dom0 ({}, {} -> {size} bytes) into the DomU at {base:#x} \
+                 ({} MiB mapped) and loaded in place",
+                compression.as_str(),
+                payload.len(),
+                span >> 20
+            ))
+        }
+    }
+}
+
+/// Build the domain, leaving it paused. `kernel_image` is a PVH-capable ELF or a bzImage (gzip,
+/// XZ or zstd payload). `acpi` is the ACPI block for [`ACPI_BASE`] (empty for none); make it
+/// with `acpi_fixup::domu::domu_tables(vcpus, ACPI_BASE)`.
 pub fn build(
     env: &mut Env<'_>,
     cfg: &DomainConfig,
-    kernel_elf: &[u8],
+    kernel_image: &[u8],
     initrd: Option<&[u8]>,
     acpi: &[u8],
 ) -> Result<Built, BuildError> {
-    let kernel = elf::parse(kernel_elf).map_err(|e| err("parse kernel", format!("{e}")))?;
+    let (kernel, source) = prepare(kernel_image)?;
     let layout = plan(
         cfg,
         &kernel,
@@ -353,7 +475,7 @@ pub fn build(
     }
     let domid = domctl::create_domain(h, v, &CreateDomain::pvh(cfg.vcpus, handle))
         .map_err(|e| err("createdomain", format!("XEN_DOMCTL_createdomain: {e}")))?;
-    match build_created(env, cfg, &kernel, kernel_elf, initrd, acpi, layout, domid) {
+    match build_created(env, cfg, &kernel, source, initrd, acpi, layout, domid) {
         Ok(b) => Ok(b),
         Err(mut e) => {
             let gone = domctl::destroy(env.xen, env.version, domid);
@@ -372,10 +494,10 @@ fn build_created(
     env: &mut Env<'_>,
     cfg: &DomainConfig,
     kernel: &elf::Kernel,
-    kernel_elf: &[u8],
+    source: Source<'_>,
     initrd: Option<&[u8]>,
     acpi: &[u8],
-    layout: Layout,
+    mut layout: Layout,
     domid: DomId,
 ) -> Result<Built, BuildError> {
     let h = env.xen;
@@ -424,15 +546,50 @@ fn build_created(
     step("populate", (env.now)());
 
     // Kernel segments, bss zeroed.
-    for s in &kernel.segments {
-        let bytes = &kernel_elf[s.offset as usize..(s.offset + s.filesz) as usize];
-        env.mem
-            .write(domid, s.paddr, bytes)
-            .map_err(x("load kernel"))?;
-        if s.memsz > s.filesz {
+    match source {
+        Source::Elf(file) => {
+            for s in &kernel.segments {
+                let bytes = &file[s.offset as usize..(s.offset + s.filesz) as usize];
+                env.mem
+                    .write(domid, s.paddr, bytes)
+                    .map_err(x("load kernel"))?;
+                if s.memsz > s.filesz {
+                    env.mem
+                        .zero(domid, s.paddr + s.filesz, s.memsz - s.filesz)
+                        .map_err(x("zero kernel bss"))?;
+                }
+            }
+        }
+        Source::Bz {
+            payload,
+            compression,
+            base,
+            span,
+            room,
+        } => {
+            // One mapping of the whole range: the decoder's dictionary is its own output.
+            let now = env.now;
+            let mut decompressed_at = 0;
+            let mut loaded: Result<elf::Kernel, BuildError> =
+                Err(err("decompress kernel", "not run"));
             env.mem
-                .zero(domid, s.paddr + s.filesz, s.memsz - s.filesz)
-                .map_err(x("zero kernel bss"))?;
+                .with_mapped(domid, base, span, &mut |out| {
+                    loaded = (|| {
+                        let room = out.len().min(room as usize);
+                        let n = decompress::decompress_into(compression, payload, &mut out[..room])
+                            .map_err(|e| err("decompress kernel", format!("{e}")))?;
+                        decompressed_at = now();
+                        elf::load_in_place(out, n, base)
+                            .map_err(|e| err("load kernel", format!("the decompressed ELF: {e}")))
+                    })();
+                })
+                .map_err(x("map the kernel's range"))?;
+            let k = loaded?;
+            if decompressed_at > 0 {
+                step("decompress", decompressed_at);
+            }
+            layout.kernel = (k.start, k.end);
+            layout.entry = k.entry;
         }
     }
     step("kernel", (env.now)());

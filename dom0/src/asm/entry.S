@@ -121,4 +121,4 @@ long_mode_entry:
     jmp 5b
 
     .global BOOT_STACK_TOP
-    .set BOOT_STACK_TOP, BOOT_STACK + {boot_stack_size}
+    .set BOOT_STACK_TOP, BOOT_STACK + {stack_guard} + {boot_stack_size}

@@ -9,14 +9,32 @@ use toolstack::xenstore::RingPage;
 use xen::domctl::{self, DomId};
 use xen::{Hypercall, XenError};
 
-use super::{CHUNK_PAGES, PAGE};
+use super::{CHUNK_PAGES, MAPPED_PAGES, PAGE};
 
-/// Copies into a DomU through the copy chunk of the window.
+/// Copies into a DomU through the copy chunk of the window, and maps ranges of it whole in the
+/// window's mapped area (`with_mapped`).
 pub struct ForeignMem<'a> {
     pub x: &'a dyn Hypercall,
     pub chunk_gfn: u64,
+    pub mapped_gfn: u64,
     /// Pages copied or zeroed so far.
     pub pages: u64,
+}
+
+/// Undo foreign mappings at dom0's frames `at`, in multicalls of `CHUNK_PAGES`.
+fn unmap_all(x: &dyn Hypercall, at: &[u64]) -> Result<(), XenError> {
+    let mut first_err = None;
+    for part in at.chunks(CHUNK_PAGES as usize) {
+        let r =
+            domctl::unmap_own_batch(x, part).and_then(|rs| match rs.iter().find(|&&r| r != 0) {
+                Some(&r) => Err(XenError(r.unsigned_abs() as i32)),
+                None => Ok(()),
+            });
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 impl ForeignMem<'_> {
@@ -94,6 +112,62 @@ impl GuestMemory for ForeignMem<'_> {
     }
     fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
         self.copy(dom, gpa, len, None)
+    }
+    fn with_mapped(
+        &mut self,
+        dom: DomId,
+        gpa: u64,
+        len: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), XenError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = gpa.checked_add(len).ok_or(XenError::EINVAL)?;
+        let (first, last) = (gpa / PAGE, (end - 1) / PAGE);
+        let n = last - first + 1;
+        if n > MAPPED_PAGES {
+            return Err(XenError::EINVAL);
+        }
+        // Map the whole range, a batch at a time; on a failure undo what was mapped.
+        let mut mapped: Vec<u64> = Vec::with_capacity(n as usize);
+        let mut bad = None;
+        let mut f0 = first;
+        while f0 <= last && bad.is_none() {
+            let k = CHUNK_PAGES.min(last - f0 + 1);
+            let gfns: Vec<u64> = (f0..f0 + k).collect();
+            let base = self.mapped_gfn + (f0 - first);
+            let at: Vec<u64> = (base..base + k).collect();
+            let mut errs = alloc::vec![0i32; k as usize];
+            match domctl::map_foreign(self.x, dom, &gfns, &at, &mut errs) {
+                Err(e) => bad = Some(e),
+                Ok(()) => {
+                    for (i, e) in errs.iter().enumerate() {
+                        if *e == 0 {
+                            mapped.push(at[i]);
+                        } else {
+                            bad.get_or_insert(XenError(e.unsigned_abs() as i32));
+                        }
+                    }
+                }
+            }
+            crate::watchdog::progress();
+            f0 += k;
+        }
+        if let Some(e) = bad {
+            let _ = unmap_all(self.x, &mapped);
+            return Err(e);
+        }
+        let at = (self.mapped_gfn * PAGE + gpa % PAGE) as *mut u8;
+        // SAFETY: [at, at + len) lies in the window's mapped area (n <= MAPPED_PAGES pages
+        // from `mapped_gfn`), identity-mapped write-back by `map_window` and now backed page
+        // for page by the DomU's frames (every map succeeded above); nothing else uses that
+        // area (the builder runs on the boot vCPU, one call at a time), and the slice does not
+        // outlive this call: the frames are unmapped below.
+        let out = unsafe { core::slice::from_raw_parts_mut(at, len as usize) };
+        f(out);
+        self.pages += n;
+        unmap_all(self.x, &mapped)
     }
     fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError> {
         let at = self.chunk_gfn;

@@ -13,6 +13,13 @@ use crate::{boot, heap, mem, time};
 pub fn init(si: &StartInfo, map: &MemoryMap, rep: &mut BootReport) {
     let (wb, uc) = mem::refine_cacheability(map);
     info!("identity map: 4 GiB in 2 MiB pages, {wb} write-back, {uc} uncached");
+    match mem::guard_boot_stack() {
+        Ok(at) => info!(
+            "boot stack: {} KiB, guard page at {at:#x}",
+            boot::BOOT_STACK_SIZE / 1024
+        ),
+        Err(e) => finding::warn(rep, format!("boot stack left without a guard page: {e}")),
+    }
     let image = boot::image_range();
     if !map.is_ram(image.start, image.end - image.start) {
         finding::warn(

@@ -647,6 +647,7 @@ fn domu_bundles_share_one_kernel_and_initrd() {
         kernel_package: "k 1".into(),
         busybox_package: "b 1".into(),
         vmlinux: dir.join("vmlinux.elf"),
+        vmlinuz: dir.join("vmlinuz"),
         initramfs,
         phys32_entry: 0x100_0850,
     };
@@ -680,6 +681,17 @@ fn domu_bundles_share_one_kernel_and_initrd() {
     let long = [DomuSpec::new(&"n".repeat(65))];
     assert!(domu_bundle(&long, Some(&guest), None).is_err());
     assert!(domu_bundle(&[], Some(&guest), None).is_err());
+
+    // The bzImage as shipped: its own kernel entry with the same initrd, and the ELF only if
+    // another DomU uses it.
+    fs::write(dir.join("vmlinuz"), b"a bzImage").unwrap();
+    let bz: [DomuSpec; 1] = ["plain:kernel=vmlinuz".parse().unwrap()];
+    let bytes = domu_bundle(&bz, Some(&guest), None).unwrap();
+    let b = toolstack::bundle::parse(&bytes).unwrap();
+    let names: Vec<&str> = b.files.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["vmlinuz", "initramfs"]);
+    assert_eq!(b.files[0].data, b"a bzImage");
+    assert_eq!(b.domains[0].kernel, "vmlinuz");
 
     // A test guest next to a Linux DomU: its own kernel entry, no initrd; each file only
     // when a DomU needs it, and an error when one is needed but missing.

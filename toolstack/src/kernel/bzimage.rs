@@ -23,6 +23,21 @@ pub const PAYLOAD_OFFSET: usize = 0x248;
 pub const PAYLOAD_LENGTH: usize = 0x24c;
 /// The setup header up to `payload_length`.
 pub const HEADER_END: usize = 0x250;
+/// `pref_address` (protocol 2.10+): where the kernel wants to run (`LOAD_PHYSICAL_ADDR`).
+pub const PREF_ADDRESS: usize = 0x258;
+/// `init_size` (protocol 2.10+): bytes from `pref_address` the kernel needs to boot.
+pub const INIT_SIZE: usize = 0x260;
+
+/// `pref_address` and `init_size` of a bzImage with boot protocol 2.10 or later: the guest
+/// range a builder decompresses the kernel into (Linux's own decompressor works inside it).
+pub fn load_range(image: &[u8]) -> Option<(u64, u64)> {
+    if protocol(image)? < 0x020a {
+        return None;
+    }
+    let pref = xen::le::get_u64(image, PREF_ADDRESS)?;
+    let init = u64::from(get_u32(image, INIT_SIZE)?);
+    Some((pref, init))
+}
 
 /// Where a bzImage's compressed kernel lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,8 @@ pub fn header_len(d: &[u8]) -> Result<usize, DecompressError> {
 }
 
 /// Decompresses one gzip member into `out`; checks CRC32 and ISIZE.
+// Not inlined into the dispatcher: one decoder's state at a time on dom0's stack.
+#[inline(never)]
 pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, DecompressError> {
     let start = header_len(input)?;
     let body = input.get(start..).unwrap_or(&[]);

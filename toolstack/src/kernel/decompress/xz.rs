@@ -301,6 +301,8 @@ fn kind(e: &XzError, room: usize) -> ErrorKind {
 
 /// Decompresses one XZ stream into `out` (which must be [`super::output_room`] bytes at
 /// least; see the module documentation).
+// Not inlined into the dispatcher: one decoder's state at a time on dom0's stack.
+#[inline(never)]
 pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, DecompressError> {
     let layout = stream_layout(input)?;
     let room = out.len();

@@ -151,6 +151,8 @@ fn walk_blocks(
 }
 
 /// Decompresses one zstd frame into `out`; checks the content size and checksum if present.
+// Not inlined into the dispatcher: one decoder's state at a time on dom0's stack.
+#[inline(never)]
 pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, DecompressError> {
     let room = out.len();
     let h = frame_header(input)?;
