@@ -55,6 +55,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     let (si, map) = phase::start::load(start_info_paddr, x, &mut rep);
     let opts = phase::options::apply(&si, x, &mut rep);
     phase::memory::init(&si, &map, &mut rep);
+    phase::options::overflow_stack_test(opts.fault_test);
     phase::events::init(x, &mut rep);
     let vcpus = phase::vcpus::start(x, &opts, &mut rep);
     let p = Dom0Platform { xen: x };

@@ -116,13 +116,16 @@ keyword_enum! {
 keyword_enum! {
     /// `fault-test=`: raise a CPU exception on purpose once the console is up (bring-up and the
     /// test bench use it to prove that a fault is reported, never a silent triple fault).
-    pub enum FaultTest expected "none|page-fault|invalid-opcode|mtrr-skew" {
+    pub enum FaultTest expected "none|page-fault|invalid-opcode|stack-overflow|mtrr-skew" {
         #[default]
         None = "none",
         /// Read an address outside dom0's identity map: #PF with CR2 = that address.
         PageFault = "page-fault",
         /// Execute `ud2`: #UD.
         InvalidOpcode = "invalid-opcode",
+        /// Run off the bottom of the boot stack: the guard page turns it into a reported
+        /// double fault (on its own IST stack), not a triple fault.
+        StackOverflow = "stack-overflow",
         /// Make vCPU 1's default MTRR type differ from vCPU 0's, so the MTRR check (and
         /// `mtrr=fix`) has a real disagreement to find (and correct).
         MtrrSkew = "mtrr-skew",

@@ -250,6 +250,41 @@ fn page_fault_under_xen_is_reported() {
     assert_xen_log_clean(&out, 4, 17);
 }
 
+/// A stack overflow in dom0 lands on the boot stack's unmapped guard page: a reported double
+/// fault (its handler runs on its own IST stack) that ends the run with the crash code; never
+/// the page tables below the stack overwritten, never a triple fault.
+#[test]
+fn stack_overflow_under_xen_is_a_reported_double_fault() {
+    let mut cfg = config(XenVersion::V4_20, 1, "test-fault-stack");
+    cfg.dom0_args = vec!["fault-test=stack-overflow".into()];
+    let out = boot(&cfg);
+    check!(
+        out,
+        out.report.qemu_exit_code == Some(37) && out.report.outcome == Outcome::Crashed,
+        "expected the crash exit (37), got {:?} / {}",
+        out.report.qemu_exit_code,
+        out.report.outcome.as_str()
+    );
+    for needle in [
+        "boot stack: 256 KiB, guard page at 0x",
+        "fault-test: writing below the boot stack's bottom",
+        "#DF",
+        "DOM0-RESULT: failed: CPU exception",
+    ] {
+        check!(
+            out,
+            out.serial.contains(needle),
+            "the console lacks {needle:?}"
+        );
+    }
+    check!(
+        out,
+        !out.serial.contains("Triple fault"),
+        "Xen saw a triple fault: the guard page did not turn the overflow into a #DF"
+    );
+    assert_xen_log_clean(&out, 4, 20);
+}
+
 /// The same without Xen: #UD on QEMU's own PVH loader.
 #[test]
 fn invalid_opcode_without_xen_is_reported() {

@@ -68,6 +68,8 @@ fn fault_test(t: FaultTest) {
             let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
             error!("fault-test: the read of {addr:#x} returned {v:#x} instead of faulting");
         }
+        // Needs the guard page, which the memory phase installs: `overflow_stack_test`.
+        FaultTest::StackOverflow => {}
         FaultTest::InvalidOpcode => {
             warn!("fault-test: executing ud2");
             console::flush();
@@ -76,4 +78,31 @@ fn fault_test(t: FaultTest) {
             unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
         }
     }
+}
+
+/// `fault-test=stack-overflow`, once the guard page is in place (after the memory phase).
+pub fn overflow_stack_test(t: FaultTest) {
+    if t != FaultTest::StackOverflow {
+        return;
+    }
+    warn!("fault-test: writing below the boot stack's bottom");
+    console::flush();
+    let bottom = crate::boot::BOOT_STACK.get() as u64 + crate::boot::STACK_GUARD as u64;
+    // Move the stack pointer just below the stack's bottom and push: with the guard page the
+    // push faults (#PF), the CPU cannot push the #PF frame there either, and raises #DF on its
+    // IST stack, whose handler ends the run. Without the guard the push lands in the guard
+    // page's bytes (dom0's own, unused) and the stack pointer is put back.
+    // SAFETY: the only write is the push into the guard page (unmapped, or 4 KiB of .bss that
+    // nothing uses); rsp is restored before any other code runs.
+    unsafe {
+        core::arch::asm!(
+            "mov {saved}, rsp",
+            "mov rsp, {below}",
+            "push rax",
+            "mov rsp, {saved}",
+            saved = out(reg) _,
+            below = in(reg) bottom - 64,
+        )
+    }
+    error!("fault-test: the push below the boot stack did not fault: no guard page");
 }

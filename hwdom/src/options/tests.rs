@@ -283,7 +283,7 @@ fn fault_test_values() {
     assert_eq!(e.len(), 1);
     assert!(
         e[0].to_string()
-            .contains("none|page-fault|invalid-opcode|mtrr-skew")
+            .contains("none|page-fault|invalid-opcode|stack-overflow|mtrr-skew")
     );
     assert_eq!(
         Dom0Options::parse("fault-test=mtrr-skew").0.fault_test,
