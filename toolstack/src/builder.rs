@@ -440,7 +440,7 @@ pub fn kernel_plan(image: &[u8]) -> Result<String, String> {
         ) => {
             let size = decompress::decompressed_size(compression, payload).unwrap_or(0);
             Ok(format!(
-                "decompressed by dom0 ({}, {} -> {size} bytes) into the DomU at {base:#x} \
+                "decompressed ({}, {} -> {size} bytes) into the DomU at {base:#x} \
                  ({} MiB mapped) and loaded in place",
                 compression.as_str(),
                 payload.len(),
