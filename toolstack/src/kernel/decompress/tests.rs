@@ -398,3 +398,22 @@ fn zstd_size_appended_that_lies() {
         Err(e) => eprintln!("lying size: {e}"),
     }
 }
+
+/// A longer mutation run (`cargo test --release -p toolstack -- --ignored fuzz`), iterations
+/// from `TOOLSTACK_FUZZ_ROUNDS` (default 50 000 per format).
+#[test]
+#[ignore]
+fn fuzz_mutations_long() {
+    let rounds = std::env::var("TOOLSTACK_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let elf = synthetic_kernel(16_000);
+    for (k, c) in FORMATS.into_iter().enumerate() {
+        let Some(p) = linux_payload(c, &elf) else {
+            continue;
+        };
+        let errors = mutate(c, &p, &elf, rounds, 0x5eed + k as u64);
+        eprintln!("{c:?}: {errors} of {rounds} mutated payloads refused");
+    }
+}

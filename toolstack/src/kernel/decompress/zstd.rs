@@ -249,6 +249,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
             },
         ));
     }
+    super::check_trailer(Compression::Zstd, input, end, written)?;
     if h.checksum {
         let want = input
             .get(end - 4..end)
