@@ -27,7 +27,8 @@ use xen::domctl::{self, CreateDomain, DomId, DomctlVersion, hvmctx, param};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
-use crate::kernel::{Compression, KernelFormat, bzimage, decompress, elf, kernel_format};
+use crate::kernel::bzload::{self, BzLoad, LoadError};
+use crate::kernel::{KernelFormat, elf, kernel_format};
 
 pub const PAGE: u64 = 4096;
 /// Start of the MMIO hole for a PVH guest without a device model (libxl: the lowest of the
@@ -349,50 +350,28 @@ fn populate(h: &dyn Hypercall, dom: DomId, order: u32, frames: &[u64]) -> Result
 enum Source<'a> {
     /// A plain ELF (`vmlinux`): its segments are copied from the file.
     Elf(&'a [u8]),
-    /// A bzImage: its payload is decompressed straight into the guest at `base` (the image's
-    /// `pref_address`, where Linux's own decompressor puts it) through one mapping of `span`
-    /// bytes, then the ELF inside is loaded in place ([`elf::load_in_place`]).
-    Bz {
-        payload: &'a [u8],
-        compression: Compression,
-        base: u64,
-        span: u64,
-        /// The output slice the decoder needs ([`decompress::output_room`]).
-        room: u64,
-    },
+    /// A bzImage: its payload is decompressed straight into the guest at `plan.base` (the
+    /// image's `pref_address`, where Linux's own decompressor puts it) through one mapping of
+    /// `plan.map_len` bytes, then the ELF inside is loaded in place ([`bzload`]).
+    Bz { image: &'a [u8], plan: BzLoad },
 }
 
 /// What kind of kernel `image` is and, for a bzImage, the guest range it is decompressed into;
 /// the kernel to plan with (for a bzImage: that range, entry unknown until it is loaded).
 fn prepare(image: &[u8]) -> Result<(elf::Kernel, Source<'_>), BuildError> {
-    let p = match kernel_format(image) {
-        KernelFormat::BzImage { payload: Ok(p), .. } => p,
-        KernelFormat::BzImage {
-            payload: Err(e), ..
-        } => return Err(err("parse kernel", format!("bzImage: {e}"))),
-        _ => {
-            let k = elf::parse(image).map_err(|e| err("parse kernel", format!("{e}")))?;
-            return Ok((k, Source::Elf(image)));
-        }
-    };
+    if !matches!(kernel_format(image), KernelFormat::BzImage { .. }) {
+        let k = elf::parse(image).map_err(|e| err("parse kernel", format!("{e}")))?;
+        return Ok((k, Source::Elf(image)));
+    }
     let bad = |m: String| err("parse kernel", format!("bzImage: {m}"));
-    let payload = image
-        .get(p.offset..p.offset + p.len)
-        .ok_or_else(|| bad(String::from("payload past the end")))?;
-    let room =
-        decompress::output_room(p.compression, payload).map_err(|e| bad(format!("{e}")))? as u64;
-    let (base, init_size) = bzimage::load_range(image).ok_or_else(|| {
-        bad(format!(
-            "boot protocol {:#06x} has no pref_address/init_size (2.10 or later needed)",
-            p.protocol
-        ))
-    })?;
-    if base < 1 << 20 || !base.is_multiple_of(PAGE) {
+    let plan = bzload::plan_bzimage(image).map_err(|e| bad(format!("{e}")))?;
+    if plan.base < 1 << 20 || !plan.base.is_multiple_of(PAGE) {
         return Err(bad(format!(
-            "pref_address {base:#x}: not page-aligned above 1 MiB"
+            "pref_address {:#x}: not page-aligned above 1 MiB",
+            plan.base
         )));
     }
-    let span = room.max(init_size).next_multiple_of(PAGE);
+    let span = plan.map_len.next_multiple_of(PAGE);
     if span > MAX_MAPPED {
         return Err(bad(format!(
             "needs {} MiB to decompress into, more than the {} MiB dom0 maps at once",
@@ -400,24 +379,17 @@ fn prepare(image: &[u8]) -> Result<(elf::Kernel, Source<'_>), BuildError> {
             MAX_MAPPED >> 20
         )));
     }
+    // Planned as one range: the decompressed file and the loaded kernel both lie in it, and
+    // the initrd and start_info go after it. The entry is known once it is loaded.
     let k = elf::Kernel {
         segments: Vec::new(),
         entry: 0,
         features: None,
         guest_os: None,
-        start: base,
-        end: base + span,
+        start: plan.base,
+        end: plan.base + span,
     };
-    Ok((
-        k,
-        Source::Bz {
-            payload,
-            compression: p.compression,
-            base,
-            span,
-            room,
-        },
-    ))
+    Ok((k, Source::Bz { image, plan }))
 }
 
 /// What [`build`] will do with `image` as a DomU's kernel, in words (for `cargo image bundle`
@@ -428,25 +400,15 @@ pub fn kernel_plan(image: &[u8]) -> Result<String, String> {
             "loaded as a PVH ELF ({:#x}..{:#x}, entry {:#x})",
             k.start, k.end, k.entry
         )),
-        (
-            _,
-            Source::Bz {
-                payload,
-                compression,
-                base,
-                span,
-                ..
-            },
-        ) => {
-            let size = decompress::decompressed_size(compression, payload).unwrap_or(0);
-            Ok(format!(
-                "decompressed ({}, {} -> {size} bytes) into the DomU at {base:#x} \
-                 ({} MiB mapped) and loaded in place",
-                compression.as_str(),
-                payload.len(),
-                span >> 20
-            ))
-        }
+        (_, Source::Bz { plan, .. }) => Ok(format!(
+            "decompressed ({}, {} -> {} bytes) into the DomU at {:#x} ({} MiB mapped) and \
+             loaded in place",
+            plan.payload.compression.as_str(),
+            plan.payload.len,
+            plan.elf_len,
+            plan.base,
+            plan.map_len.div_ceil(1 << 20)
+        )),
     }
 }
 
@@ -560,31 +522,25 @@ fn build_created(
                 }
             }
         }
-        Source::Bz {
-            payload,
-            compression,
-            base,
-            span,
-            room,
-        } => {
+        Source::Bz { image, plan } => {
             // One mapping of the whole range: the decoder's dictionary is its own output.
             let now = env.now;
             let mut decompressed_at = 0;
-            let mut loaded: Result<elf::Kernel, BuildError> =
-                Err(err("decompress kernel", "not run"));
+            let mut loaded: Result<elf::Kernel, LoadError> = Err(LoadError::SliceTooShort {
+                len: 0,
+                map_len: plan.map_len,
+            });
             env.mem
-                .with_mapped(domid, base, span, &mut |out| {
-                    loaded = (|| {
-                        let room = out.len().min(room as usize);
-                        let n = decompress::decompress_into(compression, payload, &mut out[..room])
-                            .map_err(|e| err("decompress kernel", format!("{e}")))?;
+                .with_mapped(domid, plan.base, plan.map_len, &mut |out| {
+                    loaded = bzload::load_bzimage_timed(image, &plan, out, &mut || {
                         decompressed_at = now();
-                        elf::load_in_place(out, n, base)
-                            .map_err(|e| err("load kernel", format!("the decompressed ELF: {e}")))
-                    })();
+                    });
                 })
                 .map_err(x("map the kernel's range"))?;
-            let k = loaded?;
+            let k = loaded.map_err(|e| match e {
+                LoadError::Decompress(d) => err("decompress kernel", format!("{d}")),
+                e => err("load kernel", format!("{e}")),
+            })?;
             if decompressed_at > 0 {
                 step("decompress", decompressed_at);
             }

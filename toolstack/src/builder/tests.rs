@@ -1,6 +1,7 @@
 //! Tests of `builder.rs`.
 
 use super::*;
+use crate::kernel::Compression;
 use alloc::collections::BTreeMap;
 use xen::fake::FakeXen;
 use xen::start_info::{PhysRead, PhysReadError, StartInfo, StartInfoHeader, read_memmap};

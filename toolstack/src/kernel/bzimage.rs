@@ -23,21 +23,12 @@ pub const PAYLOAD_OFFSET: usize = 0x248;
 pub const PAYLOAD_LENGTH: usize = 0x24c;
 /// The setup header up to `payload_length`.
 pub const HEADER_END: usize = 0x250;
-/// `pref_address` (protocol 2.10+): where the kernel wants to run (`LOAD_PHYSICAL_ADDR`).
+/// `pref_address` (protocol 2.10+): the preferred load address, `LOAD_PHYSICAL_ADDR`.
 pub const PREF_ADDRESS: usize = 0x258;
-/// `init_size` (protocol 2.10+): bytes from `pref_address` the kernel needs to boot.
+/// `init_size` (protocol 2.10+): the linear memory the kernel needs from its load address
+/// while it decompresses and sets itself up (`arch/x86/boot/header.S`: the larger of the
+/// decompressor's and the decompressed kernel's needs).
 pub const INIT_SIZE: usize = 0x260;
-
-/// `pref_address` and `init_size` of a bzImage with boot protocol 2.10 or later: the guest
-/// range a builder decompresses the kernel into (Linux's own decompressor works inside it).
-pub fn load_range(image: &[u8]) -> Option<(u64, u64)> {
-    if protocol(image)? < 0x020a {
-        return None;
-    }
-    let pref = xen::le::get_u64(image, PREF_ADDRESS)?;
-    let init = u64::from(get_u32(image, INIT_SIZE)?);
-    Some((pref, init))
-}
 
 /// Where a bzImage's compressed kernel lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +119,16 @@ pub fn is_bzimage(data: &[u8]) -> bool {
 /// The boot protocol version of a file with the "HdrS" signature.
 pub fn protocol(data: &[u8]) -> Option<u16> {
     is_bzimage(data).then(|| get_u16(data, VERSION))?
+}
+
+/// `pref_address`, for boot protocol 2.10 and later.
+pub fn pref_address(image: &[u8]) -> Option<u64> {
+    (protocol(image)? >= 0x020a).then(|| xen::le::get_u64(image, PREF_ADDRESS))?
+}
+
+/// `init_size`, for boot protocol 2.10 and later.
+pub fn init_size(image: &[u8]) -> Option<u32> {
+    (protocol(image)? >= 0x020a).then(|| get_u32(image, INIT_SIZE))?
 }
 
 /// Finds the compressed kernel of a bzImage from its setup header.

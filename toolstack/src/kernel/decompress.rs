@@ -186,5 +186,42 @@ pub fn output_room(c: Compression, payload: &[u8]) -> Result<usize, DecompressEr
     Ok(size)
 }
 
+/// The bytes after a stream that ends at `end`: nothing, or the 4-byte size Linux appends,
+/// which must then be `produced`. Anything else is an error: a stream whose header lost its
+/// check (a flipped flag) would otherwise leave its old check bytes behind unnoticed.
+pub(crate) fn check_trailer(
+    c: Compression,
+    input: &[u8],
+    end: usize,
+    produced: usize,
+) -> Result<(), DecompressError> {
+    match input.get(end..) {
+        Some([]) => Ok(()),
+        Some(&[a, b, c4, d]) => {
+            let size = u32::from_le_bytes([a, b, c4, d]);
+            if size as usize == produced {
+                Ok(())
+            } else {
+                Err(DecompressError::new(
+                    c,
+                    end,
+                    ErrorKind::SizeMismatch {
+                        what: "size appended to the payload",
+                        expected: u64::from(size),
+                        produced: produced as u64,
+                    },
+                ))
+            }
+        }
+        _ => Err(DecompressError::new(
+            c,
+            end,
+            ErrorKind::Corrupt(
+                "unexpected bytes after the stream (only Linux's 4-byte size may follow)",
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests;

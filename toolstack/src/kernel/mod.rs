@@ -9,6 +9,7 @@
 use core::fmt;
 
 pub mod bzimage;
+pub mod bzload;
 pub mod compression;
 pub mod decompress;
 pub mod elf;
@@ -16,6 +17,7 @@ pub mod elf;
 pub(crate) mod testutil;
 
 pub use bzimage::{BzError, BzPayload, locate_payload};
+pub use bzload::{BzLoad, LoadError, load_bzimage, plan_bzimage};
 pub use compression::Compression;
 pub use elf::{ElfError, Kernel, Segment};
 

@@ -69,22 +69,22 @@ pub fn linux_payload(c: Compression, data: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A bzImage around `payload` as Linux's build lays it out (boot protocol 2.15, one setup
-/// sector, the payload right after the protected-mode start), loading at `pref` with
-/// `init_size` bytes.
-pub fn bzimage_with(payload: &[u8], pref: u64, init_size: u32) -> Vec<u8> {
-    use super::bzimage::*;
-    let pm = 2 * 512;
+/// A bzImage (boot protocol 2.15, 27 setup sectors as in Debian's) around `payload`, loading
+/// at `pref` with `init` bytes of `init_size`.
+pub fn bzimage_with(payload: &[u8], pref: u64, init: u32) -> Vec<u8> {
+    use super::bzimage::{
+        HEADER_MAGIC, INIT_SIZE, PAYLOAD_LENGTH, PAYLOAD_OFFSET, PREF_ADDRESS, SETUP_SECTS, VERSION,
+    };
+    let pm = 28 * 512;
     let mut b = std::vec![0u8; pm + payload.len()];
-    b[SETUP_SECTS] = 1;
-    b[0x1fe] = 0x55;
-    b[0x1ff] = 0xaa;
+    b[SETUP_SECTS] = 27;
+    b[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
     b[HEADER_MAGIC..HEADER_MAGIC + 4].copy_from_slice(b"HdrS");
     b[VERSION..VERSION + 2].copy_from_slice(&0x020fu16.to_le_bytes());
     b[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
     b[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     b[PREF_ADDRESS..PREF_ADDRESS + 8].copy_from_slice(&pref.to_le_bytes());
-    b[INIT_SIZE..INIT_SIZE + 4].copy_from_slice(&init_size.to_le_bytes());
+    b[INIT_SIZE..INIT_SIZE + 4].copy_from_slice(&init.to_le_bytes());
     b[pm..].copy_from_slice(payload);
     b
 }

@@ -134,5 +134,6 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
             },
         ));
     }
+    super::check_trailer(Compression::Gzip, input, at + 8, written)?;
     Ok(written)
 }

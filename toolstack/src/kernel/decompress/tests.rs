@@ -96,7 +96,19 @@ fn zstd_and_gzip_variants() {
         let Some(p) = run_tool("zstd", args, &elf) else {
             return;
         };
-        assert_eq!(decode(Compression::Zstd, &p).unwrap(), elf, "{args:?}");
+        // No size appended here: the output slice is the ELF's size.
+        let mut out = vec![0u8; elf.len()];
+        assert_eq!(
+            decompress_into(Compression::Zstd, &p, &mut out),
+            Ok(elf.len())
+        );
+        assert_eq!(out, elf, "{args:?}");
+        // A slice much larger than the output: the window stays the frame's (up to 100 MiB).
+        let mut big = vec![0u8; 64 << 20];
+        assert_eq!(
+            decompress_into(Compression::Zstd, &p, &mut big),
+            Ok(elf.len())
+        );
     }
     // A gzip header with a file name and a header CRC.
     let Some(g) = run_tool("gzip", &["-n", "-c"], &elf) else {
@@ -368,5 +380,40 @@ fn real_kernel_truncated_and_mutated() {
         cut_everywhere(f, &p, end, step.max(1), &extra);
         let errors = mutate(f, &p, &elf, 6, 77);
         eprintln!("{f:?}: {errors} of 6 mutations of the real kernel refused");
+    }
+}
+
+#[test]
+fn zstd_size_appended_that_lies() {
+    let elf = synthetic_kernel(400_000);
+    let Some(mut p) = linux_payload(Compression::Zstd, &elf) else {
+        return;
+    };
+    let n = p.len();
+    // A smaller size: the window shrinks with it; a match past it is an error, not wrong data.
+    p[n - 4..].copy_from_slice(&4096u32.to_le_bytes());
+    let mut out = vec![0u8; elf.len()];
+    match decompress_into(Compression::Zstd, &p, &mut out) {
+        Ok(k) => assert_eq!(&out[..k], &elf[..]),
+        Err(e) => eprintln!("lying size: {e}"),
+    }
+}
+
+/// A longer mutation run (`cargo test --release -p toolstack -- --ignored fuzz`), iterations
+/// from `TOOLSTACK_FUZZ_ROUNDS` (default 50 000 per format).
+#[test]
+#[ignore]
+fn fuzz_mutations_long() {
+    let rounds = std::env::var("TOOLSTACK_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let elf = synthetic_kernel(16_000);
+    for (k, c) in FORMATS.into_iter().enumerate() {
+        let Some(p) = linux_payload(c, &elf) else {
+            continue;
+        };
+        let errors = mutate(c, &p, &elf, rounds, 0x5eed + k as u64);
+        eprintln!("{c:?}: {errors} of {rounds} mutated payloads refused");
     }
 }

@@ -307,6 +307,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
     let layout = stream_layout(input)?;
     let room = out.len();
     let size = usize::try_from(layout.uncompressed).unwrap_or(usize::MAX);
+    super::check_trailer(Compression::Xz, input, layout.end, size)?;
     if size == 0 {
         return Ok(0);
     }

@@ -4,9 +4,12 @@
 //! (`zstd -22 --ultra`, `scripts/Makefile.lib`), so the frame declares the level's window,
 //! 128 MiB, and no content size. This module lowers the declared window (the frame header has
 //! no checksum) to the smallest window holding the whole output slice: decoding a valid frame
-//! is unchanged, and the heap peaks at about min(window, output slice) plus one block of
-//! 128 KiB and the decoder's tables, not 128 MiB. Pass an output slice cut to
-//! [`super::decompressed_size`] to keep that at the kernel's size.
+//! is unchanged, and the heap peaks at min(window, output slice) rounded up to a power of two
+//! (the ring buffer's capacity) plus one block of 128 KiB and the decoder's tables, not
+//! 128 MiB: 64 MiB for Debian's 6.1 kernel (65.9 MB). Pass an output slice cut to
+//! [`super::decompressed_size`] to keep that at the kernel's size. `ruzstd` panics if that
+//! allocation fails (`RingBuffer::reserve_amortized`): dom0 must have the heap before it
+//! decodes a zstd kernel.
 //!
 //! The frame's structure (block headers, checksum) is walked first, so that a cut-off input is
 //! reported as truncated at the exact byte, and each block is decoded on its own so that an
@@ -21,6 +24,8 @@ use super::xxh64::xxh64;
 use super::{Compression, DecompressError, ErrorKind};
 
 const MAGIC: u32 = 0xfd2f_b528;
+/// The largest window `ruzstd` takes on a reset (`MAXIMUM_ALLOWED_WINDOW_SIZE`).
+const RUZSTD_MAX_WINDOW: u64 = 100 << 20;
 /// Largest block content (RFC 8878 3.1.1.2.3: min(window, 128 KiB)).
 const MAX_BLOCK: usize = 128 * 1024;
 
@@ -171,16 +176,41 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
         .get_mut(..h.len)
         .ok_or(err(4, ErrorKind::Corrupt("frame header too long")))?;
     head.copy_from_slice(input.get(..h.len).unwrap_or(&[]));
+    // The window needs to hold no more than the whole output: the slice's size, or less when
+    // the frame says its content size or the payload ends with the size Linux appends (if that
+    // lied, a match reaching past the smaller window is an error in ruzstd, not wrong data).
+    let appended = (input.len() == end + 4)
+        .then(|| input.get(end..end + 4))
+        .flatten()
+        .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    let whole = [h.content_size, appended]
+        .into_iter()
+        .flatten()
+        .fold(room as u64, u64::min);
+    let mut window = h.window;
     if let Some(wd_at) = h.window_at {
-        let (wd, w) = window_descriptor((room as u64).max(1024));
+        let (wd, w) = window_descriptor(whole.max(1024));
         if w < h.window {
             head[wd_at] = wd;
+            window = w;
         }
     }
+    if window > RUZSTD_MAX_WINDOW {
+        return Err(err(
+            4,
+            ErrorKind::Unsupported("zstd window above 100 MiB (ruzstd's limit)"),
+        ));
+    }
     let mut decoder = Box::new(FrameDecoder::new());
-    decoder
-        .init(&*head)
-        .map_err(|_| err(4, ErrorKind::Corrupt("frame header refused by the decoder")))?;
+    // Twice: ruzstd's first `init` creates its ring buffer empty, which then grows by doubling
+    // and copying (peak 1.5 times the window: 96 MiB for Debian's 64 MiB); a second `init`
+    // resets it, which reserves the whole window in one allocation (ruzstd 0.8,
+    // `DecodeBuffer::reset`). The ring rounds its capacity up to a power of two.
+    for _ in 0..2 {
+        decoder
+            .init(&*head)
+            .map_err(|_| err(4, ErrorKind::Corrupt("frame header refused by the decoder")))?;
+    }
     let mut written = 0;
     for (i, &at) in blocks.iter().enumerate() {
         let next = blocks.get(i + 1).copied().unwrap_or(end);
@@ -221,6 +251,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
             },
         ));
     }
+    super::check_trailer(Compression::Zstd, input, end, written)?;
     if h.checksum {
         let want = input
             .get(end - 4..end)

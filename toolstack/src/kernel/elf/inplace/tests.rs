@@ -145,3 +145,31 @@ fn real_kernel_into_a_simulated_guest_memory() {
     // Linux's own choice: the first segment's address (the bzImage's pref_address).
     into_guest(c, &payload, &elf, k.segments[0].paddr);
 }
+
+#[test]
+fn damaged_headers_never_panic() {
+    // Random bytes written over the ELF and program headers: an error or a consistent load.
+    let elf = synthetic_kernel(8_000);
+    let base = in_place_base(&elf).unwrap();
+    let mut r = crate::kernel::testutil::Rng(0xe1f);
+    for _ in 0..5000 {
+        let mut e = elf.clone();
+        for _ in 0..1 + r.below(6) {
+            let at = r.below(64 + 2 * PHDR_LEN + 24);
+            e[at] = r.next() as u8;
+        }
+        let b = if r.below(2) == 0 {
+            base
+        } else {
+            r.next() & 0xffff_ffff
+        };
+        let mut mem = e.clone();
+        mem.resize(e.len() + r.below(0x8000), 0);
+        let n = e.len();
+        if let Ok(k) = load_in_place(&mut mem, n, b) {
+            for s in &k.segments {
+                assert!(s.paddr >= b && s.paddr - b + s.memsz <= mem.len() as u64);
+            }
+        }
+    }
+}
