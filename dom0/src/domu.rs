@@ -98,6 +98,16 @@ fn now() -> u64 {
     crate::time::since_entry_ns()
 }
 
+/// dom0's time since entry and Xen's system time from one TSC read: where Xen emulates the TSC
+/// (as on the bench) every read traps, and the loop used to read it nine times per wakeup.
+fn clocks() -> (u64, u64) {
+    let tsc = crate::arch::rdtsc();
+    (
+        crate::time::since_entry_at(tsc),
+        events::time_info().system_time_at(tsc),
+    )
+}
+
 /// Build every DomU of the bundle and serve them until all have stopped.
 /// `busy`: (start, end) of 64-bit BARs, which the window must avoid.
 pub fn run(
@@ -446,7 +456,7 @@ impl Toolstack<'_> {
         let x = self.x;
         let mut wake_at: Option<u64> = None;
         while !self.running.is_empty() {
-            let t = now();
+            let (t, sys) = clocks();
             let mut ports = alloc::vec![dom_exc];
             for r in &mut self.running {
                 if r.storm.polled(t) {
@@ -456,7 +466,6 @@ impl Toolstack<'_> {
                 }
             }
             // Sleep at most 1 s, less when a throttled console or a storm period ends sooner.
-            let sys = events::system_time_ns();
             let stack_at = self.net.poll_delay_ns(t).map(|d| t.saturating_add(d));
             let deadlines = wake_at
                 .into_iter()
@@ -472,10 +481,12 @@ impl Toolstack<'_> {
             // reading two indices is cheap, and a notification that went missing then costs
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from
             // a different DomU each time, each with bounded work.
+            // One clock read for the whole pass (see `clocks`).
+            let t = now();
             wake_at = None;
             for k in self.order.order(self.running.len()) {
-                self.note_wakeup(k);
-                if let Some(u) = self.service_console(k) {
+                self.note_wakeup(k, t);
+                if let Some(u) = self.service_console(k, t) {
                     wake_at = Some(wake_at.map_or(u, |w: u64| w.min(u)));
                 }
                 self.service_store(k);
@@ -484,26 +495,24 @@ impl Toolstack<'_> {
             // then frames; what dom0 wrote to xenstore goes out as watch events.
             self.net.poll(&x, &mut self.server, &mut self.free_slots);
             self.net
-                .service(&x, &mut self.server, &mut self.free_slots, now());
+                .service(&x, &mut self.server, &mut self.free_slots, t);
             self.flush_others();
             self.server.sample_all();
             // VIRQ_DOM_EXC says only that *some* domain changed: then every DomU is checked,
             // and at least every 100 ms anyway (a missed one is found then), not on every
             // wakeup (a storm must not turn into a storm of domctls).
             let exc = events::take_pending(dom_exc);
-            let t = now();
             if exc || t >= self.last_check_ns + service::CHECK_PERIOD_NS {
                 self.last_check_ns = t;
                 self.check_stopped();
             }
-            self.maybe_ask_to_stop(opts);
+            self.maybe_ask_to_stop(opts, t);
         }
     }
 
     /// Count the wakeups DomU `k`'s ports caused (`service::StormGuard`: past a bound in a
     /// period its ports leave the poll set until the period ends).
-    fn note_wakeup(&mut self, k: usize) {
-        let t = now();
+    fn note_wakeup(&mut self, k: usize, t: u64) {
         let r = &mut self.running[k];
         let store = events::take_pending(r.store_local);
         let console = events::take_pending(r.console_local);
@@ -527,11 +536,10 @@ impl Toolstack<'_> {
 
     /// Drain DomU `k`'s console as far as its rate allows; returns when a throttled console
     /// may go on.
-    fn service_console(&mut self, k: usize) -> Option<u64> {
+    fn service_console(&mut self, k: usize, t: u64) -> Option<u64> {
         let x = self.x;
         let r = &mut self.running[k];
         let mut page = Self::page(r.slots[1]);
-        let t = now();
         let throttled_before = r.console.throttled;
         let d = r.console.service_at(&mut page, t);
         if let Some((c, p)) = d.bad_indices {
@@ -700,8 +708,7 @@ impl Toolstack<'_> {
 
     /// `domu-stop=`: ask DomUs to power off through `control/shutdown` (what `xl shutdown`
     /// does), and destroy the ones that ignore it for the grace period (`service::stop_step`).
-    fn maybe_ask_to_stop(&mut self, opts: Options) {
-        let t = now();
+    fn maybe_ask_to_stop(&mut self, opts: Options, t: u64) {
         let x = self.x;
         let mut k = 0;
         while k < self.running.len() {

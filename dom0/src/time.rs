@@ -45,7 +45,13 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
 
 /// ns since the entry stub's first instruction.
 pub fn since_entry_ns() -> u64 {
-    ticks_to_ns(rdtsc().saturating_sub(crate::boot::entry_tsc()))
+    since_entry_at(rdtsc())
+}
+
+/// [`since_entry_ns`] at TSC value `tsc` (a caller that also needs Xen's system time reads the
+/// TSC once for both: under Xen's TSC emulation every read is a trap).
+pub fn since_entry_at(tsc: u64) -> u64 {
+    ticks_to_ns(tsc.saturating_sub(crate::boot::entry_tsc()))
 }
 
 /// Calibrate against PIT channel 2 (not under Xen: Xen owns the PIT and denies its ports).
