@@ -150,17 +150,17 @@ fn crashing_domu_is_removed_and_the_other_keeps_running() {
 /// policy, restart on reboot at most `MAX_RESTARTS` times in a row, then leave it destroyed (a
 /// boot loop). Its init reboots every time, so it boots four times, each a new domain that
 /// runs init, and dom0 stops after the third restart; Xen frees all four.
-#[test]
-fn rebooting_domu_is_rebuilt_and_boots_again() {
+fn rebooting_domu(xen: XenVersion) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
     let out = boot(&domu_config(
-        XenVersion::V4_20,
+        xen,
         1,
-        "test-domu-reboot",
+        &format!("test-domu-reboot-{major}.{minor}"),
         &["bouncy:cmdline=domu-test=reboot"],
         &[],
     ));
     assert_pass(&out);
-    assert_xen_log_clean(&out, 4, 20);
+    assert_xen_log_clean(&out, major, minor);
     let max = u64::from(toolstack::domain::MAX_RESTARTS);
     let lives: Vec<&report::DomuSummary> = tests::dom0(&out)
         .toolstack
@@ -202,6 +202,16 @@ fn rebooting_domu_is_rebuilt_and_boots_again() {
     check!(out, !log.contains(&over), "dom0 restarted past the limit");
     // Xen's own account: every one of the four domains is gone (getdomaininfo).
     assert_no_domu_leaks(&out);
+}
+
+#[test]
+fn rebooting_domu_is_rebuilt_and_boots_again_under_xen_4_17() {
+    rebooting_domu(XenVersion::V4_17);
+}
+
+#[test]
+fn rebooting_domu_is_rebuilt_and_boots_again_under_xen_4_20() {
+    rebooting_domu(XenVersion::V4_20);
 }
 
 /// (e) Issue 14: the Debian kernel exactly as its package ships it (`/boot/vmlinuz-*`, a
@@ -255,9 +265,9 @@ fn debian_bzimage_boots_under_xen_4_20() {
 
 /// (f) A bzImage whose payload is corrupt is refused with the decoder's error (the format and
 /// the offset), the half-built domain is destroyed, and dom0 serves the other DomU as usual.
-#[test]
-fn corrupt_bzimage_is_refused_and_the_other_domu_runs() {
+fn corrupt_bzimage(xen: XenVersion) {
     use toolstack::bundle::FileKind;
+    let (major, minor) = xen.major_minor().expect("a Xen version");
     let g = image::guest::fetch_linux(&image::target_dir(), true).expect("the Debian guest");
     let mut broken = std::fs::read(&g.vmlinuz).expect("the cached bzImage");
     let p = toolstack::kernel::locate_payload(&broken).expect("its payload");
@@ -287,7 +297,11 @@ fn corrupt_bzimage_is_refused_and_the_other_domu_runs() {
     std::fs::create_dir_all(&dir).expect("test-data dir");
     let path = dir.join("bundle-bzimage-corrupt.bin");
     std::fs::write(&path, &bytes).expect("write bundle");
-    let mut cfg = tests::config(XenVersion::V4_20, 1, "test-domu-bzimage-corrupt");
+    let mut cfg = tests::config(
+        xen,
+        1,
+        &format!("test-domu-bzimage-corrupt-{major}.{minor}"),
+    );
     cfg.timeout = tests::DOMU_TIMEOUT;
     cfg.module = Some(path);
     cfg.dom0_mem_mib = 256;
@@ -295,7 +309,7 @@ fn corrupt_bzimage_is_refused_and_the_other_domu_runs() {
     cfg.expect_errors = vec!["domu broken: build failed".into()];
     let out = boot(&cfg);
     assert_pass(&out);
-    assert_xen_log_clean(&out, 4, 20);
+    assert_xen_log_clean(&out, major, minor);
     assert_domu_ran(&out, "demo", "poweroff");
     let b = domu(&out, "broken");
     check!(
@@ -315,4 +329,14 @@ fn corrupt_bzimage_is_refused_and_the_other_domu_runs() {
         b.errors
     );
     assert_no_domu_leaks(&out);
+}
+
+#[test]
+fn corrupt_bzimage_is_refused_and_the_other_domu_runs_under_xen_4_17() {
+    corrupt_bzimage(XenVersion::V4_17);
+}
+
+#[test]
+fn corrupt_bzimage_is_refused_and_the_other_domu_runs_under_xen_4_20() {
+    corrupt_bzimage(XenVersion::V4_20);
 }
