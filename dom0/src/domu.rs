@@ -484,8 +484,9 @@ impl Toolstack<'_> {
             // One clock read for the whole pass (see `clocks`).
             let t = now();
             wake_at = None;
+            let mut kicked = alloc::vec![false; self.running.len()];
             for k in self.order.order(self.running.len()) {
-                self.note_wakeup(k, t);
+                kicked[k] = self.note_wakeup(k, t);
                 if let Some(u) = self.service_console(k, t) {
                     wake_at = Some(wake_at.map_or(u, |w: u64| w.min(u)));
                 }
@@ -496,6 +497,12 @@ impl Toolstack<'_> {
             self.net.poll(&x, &mut self.server, &mut self.free_slots);
             self.net
                 .service(&x, &mut self.server, &mut self.free_slots, t);
+            // A vif kick counts towards the storm guard only when it found no packet to move.
+            for (k, &vif_kick) in kicked.iter().enumerate() {
+                if vif_kick && !self.net.worked(self.running[k].domid) {
+                    self.count_wakeup(k, t);
+                }
+            }
             self.flush_others();
             self.server.sample_all();
             // VIRQ_DOM_EXC says only that *some* domain changed: then every DomU is checked,
@@ -511,8 +518,11 @@ impl Toolstack<'_> {
     }
 
     /// Count the wakeups DomU `k`'s ports caused (`service::StormGuard`: past a bound in a
-    /// period its ports leave the poll set until the period ends).
-    fn note_wakeup(&mut self, k: usize, t: u64) {
+    /// period its ports leave the poll set until the period ends). A wakeup by its xenstore or
+    /// console port counts at once; one by its vif ports only is left to the caller (returns
+    /// true), which counts it only if the vifs then found no packet to move: network traffic
+    /// kicks for every few packets and is not a storm.
+    fn note_wakeup(&mut self, k: usize, t: u64) -> bool {
         let r = &mut self.running[k];
         let store = events::take_pending(r.store_local);
         let console = events::take_pending(r.console_local);
@@ -520,9 +530,17 @@ impl Toolstack<'_> {
         for p in self.net.ports(r.domid) {
             vif |= events::take_pending(p);
         }
-        if !store && !console && !vif {
-            return;
+        if store || console {
+            self.count_wakeup(k, t);
+            return false;
         }
+        // Only a vif port: counted after the vifs were served, if they found nothing to do.
+        vif
+    }
+
+    /// One wakeup DomU `k` caused, for its storm guard.
+    fn count_wakeup(&mut self, k: usize, t: u64) {
+        let r = &mut self.running[k];
         if let Some(n) = r.storm.wakeup(t)
             && r.storm.storms == 1
         {

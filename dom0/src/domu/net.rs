@@ -93,6 +93,16 @@ struct NetVif {
     heap_bytes: u64,
     /// The largest RX backlog of any of its connections, bytes.
     rx_backlog_peak: u64,
+    /// It moved packets in the last service pass.
+    worked: bool,
+}
+
+/// Packets a vif's current connection has moved, both ways (taken, refused, delivered).
+fn moved(v: &NetVif) -> u64 {
+    v.att.as_ref().map_or(0, |a| {
+        let c = &a.link.counters;
+        c.tx_packets + c.tx_dropped + c.tx_copy_errors + c.rx_packets + c.rx_copy_errors
+    })
 }
 
 /// dom0 heap bytes in use now.
@@ -198,6 +208,7 @@ impl Net {
                 rx_dropped_past: 0,
                 heap_bytes,
                 rx_backlog_peak: 0,
+                worked: false,
             });
         }
         Ok(())
@@ -256,6 +267,20 @@ impl Net {
     /// receivers' backlogs and dom0's stack, the stack's replies back into the switch, then
     /// every backlog into its guest's buffers.
     pub fn service(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
+        let before: Vec<u64> = self.vifs.iter().map(moved).collect();
+        self.service_pass(x, server, free, now_ns);
+        for (v, b) in self.vifs.iter_mut().zip(before) {
+            v.worked = moved(v) != b;
+        }
+    }
+
+    /// Whether any of `domid`'s vifs moved a packet (either way) in the last service pass: a
+    /// kick that found work is traffic, not an event storm.
+    pub fn worked(&self, domid: DomId) -> bool {
+        self.vifs.iter().any(|v| v.dev.domid == domid && v.worked)
+    }
+
+    fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
                 continue;
