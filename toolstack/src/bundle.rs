@@ -97,36 +97,13 @@ pub const TYPE_INITRD: u32 = 3;
 // ---------------------------------------------------------------------------------------------
 // CRC-32
 
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-static CRC32_TABLE: [u32; 256] = crc32_table();
-
 /// Continues a CRC-32 (IEEE, reflected, polynomial 0x04c11db7) over `data`; start with
-/// `crc = 0`. `crc32_update(crc32_update(0, a), b) == crc32(a ++ b)`.
+/// `crc = 0`. `crc32_update(crc32_update(0, a), b) == crc32(a ++ b)`. The one CRC-32 of the
+/// crate is `kernel::decompress::Crc32` (gzip's and XZ's check, slicing-by-8).
 pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in data {
-        c = CRC32_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    let mut c = crate::kernel::decompress::Crc32::resume(crc);
+    c.update(data);
+    c.finish()
 }
 
 /// CRC-32 (IEEE 802.3 / zlib / PNG) of `data`.

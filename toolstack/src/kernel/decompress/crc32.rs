@@ -50,6 +50,12 @@ impl Crc32 {
         Self(!0)
     }
 
+    /// Continue from a finished CRC-32 value (`resume(crc32(a))` then `b` gives
+    /// `crc32(a ++ b)`).
+    pub const fn resume(crc: u32) -> Self {
+        Self(!crc)
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         let t = &TABLES;
         let mut c = self.0;
