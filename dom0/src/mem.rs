@@ -199,10 +199,11 @@ pub fn guard_boot_stack() -> Result<u64, &'static str> {
     let (t, e) = ((i / 512) as usize, (i % 512) as usize);
     let pd = crate::boot::BOOT_PD.get();
     let pt = GUARD_PT.get();
-    // SAFETY: single-threaded boot (the APs are not up); the boot page directory is live and
-    // only `mem` edits it. GUARD_PT is a static table used by nothing else; it is filled with
-    // the same identity mapping the 2 MiB entry gives (write-back RAM: the image), minus the
-    // guard page, before the directory entry points at it, and the TLB is flushed after.
+    // Single-threaded boot (the APs are not up); the boot page directory is live and only
+    // `mem` edits it. GUARD_PT is a static table used by nothing else; it gets the same
+    // identity mapping the 2 MiB entry gives, minus the guard page, before the directory entry
+    // points at it, and the TLB is flushed after.
+    // SAFETY: no other CPU or code touches these tables now (above).
     unsafe {
         let entry = &mut (&mut *pd)[t][e];
         let flags = entry.flags();

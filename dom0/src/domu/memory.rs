@@ -159,11 +159,11 @@ impl GuestMemory for ForeignMem<'_> {
             return Err(e);
         }
         let at = (self.mapped_gfn * PAGE + gpa % PAGE) as *mut u8;
-        // SAFETY: [at, at + len) lies in the window's mapped area (n <= MAPPED_PAGES pages
-        // from `mapped_gfn`), identity-mapped write-back by `map_window` and now backed page
-        // for page by the DomU's frames (every map succeeded above); nothing else uses that
-        // area (the builder runs on the boot vCPU, one call at a time), and the slice does not
-        // outlive this call: the frames are unmapped below.
+        // The range lies in the window's mapped area (n <= MAPPED_PAGES pages from
+        // `mapped_gfn`), identity-mapped by `map_window`, every page now backed by a DomU
+        // frame; only the builder (boot vCPU, one call at a time) uses it, and the frames are
+        // unmapped below, after the slice's last use.
+        // SAFETY: [at, at + len) is mapped, writable and used by nothing else (above).
         let out = unsafe { core::slice::from_raw_parts_mut(at, len as usize) };
         f(out);
         self.pages += n;
