@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+pub mod nic;
 pub mod pcicheck;
 pub mod uart16550;
 
