@@ -174,6 +174,8 @@ pub enum Dom0Ip {
     Static { addr: [u8; 4], prefix: u8 },
     /// `ip=none`: no IP stack on dom0's port.
     Off,
+    /// `ip=dhcp`: an address from a DHCP server reached through the NIC uplink (`nic=`).
+    Dhcp,
 }
 
 impl Default for Dom0Ip {
@@ -189,8 +191,10 @@ impl Dom0Ip {
     /// `none`, or `a.b.c.d/p` with p in 1..=30 and a unicast host address (not the network's
     /// or broadcast address, not 0.x, multicast or reserved).
     fn parse(v: &str) -> Option<Dom0Ip> {
-        if v == "none" {
-            return Some(Dom0Ip::Off);
+        match v {
+            "none" => return Some(Dom0Ip::Off),
+            "dhcp" => return Some(Dom0Ip::Dhcp),
+            _ => {}
         }
         let (a, p) = v.split_once('/')?;
         let prefix: u8 = p.parse().ok().filter(|p| (1..=30).contains(p))?;
@@ -208,6 +212,51 @@ impl Dom0Ip {
         }
         Some(Dom0Ip::Static { addr, prefix })
     }
+}
+
+/// `nic=`: which NIC becomes the uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NicChoice {
+    /// `nic=none` (default): no NIC is touched beyond enumeration and the BAR check.
+    #[default]
+    None,
+    /// `nic=auto`: the first function, in enumeration order, that a driver supports.
+    Auto,
+    /// `nic=[SSSS:]BB:DD.F`: that function (an error in the report if no driver supports it).
+    At(pci::Sbdf),
+}
+
+impl NicChoice {
+    fn parse(v: &str) -> Option<NicChoice> {
+        match v {
+            "none" => return Some(NicChoice::None),
+            "auto" => return Some(NicChoice::Auto),
+            _ => {}
+        }
+        let (seg, rest) = match v.matches(':').count() {
+            2 => {
+                let (s, r) = v.split_once(':')?;
+                (u16::from_str_radix(s, 16).ok().filter(|_| s.len() == 4)?, r)
+            }
+            1 => (0, v),
+            _ => return None,
+        };
+        let (bus, df) = rest.split_once(':')?;
+        let (dev, func) = df.split_once('.')?;
+        let hex = |t: &str, max: u8| {
+            u8::from_str_radix(t, 16)
+                .ok()
+                .filter(|&n| n <= max && (1..=2).contains(&t.len()))
+        };
+        pci::Sbdf::new(seg, hex(bus, 0xff)?, hex(dev, 0x1f)?, hex(func, 7)?).map(NicChoice::At)
+    }
+}
+
+/// `linger=`: how long dom0 keeps serving once no DomU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    Seconds(u32),
+    Forever,
 }
 
 /// dom0's options after parsing.
@@ -236,8 +285,14 @@ pub struct Dom0Options {
     /// watches, transactions and queued messages; 64..=1048576 KiB). `None`: C xenstored's
     /// 2.5 MiB.
     pub xenstore_quota_kib: Option<u32>,
-    /// `ip=ADDR/PREFIX|none`: dom0's own address on its switch (10.0.0.254/24 by default).
+    /// `ip=ADDR/PREFIX|dhcp|none`: dom0's own address on its switch (10.0.0.254/24 by default).
     pub ip: Dom0Ip,
+    /// `nic=none|auto|BB:DD.F|SSSS:BB:DD.F`: the physical NIC dom0 drives as its switch's uplink
+    /// (issue 13). `None` (the default): dom0 leaves every NIC alone.
+    pub nic: NicChoice,
+    /// `linger=S|forever`: keep serving the network S seconds after the last DomU stopped (or
+    /// after ready, with no DomUs); `None`: stop serving with the last DomU.
+    pub linger: Option<Linger>,
     /// The options that took effect, one per name (canonical name, value as given), in the
     /// order first given; a repeat updates the value in place.
     pub given: Vec<(String, String)>,
@@ -422,13 +477,41 @@ const OPTIONS: &[OptSpec] = &[
     },
     OptSpec {
         name: "ip",
-        expected: "dom0's IPv4 address on its switch as a.b.c.d/prefix (prefix 1 to 30), or none",
+        expected: "dom0's IPv4 address on its switch as a.b.c.d/prefix (prefix 1 to 30), dhcp or none",
         apply: |o, v| match v.and_then(Dom0Ip::parse) {
             Some(ip) => {
                 o.ip = ip;
                 true
             }
             None => false,
+        },
+    },
+    OptSpec {
+        name: "nic",
+        expected: "none, auto, or a PCI function as BB:DD.F or SSSS:BB:DD.F (hex)",
+        apply: |o, v| match v.and_then(NicChoice::parse) {
+            Some(n) => {
+                o.nic = n;
+                true
+            }
+            None => false,
+        },
+    },
+    OptSpec {
+        name: "linger",
+        expected: "seconds to keep serving after the last DomU stopped (1 to 86400), or forever",
+        apply: |o, v| match v {
+            Some("forever") => {
+                o.linger = Some(Linger::Forever);
+                true
+            }
+            _ => match v.and_then(|v| v.parse::<u32>().ok()) {
+                Some(n @ 1..=86400) => {
+                    o.linger = Some(Linger::Seconds(n));
+                    true
+                }
+                _ => false,
+            },
         },
     },
 ];
@@ -447,6 +530,8 @@ const KNOWN_NAMES: &[&str] = &[
     "domu-stop",
     "xenstore-quota",
     "ip",
+    "nic",
+    "linger",
 ];
 
 /// Cut `s` to [`MAX_QUOTED`] characters (on a char boundary) for an error message.

@@ -6,6 +6,10 @@
 //! (`/report.json`, and the text form at `/`). Everything is bounded: the frames waiting for
 //! the stack (`MAX_QUEUED`), each socket's buffers, a request's size (`MAX_REQUEST`). No
 //! `unsafe`, no clock of its own: the caller passes the time, and asks how long it may sleep.
+//!
+//! Its address is fixed ([`Stack::new`]) or leased by DHCP ([`Stack::new_dhcp`], smoltcp's
+//! DHCPv4 client: discover, request, renew and rebind on the lease's timers; a lost lease
+//! removes the address until a new one is acquired).
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -19,9 +23,9 @@ use alloc::vec::Vec;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 /// Frames waiting for the stack; more are dropped (and counted).
 pub const MAX_QUEUED: usize = 256;
@@ -96,6 +100,19 @@ pub struct StackCounters {
     pub echo_bytes: u64,
     pub discard_bytes: u64,
     pub http_requests: u64,
+    /// DHCP leases acquired (a renewal that keeps the address does not count).
+    pub dhcp_leases: u64,
+    /// DHCP leases lost (expired without renewal).
+    pub dhcp_lost: u64,
+}
+
+/// The address DHCP leased, and the router it named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub addr: [u8; 4],
+    pub prefix: u8,
+    pub router: Option<[u8; 4]>,
+    pub server: [u8; 4],
 }
 
 /// What an HTTP path serves: `(content type, body)`, or `None` for 404.
@@ -117,6 +134,9 @@ pub struct Stack {
     echo: SocketHandle,
     discard: SocketHandle,
     http: Vec<(SocketHandle, HttpConn)>,
+    /// The DHCP client, with `ip=dhcp`.
+    dhcp: Option<SocketHandle>,
+    lease: Option<Lease>,
     pub counters: StackCounters,
 }
 
@@ -138,12 +158,36 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
 impl Stack {
     /// A stack with `mac` and `addr`/`prefix`, at time `now_ms`.
     pub fn new(mac: [u8; 6], addr: [u8; 4], prefix: u8, now_ms: i64) -> Stack {
-        let mut dev = Frames::default();
-        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        let mut iface = Interface::new(config, &mut dev, Instant::from_millis(now_ms));
-        iface.update_ip_addrs(|a| {
+        let mut s = Self::bare(mac, now_ms);
+        s.iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(Ipv4Address::from(addr).into(), prefix));
         });
+        s
+    }
+
+    /// A stack with `mac` that asks a DHCP server for its address (none until leased).
+    pub fn new_dhcp(mac: [u8; 6], now_ms: i64) -> Stack {
+        let mut s = Self::bare(mac, now_ms);
+        s.dhcp = Some(s.sockets.add(dhcpv4::Socket::new()));
+        s
+    }
+
+    /// The DHCP lease in force, if any.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease
+    }
+
+    /// The address the stack answers on now, if any.
+    pub fn address(&self) -> Option<([u8; 4], u8)> {
+        self.iface.ip_addrs().iter().find_map(|c| match c {
+            IpCidr::Ipv4(c) => Some((c.address().octets(), c.prefix_len())),
+        })
+    }
+
+    fn bare(mac: [u8; 6], now_ms: i64) -> Stack {
+        let mut dev = Frames::default();
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        let iface = Interface::new(config, &mut dev, Instant::from_millis(now_ms));
         let mut sockets = SocketSet::new(Vec::new());
         let echo = sockets.add(tcp_socket(8192, 8192));
         let discard = sockets.add(tcp_socket(16384, 64));
@@ -162,6 +206,8 @@ impl Stack {
             echo,
             discard,
             http,
+            dhcp: None,
+            lease: None,
             counters: StackCounters::default(),
         };
         s.listen();
@@ -209,6 +255,7 @@ impl Stack {
         let now = Instant::from_millis(now_ms);
         for _ in 0..4 {
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
+            self.dhcp_event();
             let before = self.dev.tx.len();
             self.serve(pages);
             self.listen();
@@ -220,6 +267,48 @@ impl Stack {
         let out = core::mem::take(&mut self.dev.tx);
         self.counters.frames_out += out.len() as u64;
         out
+    }
+
+    /// Apply what the DHCP client learnt: the address and the default route.
+    fn dhcp_event(&mut self) {
+        let Some(h) = self.dhcp else {
+            return;
+        };
+        match self.sockets.get_mut::<dhcpv4::Socket<'_>>(h).poll() {
+            Some(dhcpv4::Event::Configured(c)) => {
+                let lease = Lease {
+                    addr: c.address.address().octets(),
+                    prefix: c.address.prefix_len(),
+                    router: c.router.map(|r| r.octets()),
+                    server: c.server.address.octets(),
+                };
+                let cidr: Ipv4Cidr = c.address;
+                self.iface.update_ip_addrs(|a| {
+                    a.clear();
+                    let _ = a.push(IpCidr::Ipv4(cidr));
+                });
+                match c.router {
+                    Some(r) => {
+                        let _ = self.iface.routes_mut().add_default_ipv4_route(r);
+                    }
+                    None => {
+                        let _ = self.iface.routes_mut().remove_default_ipv4_route();
+                    }
+                }
+                if self.lease.map(|l| l.addr) != Some(lease.addr) {
+                    self.counters.dhcp_leases += 1;
+                }
+                self.lease = Some(lease);
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                if self.lease.take().is_some() {
+                    self.counters.dhcp_lost += 1;
+                }
+                self.iface.update_ip_addrs(|a| a.clear());
+                let _ = self.iface.routes_mut().remove_default_ipv4_route();
+            }
+            None => {}
+        }
     }
 
     /// Milliseconds until the stack needs a poll without new frames (TCP timers).

@@ -197,3 +197,211 @@ fn a_flood_is_bounded_and_counted() {
     assert!(s.poll(0, &pages).is_empty());
     let _ = IpEndpoint::new(IpAddress::v4(10, 0, 0, 1), 1);
 }
+
+/// A DHCP server that knows one answer: parses a client's DISCOVER or REQUEST (broadcast, UDP
+/// 68 → 67) and answers OFFER or ACK for `offer`, from 10.0.2.2 (QEMU user networking's
+/// layout). Anything else is ignored.
+fn dhcp_server(frame: &[u8], offer: [u8; 4], lease_s: u32) -> Option<Vec<u8>> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+        IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() == EthernetProtocol::Arp {
+        return arp_reply(frame, [10, 0, 2, 2]);
+    }
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Udp {
+        return None;
+    }
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    if udp.dst_port() != 67 {
+        return None;
+    }
+    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
+    let req = DhcpRepr::parse(&dhcp).ok()?;
+    let reply_type = match req.message_type {
+        DhcpMessageType::Discover => DhcpMessageType::Offer,
+        DhcpMessageType::Request => DhcpMessageType::Ack,
+        _ => return None,
+    };
+    let server = Ipv4Address::new(10, 0, 2, 2);
+    let reply = DhcpRepr {
+        message_type: reply_type,
+        transaction_id: req.transaction_id,
+        secs: 0,
+        client_hardware_address: req.client_hardware_address,
+        client_ip: Ipv4Address::UNSPECIFIED,
+        your_ip: Ipv4Address::from(offer),
+        server_ip: server,
+        router: Some(server),
+        subnet_mask: Some(Ipv4Address::new(255, 255, 255, 0)),
+        relay_agent_ip: Ipv4Address::UNSPECIFIED,
+        broadcast: true,
+        requested_ip: None,
+        client_identifier: None,
+        server_identifier: Some(server),
+        parameter_request_list: None,
+        dns_servers: None,
+        max_size: None,
+        lease_duration: Some(lease_s),
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let dhcp_len = reply.buffer_len();
+    let udp_repr = UdpRepr {
+        src_port: 67,
+        dst_port: 68,
+    };
+    let ip_repr = Ipv4Repr {
+        src_addr: server,
+        dst_addr: Ipv4Address::BROADCAST,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + dhcp_len,
+        hop_limit: 64,
+    };
+    let eth_repr = EthernetRepr {
+        src_addr: EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut out = vec![0u8; 14 + 20 + 8 + dhcp_len];
+    let mut f = EthernetFrame::new_unchecked(&mut out[..]);
+    eth_repr.emit(&mut f);
+    let caps = ChecksumCapabilities::default();
+    let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip_repr.emit(&mut ipp, &caps);
+    let mut u = UdpPacket::new_unchecked(ipp.payload_mut());
+    udp_repr.emit(
+        &mut u,
+        &server.into(),
+        &Ipv4Address::BROADCAST.into(),
+        dhcp_len,
+        |p| {
+            let mut d = DhcpPacket::new_unchecked(p);
+            reply.emit(&mut d).unwrap();
+        },
+        &caps,
+    );
+    Some(out)
+}
+
+/// The server's answer to an ARP request for `ip` (a renewal is unicast to the server).
+fn arp_reply(frame: &[u8], ip: [u8; 4]) -> Option<Vec<u8>> {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
+    };
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?;
+    let ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    } = arp
+    else {
+        return None;
+    };
+    if target_protocol_addr != Ipv4Address::from(ip) {
+        return None;
+    }
+    let mac = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: mac,
+        source_protocol_addr: target_protocol_addr,
+        target_hardware_addr: source_hardware_addr,
+        target_protocol_addr: source_protocol_addr,
+    };
+    let mut out = vec![0u8; 14 + reply.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut out[..]);
+    EthernetRepr {
+        src_addr: mac,
+        dst_addr: source_hardware_addr,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut f);
+    reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    Some(out)
+}
+
+/// `ip=dhcp`: the stack discovers, requests, takes the lease and answers on it; it renews
+/// before the lease ends, and loses the address when the server goes away for good.
+#[test]
+fn dhcp_lease_renewal_and_loss() {
+    let offer = [10, 0, 2, 15];
+    let mut s = Stack::new_dhcp([0, 0x16, 0x3e, 0, 0, 0], 0);
+    assert_eq!(s.address(), None);
+    let mut now = 0i64;
+    let mut server_up = true;
+    let mut requests = 0;
+    let mut step = |s: &mut Stack, now: i64, server_up: bool, requests: &mut u32| {
+        for f in s.poll(now, &pages) {
+            if server_up && let Some(r) = dhcp_server(&f, offer, 120) {
+                // DHCP replies only (not ARP): 0x0800 at bytes 12..14.
+                *requests += u32::from(r[12..14] == [8, 0]);
+                s.input(r);
+            }
+        }
+    };
+    while now < 10_000 && s.lease().is_none() {
+        step(&mut s, now, server_up, &mut requests);
+        now += 10;
+    }
+    let l = s.lease().expect("a lease within 10 s");
+    assert_eq!(
+        (l.addr, l.prefix, l.router),
+        (offer, 24, Some([10, 0, 2, 2]))
+    );
+    assert_eq!(s.address(), Some((offer, 24)));
+    assert_eq!(s.counters.dhcp_leases, 1);
+    assert!(requests >= 2, "an OFFER and an ACK");
+    // It renews (T1 = 60 s) and keeps the address: no new lease is counted.
+    let before = requests;
+    while now < 100_000 {
+        step(&mut s, now, server_up, &mut requests);
+        now += 100;
+    }
+    assert!(requests > before, "renewed");
+    assert_eq!(s.counters.dhcp_leases, 1);
+    assert_eq!(s.address(), Some((offer, 24)));
+    // The server goes away: the lease ends and the address goes with it.
+    server_up = false;
+    while now < 400_000 && s.lease().is_some() {
+        step(&mut s, now, server_up, &mut requests);
+        now += 100;
+    }
+    assert_eq!(s.lease(), None);
+    assert_eq!(s.address(), None);
+    assert_eq!(s.counters.dhcp_lost, 1);
+}
+
+/// Garbage to the DHCP client's port changes nothing.
+#[test]
+fn dhcp_ignores_garbage() {
+    let mut s = Stack::new_dhcp([0, 0x16, 0x3e, 0, 0, 0], 0);
+    let mut seed = 0x1234_5678_u32;
+    for now in 0..2000i64 {
+        let out = s.poll(now, &pages);
+        for f in out {
+            // A reply with every byte after the Ethernet header scrambled.
+            if let Some(mut r) = dhcp_server(&f, [10, 0, 2, 15], 120) {
+                for b in r.iter_mut().skip(14 + (seed as usize % 300)) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    *b = seed as u8;
+                }
+                s.input(r);
+            }
+        }
+    }
+    assert_eq!(s.address(), None);
+    assert_eq!(s.counters.dhcp_leases, 0);
+}

@@ -82,7 +82,7 @@ fn underscores_and_case() {
     assert_eq!(
         e,
         [
-            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)"
+            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)"
         ]
     );
 }
@@ -96,9 +96,9 @@ fn unknown_and_bad_values_are_skipped() {
     assert_eq!(
         e,
         [
-            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
+            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
+            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'report': bad value '' (expected one of text|json|both|none)",
         ]
     );
@@ -201,7 +201,7 @@ fn non_ascii() {
     assert_eq!(
         e,
         [
-            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip)",
+            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
             "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
         ]
@@ -344,7 +344,9 @@ fn known_names() {
             "pci-vfs",
             "domu-stop",
             "xenstore-quota",
-            "ip"
+            "ip",
+            "nic",
+            "linger"
         ]
     );
 }
@@ -395,5 +397,42 @@ fn ip_takes_an_address_with_prefix_or_none() {
         let (o, e) = Dom0Options::parse(bad);
         assert_eq!(e.len(), 1, "{bad}: {e:?}");
         assert_eq!(o.ip, Dom0Ip::default(), "{bad}");
+    }
+}
+
+#[test]
+fn nic_linger_and_dhcp() {
+    let (o, e) = Dom0Options::parse("nic=auto ip=dhcp linger=30");
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(o.nic, NicChoice::Auto);
+    assert_eq!(o.ip, Dom0Ip::Dhcp);
+    assert_eq!(o.linger, Some(Linger::Seconds(30)));
+    let (o, _) = Dom0Options::parse("nic=01:00.0 linger=forever");
+    assert_eq!(o.nic, NicChoice::At(pci::Sbdf::new(0, 1, 0, 0).unwrap()));
+    assert_eq!(o.linger, Some(Linger::Forever));
+    let (o, _) = Dom0Options::parse("nic=0001:1f:1f.7");
+    assert_eq!(
+        o.nic,
+        NicChoice::At(pci::Sbdf::new(1, 0x1f, 0x1f, 7).unwrap())
+    );
+    assert_eq!(Dom0Options::parse("").0.nic, NicChoice::None);
+    assert_eq!(Dom0Options::parse("").0.linger, None);
+    for bad in [
+        "nic=",
+        "nic=1:2",
+        "nic=00:20.0",
+        "nic=00:1f.8",
+        "nic=100:00.0",
+        "nic=1:00:00.0",
+        "nic=00:00.0.0",
+        "nic=eth0",
+        "linger=0",
+        "linger=86401",
+        "linger=-1",
+        "linger=",
+    ] {
+        let (o, e) = Dom0Options::parse(bad);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!((o.nic, o.linger), (NicChoice::None, None), "{bad}");
     }
 }
