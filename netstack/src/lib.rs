@@ -179,8 +179,9 @@ impl Stack {
 
     /// The address the stack answers on now, if any.
     pub fn address(&self) -> Option<([u8; 4], u8)> {
-        self.iface.ip_addrs().iter().find_map(|c| match c {
-            IpCidr::Ipv4(c) => Some((c.address().octets(), c.prefix_len())),
+        // Only IPv4 is built (`proto-ipv4`), so the first address is the one.
+        self.iface.ip_addrs().first().map(|c| match c {
+            IpCidr::Ipv4(c) => (c.address().octets(), c.prefix_len()),
         })
     }
 
