@@ -341,7 +341,7 @@ fn dhcp_lease_renewal_and_loss() {
     let mut now = 0i64;
     let mut server_up = true;
     let mut requests = 0;
-    let mut step = |s: &mut Stack, now: i64, server_up: bool, requests: &mut u32| {
+    let step = |s: &mut Stack, now: i64, server_up: bool, requests: &mut u32| {
         for f in s.poll(now, &pages) {
             if server_up && let Some(r) = dhcp_server(&f, offer, 120) {
                 // DHCP replies only (not ARP): 0x0800 at bytes 12..14.
