@@ -9,6 +9,8 @@
 //! transport: it refuses a device that does not offer the bit and accepts it for one that
 //! does. Everything else passes through unchanged.
 
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 
 use virtio_drivers::PhysAddr;
@@ -141,6 +143,128 @@ impl<T: Transport> Transport for AccessPlatform<T> {
         value: V,
     ) -> virtio_drivers::Result<()> {
         self.inner.write_config_space(offset, value)
+    }
+}
+
+/// A transport shared between the driver that owns it and dom0, which reads what the driver
+/// keeps to itself: the features negotiated, and the device's link status later on
+/// (virtio-drivers reads `status` only once). Single-threaded: dom0 reads only between the
+/// driver's calls, so a borrow never meets another.
+#[derive(Debug)]
+pub struct Shared<T: Transport> {
+    inner: Rc<RefCell<T>>,
+    written: Rc<Cell<u64>>,
+}
+
+impl<T: Transport> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            inner: self.inner.clone(),
+            written: self.written.clone(),
+        }
+    }
+}
+
+/// VIRTIO_NET_F_STATUS, and VIRTIO_NET_S_LINK_UP in the config's `status` (offset 6, after
+/// the 6-byte MAC; virtio 1.2 §5.1.4).
+const NET_F_STATUS: u64 = 1 << 16;
+const NET_STATUS_OFFSET: usize = 6;
+const NET_S_LINK_UP: u16 = 1;
+
+impl<T: Transport> Shared<T> {
+    pub fn new(t: T) -> Self {
+        Shared {
+            inner: Rc::new(RefCell::new(t)),
+            written: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// The feature bits the driver accepted (0 before negotiation).
+    pub fn negotiated(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// The link as the device reports it now; up when the device does not report it
+    /// (VIRTIO_NET_F_STATUS not negotiated: "the link should be assumed active", §5.1.4.2).
+    pub fn net_link_up(&self) -> bool {
+        if self.negotiated() & NET_F_STATUS == 0 {
+            return true;
+        }
+        self.inner
+            .try_borrow()
+            .ok()
+            .and_then(|t| t.read_config_space::<u16>(NET_STATUS_OFFSET).ok())
+            .is_some_and(|s| s & NET_S_LINK_UP != 0)
+    }
+}
+
+impl<T: Transport> Transport for Shared<T> {
+    fn device_type(&self) -> DeviceType {
+        self.inner.borrow().device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.borrow_mut().read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.written.set(driver_features);
+        self.inner
+            .borrow_mut()
+            .write_driver_features(driver_features)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.inner.borrow_mut().max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.inner.borrow_mut().notify(queue)
+    }
+    fn get_status(&self) -> DeviceStatus {
+        self.inner.borrow().get_status()
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.inner.borrow_mut().set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.borrow_mut().set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.borrow().requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.inner
+            .borrow_mut()
+            .queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.inner.borrow_mut().queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner.borrow_mut().queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.inner.borrow_mut().ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.inner.borrow().read_config_generation()
+    }
+    fn read_config_space<V: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<V> {
+        self.inner.borrow().read_config_space(offset)
+    }
+    fn write_config_space<V: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: V,
+    ) -> virtio_drivers::Result<()> {
+        self.inner.borrow_mut().write_config_space(offset, value)
     }
 }
 

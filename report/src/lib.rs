@@ -10,7 +10,8 @@
 //! `acpi` (object or null, see [`AcpiSummary`]), `cpu` (object or null, see [`CpuSummary`]),
 //! `vcpu_list` (array, see [`VcpuStatus`]), `smp` (object or null, see [`SmpSummary`]), `mtrr`
 //! (object or null, see [`MtrrSummary`]), `pci` (object or null, see [`PciSummary`]),
-//! `modules`, `warnings`, `errors`.
+//! `modules`, `toolstack`, `uplink` (object or null, see [`UplinkSummary`]), `warnings`,
+//! `errors`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -325,6 +326,74 @@ pub struct Dom0NetSummary {
     pub echo_bytes: u64,
     pub discard_bytes: u64,
     pub http_requests: u64,
+    /// `ip=dhcp`: the address came (or is to come) from a DHCP server through the uplink;
+    /// `address` is empty until a lease is held.
+    pub dhcp: bool,
+    /// The leasing server and the router it named ("" if none).
+    pub dhcp_server: String,
+    pub router: String,
+    /// Leases acquired and lost.
+    pub dhcp_leases: u64,
+    pub dhcp_lost: u64,
+}
+
+/// The physical NIC dom0 drives as its switch's uplink (`nic=`, issue 13).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UplinkSummary {
+    /// "ssss:bb:dd.f".
+    pub sbdf: String,
+    /// "vvvv:dddd".
+    pub ids: String,
+    /// The driver ("virtio-net", "e1000e"), or "" when none supports the device.
+    pub model: String,
+    pub state: UplinkState,
+    /// Why it is not up (`state` failed or unsupported).
+    pub error: Option<String>,
+    pub mac: String,
+    /// The link as last read (virtio-net: at start, from its `status` field; e1000e: STATUS.LU
+    /// on every report).
+    pub link_up: bool,
+    /// virtio-net: the feature bits negotiated (VIRTIO_F_ACCESS_PLATFORM among them).
+    pub features: u64,
+    /// How dom0 learns of received frames: "polled every N ms ..." (no interrupt is bound).
+    pub service: String,
+    /// The device's side: frames and bytes sent and received, refused sends, bad receives.
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
+    pub switch_flooded: u64,
+    pub switch_dropped: u64,
+}
+
+/// Where the uplink stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UplinkState {
+    /// Driven and on the switch.
+    #[default]
+    Up,
+    /// A driver supports it but bringing it up failed (`error` says where).
+    Failed,
+    /// No driver for it (`error` names the device).
+    Unsupported,
+    /// Taken out of service after it misbehaved while running (`error`).
+    Stopped,
+}
+
+impl fmt::Display for UplinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UplinkState::Up => "up",
+            UplinkState::Failed => "failed",
+            UplinkState::Unsupported => "unsupported",
+            UplinkState::Stopped => "stopped",
+        })
+    }
 }
 
 /// One vif of a DomU: the handshake's state, what crossed its rings and its switch port.
@@ -660,6 +729,8 @@ pub struct BootReport {
     pub modules: Vec<ModuleSummary>,
     /// DomUs built from the boot bundle (None: no bundle with domains).
     pub toolstack: Option<ToolstackSummary>,
+    /// The NIC uplink (`nic=`; None: not asked for).
+    pub uplink: Option<UplinkSummary>,
     /// What the boot watchdog saw: phases that made no progress for over a second, where, and
     /// Xen's view of the boot vCPU then (empty when the boot never stalled).
     pub watchdog: Vec<String>,

@@ -254,6 +254,55 @@ impl BootReport {
                 n.discard_bytes,
                 n.http_requests
             )?;
+            if n.dhcp {
+                writeln!(
+                    w,
+                    "  DHCP: {} lease(s), {} lost; server {}, router {}",
+                    n.dhcp_leases,
+                    n.dhcp_lost,
+                    Clean(if n.dhcp_server.is_empty() {
+                        "-"
+                    } else {
+                        &n.dhcp_server
+                    }),
+                    Clean(if n.router.is_empty() { "-" } else { &n.router }),
+                )?;
+            }
+        }
+        if let Some(u) = &self.uplink {
+            writeln!(
+                w,
+                "uplink {} [{}] {}: {}, link {}, MAC {}",
+                Clean(&u.sbdf),
+                Clean(&u.ids),
+                Clean(if u.model.is_empty() {
+                    "no driver"
+                } else {
+                    &u.model
+                }),
+                u.state,
+                if u.link_up { "up" } else { "down" },
+                Clean(if u.mac.is_empty() { "-" } else { &u.mac }),
+            )?;
+            if let Some(e) = &u.error {
+                writeln!(w, "  error: {}", Clean(e))?;
+            }
+            if u.state == UplinkState::Up || u.tx_frames + u.rx_frames > 0 {
+                writeln!(
+                    w,
+                    "  {} frames ({} B) sent, {} refused; {} frames ({} B) received, {} bad; \
+                     switch: {} flooded, {} dropped; {}",
+                    u.tx_frames,
+                    u.tx_bytes,
+                    u.tx_dropped,
+                    u.rx_frames,
+                    u.rx_bytes,
+                    u.rx_errors,
+                    u.switch_flooded,
+                    u.switch_dropped,
+                    Clean(&u.service),
+                )?;
+            }
         }
         if !self.watchdog.is_empty() {
             writeln!(w, "watchdog ({})", self.watchdog.len())?;

@@ -11,6 +11,7 @@ struct Fake {
     written: Option<u64>,
     status: u32,
     resets: u32,
+    link: u8,
 }
 
 impl Transport for Fake {
@@ -51,9 +52,13 @@ impl Transport for Fake {
     fn read_config_generation(&self) -> u32 {
         0
     }
-    fn read_config_space<V: FromBytes + IntoBytes>(&self, _: usize) -> virtio_drivers::Result<V> {
-        V::read_from_bytes(&[0u8; 64][..core::mem::size_of::<V>()])
-            .map_err(|_| virtio_drivers::Error::ConfigSpaceTooSmall)
+    fn read_config_space<V: FromBytes + IntoBytes>(&self, at: usize) -> virtio_drivers::Result<V> {
+        // virtio_net_config: MAC 52:54:00:12:34:56, status (bit 0 = link up) from `self.link`.
+        let mut cfg = [0u8; 64];
+        cfg[..8].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56, self.link, 0]);
+        cfg.get(at..at + core::mem::size_of::<V>())
+            .and_then(|b| V::read_from_bytes(b).ok())
+            .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)
     }
     fn write_config_space<V: IntoBytes + Immutable>(
         &mut self,
@@ -156,4 +161,31 @@ fn a_device_without_queues_is_an_error() {
     };
     let t = AccessPlatform::new(f).unwrap();
     assert!(VirtIONetRaw::<NoHal, _, 16>::new(t).is_err());
+}
+
+/// `Shared` lets dom0 read what the driver negotiated and the live link status.
+#[test]
+fn shared_sees_negotiation_and_link() {
+    let f = Fake {
+        offered: F_VERSION_1 | F_ACCESS_PLATFORM | NET_MAC | NET_STATUS,
+        link: 1,
+        ..Fake::default()
+    };
+    let shared = Shared::new(f);
+    let handle = shared.clone();
+    assert_eq!(handle.negotiated(), 0);
+    assert!(
+        handle.net_link_up(),
+        "STATUS not negotiated yet: assumed up"
+    );
+    let mut t = AccessPlatform::new(shared).unwrap();
+    // As virtio-drivers' net driver writes them (its feature type is private).
+    t.write_driver_features(F_VERSION_1 | NET_STATUS);
+    assert_eq!(
+        handle.negotiated(),
+        F_VERSION_1 | F_ACCESS_PLATFORM | NET_STATUS
+    );
+    assert!(handle.net_link_up());
+    handle.inner.borrow_mut().link = 0;
+    assert!(!handle.net_link_up(), "link down read live");
 }
