@@ -196,6 +196,7 @@ fn sample() -> BootReport {
             status: "ok".into(),
         }],
         toolstack: None,
+        uplink: None,
         watchdog: vec![
             "watchdog: no progress in the pci phase for 1053 ms; last step: config write \
                  0000:01:00.0 +0x004 = 0x00000100; Xen: vCPU 0 runnable for 1100 ms"
@@ -1210,4 +1211,71 @@ fn json_round_trips_through_the_typed_report() {
         BootReport::from_json(r#"{"report_version":1,"ready":true,"future_key":[1,2]}"#).unwrap();
     assert!(v.ready);
     assert!(v.errors.is_empty());
+}
+
+/// The uplink and dom0's DHCP lease in both forms; an unknown state word is refused.
+#[test]
+fn uplink_and_dhcp_in_json_and_text() {
+    let mut r = sample();
+    r.uplink = Some(UplinkSummary {
+        sbdf: "0000:01:00.0".into(),
+        ids: "1af4:1041".into(),
+        model: "virtio-net".into(),
+        state: UplinkState::Up,
+        mac: "52:54:00:12:34:56".into(),
+        link_up: true,
+        features: 0x3_0001_0020,
+        service: "polled".into(),
+        tx_frames: 3,
+        rx_frames: 4,
+        ..Default::default()
+    });
+    r.toolstack = Some(ToolstackSummary {
+        dom0_net: Some(Dom0NetSummary {
+            address: "10.0.2.15/24".into(),
+            dhcp: true,
+            dhcp_server: "10.0.2.2".into(),
+            router: "10.0.2.2".into(),
+            dhcp_leases: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut j = String::new();
+    r.write_json(&mut j).unwrap();
+    let back = BootReport::from_json(&j).unwrap();
+    assert_eq!(back, r);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["uplink"]["state"], "up");
+    assert_eq!(v["toolstack"]["dom0_net"]["dhcp_server"], "10.0.2.2");
+    let mut t = String::new();
+    r.write_text(&mut t).unwrap();
+    assert!(
+        t.contains(
+            "uplink 0000:01:00.0 [1af4:1041] virtio-net: up, link up, MAC 52:54:00:12:34:56"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("DHCP: 1 lease(s), 0 lost; server 10.0.2.2"),
+        "{t}"
+    );
+    let bad = j.replace("\"state\":\"up\"", "\"state\":\"sideways\"");
+    assert!(BootReport::from_json(&bad).is_err());
+    // An unsupported NIC names itself, with no counters line.
+    r.uplink = Some(UplinkSummary {
+        sbdf: "0000:03:00.0".into(),
+        ids: "14e4:165f".into(),
+        state: UplinkState::Unsupported,
+        error: Some("no driver for 14e4:165f (class 02:00:00)".into()),
+        ..Default::default()
+    });
+    let mut t = String::new();
+    r.write_text(&mut t).unwrap();
+    assert!(
+        t.contains("uplink 0000:03:00.0 [14e4:165f] no driver: unsupported, link down"),
+        "{t}"
+    );
+    assert!(t.contains("error: no driver for 14e4:165f"), "{t}");
+    assert!(!t.contains("frames ("), "{t}");
 }
