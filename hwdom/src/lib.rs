@@ -30,6 +30,7 @@ pub mod modules;
 pub mod options;
 pub mod pci_survey;
 pub mod platform;
+pub mod uplink;
 
 pub use platform::Platform;
 

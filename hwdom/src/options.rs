@@ -233,22 +233,8 @@ impl NicChoice {
             "auto" => return Some(NicChoice::Auto),
             _ => {}
         }
-        let (seg, rest) = match v.matches(':').count() {
-            2 => {
-                let (s, r) = v.split_once(':')?;
-                (u16::from_str_radix(s, 16).ok().filter(|_| s.len() == 4)?, r)
-            }
-            1 => (0, v),
-            _ => return None,
-        };
-        let (bus, df) = rest.split_once(':')?;
-        let (dev, func) = df.split_once('.')?;
-        let hex = |t: &str, max: u8| {
-            u8::from_str_radix(t, 16)
-                .ok()
-                .filter(|&n| n <= max && (1..=2).contains(&t.len()))
-        };
-        pci::Sbdf::new(seg, hex(bus, 0xff)?, hex(dev, 0x1f)?, hex(func, 7)?).map(NicChoice::At)
+        // `ssss:bb:dd.f` or `bb:dd.f`, as Xen and lspci print them.
+        v.parse::<pci::Sbdf>().ok().map(NicChoice::At)
     }
 }
 

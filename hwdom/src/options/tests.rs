@@ -423,7 +423,6 @@ fn nic_linger_and_dhcp() {
         "nic=00:20.0",
         "nic=00:1f.8",
         "nic=100:00.0",
-        "nic=1:00:00.0",
         "nic=00:00.0.0",
         "nic=eth0",
         "linger=0",
