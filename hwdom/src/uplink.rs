@@ -51,7 +51,10 @@ pub enum Pick<'a> {
     },
     /// Nothing to drive: the report's line for it, and whether that is an error (the user
     /// named a function) or a warning (`nic=auto` found nothing dom0 can drive).
-    Refuse { summary: UplinkSummary, error: bool },
+    Refuse {
+        summary: alloc::boxed::Box<UplinkSummary>,
+        error: bool,
+    },
 }
 
 /// Network controllers (class 02) among `functions`.
