@@ -71,6 +71,8 @@ pub struct Options {
     pub xenstore_quota_kib: Option<u32>,
     /// `ip=`: dom0's own address on its switch.
     pub ip: hwdom::options::Dom0Ip,
+    /// `linger=`: keep serving the network this long once no DomU runs (`None`: stop then).
+    pub linger: Option<hwdom::options::Linger>,
 }
 
 struct Toolstack<'a> {
@@ -109,7 +111,9 @@ fn clocks() -> (u64, u64) {
 }
 
 /// Build every DomU of the bundle and serve them until all have stopped.
-/// `busy`: (start, end) of 64-bit BARs, which the window must avoid.
+/// `busy`: (start, end) of 64-bit BARs, which the window must avoid. The uplink's final
+/// state goes to `uplink_out`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     x: Xen,
     bundle: &Bundle<'_>,
@@ -117,6 +121,8 @@ pub fn run(
     busy: &[(u64, u64)],
     opts: Options,
     pages: net::Pages,
+    uplink: Option<net::Uplink>,
+    uplink_out: &mut Option<report::UplinkSummary>,
 ) -> ToolstackSummary {
     let mut sum = ToolstackSummary::default();
     let (major, minor) = match ops::xen_version(&x) {
@@ -201,7 +207,7 @@ pub fn run(
         first_start_ns: None,
         order: RoundRobin::default(),
         last_check_ns: 0,
-        net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64),
+        net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64, uplink),
         store_activity: false,
     };
     crate::arch::cli();
@@ -211,6 +217,9 @@ pub fn run(
     ts.serve(dom_exc, opts);
     let _ = ops::evtchn_close(&x, dom_exc);
     sum.dom0_net = ts.net.dom0_summary();
+    if let Some(u) = ts.net.uplink_summary() {
+        *uplink_out = Some(u);
+    }
     sum.leaks = ts.leaks();
     sum.domus = ts.done;
     sum
@@ -455,8 +464,25 @@ impl Toolstack<'_> {
     fn serve(&mut self, dom_exc: EvtchnPort, opts: Options) {
         let x = self.x;
         let mut wake_at: Option<u64> = None;
-        while !self.running.is_empty() {
+        // `linger=`: when to stop once no DomU runs (set when the last one stopped).
+        let mut linger_until: Option<u64> = None;
+        loop {
             let (t, sys) = clocks();
+            if self.running.is_empty() {
+                let until = *linger_until.get_or_insert_with(|| match opts.linger {
+                    None => 0,
+                    Some(hwdom::options::Linger::Forever) => u64::MAX,
+                    Some(hwdom::options::Linger::Seconds(s)) => {
+                        info!("toolstack: no DomU runs; serving the network for {s} s more");
+                        t.saturating_add(u64::from(s) * 1_000_000_000)
+                    }
+                });
+                if t >= until {
+                    break;
+                }
+            } else {
+                linger_until = None;
+            }
             let mut ports = alloc::vec![dom_exc];
             for r in &mut self.running {
                 if r.storm.polled(t) {
@@ -470,6 +496,8 @@ impl Toolstack<'_> {
             let deadlines = wake_at
                 .into_iter()
                 .chain(stack_at)
+                .chain(self.net.uplink_due(t))
+                .chain(linger_until.filter(|&u| u != u64::MAX))
                 .chain(self.running.iter().filter_map(|r| r.storm.paused_until()));
             let sleep = service::sleep_ns(t, deadlines);
             if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {

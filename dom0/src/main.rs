@@ -21,6 +21,7 @@ mod exit;
 mod heap;
 mod hypercall;
 mod mem;
+mod nic;
 mod pcicfg;
 mod percpu;
 mod phase;
@@ -91,9 +92,12 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     let bundle = hwdom::modules::survey(&p, &mut rep, &si.modules);
     time::phase("modules");
 
+    let uplink = x.and_then(|_| phase::nic::bring_up(&p, &mut rep, &mcfg, &opts));
+    time::phase("nic");
+
     phase::ready::finish(x, &mut rep, opts.report);
-    if let (Some(bundle), Some(x)) = (bundle, x) {
-        phase::domus::serve(x, bundle, &map, &opts, &mut rep);
+    if let Some(x) = x {
+        phase::domus::serve(x, bundle, &map, &opts, &mut rep, uplink);
     }
     match (opts.on_ready, x) {
         (OnReady::Idle, Some(x)) => {

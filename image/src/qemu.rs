@@ -152,7 +152,13 @@ impl Topology {
 /// The default topology's devices: virtio-net, e1000e and NVMe behind their own root ports.
 fn args_default(b: &mut DeviceBuilder, run_dir: &Path) -> Result<()> {
     let rp = b.root_port();
-    b.nic("virtio-net-pci", &rp, ",disable-legacy=on,romfile=");
+    // iommu_platform=on: the device translates its DMA through the IOMMU, as dom0 needs
+    // (drivers::virtio::AccessPlatform).
+    b.nic(
+        "virtio-net-pci",
+        &rp,
+        ",disable-legacy=on,iommu_platform=on,romfile=",
+    );
     let rp = b.root_port();
     b.nic("e1000e", &rp, ",romfile=");
     let rp = b.root_port();

@@ -8,13 +8,20 @@
 //! reason (in xenstore's `error` node and the report); the others go on.
 //!
 //! dom0's own switch port carries its IP endpoint (`netstack`, smoltcp; `ip=`): ping, TCP echo
-//! and discard, and the boot report over HTTP.
+//! and discard, and the boot report over HTTP; with `ip=dhcp` it leases its address through
+//! the uplink.
+//!
+//! With `nic=`, a physical NIC (`crate::nic`, drivers in `drivers`) is one more port: DomUs are
+//! bridged onto the physical network, and frames for it go out through the NIC. It is polled
+//! (no interrupt): every service pass takes what it received, and the loop wakes at least
+//! every `nic::POLL_IDLE_NS` (`POLL_ACTIVE_NS` while frames move) to look.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use drivers::nic::{Nic, NicError};
 use hwdom::options::Dom0Ip;
 use log::{info, warn};
 use netback::MacAddress;
@@ -22,7 +29,7 @@ use netback::switch::{Forward, PortId, Switch};
 use netback::vif::{BOUNCE_PAGES, Bounce, Link};
 use netback::xenbus::{Action, Channels, FrontendConfig};
 use netstack::Stack;
-use report::{Dom0NetSummary, VifSummary};
+use report::{Dom0NetSummary, UplinkState, UplinkSummary, VifSummary};
 use toolstack::vif::VifDevice;
 use toolstack::xenstore::Server;
 use xen::domctl::DomId;
@@ -36,6 +43,28 @@ use crate::hypercall::Xen;
 
 /// Packets taken from one vif's TX ring per wakeup (bounded work, round-robin by the caller).
 const TX_BUDGET: usize = 64;
+/// Frames taken from the NIC per wakeup.
+const NIC_RX_BUDGET: usize = 64;
+
+/// The physical NIC on the switch.
+pub struct Uplink {
+    pub nic: Box<dyn Nic>,
+    pub summary: UplinkSummary,
+    port: PortId,
+    /// When it last moved a frame either way, ns.
+    active_ns: u64,
+}
+
+impl Uplink {
+    pub fn new(nic: Box<dyn Nic>, summary: UplinkSummary) -> Uplink {
+        Uplink {
+            nic,
+            summary,
+            port: 0,
+            active_ns: 0,
+        }
+    }
+}
 
 #[repr(C, align(4096))]
 #[derive(Clone)]
@@ -128,12 +157,20 @@ pub struct Net {
     ip: Dom0Ip,
     mac: MacAddress,
     pages: Pages,
+    uplink: Option<Uplink>,
 }
 
 impl Net {
-    pub fn new(ip: Dom0Ip, pages: Pages, now_ms: i64) -> Net {
+    pub fn new(ip: Dom0Ip, pages: Pages, now_ms: i64, mut uplink: Option<Uplink>) -> Net {
         let mut switch = Switch::new();
         let dom0_port = switch.add_port();
+        if let Some(u) = uplink.as_mut() {
+            u.port = switch.add_port();
+            info!(
+                "net: uplink {} ({}, {}) on switch port {}",
+                u.summary.sbdf, u.summary.model, u.summary.mac, u.port
+            );
+        }
         // dom0's MAC: Xen's OUI with domain 0's id, as libxl picks a vif's.
         let mac = MacAddress::xen_vif(0, 0);
         let stack = match ip {
@@ -143,6 +180,10 @@ impl Net {
                     addr[0], addr[1], addr[2], addr[3]
                 );
                 Some(Stack::new(mac.0, addr, prefix, now_ms))
+            }
+            Dom0Ip::Dhcp => {
+                info!("net: dom0 ({mac}) asks for an address by DHCP");
+                Some(Stack::new_dhcp(mac.0, now_ms))
             }
             Dom0Ip::Off => None,
         };
@@ -156,6 +197,91 @@ impl Net {
             ip,
             mac,
             pages,
+            uplink,
+        }
+    }
+
+    /// When the NIC should be looked at next (it raises no interrupt), ns.
+    pub fn uplink_due(&self, now_ns: u64) -> Option<u64> {
+        let u = self.uplink.as_ref()?;
+        let period = if now_ns.saturating_sub(u.active_ns) < crate::nic::ACTIVE_WINDOW_NS {
+            crate::nic::POLL_ACTIVE_NS
+        } else {
+            crate::nic::POLL_IDLE_NS
+        };
+        Some(now_ns.saturating_add(period))
+    }
+
+    /// The uplink as it stands, for the report.
+    pub fn uplink_summary(&mut self) -> Option<UplinkSummary> {
+        let sw = self
+            .uplink
+            .as_ref()
+            .map(|u| u.port)
+            .and_then(|p| self.switch.counters(p));
+        let u = self.uplink.as_mut()?;
+        let mut s = u.summary.clone();
+        let c = u.nic.counters();
+        if s.state == UplinkState::Up {
+            s.link_up = u.nic.link_up();
+        }
+        s.tx_frames = c.tx_frames;
+        s.tx_bytes = c.tx_bytes;
+        s.tx_dropped = c.tx_dropped;
+        s.rx_frames = c.rx_frames;
+        s.rx_bytes = c.rx_bytes;
+        s.rx_errors = c.rx_errors;
+        let sw = sw.unwrap_or_default();
+        s.switch_flooded = sw.flooded;
+        s.switch_dropped = sw.dropped;
+        Some(s)
+    }
+
+    /// The NIC misbehaved: take it out of service (its port stays, frames to it are dropped).
+    fn stop_uplink(&mut self, why: String) {
+        if let Some(u) = self.uplink.as_mut()
+            && u.summary.state == UplinkState::Up
+        {
+            log::error!(
+                "uplink {} ({}): {why}; taken out of service",
+                u.summary.sbdf,
+                u.summary.model
+            );
+            u.summary.state = UplinkState::Stopped;
+            u.summary.error = Some(why);
+        }
+    }
+
+    /// Frames the NIC received, into the switch (bounded per pass).
+    fn uplink_receive(&mut self, now_ns: u64) {
+        let mut got = Vec::new();
+        let mut failed = None;
+        if let Some(u) = self
+            .uplink
+            .as_mut()
+            .filter(|u| u.summary.state == UplinkState::Up)
+        {
+            for _ in 0..NIC_RX_BUDGET {
+                match u.nic.receive() {
+                    Ok(Some(f)) => got.push(f),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(format!("receive: {e:?}"));
+                        break;
+                    }
+                }
+            }
+            if !got.is_empty() {
+                u.active_ns = now_ns;
+            }
+        }
+        if let Some(why) = failed {
+            self.stop_uplink(why);
+        }
+        if let Some(from) = self.uplink.as_ref().map(|u| u.port) {
+            for f in got {
+                self.forward(from, f, now_ns);
+            }
         }
     }
 
@@ -168,12 +294,20 @@ impl Net {
 
     /// dom0's endpoint for the report.
     pub fn dom0_summary(&self) -> Option<Dom0NetSummary> {
-        let (Dom0Ip::Static { addr, prefix }, Some(s)) = (self.ip, self.stack.as_ref()) else {
-            return None;
-        };
+        let s = self.stack.as_ref()?;
         let c = s.counters;
+        let ip4 = |a: [u8; 4]| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+        let lease = s.lease();
         Some(Dom0NetSummary {
-            address: format!("{}.{}.{}.{}/{prefix}", addr[0], addr[1], addr[2], addr[3]),
+            address: s
+                .address()
+                .map(|(a, p)| format!("{}/{p}", ip4(a)))
+                .unwrap_or_default(),
+            dhcp: self.ip == Dom0Ip::Dhcp,
+            dhcp_server: lease.map(|l| ip4(l.server)).unwrap_or_default(),
+            router: lease.and_then(|l| l.router).map(ip4).unwrap_or_default(),
+            dhcp_leases: c.dhcp_leases,
+            dhcp_lost: c.dhcp_lost,
             mac: format!("{}", self.mac),
             frames_in: c.frames_in,
             frames_out: c.frames_out,
@@ -281,6 +415,7 @@ impl Net {
     }
 
     fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
+        self.uplink_receive(now_ns);
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
                 continue;
@@ -355,6 +490,17 @@ impl Net {
             return;
         };
         for p in ports {
+            if let Some(u) = self.uplink.as_mut().filter(|u| u.port == p) {
+                if u.summary.state != UplinkState::Up {
+                    continue;
+                }
+                u.active_ns = now_ns;
+                // Full: dropped and counted by the driver, as a congested NIC drops.
+                if let Err(NicError::Device(e)) = u.nic.transmit(&frame) {
+                    self.stop_uplink(format!("transmit: {e}"));
+                }
+                continue;
+            }
             if p == self.dom0_port {
                 if let Some(st) = self.stack.as_mut() {
                     st.input(frame.clone());

@@ -12,11 +12,23 @@ use crate::hypercall::Xen;
 use crate::phase::ready;
 use crate::{domu, println, watchdog};
 
-pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &mut BootReport) {
-    let Ok(b) = toolstack::bundle::parse(bundle) else {
-        return;
+/// Serve the bundle's DomUs, and the network with them; with no DomU, the network alone when
+/// there is an uplink or `linger=` asks for it.
+pub fn serve(
+    x: Xen,
+    bundle: Option<&[u8]>,
+    map: &MemoryMap,
+    opts: &Dom0Options,
+    rep: &mut BootReport,
+    uplink: Option<domu::net::Uplink>,
+) {
+    let empty = toolstack::bundle::Bundle {
+        domains: Vec::new(),
+        files: Vec::new(),
     };
-    if b.domains.is_empty() {
+    let parsed = bundle.and_then(|b| toolstack::bundle::parse(b).ok());
+    let b = parsed.as_ref().unwrap_or(&empty);
+    if b.domains.is_empty() && uplink.is_none() && opts.linger.is_none() {
         return;
     }
     // Guest memory must not be placed over a BAR dom0 found.
@@ -40,21 +52,36 @@ pub fn serve(x: Xen, bundle: &[u8], map: &MemoryMap, opts: &Dom0Options, rep: &m
     let _ = rep.write_json(&mut json);
     let mut text = alloc::string::String::new();
     let _ = rep.write_text(&mut text);
+    let mut uplink_out = rep.uplink.clone();
     let t = domu::run(
         x,
-        &b,
+        b,
         map,
         &busy,
         domu::Options {
             stop_after_s: u64::from(opts.domu_stop),
             xenstore_quota_kib: opts.xenstore_quota_kib,
             ip: opts.ip,
+            linger: opts.linger,
         },
         domu::net::Pages {
             json: json.into_bytes(),
             text: text.into_bytes(),
         },
+        uplink,
+        &mut uplink_out,
     );
+    if let Some(u) = &uplink_out
+        && u.state == report::UplinkState::Stopped
+    {
+        rep.errors.push(format!(
+            "uplink {} ({}): {}",
+            u.sbdf,
+            u.model,
+            u.error.as_deref().unwrap_or("stopped")
+        ));
+    }
+    rep.uplink = uplink_out;
     // `domu` logged each of these when it happened; here they only join the report.
     for d in &t.domus {
         for e in &d.errors {

@@ -12,9 +12,11 @@
 //! 7. [`cpu`]: the CPU report (`hwdom::cpu_report`) from every vCPU's per-CPU block.
 //! 8. ACPI (`hwdom::acpi::boot_survey`), PCI (`hwdom::pci_survey::survey`) and modules
 //!    (`hwdom::modules::survey`), called directly on [`crate::platform::Dom0Platform`].
+//!    Then [`nic`]: the NIC uplink `nic=` asks for (`hwdom::uplink`, `crate::nic`).
 //! 9. [`ready`]: the watchdog's findings, heap and timeline into the report, the report out,
 //!    `DOM0-RESULT: ready`.
-//! 10. [`domus`]: the boot bundle's DomUs, served until they all stop; then idle or exit.
+//! 10. [`domus`]: the boot bundle's DomUs and the network (vifs, dom0's IP, the uplink), served
+//!     until they all stop and `linger=` ends; then idle or exit.
 //!
 //! A phase that cannot do its job records why in the report and the boot goes on; only a
 //! start_info or memory map dom0 cannot use stops it ([`crate::stop`]).
@@ -23,6 +25,7 @@ pub mod cpu;
 pub mod domus;
 pub mod events;
 pub mod memory;
+pub mod nic;
 pub mod options;
 pub mod ready;
 pub mod start;
