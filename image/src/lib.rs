@@ -117,6 +117,8 @@ pub struct RunConfig {
     /// dom0's report contains one of them and each matches one (`--expect-error`). Any other
     /// error in the report fails the run.
     pub expect_errors: Vec<String>,
+    /// Port forwards on the uplink NIC's user network (`--http`, the uplink scenarios).
+    pub nic_forward: qemu::NicForward,
 }
 
 impl Default for RunConfig {
@@ -137,6 +139,7 @@ impl Default for RunConfig {
             domus: Vec::new(),
             dom0_mem_fixed: false,
             expect_errors: Vec::new(),
+            nic_forward: qemu::NicForward::default(),
         }
     }
 }
@@ -260,6 +263,51 @@ impl RunOutcome {
 }
 
 /// dom0's arguments with `on-ready=qemu-exit` added unless an `on-ready=` is given.
+/// The NIC of the default topology dom0 drives as its uplink in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
+pub enum UplinkNic {
+    /// virtio-net at 0000:01:00.0 (`iommu_platform=on`).
+    #[default]
+    VirtioNet,
+    /// e1000e at 0000:02:00.0.
+    E1000e,
+}
+
+impl UplinkNic {
+    /// The QEMU device.
+    pub fn qemu_model(self) -> &'static str {
+        match self {
+            UplinkNic::VirtioNet => "virtio-net-pci",
+            UplinkNic::E1000e => "e1000e",
+        }
+    }
+
+    /// Its address in the default topology (the firmware numbers the root ports' buses in
+    /// order: virtio-net behind the first, e1000e behind the second).
+    pub fn sbdf(self) -> &'static str {
+        match self {
+            UplinkNic::VirtioNet => "0000:01:00.0",
+            UplinkNic::E1000e => "0000:02:00.0",
+        }
+    }
+}
+
+/// dom0's words with `nic=` (for `nic`), `ip=dhcp` and `linger=60` added where not given.
+pub fn uplink_args(args: &[String], nic: UplinkNic) -> Vec<String> {
+    let mut out = args.to_vec();
+    for (name, value) in [
+        ("nic=", format!("nic={}", nic.sbdf())),
+        ("ip=", "ip=dhcp".to_string()),
+        ("linger=", "linger=60".to_string()),
+    ] {
+        if !args.iter().any(|a| a.starts_with(name)) {
+            out.push(value);
+        }
+    }
+    out
+}
+
 pub fn dom0_args_for_run(args: &[String]) -> Vec<String> {
     let mut out = args.to_vec();
     if !args.iter().any(|a| a.starts_with("on-ready=")) {
@@ -403,7 +451,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         (name, run_dir, module, boot)
     };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
-    args.extend(cfg.topology.qemu_args(&run_dir)?);
+    args.extend(cfg.topology.qemu_args(&run_dir, &cfg.nic_forward)?);
     args.extend(boot);
     let qemu_cmdline = run_dir.join("qemu-cmdline.txt");
     let line = util::shell_line(&prepared.qemu.to_string_lossy(), &args);

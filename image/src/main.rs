@@ -137,6 +137,15 @@ struct RunArgs {
     /// Do not stream the serial console.
     #[arg(long)]
     quiet: bool,
+    /// Serve dom0's report to the host: forward 127.0.0.1:PORT (loopback only) to dom0's
+    /// HTTP server through the uplink NIC, and add `nic=` (the --uplink NIC), `ip=dhcp` and
+    /// `linger=60` to dom0's command line unless they are given.
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
+    /// The NIC dom0 drives with --http (default topology): virtio-net (0000:01:00.0) or
+    /// e1000e (0000:02:00.0).
+    #[arg(long, value_enum, default_value_t = image::UplinkNic::VirtioNet)]
+    uplink: image::UplinkNic,
     /// dom0's command line (`on-ready=qemu-exit` is added unless an `on-ready=` is given).
     #[arg(last = true)]
     dom0_args: Vec<String>,
@@ -274,7 +283,30 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     if let Some(b) = &a.bundle {
         image::bundle::check_file(b)?;
     }
+    let mut dom0_args = a.dom0_args;
+    let mut nic_forward = image::qemu::NicForward::default();
+    let mut timeout = a.timeout;
+    if let Some(port) = a.http {
+        dom0_args = image::uplink_args(&dom0_args, a.uplink);
+        nic_forward = image::qemu::NicForward {
+            model: a.uplink.qemu_model().to_string(),
+            http_port: Some(port),
+            guestfwd_cmd: None,
+        };
+        let linger = dom0_args
+            .iter()
+            .find_map(|w| w.strip_prefix("linger="))
+            .unwrap_or("60")
+            .to_string();
+        if let Ok(s) = linger.parse::<u64>() {
+            timeout = timeout.max(s + 120);
+        }
+        eprintln!(
+            "image: dom0's report will be at http://127.0.0.1:{port}/ and              http://127.0.0.1:{port}/report.json once dom0 has its DHCP lease              (\"dom0 on its switch: 10.0.2.15/24\" on the console); dom0 serves for {linger} s              after its DomUs stop (linger=), and QEMU is killed after {timeout} s (--timeout)"
+        );
+    }
     let cfg = RunConfig {
+        nic_forward,
         xen: a.xen,
         smp: a.smp,
         mem_mib: a.mem,
@@ -283,9 +315,9 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         domus: a.domus,
         topology: a.topology,
         iommu: a.iommu,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: Duration::from_secs(timeout),
         module: a.module.or(a.bundle),
-        dom0_args: a.dom0_args,
+        dom0_args,
         xen_args: a.xen_args,
         run_name: a.name,
         quiet: a.quiet,
@@ -298,7 +330,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         .map_or("killed".to_string(), |c| c.to_string());
     eprintln!();
     if r.outcome == Outcome::Timeout {
-        eprintln!("image: timed out after {} s; last 30 lines:", a.timeout);
+        eprintln!("image: timed out after {timeout} s; last 30 lines:");
         eprintln!("{}", out.tail(30));
     }
     eprintln!(

@@ -94,9 +94,12 @@ impl Topology {
     }
 
     /// QEMU arguments for this topology's devices. Files the devices need (disk images) are
-    /// created in `run_dir`.
-    pub fn qemu_args(self, run_dir: &Path) -> Result<Vec<String>> {
-        let mut b = DeviceBuilder::default();
+    /// created in `run_dir`. `fwd` adds port forwards to one NIC's user network.
+    pub fn qemu_args(self, run_dir: &Path, fwd: &NicForward) -> Result<Vec<String>> {
+        let mut b = DeviceBuilder {
+            fwd: fwd.clone(),
+            ..DeviceBuilder::default()
+        };
         match self {
             Topology::Minimal => {}
             Topology::Bridges => {
@@ -169,9 +172,52 @@ fn args_default(b: &mut DeviceBuilder, run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// dom0's address on QEMU's user network when it leases by DHCP first (QEMU hands out
+/// 10.0.2.15 up, one per MAC, in order of request), and the address `guestfwd` listens on.
+pub const DOM0_DHCP_ADDR: &str = "10.0.2.15";
+pub const GUESTFWD_ADDR: &str = "10.0.2.100";
+
+/// Forwards on the user network of the NIC dom0 drives as its uplink (issue 13).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicForward {
+    /// The QEMU device whose network gets the forwards: "virtio-net-pci" or "e1000e" (the
+    /// first such NIC of the topology). Empty: no forwards.
+    pub model: String,
+    /// `hostfwd=tcp:127.0.0.1:PORT-10.0.2.15:80`: the host's loopback PORT reaches dom0's
+    /// HTTP server (loopback only; `restrict=on` stays).
+    pub http_port: Option<u16>,
+    /// `guestfwd=tcp:10.0.2.100:80-cmd:CMD`: each connection to 10.0.2.100:80 from the
+    /// machine runs CMD with the connection as its stdin and stdout.
+    pub guestfwd_cmd: Option<String>,
+}
+
+impl NicForward {
+    /// The `-netdev user` options for a NIC of `model` (empty unless it is the uplink).
+    fn netdev_options(&self, model: &str) -> String {
+        if self.model != model {
+            return String::new();
+        }
+        let mut o = String::new();
+        if let Some(p) = self.http_port {
+            o.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-{DOM0_DHCP_ADDR}:80"));
+        }
+        if let Some(c) = &self.guestfwd_cmd {
+            // QEMU's option syntax: a ',' in a value is written ",,".
+            o.push_str(&format!(
+                ",guestfwd=tcp:{GUESTFWD_ADDR}:80-cmd:{}",
+                c.replace(',', ",,")
+            ));
+        }
+        o
+    }
+}
+
 /// Hands out unique ids and chassis numbers while devices are added.
 #[derive(Debug, Default)]
 struct DeviceBuilder {
+    fwd: NicForward,
+    /// The forwards went to a NIC already (only the first of a model gets them).
+    forwarded: bool,
     args: Vec<String>,
     root_ports: u32,
     nics: u32,
@@ -195,8 +241,14 @@ impl DeviceBuilder {
     fn nic(&mut self, model: &str, bus: &str, extra: &str) {
         let id = format!("net{}", self.nics);
         self.nics += 1;
+        let extra_net = if self.forwarded {
+            String::new()
+        } else {
+            self.fwd.netdev_options(model)
+        };
+        self.forwarded |= !extra_net.is_empty();
         self.args.push("-netdev".into());
-        self.args.push(format!("user,id={id},restrict=on"));
+        self.args.push(format!("user,id={id},restrict=on{extra_net}"));
         self.args.push("-device".into());
         self.args
             .push(format!("{model},netdev={id},bus={bus}{extra}"));
@@ -499,7 +551,7 @@ mod tests {
     fn default_topology_devices() {
         let dir = std::env::temp_dir().join(format!("image-topo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let args = Topology::Default.qemu_args(&dir).unwrap();
+        let args = Topology::Default.qemu_args(&dir, &NicForward::default()).unwrap();
         let joined = args.join(" ");
         assert_eq!(joined.matches("pcie-root-port").count(), 3, "{joined}");
         assert!(joined.contains("virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on"));
@@ -508,7 +560,7 @@ mod tests {
         assert_eq!(joined.matches("restrict=on").count(), 2);
         let img = dir.join("nvme.img");
         assert_eq!(std::fs::metadata(&img).unwrap().len(), 1024 * 1024);
-        assert!(Topology::Minimal.qemu_args(&dir).unwrap().is_empty());
+        assert!(Topology::Minimal.qemu_args(&dir, &NicForward::default()).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
