@@ -248,7 +248,8 @@ impl DeviceBuilder {
         };
         self.forwarded |= !extra_net.is_empty();
         self.args.push("-netdev".into());
-        self.args.push(format!("user,id={id},restrict=on{extra_net}"));
+        self.args
+            .push(format!("user,id={id},restrict=on{extra_net}"));
         self.args.push("-device".into());
         self.args
             .push(format!("{model},netdev={id},bus={bus}{extra}"));
@@ -551,7 +552,9 @@ mod tests {
     fn default_topology_devices() {
         let dir = std::env::temp_dir().join(format!("image-topo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let args = Topology::Default.qemu_args(&dir, &NicForward::default()).unwrap();
+        let args = Topology::Default
+            .qemu_args(&dir, &NicForward::default())
+            .unwrap();
         let joined = args.join(" ");
         assert_eq!(joined.matches("pcie-root-port").count(), 3, "{joined}");
         assert!(joined.contains("virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on"));
@@ -560,7 +563,12 @@ mod tests {
         assert_eq!(joined.matches("restrict=on").count(), 2);
         let img = dir.join("nvme.img");
         assert_eq!(std::fs::metadata(&img).unwrap().len(), 1024 * 1024);
-        assert!(Topology::Minimal.qemu_args(&dir, &NicForward::default()).unwrap().is_empty());
+        assert!(
+            Topology::Minimal
+                .qemu_args(&dir, &NicForward::default())
+                .unwrap()
+                .is_empty()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -134,8 +134,8 @@ arg() {
     [ "$v" = "$cmdline" ] && return 1
     echo "${v%% *}"
 }
-# domu-ip=ADDR/PREFIX [domu-ping=PEER]: bring up eth0 (netfront, a module in Debian's kernel)
-# and ping the peer through dom0's switch.
+# domu-ip=ADDR/PREFIX|dhcp [domu-ping=PEER]: bring up eth0 (netfront, a module in Debian's
+# kernel), with that address or a DHCP lease, and ping the peer through dom0's switch.
 # domu-nic=virtio: the bench's baseline (QEMU without Xen): load the virtio-net modules
 # listed in /lib/modules/virtio/order instead of netfront.
 if ip=$(arg domu-ip); then
@@ -148,7 +148,18 @@ if ip=$(arg domu-ip); then
     fi
     n=0
     while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do $bb sleep 0.1; n=$((n + 1)); done
-    if [ -e /sys/class/net/eth0 ]; then
+    if [ -e /sys/class/net/eth0 ] && [ "$ip" = dhcp ]; then
+        # domu-ip=dhcp: a lease from the network dom0 bridges the vif onto (its NIC uplink).
+        $bb ip link set eth0 up
+        printf '#!/bin/busybox sh\ncase $1 in bound|renew)\n/bin/busybox ifconfig $interface $ip netmask $subnet up\n[ -n "$router" ] && /bin/busybox route add default gw ${router%%%% *} dev $interface\necho "$ip" > /tmp/lease;;\nesac\n' > /tmp/dhcp.sh
+        $bb chmod +x /tmp/dhcp.sh
+        $bb udhcpc -i eth0 -s /tmp/dhcp.sh -q -n -t 20 -T 2 >/dev/null 2>&1
+        if [ -s /tmp/lease ]; then
+            echo "DOMU-INIT: eth0 $($bb cat /sys/class/net/eth0/address) dhcp $($bb cat /tmp/lease)"
+        else
+            echo "DOMU-INIT: eth0 $($bb cat /sys/class/net/eth0/address) dhcp failed"
+        fi
+    elif [ -e /sys/class/net/eth0 ]; then
         $bb ip addr add "$ip" dev eth0
         $bb ip link set eth0 up
         echo "DOMU-INIT: eth0 $($bb cat /sys/class/net/eth0/address) $ip"
@@ -195,6 +206,21 @@ if d0=$(arg domu-dom0); then
         echo "DOMU-INIT: dom0 send $mib MiB $ok from $t0 to $t1"
         $bb rm -f /tmp/blob
     fi
+fi
+# domu-fetch=HOST[:PORT]/PATH: an HTTP/1.0 GET (over nc, as above); print the status, the
+# body's MD5 and size.
+if url=$(arg domu-fetch); then
+    hp=${url%%/*}
+    path=/${url#*/}
+    host=${hp%%:*}
+    port=80
+    [ "$hp" != "$host" ] && port=${hp#*:}
+    (printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$host"; $bb sleep 5) |
+        $bb timeout 120 $bb nc "$host" "$port" > /tmp/fetch 2>/dev/null
+    status=$($bb head -n 1 /tmp/fetch | $bb tr -d '\r')
+    $bb sed '1,/^\r$/d' /tmp/fetch > /tmp/fetch.body
+    sum=$($bb md5sum < /tmp/fetch.body)
+    echo "DOMU-INIT: fetch $url: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/fetch.body) bytes"
 fi
 # domu-tcp-recv=PORT: take one TCP stream on PORT and print its MD5 (busybox nc hands the
 # socket to a small script). domu-tcp-send=PEER:PORT:MIB: send MIB MiB from /dev/urandom (a
