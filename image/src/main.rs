@@ -74,6 +74,12 @@ enum Cmd {
         /// the network scenarios.
         #[arg(long, default_value_t = 1)]
         smp: u32,
+        /// The NIC for the DomU -> host boot (through dom0's switch and uplink).
+        #[arg(long, value_enum, default_value_t = image::UplinkNic::VirtioNet)]
+        uplink: image::UplinkNic,
+        /// Skip the DomU -> host boot.
+        #[arg(long)]
+        no_uplink: bool,
     },
     /// Print a GRUB2 menuentry that boots Xen with this dom0 on real hardware.
     GrubEntry {
@@ -261,6 +267,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             timeout,
             baseline_only,
             smp,
+            uplink,
+            no_uplink,
         } => {
             let cfg = image::netbench::NetBenchConfig {
                 xen,
@@ -268,6 +276,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 timeout: Duration::from_secs(timeout),
                 baseline_only,
                 smp: smp.clamp(1, 4),
+                uplink: (!no_uplink).then_some(uplink),
             };
             image::netbench::bench_net(&cfg)?;
             Ok(ExitCode::SUCCESS)
@@ -291,7 +300,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         nic_forward = image::qemu::NicForward {
             model: a.uplink.qemu_model().to_string(),
             http_port: Some(port),
-            guestfwd_cmd: None,
+            guestfwd: None,
         };
         let linger = dom0_args
             .iter()

@@ -30,6 +30,8 @@ pub struct NetBenchConfig {
     pub baseline_only: bool,
     /// CPUs of the emulated machine, for both boots (Xen's pCPUs; the baseline guest's vCPUs).
     pub smp: u32,
+    /// The NIC for the DomU → host boot (issue 13); `None`: skip that boot.
+    pub uplink: Option<crate::UplinkNic>,
 }
 
 /// What one run measured.
@@ -56,6 +58,13 @@ pub struct NetBenchResult {
     pub baseline_ping_ms: Option<f64>,
     /// DomU → DomU throughput as a share of the baseline's (the issue's target: >= 0.5).
     pub domu_to_domu_vs_baseline: Option<f64>,
+    /// Issue 13: a DomU → a sink on the host through dom0's switch and NIC uplink (the
+    /// baseline's path with Xen and dom0 in it), MiB/s, the NIC, MD5 equal at the sink, and
+    /// the share of the baseline (target >= 0.5 on virtio-net).
+    pub domu_to_host_mib_s: Option<f64>,
+    pub domu_to_host_nic: Option<String>,
+    pub domu_to_host_md5_match: bool,
+    pub domu_to_host_vs_baseline: Option<f64>,
 }
 
 /// What the baseline boot measured.
@@ -227,6 +236,63 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     r
 }
 
+/// Issue 13's path: one Debian DomU leases an address through dom0's switch and NIC uplink and
+/// sends MIB MiB to the same host sink as the baseline (`guestfwd` to `md5sum`).
+fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline> {
+    let mib = cfg.mib;
+    let dir = target_dir().join("bench").join("uplink");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let sink = dir.join("sink.md5");
+    let gamma = format!(
+        "gamma:memory={},vif,cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}",
+        128 + 2 * mib
+    );
+    let rc = RunConfig {
+        xen: cfg.xen,
+        smp: cfg.smp,
+        timeout: cfg.timeout,
+        quiet: true,
+        domus: vec![gamma.parse::<DomuSpec>().map_err(anyhow::Error::msg)?],
+        dom0_args: vec![format!("nic={}", nic.sbdf()), "ip=dhcp".into()],
+        run_name: Some(format!("bench-net-uplink-{mib}m")),
+        nic_forward: crate::qemu::NicForward {
+            model: nic.qemu_model().to_string(),
+            http_port: None,
+            guestfwd: Some((9, format!("sh -c 'md5sum > {}'", path_arg(&sink)?))),
+        },
+        ..RunConfig::default()
+    };
+    println!(
+        "bench-net: a Debian DomU through dom0's switch and its {} uplink to a host sink, {mib} MiB",
+        nic.qemu_model()
+    );
+    let out = run(&rc)?;
+    if out.report.outcome != Outcome::Pass {
+        bail!(
+            "the uplink run did not pass ({}): {}",
+            out.report.reason,
+            out.report.serial_log
+        );
+    }
+    let console = out
+        .dom0()
+        .and_then(|d| d.toolstack.as_ref())
+        .and_then(|t| t.domus.iter().rev().find(|d| d.name == "gamma"))
+        .map(|d| d.console.clone())
+        .unwrap_or_default();
+    let sink_md5 = std::fs::read_to_string(&sink).unwrap_or_default();
+    let b = parse_baseline(&console, &sink_md5, mib);
+    if b.mib_s.is_none() || !b.md5_match {
+        bail!(
+            "the DomU's transfer through the uplink did not complete (sink md5 {:?}); see {}",
+            sink_md5.trim(),
+            out.report.serial_log
+        );
+    }
+    Ok(b)
+}
+
 /// Boot once, measure, print a table, write `target/bench/net.json`.
 pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let mib = cfg.mib;
@@ -298,12 +364,19 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
     }
+    if let Some(nic) = cfg.uplink {
+        let h = domu_to_host(cfg, nic)?;
+        r.domu_to_host_mib_s = h.mib_s;
+        r.domu_to_host_md5_match = h.md5_match;
+        r.domu_to_host_nic = Some(nic.qemu_model().to_string());
+    }
     if r.md5_match && r.domu_to_domu_mib_s.is_some() {
         let b = baseline(mib, cfg.smp, cfg.timeout)?;
         r.baseline_mib_s = b.mib_s;
         r.baseline_md5_match = b.md5_match;
         r.baseline_ping_ms = b.ping_ms;
         r.domu_to_domu_vs_baseline = r.domu_to_domu_mib_s.zip(b.mib_s).map(|(d, b)| d / b);
+        r.domu_to_host_vs_baseline = r.domu_to_host_mib_s.zip(b.mib_s).map(|(d, b)| d / b);
     }
     print_result(&r);
     let dir = target_dir().join("bench");
@@ -353,6 +426,23 @@ fn print_result(r: &NetBenchResult) {
         },
         f(r.baseline_ping_ms, "ms")
     );
+    if let Some(nic) = &r.domu_to_host_nic {
+        println!(
+            "  DomU -> host via {nic:<11} {}  (MD5 {})",
+            f(r.domu_to_host_mib_s, "MiB/s"),
+            if r.domu_to_host_md5_match {
+                "equal"
+            } else {
+                "DIFFERENT or missing"
+            }
+        );
+    }
+    if let Some(v) = r.domu_to_host_vs_baseline {
+        println!(
+            "  DomU -> host / baseline   {:.0}% (target >= 50% on virtio-net)",
+            v * 100.0
+        );
+    }
     if let Some(v) = r.domu_to_domu_vs_baseline {
         println!(
             "  DomU -> DomU / baseline   {:.0}% (target >= 50%)",

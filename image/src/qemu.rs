@@ -186,9 +186,9 @@ pub struct NicForward {
     /// `hostfwd=tcp:127.0.0.1:PORT-10.0.2.15:80`: the host's loopback PORT reaches dom0's
     /// HTTP server (loopback only; `restrict=on` stays).
     pub http_port: Option<u16>,
-    /// `guestfwd=tcp:10.0.2.100:80-cmd:CMD`: each connection to 10.0.2.100:80 from the
+    /// `guestfwd=tcp:10.0.2.100:PORT-cmd:CMD`: each connection to 10.0.2.100:PORT from the
     /// machine runs CMD with the connection as its stdin and stdout.
-    pub guestfwd_cmd: Option<String>,
+    pub guestfwd: Option<(u16, String)>,
 }
 
 impl NicForward {
@@ -201,10 +201,10 @@ impl NicForward {
         if let Some(p) = self.http_port {
             o.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-{DOM0_DHCP_ADDR}:80"));
         }
-        if let Some(c) = &self.guestfwd_cmd {
+        if let Some((port, c)) = &self.guestfwd {
             // QEMU's option syntax: a ',' in a value is written ",,".
             o.push_str(&format!(
-                ",guestfwd=tcp:{GUESTFWD_ADDR}:80-cmd:{}",
+                ",guestfwd=tcp:{GUESTFWD_ADDR}:{port}-cmd:{}",
                 c.replace(',', ",,")
             ));
         }

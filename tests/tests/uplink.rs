@@ -136,7 +136,7 @@ fn uplink_serves_dom0_and_domus(xen: XenVersion, nic: UplinkNic) {
     cfg.nic_forward = image::qemu::NicForward {
         model: nic.qemu_model().to_string(),
         http_port: Some(port),
-        guestfwd_cmd: Some(script.display().to_string()),
+        guestfwd: Some((80, script.display().to_string())),
     };
     // The host's client polls while the machine boots and serves.
     let client = std::thread::spawn(move || {
