@@ -83,7 +83,7 @@ unsafe impl Hal for Dom0Hal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as u64
+        buffer.as_ptr().cast::<u8>() as u64
     }
 
     unsafe fn unshare(_: PhysAddr, _: NonNull<[u8]>, _: BufferDirection) {}

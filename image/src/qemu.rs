@@ -557,10 +557,29 @@ mod tests {
             .unwrap();
         let joined = args.join(" ");
         assert_eq!(joined.matches("pcie-root-port").count(), 3, "{joined}");
-        assert!(joined.contains("virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on"));
+        assert!(joined.contains(
+            "virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on,iommu_platform=on"
+        ));
         assert!(joined.contains("e1000e,netdev=net1,bus=rp2"));
         assert!(joined.contains("nvme,serial=dom0nvme,drive=drive0,bus=rp3"));
         assert_eq!(joined.matches("restrict=on").count(), 2);
+        assert!(!joined.contains("hostfwd") && !joined.contains("guestfwd"));
+        // Forwards go to the uplink's network only, loopback only, commas escaped.
+        let fwd = NicForward {
+            model: "e1000e".into(),
+            http_port: Some(8080),
+            guestfwd: Some((80, "sh -c 'a,b'".into())),
+        };
+        let args = Topology::Default.qemu_args(&dir, &fwd).unwrap();
+        assert!(args.contains(&"user,id=net0,restrict=on".to_string()), "{args:?}");
+        assert!(
+            args.contains(
+                &"user,id=net1,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,\
+                  guestfwd=tcp:10.0.2.100:80-cmd:sh -c 'a,,b'"
+                    .to_string()
+            ),
+            "{args:?}"
+        );
         let img = dir.join("nvme.img");
         assert_eq!(std::fs::metadata(&img).unwrap().len(), 1024 * 1024);
         assert!(
