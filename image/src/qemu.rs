@@ -557,9 +557,10 @@ mod tests {
             .unwrap();
         let joined = args.join(" ");
         assert_eq!(joined.matches("pcie-root-port").count(), 3, "{joined}");
-        assert!(joined.contains(
-            "virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on,iommu_platform=on"
-        ));
+        assert!(
+            joined
+                .contains("virtio-net-pci,netdev=net0,bus=rp1,disable-legacy=on,iommu_platform=on")
+        );
         assert!(joined.contains("e1000e,netdev=net1,bus=rp2"));
         assert!(joined.contains("nvme,serial=dom0nvme,drive=drive0,bus=rp3"));
         assert_eq!(joined.matches("restrict=on").count(), 2);
@@ -571,7 +572,10 @@ mod tests {
             guestfwd: Some((80, "sh -c 'a,b'".into())),
         };
         let args = Topology::Default.qemu_args(&dir, &fwd).unwrap();
-        assert!(args.contains(&"user,id=net0,restrict=on".to_string()), "{args:?}");
+        assert!(
+            args.contains(&"user,id=net0,restrict=on".to_string()),
+            "{args:?}"
+        );
         assert!(
             args.contains(
                 &"user,id=net1,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,\

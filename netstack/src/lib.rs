@@ -115,8 +115,9 @@ pub struct Lease {
     pub server: [u8; 4],
 }
 
-/// What an HTTP path serves: `(content type, body)`, or `None` for 404.
-pub type Pages<'a> = &'a dyn Fn(&str) -> Option<(&'static str, Vec<u8>)>;
+/// What an HTTP path serves: `(content type, body)`, or `None` for 404. Called once per
+/// request, so a page can be made when it is asked for (dom0's live report).
+pub type Pages<'a> = &'a mut dyn FnMut(&str) -> Option<(&'static str, Vec<u8>)>;
 
 #[derive(Debug, Default)]
 struct HttpConn {
@@ -252,13 +253,13 @@ impl Stack {
 
     /// Run the stack at `now_ms`: take the queued frames, serve the sockets; the frames to
     /// send into the switch.
-    pub fn poll(&mut self, now_ms: i64, pages: Pages<'_>) -> Vec<Vec<u8>> {
+    pub fn poll(&mut self, now_ms: i64, mut pages: Pages<'_>) -> Vec<Vec<u8>> {
         let now = Instant::from_millis(now_ms);
         for _ in 0..4 {
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
             self.dhcp_event();
             let before = self.dev.tx.len();
-            self.serve(pages);
+            self.serve(&mut pages);
             self.listen();
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
             if self.dev.tx.len() == before && self.dev.rx.is_empty() {
@@ -319,7 +320,7 @@ impl Stack {
             .map(|d| d.total_millis())
     }
 
-    fn serve(&mut self, pages: Pages<'_>) {
+    fn serve(&mut self, pages: &mut Pages<'_>) {
         // Echo: what arrives goes back, as far as the send buffer takes it.
         let s = self.sockets.get_mut::<tcp::Socket<'_>>(self.echo);
         while s.can_recv() && s.can_send() {
@@ -388,7 +389,7 @@ impl Stack {
 }
 
 /// The reply to one request head.
-fn respond(request: &[u8], pages: Pages<'_>) -> Vec<u8> {
+fn respond(request: &[u8], pages: &mut Pages<'_>) -> Vec<u8> {
     let line = request.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = core::str::from_utf8(line).unwrap_or("").trim_end();
     let mut words = line.split(' ');

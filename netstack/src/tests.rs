@@ -45,7 +45,7 @@ fn pump(s: &mut Stack, c: &mut Client, now: &mut i64, steps: usize) {
         for f in c.dev.tx.drain(..) {
             s.input(f);
         }
-        for f in s.poll(*now, &pages) {
+        for f in s.poll(*now, &mut pages) {
             c.dev.rx.push_back(f);
         }
         *now += 1;
@@ -194,7 +194,7 @@ fn a_flood_is_bounded_and_counted() {
     }
     assert_eq!(s.counters.dropped, 10);
     // Garbage frames are dropped by smoltcp without replies.
-    assert!(s.poll(0, &pages).is_empty());
+    assert!(s.poll(0, &mut pages).is_empty());
     let _ = IpEndpoint::new(IpAddress::v4(10, 0, 0, 1), 1);
 }
 
@@ -342,7 +342,7 @@ fn dhcp_lease_renewal_and_loss() {
     let mut server_up = true;
     let mut requests = 0;
     let step = |s: &mut Stack, now: i64, server_up: bool, requests: &mut u32| {
-        for f in s.poll(now, &pages) {
+        for f in s.poll(now, &mut pages) {
             if server_up && let Some(r) = dhcp_server(&f, offer, 120) {
                 // DHCP replies only (not ARP): 0x0800 at bytes 12..14.
                 *requests += u32::from(r[12..14] == [8, 0]);
@@ -388,7 +388,7 @@ fn dhcp_ignores_garbage() {
     let mut s = Stack::new_dhcp([0, 0x16, 0x3e, 0, 0, 0], 0);
     let mut seed = 0x1234_5678_u32;
     for now in 0..2000i64 {
-        let out = s.poll(now, &pages);
+        let out = s.poll(now, &mut pages);
         for f in out {
             // A reply with every byte after the Ethernet header scrambled.
             if let Some(mut r) = dhcp_server(&f, [10, 0, 2, 15], 120) {

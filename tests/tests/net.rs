@@ -115,7 +115,7 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             "alpha's 100 pings of dom0: {ping:?}"
         );
         // The report alpha fetched is, byte for byte, the one dom0 printed at ready.
-        let fetched = said("DOMU-INIT: dom0 report.json: ");
+        let fetched = said("DOMU-INIT: dom0 ready.json: ");
         let printed = s_first_report(&out);
         let want = format!(
             "HTTP/1.0 200 OK, md5 {}, {} bytes",

@@ -238,10 +238,18 @@ fn uplink_serves_dom0_and_domus(xen: XenVersion, nic: UplinkNic) {
         got.err()
     );
     let got = got.unwrap();
+    // Live: the uplink's counters and dom0's lease as they were when the host asked (at
+    // ready the uplink had moved nothing and there was no lease yet).
+    let live_net = got.toolstack.as_ref().and_then(|t| t.dom0_net.as_ref());
     check!(
         out,
-        got.ready && got.uplink.as_ref().map(|u| u.sbdf.as_str()) == Some(sbdf),
-        "the report over HTTP: ready {}, uplink {:?}",
+        got.ready
+            && got
+                .uplink
+                .as_ref()
+                .is_some_and(|u| u.sbdf == sbdf && u.rx_frames > 0 && u.tx_frames > 0)
+            && live_net.is_some_and(|n| n.address == "10.0.2.15/24" && n.dhcp_leases == 1),
+        "the report over HTTP: ready {}, uplink {:?}, dom0_net {live_net:?}",
         got.ready,
         got.uplink
     );

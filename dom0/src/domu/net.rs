@@ -139,10 +139,49 @@ fn heap_used() -> u64 {
     crate::heap::stats().1
 }
 
-/// What dom0's web server serves: the boot report as JSON and as text.
+/// What dom0's web server serves: `/report.json` (and its text form at `/`) is the boot report
+/// as it was at ready with its network parts (`uplink`, `toolstack.dom0_net`) as they are when
+/// the page is asked for; `/ready.json` is the report exactly as printed at ready.
 pub struct Pages {
-    pub json: Vec<u8>,
-    pub text: Vec<u8>,
+    pub report: report::BootReport,
+}
+
+impl Pages {
+    /// The report with the live network parts, as JSON or text.
+    fn page(
+        &self,
+        path: &str,
+        uplink: &Option<UplinkSummary>,
+        dom0_net: &Option<Dom0NetSummary>,
+    ) -> Option<(&'static str, Vec<u8>)> {
+        let json = match path {
+            "/report.json" => true,
+            "/" | "/report.txt" => false,
+            // Exactly what dom0 printed at ready (a client can compare it byte for byte).
+            "/ready.json" => {
+                let mut out = String::new();
+                let _ = self.report.write_json(&mut out);
+                return Some(("application/json", out.into_bytes()));
+            }
+            _ => return None,
+        };
+        let mut r = self.report.clone();
+        if uplink.is_some() {
+            r.uplink = uplink.clone();
+        }
+        r.toolstack
+            .get_or_insert_with(Default::default)
+            .dom0_net
+            .clone_from(dom0_net);
+        let mut out = String::new();
+        if json {
+            let _ = r.write_json(&mut out);
+            Some(("application/json", out.into_bytes()))
+        } else {
+            let _ = r.write_text(&mut out);
+            Some(("text/plain; charset=utf-8", out.into_bytes()))
+        }
+    }
 }
 
 pub struct Net {
@@ -442,23 +481,23 @@ impl Net {
             }
         }
         // The stack only when frames wait for it or its timers are due (a poll costs).
-        if let Some(st) = self
+        let due = self
             .stack
-            .as_mut()
-            .filter(|st| st.has_input() || now_ns >= self.stack_due)
-        {
+            .as_ref()
+            .is_some_and(|st| st.has_input() || now_ns >= self.stack_due);
+        if due {
+            // The live parts of the pages, taken before the stack is borrowed (cheap: counters).
+            let uplink = self.uplink_summary();
+            let dom0_net = self.dom0_summary();
             let pages = &self.pages;
-            let serve = |path: &str| -> Option<(&'static str, Vec<u8>)> {
-                match path {
-                    "/report.json" => Some(("application/json", pages.json.clone())),
-                    "/" | "/report.txt" => Some(("text/plain; charset=utf-8", pages.text.clone())),
-                    _ => None,
-                }
-            };
-            let out = st.poll(ms(now_ns), &serve);
-            self.stack_due = st.poll_delay_ms(ms(now_ns)).map_or(u64::MAX, |d| {
-                now_ns.saturating_add(d.saturating_mul(1_000_000))
-            });
+            let mut serve = |path: &str| pages.page(path, &uplink, &dom0_net);
+            let mut out = Vec::new();
+            if let Some(st) = self.stack.as_mut() {
+                out = st.poll(ms(now_ns), &mut serve);
+                self.stack_due = st.poll_delay_ms(ms(now_ns)).map_or(u64::MAX, |d| {
+                    now_ns.saturating_add(d.saturating_mul(1_000_000))
+                });
+            }
             let from = self.dom0_port;
             for f in out {
                 self.forward(from, f, now_ns);

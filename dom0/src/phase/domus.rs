@@ -47,11 +47,6 @@ pub fn serve(
         log::info!("watchdog: vCPU 1 watches the DomU service loop");
         watchdog::begin(watchdog::Phase::Domus);
     }
-    // What dom0's web server serves over its switch: the report as it was at ready.
-    let mut json = alloc::string::String::new();
-    let _ = rep.write_json(&mut json);
-    let mut text = alloc::string::String::new();
-    let _ = rep.write_text(&mut text);
     let mut uplink_out = rep.uplink.clone();
     let t = domu::run(
         x,
@@ -64,9 +59,9 @@ pub fn serve(
             ip: opts.ip,
             linger: opts.linger,
         },
+        // What dom0's web server serves: the report as it was at ready, its network parts live.
         domu::net::Pages {
-            json: json.into_bytes(),
-            text: text.into_bytes(),
+            report: rep.clone(),
         },
         uplink,
         &mut uplink_out,

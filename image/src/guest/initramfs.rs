@@ -182,7 +182,8 @@ if ip=$(arg domu-ip); then
 fi
 # Seconds since boot with 10 ms resolution (busybox `date` has whole seconds only).
 now_s() { $bb cut -d ' ' -f 1 /proc/uptime; }
-# domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report over HTTP;
+# domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report as printed at ready
+# over HTTP (/ready.json);
 # domu-dom0-send=MIB then sends MIB MiB to dom0's discard port (9) and says how long it took.
 if d0=$(arg domu-dom0); then
     $bb ping -c 1 -W 5 "$d0" >/dev/null 2>&1
@@ -192,12 +193,12 @@ if d0=$(arg domu-dom0); then
     echo "DOMU-INIT: dom0 ping: $res; $rtt"
     # busybox-static's wget crashes in glibc's static resolver: HTTP/1.0 by hand over nc (its
     # stdin held open until dom0 closes the connection after the body).
-    (printf 'GET /report.json HTTP/1.0\r\nHost: %s\r\n\r\n' "$d0"; $bb sleep 3) |
+    (printf 'GET /ready.json HTTP/1.0\r\nHost: %s\r\n\r\n' "$d0"; $bb sleep 3) |
         $bb timeout 30 $bb nc "$d0" 80 > /tmp/http 2>/dev/null
     status=$($bb head -n 1 /tmp/http | $bb tr -d '\r')
     $bb sed '1,/^\r$/d' /tmp/http > /tmp/report.json
     sum=$($bb md5sum < /tmp/report.json)
-    echo "DOMU-INIT: dom0 report.json: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/report.json) bytes"
+    echo "DOMU-INIT: dom0 ready.json: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/report.json) bytes"
     if mib=$(arg domu-dom0-send); then
         $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
         t0=$(now_s)
