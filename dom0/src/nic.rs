@@ -459,6 +459,21 @@ fn start(
         let word = cfg.read32(sbdf, 0x04);
         cfg.write32(sbdf, 0x04, (word & 0xffff_0000) | u32::from(want));
     }
+    let started = start_driver(windows, sbdf, driver, cmd);
+    if started.is_err() && cmd != want {
+        // A device dom0 does not drive keeps the decoding and bus mastering it had.
+        let word = cfg.read32(sbdf, 0x04);
+        cfg.write32(sbdf, 0x04, (word & 0xffff_0000) | u32::from(cmd));
+    }
+    started
+}
+
+fn start_driver(
+    windows: &[EcamWindow],
+    sbdf: Sbdf,
+    driver: Driver,
+    cmd: u16,
+) -> Result<(Box<dyn Nic>, u64), String> {
     match driver {
         Driver::VirtioNet => {
             let mut root = PciRoot::new(Cam::new(windows.to_vec(), sbdf.segment()));
