@@ -91,7 +91,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The one's-complement sum of `b` as big-endian 16-bit words (odd length padded), unfolded.
-fn sum16(b: &[u8]) -> u32 {
+pub(crate) fn sum16(b: &[u8]) -> u32 {
     let mut s = 0u32;
     let mut chunks = b.chunks_exact(2);
     for w in &mut chunks {
@@ -104,7 +104,7 @@ fn sum16(b: &[u8]) -> u32 {
     s
 }
 
-fn fold(mut s: u32) -> u16 {
+pub(crate) fn fold(mut s: u32) -> u16 {
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
     }

@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod csum;
+pub mod gso;
 pub mod mac;
 pub mod ring;
 pub mod rx;

@@ -49,6 +49,8 @@ pub enum TxFatal {
         size: u16,
     },
     UnknownExtra(u8),
+    /// A GSO extra with size 0 (Linux netback: "GSO size must not be zero", fatal).
+    GsoSizeZero,
 }
 
 /// Why one packet was dropped (the vif goes on).
@@ -147,6 +149,9 @@ pub fn next_packet<P: RingPage + ?Sized>(
             let mut e = [0u8; 8];
             e.copy_from_slice(&raw[..8]);
             let (extra, more) = ExtraInfo::parse(&e).map_err(|u| TxFatal::UnknownExtra(u.0))?;
+            if let ExtraInfo::Gso { size: 0, .. } = extra {
+                return Err(TxFatal::GsoSizeZero);
+            }
             extras.push(extra);
             slots.push((0, true));
             if !more {

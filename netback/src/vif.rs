@@ -20,7 +20,7 @@ use xen::ring::RingPage;
 use crate::ring::{BackRing, BadIndex};
 use crate::rx::{Delivery, RxQueue};
 use crate::tx::{self, TxFatal, TxPacket};
-use crate::wire::{RX_SLOT, TX_SLOT};
+use crate::wire::{ExtraInfo, RX_SLOT, TX_SLOT};
 use crate::xenbus::FrontendConfig;
 
 const PAGE: usize = 4096;
@@ -56,6 +56,11 @@ pub struct VifCounters {
     /// `gnttab_copy` ops issued and the hypercalls that carried them (both directions).
     pub grant_copies: u64,
     pub copy_hypercalls: u64,
+    /// GSO packets taken (`feature-gso-tcpv4`) and the MTU-sized frames they were cut into;
+    /// GSO packets dropped because they could not be segmented ([`crate::gso::GsoError`]).
+    pub tx_gso_packets: u64,
+    pub tx_gso_segments: u64,
+    pub tx_gso_dropped: u64,
 }
 
 /// A connected vif: the frontend's configuration and the backend's view of both rings.
@@ -203,15 +208,37 @@ impl Link {
             } else if ok[k] {
                 let mut frame = vec![0u8; usize::from(p.len)];
                 bounce.read(at, &mut frame);
-                if p.csum_blank {
-                    // The guest left the L4 checksum to us (netfront always offers IPv4
-                    // offload); a frame it cannot be completed for goes on as is, as Linux
-                    // netback does.
-                    let _ = crate::csum::complete(&mut frame);
-                }
                 self.counters.tx_packets += 1;
                 self.counters.tx_bytes += frame.len() as u64;
-                out.frames.push(frame);
+                let gso = p.extras.iter().find_map(|e| match *e {
+                    ExtraInfo::Gso { size, kind, .. } => Some((size, kind)),
+                    _ => None,
+                });
+                match gso {
+                    // A large packet (`feature-gso-tcpv4`): cut into MTU-sized frames, each
+                    // with complete checksums.
+                    Some((mss, crate::gso::GSO_TYPE_TCPV4)) => {
+                        match crate::gso::segment(&frame, mss) {
+                            Ok(segs) => {
+                                self.counters.tx_gso_packets += 1;
+                                self.counters.tx_gso_segments += segs.len() as u64;
+                                out.frames.extend(segs);
+                            }
+                            Err(_) => self.counters.tx_gso_dropped += 1,
+                        }
+                    }
+                    // A GSO type dom0 did not offer: dropped, as Linux netback drops it.
+                    Some(_) => self.counters.tx_gso_dropped += 1,
+                    None => {
+                        if p.csum_blank {
+                            // The guest left the L4 checksum to us (netfront always offers
+                            // IPv4 offload); a frame it cannot be completed for goes on as is,
+                            // as Linux netback does.
+                            let _ = crate::csum::complete(&mut frame);
+                        }
+                        out.frames.push(frame);
+                    }
+                }
                 true
             } else {
                 self.counters.tx_copy_errors += 1;

@@ -421,6 +421,11 @@ pub struct VifSummary {
     /// `gnttab_copy` ops and the `GNTTABOP_copy` hypercalls that carried them (both ways).
     pub grant_copies: u64,
     pub copy_hypercalls: u64,
+    /// Large TCP packets the guest sent with a GSO extra (`feature-gso-tcpv4`), the
+    /// MTU-sized frames dom0 cut them into, and those it could not segment (dropped).
+    pub tx_gso_packets: u64,
+    pub tx_gso_segments: u64,
+    pub tx_gso_dropped: u64,
     /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
     pub switch_flooded: u64,
     pub switch_dropped: u64,

@@ -211,7 +211,7 @@ impl BootReport {
                 for v in &d.vifs {
                     writeln!(
                         w,
-                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; {} B held, backlog peak {} of {} B{}",
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; GSO {} pkt into {} frames ({} dropped); {} B held, backlog peak {} of {} B{}",
                         v.handle,
                         Clean(&v.mac),
                         Clean(&v.state),
@@ -226,6 +226,9 @@ impl BootReport {
                         v.rx_copy_errors,
                         v.grant_copies,
                         v.copy_hypercalls,
+                        v.tx_gso_packets,
+                        v.tx_gso_segments,
+                        v.tx_gso_dropped,
                         v.memory_bytes,
                         v.rx_backlog_peak_bytes,
                         v.rx_backlog_limit_bytes,

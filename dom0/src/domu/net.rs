@@ -640,6 +640,9 @@ impl Net {
             rx_dropped,
             grant_copies: c.grant_copies,
             copy_hypercalls: c.copy_hypercalls,
+            tx_gso_packets: c.tx_gso_packets,
+            tx_gso_segments: c.tx_gso_segments,
+            tx_gso_dropped: c.tx_gso_dropped,
             switch_flooded: sw.flooded,
             switch_dropped: sw.dropped,
             error: v.dev.error.clone(),
@@ -667,6 +670,9 @@ fn add_counters(to: &mut netback::vif::VifCounters, c: &netback::vif::VifCounter
     to.rx_copy_errors += c.rx_copy_errors;
     to.grant_copies += c.grant_copies;
     to.copy_hypercalls += c.copy_hypercalls;
+    to.tx_gso_packets += c.tx_gso_packets;
+    to.tx_gso_segments += c.tx_gso_segments;
+    to.tx_gso_dropped += c.tx_gso_dropped;
 }
 
 /// The stack's clock: milliseconds since dom0's entry.

@@ -252,10 +252,16 @@ fn hostile_chains_are_fatal() {
     let mut f = Frontend::new();
     f.req(0, 0, NETTXF_EXTRA_INFO, 1, 60);
     for _ in 0..25 {
-        f.extra([EXTRA_TYPE_GSO, EXTRA_FLAG_MORE, 0, 0, 0, 0, 0, 0]);
+        f.extra([EXTRA_TYPE_GSO, EXTRA_FLAG_MORE, 0xb4, 0x05, 1, 0, 0, 0]);
     }
     f.publish();
     assert_eq!(take(&f), Err(TxFatal::TooManySlots(21)));
+    // A GSO size of 0 (Linux netback: fatal).
+    let mut f = Frontend::new();
+    f.req(0, 0, NETTXF_EXTRA_INFO, 1, 60);
+    f.extra([EXTRA_TYPE_GSO, 0, 0, 0, 1, 0, 0, 0]);
+    f.publish();
+    assert_eq!(take(&f), Err(TxFatal::GsoSizeZero));
     // An impossible req_prod.
     let mut f = Frontend::new();
     f.req(0, 0, 0, 1, 60);
