@@ -459,7 +459,7 @@ fn start(
         let word = cfg.read32(sbdf, 0x04);
         cfg.write32(sbdf, 0x04, (word & 0xffff_0000) | u32::from(want));
     }
-    let started = start_driver(windows, sbdf, driver, cmd);
+    let started = start_driver(windows, sbdf, driver, cmd, f);
     if started.is_err() && cmd != want {
         // A device dom0 does not drive keeps the decoding and bus mastering it had.
         let word = cfg.read32(sbdf, 0x04);
@@ -473,6 +473,7 @@ fn start_driver(
     sbdf: Sbdf,
     driver: Driver,
     cmd: u16,
+    f: &PciFunction,
 ) -> Result<(Box<dyn Nic>, u64), String> {
     match driver {
         Driver::VirtioNet => {
@@ -492,6 +493,15 @@ fn start_driver(
             let features = nic.features();
             Ok((Box::new(nic), features))
         }
-        Driver::E1000e => Err("the e1000e driver is not wired yet".to_string()),
+        Driver::E1000e => {
+            // BAR 0: the 128 KiB register space (82574 §9.3.6.1).
+            let (_, base, len) = memory_bars(f)
+                .into_iter()
+                .find(|&(i, _, _)| i == 0)
+                .ok_or("e1000e: no memory BAR 0")?;
+            let nic = drivers::e1000e::E1000e::init(BarMmio { base, len }, HeapDma::default())
+                .map_err(|e| drivers::e1000e::describe(&e))?;
+            Ok((Box::new(nic), 0))
+        }
     }
 }

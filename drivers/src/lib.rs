@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod e1000e;
 pub mod nic;
 pub mod pcicheck;
 pub mod uart16550;

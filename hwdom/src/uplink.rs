@@ -27,7 +27,7 @@ impl Driver {
     pub fn for_ids(vendor: u16, device: u16) -> Option<Driver> {
         match (vendor, device) {
             (0x1af4, 0x1041 | 0x1000) => Some(Driver::VirtioNet),
-            (0x8086, 0x10d3) => Some(Driver::E1000e),
+            (v, d) if drivers::e1000e::probe_ids(v, d) => Some(Driver::E1000e),
             _ => None,
         }
     }

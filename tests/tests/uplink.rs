@@ -303,6 +303,16 @@ fn uplink_virtio_net_xen_4_20() {
     uplink_serves_dom0_and_domus(XenVersion::V4_20, UplinkNic::VirtioNet);
 }
 
+#[test]
+fn uplink_e1000e_xen_4_17() {
+    uplink_serves_dom0_and_domus(XenVersion::V4_17, UplinkNic::E1000e);
+}
+
+#[test]
+fn uplink_e1000e_xen_4_20() {
+    uplink_serves_dom0_and_domus(XenVersion::V4_20, UplinkNic::E1000e);
+}
+
 /// A virtio-net without `iommu_platform=on` would DMA to machine addresses: dom0 refuses it,
 /// says why, and keeps serving everything else (here: boots to ready with the error listed).
 #[test]
