@@ -92,7 +92,13 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     let bundle = hwdom::modules::survey(&p, &mut rep, &si.modules);
     time::phase("modules");
 
-    let uplink = x.and_then(|_| phase::nic::bring_up(&p, &mut rep, &mcfg, &opts));
+    let uplink = match x {
+        Some(_) => phase::nic::bring_up(&p, &mut rep, &mcfg, &opts),
+        None => {
+            phase::nic::without_xen(&mut rep, &opts);
+            None
+        }
+    };
     time::phase("nic");
 
     phase::ready::finish(x, &mut rep, opts.report);

@@ -337,3 +337,57 @@ fn virtio_net_without_iommu_platform_is_refused() {
     );
     check!(out, d.ready, "dom0 not ready");
 }
+
+/// A NIC dom0 has no driver for (the `bridges` topology's e1000, 8086:100e, behind a
+/// PCIe-to-PCI bridge) named with `nic=`: an error naming it, ids and class, and the boot goes
+/// on. With `nic=auto` on a machine without any NIC: a warning, and a clean run.
+#[test]
+fn an_unsupported_or_missing_nic_is_named() {
+    let mut cfg = tests::config(XenVersion::V4_20, 1, "test-uplink-unsupported");
+    cfg.topology = image::Topology::Bridges;
+    cfg.dom0_args = vec!["nic=07:02.0".into()];
+    cfg.expect_errors = vec!["no driver for 0000:07:02.0 [8086:100e] class 02:00:00".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    let d = dom0(&out);
+    let u = d.uplink.as_ref();
+    check!(
+        out,
+        u.is_some_and(|u| u.state == UplinkState::Unsupported
+            && u.sbdf == "0000:07:02.0"
+            && u.ids == "8086:100e"),
+        "uplink: {u:?}"
+    );
+    check!(
+        out,
+        out.report
+            .xen_log
+            .pci_devices_added
+            .iter()
+            .any(|s| s == "0000:07:02.0"),
+        "Xen did not add the e1000"
+    );
+
+    let mut cfg = tests::config(XenVersion::V4_20, 1, "test-uplink-none");
+    cfg.topology = image::Topology::Minimal;
+    cfg.dom0_args = vec!["nic=auto".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    let d = dom0(&out);
+    check!(
+        out,
+        d.warnings
+            .iter()
+            .any(|w| w.contains("nic=auto: no network controller was enumerated")),
+        "warnings: {:?}",
+        d.warnings
+    );
+    check!(
+        out,
+        d.uplink
+            .as_ref()
+            .is_some_and(|u| u.state == UplinkState::Unsupported),
+        "uplink: {:?}",
+        d.uplink
+    );
+}

@@ -72,3 +72,12 @@ pub fn bring_up(
     rep.uplink = Some(sum.clone());
     nic.map(|n| Uplink::new(n, sum))
 }
+
+/// Without Xen there is no service loop to carry the network: `nic=` is noted and not acted on.
+pub fn without_xen(rep: &mut BootReport, opts: &Dom0Options) {
+    if opts.nic != hwdom::options::NicChoice::None {
+        let m = "nic= ignored: the uplink is served by the DomU service loop, which runs only under Xen";
+        warn!("{m}");
+        rep.warnings.push(m.into());
+    }
+}
