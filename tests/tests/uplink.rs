@@ -340,9 +340,10 @@ fn virtio_net_without_iommu_platform_is_refused() {
 
 /// A NIC dom0 has no driver for (the `bridges` topology's e1000, 8086:100e, behind a
 /// PCIe-to-PCI bridge) named with `nic=`: an error naming it, ids and class, and the boot goes
-/// on. With `nic=auto` on a machine without any NIC: a warning, and a clean run.
+/// on. (`nic=auto` finding no NIC at all is host-tested in `hwdom::uplink`: every bench
+/// machine has at least QEMU's default e1000e.)
 #[test]
-fn an_unsupported_or_missing_nic_is_named() {
+fn an_unsupported_nic_is_named() {
     let mut cfg = tests::config(XenVersion::V4_20, 1, "test-uplink-unsupported");
     cfg.topology = image::Topology::Bridges;
     cfg.dom0_args = vec!["nic=07:02.0".into()];
@@ -366,28 +367,5 @@ fn an_unsupported_or_missing_nic_is_named() {
             .iter()
             .any(|s| s == "0000:07:02.0"),
         "Xen did not add the e1000"
-    );
-
-    let mut cfg = tests::config(XenVersion::V4_20, 1, "test-uplink-none");
-    cfg.topology = image::Topology::Minimal;
-    cfg.dom0_args = vec!["nic=auto".into()];
-    let out = boot(&cfg);
-    assert_pass(&out);
-    let d = dom0(&out);
-    check!(
-        out,
-        d.warnings
-            .iter()
-            .any(|w| w.contains("nic=auto: no network controller was enumerated")),
-        "warnings: {:?}",
-        d.warnings
-    );
-    check!(
-        out,
-        d.uplink
-            .as_ref()
-            .is_some_and(|u| u.state == UplinkState::Unsupported),
-        "uplink: {:?}",
-        d.uplink
     );
 }
