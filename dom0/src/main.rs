@@ -67,7 +67,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("cpu");
 
     watchdog::begin(watchdog::Phase::Acpi);
-    let mcfg = hwdom::acpi::boot_survey(
+    let acpi = hwdom::acpi::boot_survey(
         &p,
         &mut rep,
         &map,
@@ -84,7 +84,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         vfs: opts.pci_vfs,
     };
     rep.pci = Some(hwdom::pci_survey::survey(
-        &p, hv, &mut rep, &map, &mcfg, survey,
+        &p, hv, &mut rep, &map, &acpi, survey,
     ));
     time::phase("pci");
 
@@ -93,7 +93,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("modules");
 
     let uplink = match x {
-        Some(_) => phase::nic::bring_up(&p, &mut rep, &mcfg, &opts),
+        Some(_) => phase::nic::bring_up(&p, &mut rep, &acpi.mcfg, &opts),
         None => {
             phase::nic::without_xen(&mut rep, &opts);
             None

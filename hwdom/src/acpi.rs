@@ -12,13 +12,14 @@ use acpi_fixup::build::{
     ApicIdScheme, ContainerSpec, build_madt, build_rsdp, build_xsdt, compare_madt_labeled,
 };
 use acpi_fixup::validate::{AcpiValidation, TableSource, validate};
-use acpi_fixup::{MadtSummary, McfgEntry, RootTable, Rsdp, SdtHeader};
+use acpi_fixup::{MadtSummary, RootTable, Rsdp, SdtHeader};
 use log::{info, warn};
 use report::{AcpiSummary, AcpiTable, BootReport, ContainerMadt};
 use xen::memmap::{MemType, MemoryMap};
 use xen::start_info::PhysRead;
 
 use crate::finding;
+use crate::host_bridges::{self, AcpiFacts};
 use crate::platform::Platform;
 
 fn acpi_kind(k: MemType) -> bool {
@@ -152,7 +153,8 @@ impl Container {
 
 /// The ACPI phase of the boot: walk the tables at `rsdp_paddr` (0: none given), check and
 /// rewrite the container MADT, reconcile the vCPU count with the MADT, and put it all in the
-/// report. Returns the MCFG entries (the ECAM windows for the PCI survey).
+/// report. Returns what the PCI survey needs: the MCFG entries (the ECAM windows) and the
+/// host bridges of the ACPI namespace.
 pub fn boot_survey(
     p: &impl Platform,
     rep: &mut BootReport,
@@ -160,16 +162,16 @@ pub fn boot_survey(
     rsdp_paddr: u64,
     maxcpus: Option<u32>,
     run_vcpus: u32,
-) -> Vec<McfgEntry> {
+) -> AcpiFacts {
     if rsdp_paddr == 0 {
         finding::warn(rep, "no RSDP in start_info: ACPI tables not read");
         if !rep.under_xen {
             rep.vcpus = 1;
         }
-        return Vec::new();
+        return AcpiFacts::default();
     }
     let container = Container::choose(rep.under_xen, maxcpus, run_vcpus);
-    let (acpi, madt, mcfg) = survey(p, map, rsdp_paddr, container);
+    let (acpi, madt, facts) = survey(p, map, rsdp_paddr, container);
     let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
     info!(
         "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
@@ -202,9 +204,24 @@ pub fn boot_survey(
             );
         }
     }
+    if !acpi.namespace.is_empty() {
+        info!("ACPI: namespace {}", acpi.namespace);
+    }
+    for b in &acpi.host_bridges {
+        info!(
+            "ACPI: host bridge {} ({}) segment {:04x} buses {:02x}-{:02x}, {} windows, _PRT {}",
+            b.path,
+            b.hid,
+            b.segment,
+            b.bus_start,
+            b.bus_end,
+            b.windows.len(),
+            b.routing
+        );
+    }
     reconcile_vcpus(rep, madt.as_ref(), maxcpus);
     rep.acpi = Some(acpi);
-    mcfg
+    facts
 }
 
 /// The vCPU count against the MADT. Under Xen, Xen's crafted MADT and `VCPUOP_is_up` must agree
@@ -251,7 +268,7 @@ pub fn survey(
     map: &MemoryMap,
     rsdp_paddr: u64,
     container: Container,
-) -> (AcpiSummary, Option<MadtSummary>, Vec<McfgEntry>) {
+) -> (AcpiSummary, Option<MadtSummary>, AcpiFacts) {
     let phys = p.phys();
     let src = MapSource { phys, map };
     let v = validate(&src, rsdp_paddr);
@@ -326,7 +343,15 @@ pub fn survey(
     if let Some(m) = &madt {
         s.container = container_check(p, map, &v, m, container, &mut s.problems);
     }
-    (s, madt, v.mcfg.clone())
+    let (line, bridges, problems) = host_bridges::read_namespace(&v.tables, |a, n| src.read(a, n));
+    s.namespace = line;
+    s.host_bridges = bridges.iter().map(host_bridges::summary).collect();
+    s.problems.extend(problems);
+    let facts = AcpiFacts {
+        mcfg: v.mcfg.clone(),
+        host_bridges: bridges,
+    };
+    (s, madt, facts)
 }
 
 /// Build the container MADT, compare it with the one dom0 was given, rewrite when they differ.

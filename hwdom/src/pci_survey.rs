@@ -5,7 +5,7 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
+
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -16,6 +16,7 @@ use xen::memmap::MemoryMap;
 use xen::{Hypercall, XenError};
 
 use crate::finding;
+use crate::host_bridges::{self, AcpiFacts};
 use crate::options::PciBars;
 use crate::platform::{EcamWindow, Platform};
 
@@ -58,13 +59,13 @@ pub fn survey<P: Platform>(
     x: Option<&dyn Hypercall>,
     rep: &mut BootReport,
     map: &MemoryMap,
-    mcfg: &[acpi_fixup::McfgEntry],
+    acpi: &AcpiFacts,
     opts: SurveyOptions,
 ) -> PciSummary {
     let mut windows = Vec::new();
     let mut mmcfg_reserved = Vec::new();
     let mut problems = Vec::new();
-    for m in mcfg {
+    for m in &acpi.mcfg {
         let size = (u64::from(m.end_bus) + 1) << 20;
         let (start, end) = (m.base + (u64::from(m.start_bus) << 20), m.base + size);
         if let Err(e) = p.map_uncached(start, end) {
@@ -93,38 +94,42 @@ pub fn survey<P: Platform>(
             base: m.base,
         });
     }
-    let (source, segments): (&str, Vec<pci::Segment>) = if windows.is_empty() {
-        (
-            "CF8/CFC",
-            vec![pci::Segment {
-                segment: 0,
-                start_bus: 0,
-                end_bus: 255,
-                ecam: false,
-            }],
-        )
-    } else {
-        (
-            "ECAM (MCFG)",
-            windows
-                .iter()
-                .map(|w| pci::Segment {
-                    segment: w.segment,
-                    start_bus: w.start_bus,
-                    end_bus: w.end_bus,
-                    ecam: true,
-                })
-                .collect(),
-        )
-    };
+    let roots = host_bridges::roots(&windows, &acpi.host_bridges);
+    problems.extend(roots.problems.iter().cloned());
+    let mut source = roots.source.clone();
+    let mut segments = roots.segments.clone();
     let cfg = p.config_space(&windows);
     let t0 = p.now_ns();
     let mut topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+    if !roots.from_acpi {
+        // No host bridge in the namespace: find the roots nothing reached (expander bridges,
+        // a second root complex) by probing, as Linux's pcibios_fixup_peer_bridges() does.
+        let extra = host_bridges::probe_unreached(&cfg, &segments, &topo);
+        if !extra.is_empty() {
+            for e in &extra {
+                let msg = format!(
+                    "PCI: root bus {:04x}:{:02x} found by probing (no ACPI host bridge names it)",
+                    e.segment, e.start_bus
+                );
+                finding::warn(rep, msg.clone());
+                problems.push(msg);
+            }
+            segments.extend(extra);
+            topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+            source.push_str(", more roots by probing");
+        }
+    }
     let enumerate_ns = p.now_ns().saturating_sub(t0);
-    // Host bridge windows: _CRS needs an AML interpreter dom0 does not have yet, so the windows
-    // are the memory map's gaps in the PCI hole (above low RAM, below the IO-APIC/LAPIC range)
-    // and above 4 GiB beyond all RAM and reserved entries.
-    let bridge_windows = host_bridge_windows(map);
+    // Host bridge windows: each present host bridge's _CRS memory windows (Linux's
+    // acpi_pci_root_create()); without them, the memory map's gaps in the PCI hole (above low
+    // RAM, below the IO-APIC/LAPIC range) and above 4 GiB beyond all RAM and reserved entries.
+    let crs = host_bridges::crs_windows(&acpi.host_bridges);
+    let gaps = host_bridge_windows(map);
+    let bridge_windows: Vec<Range<u64>> = if crs.is_empty() {
+        gaps.clone()
+    } else {
+        crs.iter().map(|(r, _)| r.clone()).collect()
+    };
     pci::check_bars(&mut topo, &bridge_windows);
     info!(
         "PCI: {} functions on {} buses via {source} in {} us",
@@ -138,7 +143,8 @@ pub fn survey<P: Platform>(
     let mut xen_results: Vec<XenAddOutcome> = Vec::new();
     if let Some(x) = x {
         for a in pci::xen_add_order(&topo) {
-            xen_results.push(xen_add(x, &a, rep, None));
+            let pxm = pxm_of(&topo, &acpi.host_bridges, a.sbdf);
+            xen_results.push(xen_add(x, &a, pxm, rep, None));
         }
         let refused = xen_results.iter().filter(|r| r.result.is_err()).count();
         info!(
@@ -176,16 +182,40 @@ pub fn survey<P: Platform>(
     }
     let mut moves_log = Vec::new();
     if opts.bars != PciBars::Keep {
-        move_bars(
-            &cfg,
-            &mut topo,
-            &bridge_windows,
-            opts.bars,
-            &mut moves_log,
-            rep,
-        );
+        if roots.from_acpi && !crs.is_empty() && segments.len() > 1 {
+            // Several host bridges: each root's BARs go into that bridge's own _CRS windows.
+            for (seg, b) in segments.iter().zip(&roots.bridges) {
+                let Some(b) = b.and_then(|i| acpi.host_bridges.get(i)) else {
+                    continue;
+                };
+                let mut sub = topo.root_subtree(seg.segment, seg.start_bus);
+                if sub.functions.is_empty() {
+                    continue;
+                }
+                let own: Vec<Range<u64>> = host_bridges::crs_windows(core::slice::from_ref(b))
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect();
+                moves_log.push(format!("{} (root bus {:02x}):", b.path, seg.start_bus));
+                move_bars(&cfg, &mut sub, &own, opts.bars, &mut moves_log, rep);
+                for f in sub.functions {
+                    if let Some(i) = topo.index_of(f.sbdf) {
+                        topo.functions[i].bars = f.bars;
+                    }
+                }
+            }
+        } else {
+            move_bars(
+                &cfg,
+                &mut topo,
+                &bridge_windows,
+                opts.bars,
+                &mut moves_log,
+                rep,
+            );
+        }
     }
-    let mut sum = PciSummary::from_topology(source, &topo);
+    let mut sum = PciSummary::from_topology(&source, &topo);
     sum.enumerate_ns = enumerate_ns;
     sum.mmcfg_reserved = mmcfg_reserved;
     sum.problems.extend(problems);
@@ -194,15 +224,51 @@ pub fn survey<P: Platform>(
     for r in &xen_results {
         sum.set_xen_add(r.sbdf, r.report());
     }
-    sum.windows = bridge_windows
+    sum.segments = segments
         .iter()
-        .map(|w| {
+        .zip(roots.bridges.iter().chain(core::iter::repeat(&None)))
+        .map(|(s, b)| {
+            let from = match b.and_then(|i| acpi.host_bridges.get(i)) {
+                Some(b) => format!(" ({})", b.path),
+                None => String::new(),
+            };
             format!(
-                "[{:#x}, {:#x}): a gap in the memory map (_CRS not evaluated: no AML interpreter yet)",
-                w.start, w.end
+                "{:04x} [bus {:02x}-{:02x}] {}{from}",
+                s.segment,
+                s.start_bus,
+                s.end_bus,
+                if s.ecam { "ECAM" } else { "CF8/CFC" }
             )
         })
         .collect();
+    sum.windows = if crs.is_empty() {
+        gaps.iter()
+            .map(|w| {
+                format!(
+                    "[{:#x}, {:#x}): a gap in the memory map (no host bridge _CRS)",
+                    w.start, w.end
+                )
+            })
+            .collect()
+    } else {
+        let mut v: Vec<String> = crs
+            .iter()
+            .map(|(w, b)| format!("[{:#x}, {:#x}): _CRS of {b}", w.start, w.end))
+            .collect();
+        // What the memory-map gaps would have given, for comparison (not used).
+        v.extend(gaps.iter().map(|w| {
+            format!(
+                "[{:#x}, {:#x}): memory-map gap (not used: _CRS is the truth)",
+                w.start, w.end
+            )
+        }));
+        v
+    };
+    for (i, text) in host_bridges::irq_routes(&topo, &acpi.host_bridges) {
+        if let Some(f) = sum.functions.get_mut(i) {
+            f.irq = text;
+        }
+    }
     let (ok, bad) = device_checks(p, &cfg, &topo, &mut sum);
     if ok + bad > 0 {
         info!("PCI: device checks through the BARs: {ok} ok, {bad} failed");
@@ -263,7 +329,7 @@ fn enable_vfs<P: Platform>(
                      config space, so its MSI-X table has no BAR; SR-IOV is unsupported for a PVH \
                      dom0 in Xen's SUPPORT.md",
                 );
-                xen_results.push(xen_add(x, &a, rep, why.map(String::from)));
+                xen_results.push(xen_add(x, &a, None, rep, why.map(String::from)));
             }
         }
     }
@@ -359,6 +425,7 @@ pub fn assign_vf_bars(cfg: &impl ConfigSpace, topo: &pci::Topology, pf: Sbdf) ->
 fn xen_add(
     x: &dyn Hypercall,
     a: &pci::XenAdd,
+    pxm: Option<u32>,
     rep: &mut BootReport,
     why_if_enodev: Option<String>,
 ) -> XenAddOutcome {
@@ -370,6 +437,7 @@ fn xen_add(
         a.sbdf.devfn(),
         a.flags,
         physfn,
+        pxm,
     );
     if let Err(e) = result {
         finding::error(
@@ -382,6 +450,13 @@ fn xen_add(
         explanation: why_if_enodev.filter(|_| result == Err(XenError::ENODEV)),
         result,
     }
+}
+
+/// `_PXM` of the host bridge above `sbdf` (Linux's `xen_add_device` walks up to it).
+fn pxm_of(topo: &pci::Topology, bridges: &[aml::HostBridge], sbdf: Sbdf) -> Option<u32> {
+    let i = topo.index_of(sbdf)?;
+    let root = topo.functions[topo.root_of(i)].sbdf;
+    host_bridges::bridge_of(bridges, root)?.pxm
 }
 
 /// `pci-bars=`: plan and apply BAR moves (each with decoding off, written, read back, decoding
@@ -525,7 +600,7 @@ fn renumber_buses(
                     a.sbdf.bus()
                 )
             });
-            let r = xen_add(x, &a, rep, why);
+            let r = xen_add(x, &a, None, rep, why);
             log.push(format!("Xen add {}: {}", a.sbdf, r.report()));
             xen_results.push(r);
         }

@@ -531,6 +531,7 @@ impl Enumerator<'_> {
             class: class_rev >> 8,
             header_type,
             multifunction: false,
+            interrupt_pin: 0,
             kind: FunctionKind::Endpoint,
             command: cmd_status as u16,
             status: (cmd_status >> 16) as u16,
@@ -618,6 +619,10 @@ fn probe(cs: &dyn ConfigSpace, sbdf: Sbdf, ecam: bool) -> Probe {
         class,
         header_type,
         multifunction: header_type & HEADER_MULTIFUNCTION != 0,
+        interrupt_pin: match (cs.read32(sbdf, INTERRUPT) >> 8) as u8 {
+            p @ 1..=4 => p,
+            _ => 0,
+        },
         kind: FunctionKind::Endpoint,
         command: cmd_status as u16,
         status: (cmd_status >> 16) as u16,

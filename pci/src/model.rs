@@ -239,6 +239,8 @@ pub struct Function {
     /// The raw header type register (bit 7: multi-function).
     pub header_type: u8,
     pub multifunction: bool,
+    /// Interrupt Pin (0x3d): 0 none, 1..4 INTA..INTD (0 for a VF, which has no INTx).
+    pub interrupt_pin: u8,
     pub kind: FunctionKind,
     /// COMMAND and STATUS as first read.
     pub command: u16,
@@ -315,6 +317,63 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Index of the top of `i`'s chain of bridges: the function on a root bus above it.
+    pub fn root_of(&self, mut i: usize) -> usize {
+        // Parents come before their children (topological order): this ends.
+        while let Some(p) = self
+            .functions
+            .get(i)
+            .and_then(|f| f.parent)
+            .filter(|&p| p < i)
+        {
+            i = p;
+        }
+        i
+    }
+
+    /// What lies below root bus `bus` of `segment` (the functions on it and everything behind
+    /// their bridges), as a topology of its own with parent indices renumbered: per-root work,
+    /// such as placing BARs in that host bridge's `_CRS` windows.
+    pub fn root_subtree(&self, segment: u16, bus: u8) -> Topology {
+        let on_root = |i: usize| {
+            let r = self.functions[self.root_of(i)].sbdf;
+            r.segment() == segment && r.bus() == bus
+        };
+        let keep: Vec<usize> = (0..self.functions.len()).filter(|&i| on_root(i)).collect();
+        let new_index = |old: usize| keep.iter().position(|&k| k == old);
+        let functions = keep
+            .iter()
+            .map(|&i| {
+                let mut f = self.functions[i].clone();
+                f.parent = f.parent.and_then(new_index);
+                f
+            })
+            .collect();
+        let buses = self
+            .buses
+            .iter()
+            .filter_map(|b| match b.bridge {
+                None if b.segment == segment && b.number == bus => Some(*b),
+                Some(br) => new_index(br).map(|n| Bus {
+                    bridge: Some(n),
+                    ..*b
+                }),
+                None => None,
+            })
+            .collect();
+        Topology {
+            segments: self
+                .segments
+                .iter()
+                .filter(|s| s.segment == segment && s.start_bus == bus)
+                .cloned()
+                .collect(),
+            functions,
+            buses,
+            problems: Vec::new(),
+        }
+    }
+
     /// Index of the function at `sbdf` (linear search).
     pub fn index_of(&self, sbdf: Sbdf) -> Option<usize> {
         self.functions.iter().position(|f| f.sbdf == sbdf)

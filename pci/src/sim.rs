@@ -226,6 +226,7 @@ pub struct SimDevice {
     hostile: Option<Hostile>,
     single: bool,
     command_mask: u16,
+    interrupt_pin: u8,
 }
 
 impl SimDevice {
@@ -248,7 +249,14 @@ impl SimDevice {
             hostile: None,
             single: false,
             command_mask: 0x0547,
+            interrupt_pin: 0,
         }
+    }
+
+    /// Interrupt Pin (0x3d): 1..4 for INTA..INTD.
+    pub fn pin(mut self, pin: u8) -> SimDevice {
+        self.interrupt_pin = pin;
+        self
     }
 
     /// A PCI-to-PCI bridge (header type 1, class 0x060400) with these bus numbers (the
@@ -736,6 +744,7 @@ fn build(dev: &SimDevice, link: usize, devfn: u8, bus: u8) -> SimFn {
     f.regs[1] = u32::from(dev.command) | u32::from(status) << 16;
     f.regs[2] = u32::from(dev.revision) | dev.class << 8;
     f.regs[3] = u32::from(dev.header) << 16;
+    f.regs[0x3c / 4] = u32::from(dev.interrupt_pin) << 8;
     let nbars = match f.layout {
         HEADER_ENDPOINT => 6,
         HEADER_BRIDGE => 2,

@@ -528,7 +528,39 @@ pub struct AcpiSummary {
     pub mcfg: Vec<String>,
     /// The container MADT check (see [`ContainerMadt`]).
     pub container: Option<ContainerMadt>,
+    /// The ACPI namespace dom0 read (DSDT and SSDTs, see the `aml` crate): "DSDT SSDT: 1234
+    /// objects, 56 devices"; empty when no definition block was read.
+    pub namespace: String,
+    /// PCI host bridges (`PNP0A03`/`PNP0A08` devices) in namespace order: the PCI roots.
+    pub host_bridges: Vec<HostBridgeSummary>,
     /// What was wrong (bad tables, odd entries), each naming the table and offset.
+    pub problems: Vec<String>,
+}
+
+/// A PCI host bridge from the ACPI namespace. In JSON: `{"path","hid","status","segment",
+/// "bus_start","bus_end","uid","pxm","windows","routing","problems"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostBridgeSummary {
+    /// `\_SB_.PC80`.
+    pub path: String,
+    /// "PNP0A08" or "PNP0A03".
+    pub hid: String,
+    /// `_STA` (0xf when absent); a bridge without bit 0 (present) is not enumerated.
+    pub status: u64,
+    /// `_SEG`.
+    pub segment: u16,
+    /// The root bus (`_CRS` bus range, else `_BBN`) and the last bus behind it.
+    pub bus_start: u8,
+    pub bus_end: u8,
+    pub uid: Option<u64>,
+    /// `_PXM`, passed to Xen with each function below (`XEN_PCI_DEV_PXM`).
+    pub pxm: Option<u32>,
+    /// The windows `_CRS` produces: "mem 0xfd000000-0xfd3fffff", "io 0xc000-0xcfff".
+    pub windows: Vec<String>,
+    /// `_PRT`: "128 entries", or why it was not evaluated.
+    pub routing: String,
+    /// What could not be evaluated, per object.
     pub problems: Vec<String>,
 }
 
@@ -674,6 +706,10 @@ pub struct PciFunction {
     /// What `PHYSDEVOP_pci_device_add` returned (on the wire: "ok", "-ENODEV (19)"..., or
     /// "not reported").
     pub xen_add: XenAdd,
+    /// Its legacy interrupt as the host bridge's `_PRT` routes it (the pin swizzled through
+    /// each bridge above): "INTA -> GSI 21 (\\_SB_.GSIF)", "INTA -> \\_SB_.LNKD (...)";
+    /// empty without an interrupt pin or without a `_PRT`.
+    pub irq: String,
     /// A register read through the device's BAR that proves it answers there (see
     /// `drivers::pcicheck`), with "ok"/"FAILED"; empty when dom0 has no check for the device.
     pub device_check: String,

@@ -150,6 +150,7 @@ impl PciFunction {
             caps,
             ext_caps,
             xen_add: XenAdd::NotReported,
+            irq: String::new(),
             device_check: String::new(),
             problems: f.problems.clone(),
         }

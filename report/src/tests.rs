@@ -121,6 +121,20 @@ fn sample() -> BootReport {
                 rsdp: 0,
                 madt: 0,
             }),
+            namespace: "DSDT: 1201 objects, 45 devices, 1 PCI host bridges".into(),
+            host_bridges: vec![HostBridgeSummary {
+                path: "\\_SB_.PCI0".into(),
+                hid: "PNP0A08".into(),
+                status: 0xf,
+                segment: 0,
+                bus_start: 0,
+                bus_end: 0xff,
+                uid: Some(0),
+                pxm: None,
+                windows: strings(&["io 0xd00-0xffff", "mem 0x80000000-0xafffffff"]),
+                routing: "128 entries".into(),
+                problems: vec![],
+            }],
             problems: vec![],
         }),
         // qemu64 (+svm) under Xen 4.17, two vCPUs, SeaBIOS's MTRRs copied by Xen.
@@ -227,6 +241,7 @@ fn sample_pci() -> PciSummary {
                 caps: vec![],
                 ext_caps: vec![],
                 xen_add: "ok".into(),
+                irq: String::new(),
                 device_check: String::new(),
                 problems: vec![],
             },
@@ -248,6 +263,7 @@ fn sample_pci() -> PciSummary {
                 caps: strings(&["PCI Express (root port)", "MSI-X (table size 1)"]),
                 ext_caps: strings(&["Advanced Error Reporting"]),
                 xen_add: "ok".into(),
+                irq: String::new(),
                 device_check: String::new(),
                 problems: vec![],
             },
@@ -278,6 +294,7 @@ fn sample_pci() -> PciSummary {
                 caps: strings(&["MSI-X (table size 3)", "PCI Express (endpoint)"]),
                 ext_caps: vec![],
                 xen_add: "-ENODEV (19)".into(),
+                irq: "INTA -> GSI 16 (\\_SB_.GSIE)".into(),
                 device_check: String::new(),
                 problems: strings(&[
                     "0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)",
@@ -370,6 +387,10 @@ fn json_has_the_values() {
     assert_eq!(acpi["ioapics"], 1);
     assert_eq!(acpi["overrides"], 5);
     assert_eq!(acpi["problems"], serde_json::json!([]));
+    assert_eq!(acpi["host_bridges"][0]["path"], "\\_SB_.PCI0");
+    assert_eq!(acpi["host_bridges"][0]["bus_end"], 0xff);
+    assert_eq!(acpi["host_bridges"][0]["windows"][1], "mem 0x80000000-0xafffffff");
+    assert_eq!(acpi["host_bridges"][0]["pxm"], Value::Null);
     // Key order: `acpi` sits between `timer` and `modules`.
     let timer = s.find("\"timer\":").unwrap();
     let acpi_at = s.find("\"acpi\":").unwrap();
@@ -452,6 +473,7 @@ fn json_has_the_values() {
             "caps": ["MSI-X (table size 3)", "PCI Express (endpoint)"],
             "ext_caps": [],
             "xen_add": "-ENODEV (19)",
+            "irq": "INTA -> GSI 16 (\\_SB_.GSIE)",
             "device_check": "",
             "problems": ["0000:01:00.0: BAR 1 (0x14): unassigned (address 0, size 0x1000)"],
         })

@@ -26,6 +26,8 @@ struct State {
     ipis: Vec<(u32, u32)>, // (port, vcpu)
     sent: Vec<u32>,
     pci_adds: Vec<PciAdd>,
+    /// (segment, bus, devfn, pxm) of each add with `XEN_PCI_DEV_PXM`.
+    pci_pxms: Vec<(u16, u8, u8, u32)>,
     interdomain: Vec<(u32, u32)>, // (local, remote) pairs, both directions
     unbound: Vec<u32>,
     pci_known: Vec<(u16, u8, u8)>,
@@ -211,6 +213,12 @@ impl FakeXen {
     /// Every `PHYSDEVOP_pci_device_add`, in order.
     pub fn pci_adds(&self) -> Vec<PciAdd> {
         self.state.borrow().pci_adds.clone()
+    }
+
+    /// (segment, bus, devfn, optarr[0]) of each `PHYSDEVOP_pci_device_add` with
+    /// `XEN_PCI_DEV_PXM`.
+    pub fn pci_pxms(&self) -> Vec<(u16, u8, u8, u32)> {
+        self.state.borrow().pci_pxms.clone()
     }
 
     /// Make every call of hypercall `op` fail with `err`.
@@ -1032,6 +1040,10 @@ impl FakeXen {
                         let flags = u32_at(b, 4).ok_or(XenError::EFAULT)?;
                         let physfn = (flags & ops::XEN_PCI_DEV_VIRTFN != 0).then_some((b[8], b[9]));
                         st.pci_adds.push((seg, b[2], b[3], flags, physfn));
+                        if flags & ops::XEN_PCI_DEV_PXM != 0 {
+                            let pxm = u32_at(b, 12).ok_or(XenError::EFAULT)?;
+                            st.pci_pxms.push((seg, b[2], b[3], pxm));
+                        }
                         if !st.pci_known.contains(&(seg, b[2], b[3])) {
                             st.pci_known.push((seg, b[2], b[3]));
                         }

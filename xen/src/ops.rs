@@ -685,6 +685,9 @@ pub fn pci_mmcfg_reserved(
 /// u32 flags; struct { u8 bus; u8 devfn; } physfn; u32 optarr[]; }`). `physfn` is used with
 /// [`XEN_PCI_DEV_VIRTFN`]. Xen logs `PCI add device|extended function|virtual function
 /// ssss:bb:dd.f` (at `loglvl=all`), and the call is idempotent for devices it already knows.
+///
+/// `pxm`: the device's proximity domain (ACPI `_PXM` of the host bridge above, as Linux's
+/// `xen_add_device` finds it), passed in `optarr[0]` with [`XEN_PCI_DEV_PXM`].
 pub fn pci_device_add(
     h: &dyn Hypercall,
     seg: u16,
@@ -692,15 +695,19 @@ pub fn pci_device_add(
     devfn: u8,
     flags: u32,
     physfn: Option<(u8, u8)>,
+    pxm: Option<u32>,
 ) -> Result<(), XenError> {
     let mut arg = [0u8; 16];
     put_u16(&mut arg, 0, seg);
     arg[2] = bus;
     arg[3] = devfn;
-    put_u32(&mut arg, 4, flags);
+    put_u32(&mut arg, 4, flags | pxm.map_or(0, |_| XEN_PCI_DEV_PXM));
     if let Some((b, d)) = physfn {
         arg[8] = b;
         arg[9] = d;
+    }
+    if let Some(p) = pxm {
+        put_u32(&mut arg, 12, p);
     }
     issue(
         h,

@@ -12,12 +12,20 @@ use xen::XenError;
 use xen::fake::FakeXen;
 
 use super::*;
+use crate::host_bridges::AcpiFacts;
 use crate::testkit::{FakePlatform, q35_map};
 
 const MCFG_BASE: u64 = 0xb000_0000;
 
 fn sbdf(bus: u8, dev: u8, f: u8) -> Sbdf {
     Sbdf::new(0, bus, dev, f).unwrap()
+}
+
+fn facts() -> AcpiFacts {
+    AcpiFacts {
+        mcfg: mcfg(),
+        ..AcpiFacts::default()
+    }
 }
 
 fn mcfg() -> Vec<acpi_fixup::McfgEntry> {
@@ -70,7 +78,7 @@ fn every_function_is_reported_to_xen_bridges_before_what_is_behind_them() {
     let p = FakePlatform::new(small_machine());
     let x = FakeXen::new(4, 17).with_mmcfg(MCFG_BASE, 0, 0, 255);
     let mut rep = BootReport::default();
-    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &mcfg(), keep());
+    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &facts(), keep());
     assert_eq!(
         xen_adds(&x),
         [
@@ -101,7 +109,7 @@ fn a_refused_add_is_an_error_and_the_survey_goes_on() {
     let x = FakeXen::new(4, 20).with_mmcfg(MCFG_BASE, 0, 0, 255);
     x.fail_op(xen::hypercall::nr::PHYSDEV_OP, XenError::ENODEV);
     let mut rep = BootReport::default();
-    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &mcfg(), keep());
+    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &facts(), keep());
     assert_eq!(sum.functions.len(), 4);
     assert_eq!(rep.errors.len(), 4, "{:?}", rep.errors);
     assert!(
@@ -121,7 +129,14 @@ fn a_refused_add_is_an_error_and_the_survey_goes_on() {
 fn without_mcfg_config_space_is_cf8_and_without_xen_nothing_is_reported() {
     let p = FakePlatform::new(small_machine());
     let mut rep = BootReport::default();
-    let sum = survey(&p, None, &mut rep, &q35_map(), &[], keep());
+    let sum = survey(
+        &p,
+        None,
+        &mut rep,
+        &q35_map(),
+        &AcpiFacts::default(),
+        keep(),
+    );
     assert_eq!(sum.source, "CF8/CFC");
     assert_eq!(sum.functions.len(), 4);
     assert!(sum.mmcfg_reserved.is_empty());
@@ -134,7 +149,7 @@ fn an_unmappable_mcfg_window_is_a_problem_not_a_stop() {
     p.map_limit = Some(MCFG_BASE);
     let x = FakeXen::new(4, 17).with_mmcfg(MCFG_BASE, 0, 0, 255);
     let mut rep = BootReport::default();
-    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &mcfg(), keep());
+    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &facts(), keep());
     assert_eq!(sum.source, "CF8/CFC");
     assert!(
         sum.problems
@@ -153,7 +168,14 @@ fn device_checks_read_only_inside_the_bar() {
     let mut p = FakePlatform::new(small_machine());
     p.mmio = alloc::vec![(0xfeb8_0008, 0x8008_0783)];
     let mut rep = BootReport::default();
-    let sum = survey(&p, None, &mut rep, &q35_map(), &[], keep());
+    let sum = survey(
+        &p,
+        None,
+        &mut rep,
+        &q35_map(),
+        &AcpiFacts::default(),
+        keep(),
+    );
     let e1000 = sum
         .functions
         .iter()
@@ -189,7 +211,7 @@ fn pci_bars_all_moves_bars_with_decoding_off() {
         bars: PciBars::All,
         ..keep()
     };
-    let sum = survey(&p, None, &mut rep, &q35_map(), &[], opts);
+    let sum = survey(&p, None, &mut rep, &q35_map(), &AcpiFacts::default(), opts);
     assert!(
         sum.bar_moves[0].starts_with("pci-bars=all: "),
         "{:?}",
@@ -236,7 +258,7 @@ fn sriov_vfs_are_enabled_after_the_wait_and_reported_as_vfs_of_their_pf() {
     let mut rep = BootReport::default();
     let opts = SurveyOptions { vfs: 2, ..keep() };
     // Extended config space (where SR-IOV lives) needs ECAM.
-    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &mcfg(), opts);
+    let sum = survey(&p, Some(&x), &mut rep, &q35_map(), &facts(), opts);
     // SR-IOV 1.1 §3.3.3.1: 100 ms before the VFs are touched, yielding meanwhile.
     assert!(p.clock_ns.get() >= 100_000_000 && p.relaxed.get() >= 100);
     let adds = x.pci_adds();

@@ -146,16 +146,25 @@ fn pci_devices_and_mmcfg_are_reported() {
         pci_mmcfg_reserved(&x, 0xc000_0000, 0, 0, 255),
         Err(XenError::EIO)
     );
-    pci_device_add(&x, 0, 0, 0x18, 0, None).unwrap();
-    pci_device_add(&x, 0, 1, 0x10, XEN_PCI_DEV_VIRTFN, Some((1, 0))).unwrap();
+    pci_device_add(&x, 0, 0, 0x18, 0, None, None).unwrap();
+    pci_device_add(&x, 0, 1, 0x10, XEN_PCI_DEV_VIRTFN, Some((1, 0)), None).unwrap();
+    pci_device_add(&x, 0, 0x80, 0x08, 0, None, Some(1)).unwrap();
     assert_eq!(
         x.pci_adds(),
-        [(0, 0, 0x18, 0, None), (0, 1, 0x10, 2, Some((1, 0)))]
+        [
+            (0, 0, 0x18, 0, None),
+            (0, 1, 0x10, 2, Some((1, 0))),
+            (0, 0x80, 0x08, XEN_PCI_DEV_PXM, None)
+        ]
     );
+    assert_eq!(x.pci_pxms(), [(0, 0x80, 0x08, 1)]);
     pci_device_remove(&x, 0, 0, 0x18).unwrap();
     assert_eq!(pci_device_remove(&x, 0, 0, 0x18), Err(XenError::ENODEV));
     x.fail_op(nr::PHYSDEV_OP, XenError::ENOSYS);
-    assert_eq!(pci_device_add(&x, 0, 0, 0, 0, None), Err(XenError::ENOSYS));
+    assert_eq!(
+        pci_device_add(&x, 0, 0, 0, 0, None, None),
+        Err(XenError::ENOSYS)
+    );
 }
 
 #[test]
