@@ -67,6 +67,11 @@ pub enum Topology {
     /// The default devices plus an SR-IOV NVMe controller (3 virtual functions available;
     /// dom0's `pci-vfs=` enables them).
     Sriov,
+    /// Two PCIe expander bridges (`pxb-pcie`, extra PCI roots like a multi-root server's):
+    /// root bus 0x40 with a root port and virtio-net behind it, root bus 0x80 with a root port,
+    /// a switch (upstream and two downstream ports) and e1000e and NVMe behind it. Only the
+    /// ACPI namespace (or probing) finds these buses: nothing below bus 0 leads to them.
+    Expander,
 }
 
 impl Topology {
@@ -76,6 +81,7 @@ impl Topology {
         Topology::Minimal,
         Topology::Bridges,
         Topology::Sriov,
+        Topology::Expander,
     ];
 
     /// The name `--topology` takes.
@@ -85,6 +91,7 @@ impl Topology {
             Topology::Minimal => "minimal",
             Topology::Bridges => "bridges",
             Topology::Sriov => "sriov",
+            Topology::Expander => "expander",
         }
     }
 
@@ -145,6 +152,34 @@ impl Topology {
                     "nvme,serial=dom0sriov,subsys=subsys0,bus={rp},sriov_max_vfs=3,\
                      sriov_vq_flexible=6,sriov_vi_flexible=3,max_ioqpairs=8,msix_qsize=10"
                 ));
+            }
+            Topology::Expander => {
+                for (id, bus) in [("pxb1", 0x40), ("pxb2", 0x80)] {
+                    b.args.push("-device".into());
+                    b.args
+                        .push(format!("pxb-pcie,id={id},bus_nr={bus:#x},bus=pcie.0"));
+                }
+                let rp = b.root_port_on("pxb1");
+                b.nic(
+                    "virtio-net-pci",
+                    &rp,
+                    ",disable-legacy=on,iommu_platform=on,romfile=",
+                );
+                let rp = b.root_port_on("pxb2");
+                b.args.push("-device".into());
+                b.args.push(format!("x3130-upstream,id=xup,bus={rp}"));
+                for (i, port) in [(1, "xdp1"), (2, "xdp2")] {
+                    b.args.push("-device".into());
+                    b.args.push(format!(
+                        "xio3130-downstream,id={port},bus=xup,chassis={},slot={i}",
+                        80 + i
+                    ));
+                }
+                b.nic("e1000e", "xdp1", ",romfile=");
+                let disk = b.disk_image(run_dir, "nvme.img", 1024 * 1024)?;
+                b.args.push("-device".into());
+                b.args
+                    .push(format!("nvme,serial=dom0nvme,drive={disk},bus=xdp2"));
             }
             Topology::Default => args_default(&mut b, run_dir)?,
         }
@@ -232,6 +267,18 @@ impl DeviceBuilder {
         self.args.push("-device".into());
         self.args.push(format!(
             "pcie-root-port,id={id},bus=pcie.0,chassis={n},slot=0,port={n}",
+            n = self.root_ports
+        ));
+        id
+    }
+
+    /// Adds a `pcie-root-port` on the expander bridge `pxb` and returns its id.
+    fn root_port_on(&mut self, pxb: &str) -> String {
+        self.root_ports += 1;
+        let id = format!("rp{}", self.root_ports);
+        self.args.push("-device".into());
+        self.args.push(format!(
+            "pcie-root-port,id={id},bus={pxb},chassis={n},slot=0,port={n}",
             n = self.root_ports
         ));
         id

@@ -389,7 +389,10 @@ fn json_has_the_values() {
     assert_eq!(acpi["problems"], serde_json::json!([]));
     assert_eq!(acpi["host_bridges"][0]["path"], "\\_SB_.PCI0");
     assert_eq!(acpi["host_bridges"][0]["bus_end"], 0xff);
-    assert_eq!(acpi["host_bridges"][0]["windows"][1], "mem 0x80000000-0xafffffff");
+    assert_eq!(
+        acpi["host_bridges"][0]["windows"][1],
+        "mem 0x80000000-0xafffffff"
+    );
     assert_eq!(acpi["host_bridges"][0]["pxm"], Value::Null);
     // Key order: `acpi` sits between `timer` and `modules`.
     let timer = s.find("\"timer\":").unwrap();

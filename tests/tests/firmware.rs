@@ -1,0 +1,162 @@
+//! Firmware facts (issue 15): every PCI host bridge of the ACPI namespace. The `expander`
+//! topology adds two PCIe expander bridges (QEMU's `pxb-pcie`, standing for the extra root
+//! complexes of multi-root servers): their buses (0x40-0x41, 0x80-0x84) are reached from no
+//! bridge below bus 0, only from their ACPI host bridges (`\_SB_.PC40`, `\_SB_.PC80`).
+//!
+//! Each scenario asserts on dom0's report and on Xen's own log (`PCI add device ...` for every
+//! function, in dom0's order; no BAR warnings).
+
+use image::XenVersion;
+use tests::{
+    assert_device_check, assert_pass, assert_pci_matches_xen, assert_xen_log_clean, boot, check,
+    config, dom0, pci, pci_function,
+};
+
+/// The windows of a host bridge as (start, end inclusive): "mem 0xfd000000-0xfd3fffff".
+fn mem_windows(w: &[String]) -> Vec<(u64, u64)> {
+    w.iter()
+        .filter_map(|s| s.strip_prefix("mem "))
+        .filter_map(|s| {
+            let (a, b) = s.split_once('-')?;
+            let h = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
+            Some((h(a)?, h(b.split(' ').next()?)?))
+        })
+        .collect()
+}
+
+fn expander(xen: XenVersion, bars_all: bool) {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let name = format!(
+        "test-pci-expander{}-{major}.{minor}",
+        if bars_all { "-bars" } else { "" }
+    );
+    let mut cfg = config(xen, 1, &name);
+    cfg.topology = image::Topology::Expander;
+    if bars_all {
+        cfg.dom0_args = vec!["pci-bars=all".into()];
+    }
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    assert_pci_matches_xen(&out);
+    let d = dom0(&out);
+    let acpi = d.acpi.as_ref().expect("an ACPI survey");
+    let bridges: Vec<(&str, u8, u8)> = acpi
+        .host_bridges
+        .iter()
+        .map(|b| (b.path.as_str(), b.bus_start, b.bus_end))
+        .collect();
+    check!(
+        out,
+        bridges
+            == [
+                ("\\_SB_.PCI0", 0x00, 0x3f),
+                ("\\_SB_.PC80", 0x80, 0x84),
+                ("\\_SB_.PC40", 0x40, 0x41)
+            ],
+        "host bridges from the namespace: {bridges:?}"
+    );
+    let p = pci(&out);
+    check!(
+        out,
+        p.source == "ECAM (MCFG), roots from ACPI",
+        "PCI source {:?}",
+        p.source
+    );
+    // Exactly as Xen logs it: dom0's order (each root in namespace order, depth first) is
+    // the order of Xen's `PCI add device` lines.
+    let dom0_order: Vec<&str> = p.functions.iter().map(|f| f.sbdf.as_str()).collect();
+    let xen_order = &out.report.xen_log.pci_devices_added;
+    check!(
+        out,
+        dom0_order == *xen_order,
+        "dom0 reported {dom0_order:?}, Xen logged {xen_order:?}"
+    );
+    // The devices behind the expanders are there and answer at their BARs.
+    for (v, dv, bus) in [
+        (0x8086, 0x10d3, "83"),
+        (0x1b36, 0x0010, "84"),
+        (0x1af4, 0x1041, "41"),
+    ] {
+        let f = pci_function(&out, d, v, dv);
+        check!(
+            out,
+            f.sbdf == format!("0000:{bus}:00.0"),
+            "{v:04x}:{dv:04x} at {}",
+            f.sbdf
+        );
+        assert_device_check(&out, f);
+    }
+    // Every memory BAR lies in a _CRS window of its own root's host bridge.
+    for f in &p.functions {
+        let bus = u8::from_str_radix(&f.sbdf[5..7], 16).unwrap_or(0);
+        let Some(b) = acpi
+            .host_bridges
+            .iter()
+            .find(|b| (b.bus_start..=b.bus_end).contains(&bus))
+        else {
+            check!(out, false, "{} is below no host bridge", f.sbdf);
+            continue;
+        };
+        let windows = mem_windows(&b.windows);
+        for bar in f.bars.iter().filter(|b| b.kind != report::PciBarKind::Io) {
+            if bar.kind == report::PciBarKind::Rom || bar.size == 0 {
+                continue;
+            }
+            let end = bar.address + bar.size - 1;
+            check!(
+                out,
+                windows.iter().any(|&(s, e)| s <= bar.address && end <= e),
+                "{} BAR{} [{:#x}, {end:#x}] outside the windows of {}: {:?}",
+                f.sbdf,
+                bar.index,
+                bar.address,
+                b.path,
+                b.windows
+            );
+        }
+    }
+    if bars_all {
+        for root in ["\\_SB_.PC80 (root bus 80):", "\\_SB_.PC40 (root bus 40):"] {
+            check!(
+                out,
+                p.bar_moves.iter().any(|m| m == root),
+                "no BAR placement for {root} {:?}",
+                p.bar_moves
+            );
+        }
+        let failed: Vec<&String> = p
+            .bar_moves
+            .iter()
+            .filter(|m| m.contains("FAILED"))
+            .collect();
+        check!(out, failed.is_empty(), "BAR moves failed: {failed:?}");
+        let moved = p.bar_moves.iter().filter(|m| m.contains(" -> ")).count();
+        check!(
+            out,
+            moved >= 8,
+            "only {moved} BARs moved: {:?}",
+            p.bar_moves
+        );
+    }
+}
+
+#[test]
+fn pci_expander_bridges_under_xen_4_17() {
+    expander(XenVersion::V4_17, false);
+}
+
+#[test]
+fn pci_expander_bridges_under_xen_4_20() {
+    expander(XenVersion::V4_20, false);
+}
+
+#[test]
+fn pci_bars_all_in_crs_windows_of_expanders_under_xen_4_17() {
+    expander(XenVersion::V4_17, true);
+}
+
+#[test]
+fn pci_bars_all_in_crs_windows_of_expanders_under_xen_4_20() {
+    expander(XenVersion::V4_20, true);
+}
