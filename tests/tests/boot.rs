@@ -459,14 +459,15 @@ fn pci_bridges_under_xen_4_20() {
     pci_bridges(XenVersion::V4_20);
 }
 
-/// Without Xen, dom0 enumerates through ECAM and reports nothing to Xen.
+/// Without Xen, dom0 enumerates through ECAM from the roots the ACPI namespace names (one host
+/// bridge, \\_SB_.PCI0) and reports nothing to Xen.
 #[test]
 fn pci_without_xen() {
     let out = boot(&config(XenVersion::None, 1, "test-pci-bare"));
     assert_pass(&out);
     let d = dom0(&out);
     let source = &pci(&out).source;
-    check!(out, source == "ECAM (MCFG)", "source {source}");
+    check!(out, source == "ECAM (MCFG), roots from ACPI", "source {source}");
     let virtio = pci_function(&out, d, 0x1af4, 0x1041);
     assert_bar(&out, virtio, 4, PciBarKind::Mem64, 0x4000);
     check!(
