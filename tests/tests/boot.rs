@@ -460,7 +460,7 @@ fn pci_bridges_under_xen_4_20() {
 }
 
 /// Without Xen, dom0 enumerates through ECAM from the roots the ACPI namespace names (one host
-/// bridge, \\_SB_.PCI0) and reports nothing to Xen.
+/// bridge, `\_SB_.PCI0`) and reports nothing to Xen.
 #[test]
 fn pci_without_xen() {
     let out = boot(&config(XenVersion::None, 1, "test-pci-bare"));
