@@ -36,6 +36,7 @@ use core::fmt::Write as _;
 
 use hwdom::options::OnReady;
 use hwdom::pci_survey::SurveyOptions;
+use hwdom::platform::Platform as _;
 use log::{error, info};
 use report::BootReport;
 
@@ -67,6 +68,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     time::phase("cpu");
 
     watchdog::begin(watchdog::Phase::Acpi);
+    let firmware_rsdp = hv.and_then(|x| hwdom::firmware::survey(x, p.phys(), &map, &mut rep));
     let acpi = hwdom::acpi::boot_survey(
         &p,
         &mut rep,
@@ -74,6 +76,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         si.header.rsdp_paddr,
         opts.maxcpus,
         vcpus.run_vcpus,
+        firmware_rsdp,
     );
     time::phase("acpi");
 

@@ -162,6 +162,7 @@ pub fn boot_survey(
     rsdp_paddr: u64,
     maxcpus: Option<u32>,
     run_vcpus: u32,
+    firmware_rsdp: Option<u64>,
 ) -> AcpiFacts {
     if rsdp_paddr == 0 {
         finding::warn(rep, "no RSDP in start_info: ACPI tables not read");
@@ -171,7 +172,7 @@ pub fn boot_survey(
         return AcpiFacts::default();
     }
     let container = Container::choose(rep.under_xen, maxcpus, run_vcpus);
-    let (acpi, madt, facts) = survey(p, map, rsdp_paddr, container);
+    let (acpi, madt, facts) = survey(p, map, rsdp_paddr, container, firmware_rsdp);
     let names: Vec<&str> = acpi.tables.iter().map(|t| t.signature.as_str()).collect();
     info!(
         "ACPI: RSDP rev {} at {:#x} ({}), {} tables: {}",
@@ -268,6 +269,7 @@ pub fn survey(
     map: &MemoryMap,
     rsdp_paddr: u64,
     container: Container,
+    firmware_rsdp: Option<u64>,
 ) -> (AcpiSummary, Option<MadtSummary>, AcpiFacts) {
     let phys = p.phys();
     let src = MapSource { phys, map };
@@ -341,7 +343,7 @@ pub fn survey(
         s.overrides = m.overrides;
     }
     if let Some(m) = &madt {
-        s.container = container_check(p, map, &v, m, container, &mut s.problems);
+        s.container = container_check(p, map, &v, m, (container, firmware_rsdp), &mut s.problems);
     }
     let (line, bridges, problems) = host_bridges::read_namespace(&v.tables, |a, n| src.read(a, n));
     s.namespace = line;
@@ -360,7 +362,7 @@ fn container_check(
     map: &MemoryMap,
     given: &AcpiValidation,
     given_madt: &MadtSummary,
-    container: Container,
+    (container, firmware_rsdp): (Container, Option<u64>),
     problems: &mut Vec<String>,
 ) -> Option<ContainerMadt> {
     let phys = p.phys();
@@ -376,7 +378,9 @@ fn container_check(
         u64::from(madt_entry.length),
     )
     .ok()?;
-    let native_rsdp = find_native_rsdp(phys);
+    // The firmware's RSDP: from the EFI configuration table on a UEFI boot (crate::firmware),
+    // else where a BIOS puts it below 1 MiB.
+    let native_rsdp = firmware_rsdp.or_else(|| find_native_rsdp(phys));
     let (spec, compared_with) = match container {
         Container::Firmware => return None,
         Container::XenPvh { vcpus } => {

@@ -26,6 +26,7 @@ pub mod acpi;
 pub mod cpu_report;
 pub mod domu;
 pub mod finding;
+pub mod firmware;
 pub mod host_bridges;
 pub mod modules;
 pub mod options;

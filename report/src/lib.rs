@@ -537,6 +537,28 @@ pub struct AcpiSummary {
     pub problems: Vec<String>,
 }
 
+/// The firmware Xen booted from (issue 15), from `XENPF_firmware_info` (`XEN_FW_EFI_INFO`).
+/// In JSON: `{"boot","efi_version","config_table","efi_tables","rsdp","memory","problems"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FirmwareSummary {
+    /// "uefi", or "bios" when Xen reports no EFI boot.
+    pub boot: String,
+    /// "2.70" (EFI only).
+    pub efi_version: String,
+    /// "0x3f9ee018 (12 entries)" (EFI only).
+    pub config_table: String,
+    /// Each configuration table entry: "ACPI 2.0 RSDP at 0x3f77d014", "SMBIOS3 at ...", or the
+    /// GUID of one dom0 does not know.
+    pub efi_tables: Vec<String>,
+    /// The firmware's own RSDP (ACPI 2.0 entry, else ACPI 1.0); 0 if none was found.
+    pub rsdp: u64,
+    /// The EFI memory type behind each non-RAM entry of dom0's memory map:
+    /// "[0x3f77e000, 0x3f7fe000) nvs: EfiACPIMemoryNVS".
+    pub memory: Vec<String>,
+    pub problems: Vec<String>,
+}
+
 /// A PCI host bridge from the ACPI namespace. In JSON: `{"path","hid","status","segment",
 /// "bus_start","bus_end","uid","pxm","windows","routing","problems"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -770,6 +792,8 @@ pub struct BootReport {
     pub modules: Vec<ModuleSummary>,
     /// DomUs built from the boot bundle (None: no bundle with domains).
     pub toolstack: Option<ToolstackSummary>,
+    /// The firmware (EFI or BIOS) as Xen reports it; None without Xen.
+    pub firmware: Option<FirmwareSummary>,
     /// The NIC uplink (`nic=`; None: not asked for).
     pub uplink: Option<UplinkSummary>,
     /// What the boot watchdog saw: phases that made no progress for over a second, where, and

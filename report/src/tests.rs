@@ -210,6 +210,10 @@ fn sample() -> BootReport {
             status: "ok".into(),
         }],
         toolstack: None,
+        firmware: Some(FirmwareSummary {
+            boot: "bios".into(),
+            ..Default::default()
+        }),
         uplink: None,
         watchdog: vec![
             "watchdog: no progress in the pci phase for 1053 ms; last step: config write \
@@ -394,6 +398,8 @@ fn json_has_the_values() {
         "mem 0x80000000-0xafffffff"
     );
     assert_eq!(acpi["host_bridges"][0]["pxm"], Value::Null);
+    assert_eq!(v["firmware"]["boot"], "bios");
+    assert_eq!(v["firmware"]["efi_tables"], serde_json::json!([]));
     // Key order: `acpi` sits between `timer` and `modules`.
     let timer = s.find("\"timer\":").unwrap();
     let acpi_at = s.find("\"acpi\":").unwrap();

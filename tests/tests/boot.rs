@@ -467,7 +467,11 @@ fn pci_without_xen() {
     assert_pass(&out);
     let d = dom0(&out);
     let source = &pci(&out).source;
-    check!(out, source == "ECAM (MCFG), roots from ACPI", "source {source}");
+    check!(
+        out,
+        source == "ECAM (MCFG), roots from ACPI",
+        "source {source}"
+    );
     let virtio = pci_function(&out, d, 0x1af4, 0x1041);
     assert_bar(&out, virtio, 4, PciBarKind::Mem64, 0x4000);
     check!(

@@ -26,6 +26,9 @@ struct State {
     ipis: Vec<(u32, u32)>, // (port, vcpu)
     sent: Vec<u32>,
     pci_adds: Vec<PciAdd>,
+    /// What `XENPF_firmware_info`/`XEN_FW_EFI_INFO` answers; `None`: not an EFI boot
+    /// (`-ENOSYS`, as Xen).
+    efi: Option<FakeEfi>,
     /// (segment, bus, devfn, pxm) of each add with `XEN_PCI_DEV_PXM`.
     pci_pxms: Vec<(u16, u8, u8, u32)>,
     interdomain: Vec<(u32, u32)>, // (local, remote) pairs, both directions
@@ -68,6 +71,16 @@ pub struct FakeDomain {
     pub unbound: Vec<(u32, u16)>,
     pub emulation_flags: u32,
     pub cdf: u32,
+}
+
+/// The EFI facts of a fake EFI boot.
+#[derive(Debug, Clone, Default)]
+pub struct FakeEfi {
+    pub version: u32,
+    /// The configuration table's address and entry count.
+    pub config_table: (u64, u32),
+    /// EFI memory descriptors: (start, bytes, type, attributes).
+    pub memmap: Vec<(u64, u64, u32, u64)>,
 }
 
 /// A recorded `PHYSDEVOP_pci_device_add`: (segment, bus, devfn, flags, physfn).
@@ -222,6 +235,11 @@ impl FakeXen {
     }
 
     /// Make every call of hypercall `op` fail with `err`.
+    /// Boot "through EFI": `XEN_FW_EFI_INFO` answers from `efi`.
+    pub fn set_efi(&self, efi: FakeEfi) {
+        self.state.borrow_mut().efi = Some(efi);
+    }
+
     pub fn fail_op(&self, op: u32, err: XenError) {
         self.state.borrow_mut().fail.push((op, err));
     }
@@ -1010,6 +1028,46 @@ impl FakeXen {
                 };
                 b[4..8].copy_from_slice(&1u32.to_le_bytes());
                 b[8..12].copy_from_slice(&64u32.to_le_bytes());
+                Ok(0)
+            }
+            nr::PLATFORM_OP => {
+                let Some(Arg::InOut(b)) = regs.get_mut(0) else {
+                    return Err(XenError::EFAULT);
+                };
+                if b.len() < crate::platform::PLATFORM_OP_SIZE {
+                    return Err(XenError::EFAULT);
+                }
+                let (cmd, ty, idx) = (u32_at(b, 0), u32_at(b, 8), u32_at(b, 12));
+                if cmd != Some(crate::platform::XENPF_FIRMWARE_INFO)
+                    || ty != Some(crate::platform::XEN_FW_EFI_INFO)
+                {
+                    return Err(XenError::ENOSYS);
+                }
+                let Some(efi) = &st.efi else {
+                    return Err(XenError::ENOSYS);
+                };
+                match idx {
+                    Some(crate::platform::XEN_FW_EFI_VERSION) => {
+                        b[16..20].copy_from_slice(&efi.version.to_le_bytes());
+                    }
+                    Some(crate::platform::XEN_FW_EFI_CONFIG_TABLE) => {
+                        b[16..24].copy_from_slice(&efi.config_table.0.to_le_bytes());
+                        b[24..28].copy_from_slice(&efi.config_table.1.to_le_bytes());
+                    }
+                    Some(crate::platform::XEN_FW_EFI_MEM_INFO) => {
+                        let addr = crate::le::u64_at(b, 16);
+                        let Some(&(start, len, ty, attr)) =
+                            efi.memmap.iter().find(|m| addr >= m.0 && addr - m.0 < m.1)
+                        else {
+                            return Err(XenError::ESRCH);
+                        };
+                        let size = start + len - addr;
+                        b[24..32].copy_from_slice(&size.to_le_bytes());
+                        b[32..40].copy_from_slice(&attr.to_le_bytes());
+                        b[40..44].copy_from_slice(&ty.to_le_bytes());
+                    }
+                    _ => return Err(XenError::EINVAL),
+                }
                 Ok(0)
             }
             nr::PHYSDEV_OP => {

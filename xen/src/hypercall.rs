@@ -30,6 +30,7 @@ pub mod nr {
     pub const HVM_OP: u32 = 34;
     pub const SYSCTL: u32 = 35;
     pub const DOMCTL: u32 = 36;
+    pub const PLATFORM_OP: u32 = 7;
 }
 
 /// One hypercall argument.

@@ -17,6 +17,7 @@ pub mod hypercall;
 pub mod le;
 pub mod memmap;
 pub mod ops;
+pub mod platform;
 pub mod ring;
 pub mod start_info;
 pub mod vcpu;

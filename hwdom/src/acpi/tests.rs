@@ -68,7 +68,7 @@ fn under_xen(vcpus: u32) -> BootReport {
 fn xen_madt_equal_to_the_container_is_kept() {
     let p = machine(2, true);
     let mut rep = under_xen(2);
-    let mcfg = boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 2);
+    let mcfg = boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 2, None);
     assert!(mcfg.mcfg.is_empty());
     let acpi = rep.acpi.as_ref().unwrap();
     assert_eq!(acpi.root, "XSDT");
@@ -86,7 +86,7 @@ fn xen_madt_equal_to_the_container_is_kept() {
 fn maxcpus_below_xens_count_rewrites_the_madt_and_the_rewrite_validates() {
     let p = machine(4, true);
     let mut rep = under_xen(4);
-    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, Some(2), 2);
+    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, Some(2), 2, None);
     let acpi = rep.acpi.as_ref().unwrap();
     let c = acpi.container.as_ref().unwrap();
     assert!(!c.differences.is_empty());
@@ -118,16 +118,44 @@ fn maxcpus_below_xens_count_rewrites_the_madt_and_the_rewrite_validates() {
 fn a_madt_that_disagrees_with_vcpuop_is_up_is_a_warning() {
     let p = machine(2, true);
     let mut rep = under_xen(3);
-    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 3);
+    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 3, None);
     assert_eq!(rep.warnings, ["MADT lists 2 vCPUs but Xen says 3"]);
     assert_eq!(rep.vcpus, 3, "Xen's count stands");
+}
+
+/// UEFI: nothing in the BIOS area; the firmware's tables are where the EFI configuration table
+/// says (`crate::firmware`), in reserved memory.
+#[test]
+fn on_uefi_the_container_is_compared_with_the_madt_behind_the_efi_rsdp() {
+    const EFI_RSDP: u64 = 0xfed0_0000;
+    let mut p = machine(2, false);
+    let native = native_madt();
+    p.regions
+        .push((EFI_RSDP, build_rsdp(EFI_RSDP + 0x100, *b"BOCHS ").to_vec()));
+    p.regions
+        .push((EFI_RSDP + 0x100, xsdt(&[EFI_RSDP + 0x200])));
+    p.regions.push((EFI_RSDP + 0x200, native));
+    let mut rep = under_xen(2);
+    boot_survey(
+        &p,
+        &mut rep,
+        &q35_map(),
+        GIVEN_RSDP,
+        None,
+        2,
+        Some(EFI_RSDP),
+    );
+    let acpi = rep.acpi.as_ref().unwrap();
+    let c = acpi.container.as_ref().expect("compared");
+    assert_eq!(c.native_rsdp, EFI_RSDP);
+    assert!(c.differences.is_empty(), "{:?}", c.differences);
 }
 
 #[test]
 fn without_the_firmware_madt_the_container_is_not_compared() {
     let p = machine(2, false);
     let mut rep = under_xen(2);
-    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 2);
+    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 2, None);
     let acpi = rep.acpi.as_ref().unwrap();
     assert!(acpi.container.is_none());
     assert!(
@@ -142,14 +170,14 @@ fn without_the_firmware_madt_the_container_is_not_compared() {
 fn without_xen_the_madt_counts_the_cpus_cut_to_maxcpus() {
     let p = machine(4, true);
     let mut rep = BootReport::default();
-    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 1);
+    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, None, 1, None);
     assert_eq!(rep.vcpus, 4);
     assert!(
         rep.acpi.as_ref().unwrap().container.is_none(),
         "Container::Firmware: no check"
     );
     let mut rep = BootReport::default();
-    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, Some(3), 1);
+    boot_survey(&p, &mut rep, &q35_map(), GIVEN_RSDP, Some(3), 1, None);
     assert_eq!(rep.vcpus, 3);
 }
 
@@ -158,7 +186,7 @@ fn no_rsdp_is_a_warning_and_one_cpu_without_xen() {
     let p = machine(2, true);
     let mut rep = BootReport::default();
     assert!(
-        boot_survey(&p, &mut rep, &q35_map(), 0, None, 1)
+        boot_survey(&p, &mut rep, &q35_map(), 0, None, 1, None)
             .mcfg
             .is_empty()
     );
@@ -175,7 +203,7 @@ fn an_rsdp_pointing_outside_acpi_memory_is_refused_without_reading_it() {
     // 0xc0000000 is a gap in the map (where BARs live): never read as a table.
     let p = machine(2, true);
     let mut rep = under_xen(2);
-    boot_survey(&p, &mut rep, &q35_map(), 0xc000_0000, None, 2);
+    boot_survey(&p, &mut rep, &q35_map(), 0xc000_0000, None, 2, None);
     let acpi = rep.acpi.as_ref().unwrap();
     assert!(acpi.tables.is_empty());
     assert!(!acpi.problems.is_empty());
