@@ -19,8 +19,9 @@ const UNCACHED: Flags = Flags::WRITE_THROUGH.union(Flags::NO_CACHE);
 /// The boot stub identity-maps the low 4 GiB.
 pub const MAPPED_LIMIT: u64 = 1 << 32;
 
-/// The highest address the PML4 entry 0 reaches (512 GiB); dom0 maps nothing beyond it.
-pub const MAP_CEILING: u64 = 1 << 39;
+/// The top of the lower canonical half (128 TiB, 4-level paging); dom0 maps nothing beyond
+/// it.
+pub const MAP_CEILING: u64 = 1 << 47;
 
 /// Ranges identity-mapped above 4 GiB, in address order (only [`map_identity`] adds to it).
 static HIGH: spin::Mutex<Vec<(u64, u64)>> = spin::Mutex::new(Vec::new());
@@ -91,14 +92,31 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
         Cache::Uncached => UNCACHED,
     };
     let big = one_gib_pages();
-    let pdpt = crate::boot::BOOT_PDPT.get();
+    let pml4 = crate::boot::BOOT_PML4.get();
     let mut at = start;
     while at < end {
-        let gib = (at / GIB) as usize;
-        // BOOT_PDPT is the live PDPT; entry `gib` (4..512) covers [gib GiB, gib+1 GiB), above
-        // the boot stub's 4 GiB, and every entry written maps an address to itself.
-        // SAFETY: boot CPU only (APs are not up), and no existing mapping changes.
+        let gib_abs = at / GIB;
+        let gib = (gib_abs % 512) as usize;
+        // SAFETY: boot CPU only (APs are not up), and no existing mapping changes. The PML4
+        // and PDPTs are the live tables: BOOT_PDPT under PML4 entry 0 (the boot stub's), heap
+        // PDPTs under the others (512 GiB each, for BARs firmware puts high: OVMF's 64-bit
+        // window is at 896 GiB on q35); every entry written maps an address to itself.
         unsafe {
+            let l4 = (at >> 39) as usize;
+            let pdpt = if l4 == 0 {
+                crate::boot::BOOT_PDPT.get()
+            } else {
+                let e4 = &mut (&mut *pml4)[l4];
+                if !e4.flags().contains(Flags::PRESENT) {
+                    let layout = core::alloc::Layout::new::<PageTable>();
+                    let t = alloc::alloc::alloc_zeroed(layout);
+                    if t.is_null() {
+                        return Err(MapError::NoMemory);
+                    }
+                    e4.set_addr(PhysAddr::new(t as u64), TABLE);
+                }
+                e4.addr().as_u64() as *mut PageTable
+            };
             let e = &mut (&mut *pdpt)[gib];
             let present = e.flags().contains(Flags::PRESENT);
             if !present && big && at.is_multiple_of(GIB) && end - at >= GIB {
@@ -107,7 +125,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
                 continue;
             }
             if present && e.flags().contains(Flags::HUGE_PAGE) {
-                at = (gib as u64 + 1) * GIB; // already a 1 GiB page
+                at = (gib_abs + 1) * GIB; // already a 1 GiB page
                 continue;
             }
             if !present {
@@ -120,7 +138,7 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
                 e.set_addr(PhysAddr::new(pd as u64), TABLE);
             }
             let pd = e.addr().as_u64() as *mut PageTable;
-            let stop = end.min((gib as u64 + 1) * GIB);
+            let stop = end.min((gib_abs + 1) * GIB);
             while at < stop {
                 (&mut *pd)[((at / MIB2) % 512) as usize]
                     .set_addr(PhysAddr::new(at), LARGE_PAGE | attr);

@@ -99,12 +99,13 @@ pub fn survey<P: Platform>(
     let mut source = roots.source.clone();
     let mut segments = roots.segments.clone();
     let cfg = p.config_space(&windows);
+    let counting = pci::Counting::new(&cfg);
     let t0 = p.now_ns();
-    let mut topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+    let mut topo = pci::enumerate(&counting, &segments, &pci::EnumOptions::default());
     if !roots.from_acpi {
         // No host bridge in the namespace: find the roots nothing reached (expander bridges,
         // a second root complex) by probing, as Linux's pcibios_fixup_peer_bridges() does.
-        let extra = host_bridges::probe_unreached(&cfg, &segments, &topo);
+        let extra = host_bridges::probe_unreached(&counting, &segments, &topo);
         if !extra.is_empty() {
             for e in &extra {
                 let msg = format!(
@@ -115,11 +116,12 @@ pub fn survey<P: Platform>(
                 problems.push(msg);
             }
             segments.extend(extra);
-            topo = pci::enumerate(&cfg, &segments, &pci::EnumOptions::default());
+            topo = pci::enumerate(&counting, &segments, &pci::EnumOptions::default());
             source.push_str(", more roots by probing");
         }
     }
     let enumerate_ns = p.now_ns().saturating_sub(t0);
+    let (config_reads, config_writes) = counting.counts();
     // Host bridge windows: each present host bridge's _CRS memory windows (Linux's
     // acpi_pci_root_create()); without them, the memory map's gaps in the PCI hole (above low
     // RAM, below the IO-APIC/LAPIC range) and above 4 GiB beyond all RAM and reserved entries.
@@ -132,7 +134,8 @@ pub fn survey<P: Platform>(
     };
     pci::check_bars(&mut topo, &bridge_windows);
     info!(
-        "PCI: {} functions on {} buses via {source} in {} us",
+        "PCI: {} functions on {} buses via {source} in {} us ({config_reads} config reads, \
+         {config_writes} writes)",
         topo.functions.len(),
         topo.buses.len(),
         enumerate_ns / 1000
@@ -217,6 +220,8 @@ pub fn survey<P: Platform>(
     }
     let mut sum = PciSummary::from_topology(&source, &topo);
     sum.enumerate_ns = enumerate_ns;
+    sum.enumerate_config_reads = config_reads;
+    sum.enumerate_config_writes = config_writes;
     sum.mmcfg_reserved = mmcfg_reserved;
     sum.problems.extend(problems);
     sum.bar_moves = moves_log;

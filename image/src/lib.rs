@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod bench;
 pub mod bundle;
 pub mod guest;
+pub mod iso;
 pub mod netbench;
 pub mod qemu;
 pub mod report;
@@ -119,6 +120,8 @@ pub struct RunConfig {
     pub expect_errors: Vec<String>,
     /// Port forwards on the uplink NIC's user network (`--http`, the uplink scenarios).
     pub nic_forward: qemu::NicForward,
+    /// SeaBIOS with `-kernel` (default), or OVMF booting a GRUB rescue ISO made for the run.
+    pub firmware: iso::Firmware,
 }
 
 impl Default for RunConfig {
@@ -140,6 +143,7 @@ impl Default for RunConfig {
             dom0_mem_fixed: false,
             expect_errors: Vec::new(),
             nic_forward: qemu::NicForward::default(),
+            firmware: iso::Firmware::Bios,
         }
     }
 }
@@ -449,6 +453,30 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         let boot = boot_args(module.clone())?;
         let (name, run_dir) = create_run_dir(cfg)?;
         (name, run_dir, module, boot)
+    };
+    let boot = match (cfg.firmware, &prepared.xen_elf) {
+        (iso::Firmware::Bios, _) => boot,
+        (iso::Firmware::Uefi, None) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            bail!("--firmware uefi boots Xen from a GRUB ISO: it needs --xen 4.17 or 4.20");
+        }
+        (iso::Firmware::Uefi, Some(xen)) => {
+            // The same Xen and dom0 command lines, from GRUB's menu instead of -append.
+            let image = std::path::absolute(run_dir.join("boot.iso"))?;
+            if !cfg.quiet {
+                eprintln!("image: making {} (grub-mkrescue)", image.display());
+            }
+            iso::make_iso(
+                &image,
+                xen,
+                &prepared.dom0_elf,
+                module.as_deref(),
+                &xen_cmdline,
+                &dom0_args,
+            )?;
+            let (code, vars) = iso::ovmf(&run_dir)?;
+            iso::uefi_args(&code, &vars, &image)?
+        }
     };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
     args.extend(cfg.topology.qemu_args(&run_dir, &cfg.nic_forward)?);

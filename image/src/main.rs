@@ -106,6 +106,9 @@ struct RunArgs {
     /// PCI topology.
     #[arg(long, value_enum, default_value_t = Topology::Default)]
     topology: Topology,
+    /// Machine firmware
+    #[arg(long, value_enum, default_value_t = image::iso::Firmware::Bios)]
+    firmware: image::iso::Firmware,
     /// The IOMMU QEMU emulates.
     #[arg(long, value_enum, default_value_t = Iommu::Amd)]
     iommu: Iommu,
@@ -331,6 +334,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         run_name: a.name,
         quiet: a.quiet,
         expect_errors: a.expect_errors,
+        firmware: a.firmware,
     };
     let out = image::run(&cfg)?;
     let r = &out.report;

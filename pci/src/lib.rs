@@ -36,7 +36,7 @@ pub mod xen;
 pub use check::check_bars;
 #[cfg(any(test, feature = "fake"))]
 pub use config::FakeConfigSpace;
-pub use config::{ConfigSpace, read_ids};
+pub use config::{ConfigSpace, Counting, read_ids};
 pub use enumerate::enumerate;
 pub use model::{
     Bar, BarKind, Bus, Cap, EnumOptions, ExtCap, Function, FunctionKind, Msi, Msix, Pcie, Segment,

@@ -700,6 +700,10 @@ pub struct PciSummary {
     pub tree: String,
     /// Time the enumeration took.
     pub enumerate_ns: u64,
+    /// Config-space dword reads and writes the enumeration made (every root, and the probing
+    /// fallback): each one a VM exit under Xen.
+    pub enumerate_config_reads: u64,
+    pub enumerate_config_writes: u64,
 }
 
 /// One PCI function.

@@ -38,6 +38,8 @@ impl PciSummary {
             problems: topo.problems.clone(),
             tree: pci::tree::tree_text(topo),
             enumerate_ns: 0,
+            enumerate_config_reads: 0,
+            enumerate_config_writes: 0,
         }
     }
 

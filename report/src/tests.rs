@@ -314,6 +314,8 @@ fn sample_pci() -> PciSummary {
                    1af4:1041 Ethernet controller\n"
             .into(),
         enumerate_ns: 1_234_567,
+        enumerate_config_reads: 120,
+        enumerate_config_writes: 30,
     }
 }
 
