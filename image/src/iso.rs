@@ -31,6 +31,8 @@ pub enum Firmware {
     /// OVMF (Debian's `ovmf` package), booting a GRUB rescue ISO (`cargo image iso`) that loads
     /// Xen with multiboot2 through EFI, as on a UEFI server.
     Uefi,
+    /// SeaBIOS booting the same GRUB rescue ISO (GRUB's BIOS half), as on a legacy server.
+    BiosIso,
 }
 
 /// What a menu entry boots. Paths are as GRUB sees them (`/boot/xen`).
@@ -81,6 +83,15 @@ pub fn grub_cfg(entry: &MenuEntry) -> String {
          set default=0\n\
          {}",
         entry.grub()
+    )
+}
+
+/// Xen's command line on a real machine: PVH dom0 with `dom0_mem` MiB, full logging, the
+/// console on the first serial port and the screen.
+pub fn real_xen_cmdline(dom0_mem_mib: u32) -> String {
+    format!(
+        "dom0=pvh dom0_mem={dom0_mem_mib}M,max:{dom0_mem_mib}M loglvl=all guest_loglvl=all \
+         console=com1,vga com1=115200,8n1"
     )
 }
 
@@ -160,20 +171,22 @@ pub fn ovmf(run_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((code.to_path_buf(), copy))
 }
 
-/// QEMU arguments that boot `iso` under OVMF.
-pub fn uefi_args(code: &Path, vars: &Path, iso: &Path) -> Result<Vec<String>> {
+/// QEMU arguments that boot `iso` under OVMF (`Some((code, vars))`) or SeaBIOS.
+pub fn iso_args(ovmf: Option<(&Path, &Path)>, iso: &Path) -> Result<Vec<String>> {
     let arg = crate::qemu::path_arg;
-    Ok(vec![
-        "-drive".into(),
-        format!(
+    let mut v = Vec::new();
+    if let Some((code, vars)) = ovmf {
+        v.push("-drive".into());
+        v.push(format!(
             "if=pflash,format=raw,unit=0,readonly=on,file={}",
             arg(code)?
-        ),
-        "-drive".into(),
-        format!("if=pflash,format=raw,unit=1,file={}", arg(vars)?),
-        "-drive".into(),
-        format!("file={},media=cdrom,readonly=on", arg(iso)?),
-    ])
+        ));
+        v.push("-drive".into());
+        v.push(format!("if=pflash,format=raw,unit=1,file={}", arg(vars)?));
+    }
+    v.push("-drive".into());
+    v.push(format!("file={},media=cdrom,readonly=on", arg(iso)?));
+    Ok(v)
 }
 
 #[cfg(test)]

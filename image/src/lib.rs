@@ -456,11 +456,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
     };
     let boot = match (cfg.firmware, &prepared.xen_elf) {
         (iso::Firmware::Bios, _) => boot,
-        (iso::Firmware::Uefi, None) => {
+        (_, None) => {
             let _ = std::fs::remove_dir_all(&run_dir);
-            bail!("--firmware uefi boots Xen from a GRUB ISO: it needs --xen 4.17 or 4.20");
+            bail!(
+                "--firmware uefi/bios-iso boot Xen from a GRUB ISO: they need --xen 4.17 or 4.20"
+            );
         }
-        (iso::Firmware::Uefi, Some(xen)) => {
+        (fw, Some(xen)) => {
             // The same Xen and dom0 command lines, from GRUB's menu instead of -append.
             let image = std::path::absolute(run_dir.join("boot.iso"))?;
             if !cfg.quiet {
@@ -474,8 +476,12 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
                 &xen_cmdline,
                 &dom0_args,
             )?;
-            let (code, vars) = iso::ovmf(&run_dir)?;
-            iso::uefi_args(&code, &vars, &image)?
+            if fw == iso::Firmware::Uefi {
+                let (code, vars) = iso::ovmf(&run_dir)?;
+                iso::iso_args(Some((&code, &vars)), &image)?
+            } else {
+                iso::iso_args(None, &image)?
+            }
         }
     };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);

@@ -81,6 +81,26 @@ enum Cmd {
         #[arg(long)]
         no_uplink: bool,
     },
+    /// Make a GRUB rescue ISO (BIOS and UEFI) with Xen, dom0 and an optional boot bundle, for
+    /// a real machine (burn it, or `dd` it to a USB stick) or for `cargo image run
+    /// --firmware uefi`. Needs grub-pc-bin, grub-efi-amd64-bin, xorriso and mtools.
+    Iso {
+        /// Xen from Debian's packages to put on it.
+        #[arg(long, value_enum, default_value_t = XenVersion::V4_17)]
+        xen: XenVersion,
+        /// Xen's dom0_mem in MiB.
+        #[arg(long, default_value_t = 256)]
+        dom0_mem: u32,
+        /// A boot bundle (`cargo image bundle`) for dom0 to build DomUs from.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Where to write it [default: target/dom0-xen-<ver>.iso].
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// dom0's command line.
+        #[arg(last = true)]
+        dom0_args: Vec<String>,
+    },
     /// Print a GRUB2 menuentry that boots Xen with this dom0 on real hardware.
     GrubEntry {
         /// dom0's command line.
@@ -284,6 +304,52 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             image::netbench::bench_net(&cfg)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Iso {
+            xen,
+            dom0_mem,
+            bundle,
+            output,
+            dom0_args,
+        } => {
+            if xen == XenVersion::None {
+                anyhow::bail!("the ISO boots Xen: --xen 4.17 or 4.20");
+            }
+            if let Some(b) = &bundle {
+                image::bundle::check_file(b)?;
+            }
+            for a in &dom0_args {
+                image::qemu::check_dom0_arg(a)?;
+            }
+            let p = image::prepare_with(xen, false)?;
+            let out = output.unwrap_or_else(|| {
+                image::target_dir().join(format!("dom0-xen-{}.iso", xen.as_str()))
+            });
+            let out = std::path::absolute(&out)?;
+            let xen_elf = p.xen_elf.as_deref().expect("Xen was fetched");
+            image::iso::make_iso(
+                &out,
+                xen_elf,
+                &p.dom0_elf,
+                bundle.as_deref(),
+                &image::iso::real_xen_cmdline(dom0_mem),
+                &dom0_args,
+            )?;
+            println!(
+                "{} ({} bytes): Xen {} ({}), dom0, {}\n\
+                 BIOS and UEFI boot it from a CD or a USB stick (dd if={} of=/dev/sdX bs=4M);\n\
+                 Xen's console is on the first serial port (115200 8n1) and the screen.",
+                out.display(),
+                std::fs::metadata(&out)?.len(),
+                xen.as_str(),
+                p.xen_package.as_deref().unwrap_or("?"),
+                match &bundle {
+                    Some(b) => format!("bundle {}", b.display()),
+                    None => "no bundle".to_string(),
+                },
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::GrubEntry { dom0_args } => {
             print!("{}", grub_entry(&dom0_args));
             Ok(ExitCode::SUCCESS)
@@ -390,22 +456,20 @@ fn grub_entry(dom0_args: &[String]) -> String {
         .join(image::setup::DOM0_TARGET)
         .join("dom0")
         .join("dom0");
-    let mut module = "module2 /boot/dom0.elf".to_string();
-    for a in dom0_args {
-        module.push(' ');
-        module.push_str(a);
-    }
+    // The same entry as the ISO's (image::iso), with Debian's gzipped Xen.
+    let entry = image::iso::MenuEntry {
+        xen: "/boot/xen.gz".into(),
+        xen_cmdline: image::iso::real_xen_cmdline(256),
+        dom0: "/boot/dom0.elf".into(),
+        dom0_args: dom0_args.to_vec(),
+        bundle: None,
+    };
     format!(
         "# Copy the dom0 ELF ({elf}, built by `cargo image build`) to /boot/dom0.elf and\n\
          # Debian's xen-hypervisor package's boot/xen-*-amd64.gz to /boot/xen.gz, then add this\n\
-         # to /etc/grub.d/40_custom and run update-grub.\n\
-         menuentry 'Xen with the Rust PVH dom0' {{\n\
-         \tinsmod part_gpt\n\
-         \tinsmod part_msdos\n\
-         \tinsmod gzio\n\
-         \tmultiboot2 /boot/xen.gz dom0=pvh dom0_mem=256M loglvl=all guest_loglvl=all\n\
-         \t{module}\n\
-         }}\n",
+         # to /etc/grub.d/40_custom and run update-grub. (`cargo image iso` makes a bootable\n\
+         # image with the same entry.)\n{}",
+        entry.grub(),
         elf = elf.display()
     )
 }
@@ -528,7 +592,8 @@ mod tests {
     fn grub_entry_lines() {
         let e = grub_entry(&["loglevel=debug".into()]);
         assert!(e.contains(
-            "\tmultiboot2 /boot/xen.gz dom0=pvh dom0_mem=256M loglvl=all guest_loglvl=all\n"
+            "\tmultiboot2 /boot/xen.gz dom0=pvh dom0_mem=256M,max:256M loglvl=all \
+             guest_loglvl=all console=com1,vga com1=115200,8n1\n"
         ));
         assert!(e.contains("\tmodule2 /boot/dom0.elf loglevel=debug\n"));
     }

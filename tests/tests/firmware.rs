@@ -136,6 +136,31 @@ fn uefi_boot_through_the_iso_under_xen_4_20() {
     uefi(XenVersion::V4_20);
 }
 
+/// The same ISO under SeaBIOS (GRUB's BIOS half): no EFI, the firmware's RSDP below 1 MiB.
+#[test]
+fn bios_boot_through_the_iso_under_xen_4_20() {
+    let mut cfg = config(XenVersion::V4_20, 1, "test-bios-iso-4.20");
+    cfg.firmware = image::iso::Firmware::BiosIso;
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    assert_pci_matches_xen(&out);
+    check!(
+        out,
+        !out.serial.contains("(XEN) EFI RAM map:"),
+        "Xen booted through EFI under SeaBIOS?"
+    );
+    let d = dom0(&out);
+    let boot = d.firmware.as_ref().map(|f| f.boot.as_str());
+    check!(out, boot == Some("bios"), "firmware {boot:?}");
+    let c = d.acpi.as_ref().and_then(|a| a.container.as_ref());
+    check!(
+        out,
+        c.is_some_and(|c| c.native_rsdp < 0x10_0000 && c.differences.is_empty()),
+        "container MADT {c:?}"
+    );
+}
+
 fn expander(xen: XenVersion, bars_all: bool) {
     let (major, minor) = xen.major_minor().expect("a Xen version");
     let name = format!(
