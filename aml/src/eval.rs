@@ -594,25 +594,45 @@ impl<'n, 'a> Eval<'n, 'a> {
                 _ => return Err(format!("store to {p}: not a named data object")),
             },
             Target::Index(src, i) => {
-                let mut whole = self.read(src, f)?;
-                let i = usize::try_from(*i).unwrap_or(usize::MAX);
-                match &mut whole {
-                    Value::Package(p) if i < p.len() => p[i] = v,
-                    Value::Buffer(b) if i < b.len() => {
-                        b[i] = v
-                            .as_integer()
-                            .ok_or("store of a non-integer into a buffer byte")?
-                            as u8;
-                    }
-                    other => {
-                        return Err(format!("index {i} out of range of a {}", other.kind()));
-                    }
+                // A local's or argument's package is changed in place (a loop filling a
+                // 128-entry _PRT must not copy it on every store).
+                if let Some(slot) = local_slot(src, f) {
+                    return set_element(slot, *i, v);
                 }
+                let mut whole = self.read(src, f)?;
+                set_element(&mut whole, *i, v)?;
                 self.store(src, whole, f)?;
             }
         }
         Ok(())
     }
+}
+
+/// The local or argument (or an element of one) a target names, to change in place.
+fn local_slot<'f>(t: &Target, f: &'f mut Frame) -> Option<&'f mut Value> {
+    match t {
+        Target::Local(i) => Some(&mut f.locals[*i]),
+        Target::Arg(i) => Some(&mut f.args[*i]),
+        Target::Index(src, i) => match local_slot(src, f)? {
+            Value::Package(p) => p.get_mut(usize::try_from(*i).ok()?),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn set_element(whole: &mut Value, i: u64, v: Value) -> R<()> {
+    let i = usize::try_from(i).unwrap_or(usize::MAX);
+    match whole {
+        Value::Package(p) if i < p.len() => p[i] = v,
+        Value::Buffer(b) if i < b.len() => {
+            b[i] = v
+                .as_integer()
+                .ok_or("store of a non-integer into a buffer byte")? as u8;
+        }
+        other => return Err(format!("index {i} out of range of a {}", other.kind())),
+    }
+    Ok(())
 }
 
 fn bool_value(b: bool, mask: u64) -> Value {

@@ -193,6 +193,8 @@ fn routing(ev: &mut Eval<'_, '_>, v: &Value) -> Result<Vec<PrtEntry>, String> {
         return Err("_PRT is not a package".into());
     };
     let mut out = Vec::new();
+    // Each link device is evaluated once (a _PRT names the same few links 128 times).
+    let mut links: Vec<(Path, u64, Result<u32, String>)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let Value::Package(f) = e else {
             return Err(format!("_PRT entry {i} is not a package"));
@@ -209,11 +211,21 @@ fn routing(ev: &mut Eval<'_, '_>, v: &Value) -> Result<Vec<PrtEntry>, String> {
         };
         let source = match src {
             Value::Integer(0) => PrtSource::Gsi(idx as u32),
-            Value::Ref(p) => PrtSource::Link {
-                device: format!("{p}"),
-                index: idx as u32,
-                gsi: link_gsi(ev, p, idx),
-            },
+            Value::Ref(p) => {
+                let gsi = match links.iter().find(|(l, i, _)| l == p && *i == idx) {
+                    Some((_, _, g)) => g.clone(),
+                    None => {
+                        let g = link_gsi(ev, p, idx);
+                        links.push((p.clone(), idx, g.clone()));
+                        g
+                    }
+                };
+                PrtSource::Link {
+                    device: format!("{p}"),
+                    index: idx as u32,
+                    gsi,
+                }
+            }
             other => {
                 return Err(format!("_PRT entry {i}: source {other:?} is not a device"));
             }

@@ -118,13 +118,16 @@ impl<'a> Namespace<'a> {
     /// (the scope, then each parent up to the root), and following aliases once.
     pub fn resolve(&self, scope: &Path, name: &NameString) -> Option<Path> {
         let found = if name.searches() {
-            let mut s = scope.clone();
+            // One path, changed in place while walking up (this runs for every name a method
+            // or package uses).
+            let mut p = scope.clone();
             loop {
-                let p = s.child(name.segs[0]);
+                p.0.push(name.segs[0]);
                 if self.objects.contains_key(&p) {
                     break Some(p);
                 }
-                s = s.parent()?;
+                p.0.pop();
+                p.0.pop()?;
             }
         } else {
             name.resolve_in(scope)
