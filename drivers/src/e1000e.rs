@@ -22,6 +22,7 @@ use crate::nic::{DmaMemory, Mmio, Nic, NicCounters, NicError};
 pub mod reg {
     pub const CTRL: u32 = 0x0000;
     pub const STATUS: u32 = 0x0008;
+    pub const CTRL_EXT: u32 = 0x0018;
     pub const ICR: u32 = 0x00c0;
     pub const IMC: u32 = 0x00d8;
     pub const RCTL: u32 = 0x0100;
@@ -45,6 +46,9 @@ pub mod reg {
 /// `CTRL` bits.
 pub const CTRL_SLU: u32 = 1 << 6;
 pub const CTRL_RST: u32 = 1 << 26;
+/// `CTRL_EXT.DRV_LOAD`: a driver owns the device (the manageability firmware keeps off it;
+/// Linux's `e1000e_get_hw_control`).
+pub const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
 /// `STATUS.LU`: link up.
 pub const STATUS_LU: u32 = 1 << 1;
 /// `RCTL` bits: enable, unicast and multicast promiscuous, broadcast accept, strip CRC;
@@ -86,10 +90,11 @@ const MIN_FRAME: usize = 14;
 /// before the next access; QEMU clears it at once).
 pub const RESET_POLLS: u32 = 100_000;
 
-/// PCI ids this driver takes: 8086:10d3 (82574L, QEMU's `e1000e`). The 82583V (8086:150c)
-/// shares the register layout but is untested, so it is not claimed.
+/// PCI ids this driver takes: 8086:10d3 (82574L, QEMU's `e1000e`) and 8086:10f6 (82574LA,
+/// the same MAC; Linux's `E1000_DEV_ID_82574LA`). The 82583V (8086:150c) shares the register
+/// layout but is untested, so it is not claimed.
 pub fn probe_ids(vendor: u16, device: u16) -> bool {
-    (vendor, device) == (0x8086, 0x10d3)
+    vendor == 0x8086 && matches!(device, 0x10d3 | 0x10f6)
 }
 
 /// Why the device could not be brought up.
@@ -119,6 +124,9 @@ pub struct E1000e<M: Mmio, D: DmaMemory> {
     /// The next RX descriptor to look at, the next TX descriptor to fill, the oldest TX
     /// descriptor not yet reclaimed, and how many are in flight.
     rx_next: u32,
+    /// Inside a frame the device split over descriptors (one without EOP was seen): every
+    /// descriptor up to the one with EOP belongs to it and is dropped with it.
+    rx_discarding: bool,
     tx_tail: u32,
     tx_clean: u32,
     tx_busy: u32,
@@ -170,6 +178,10 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
             return Err(InitError::BadMac { ral, rah });
         }
         mmio.write32(reg::CTRL, (mmio.read32(reg::CTRL) & !CTRL_RST) | CTRL_SLU);
+        mmio.write32(
+            reg::CTRL_EXT,
+            mmio.read32(reg::CTRL_EXT) | CTRL_EXT_DRV_LOAD,
+        );
         for i in 0..128 {
             mmio.write32(reg::MTA + 4 * i, 0);
         }
@@ -206,6 +218,7 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
             rx_bufs,
             tx_bufs,
             rx_next: 0,
+            rx_discarding: false,
             tx_tail: 0,
             tx_clean: 0,
             tx_busy: 0,
@@ -236,6 +249,8 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
     pub fn stop(&mut self) {
         self.mmio.write32(reg::RCTL, 0);
         self.mmio.write32(reg::TCTL, 0);
+        let ext = self.mmio.read32(reg::CTRL_EXT);
+        self.mmio.write32(reg::CTRL_EXT, ext & !CTRL_EXT_DRV_LOAD);
         let ctrl = self.mmio.read32(reg::CTRL);
         self.mmio.write32(reg::CTRL, ctrl | CTRL_RST);
     }
@@ -286,8 +301,19 @@ impl<M: Mmio, D: DmaMemory> Nic for E1000e<M, D> {
     }
 
     fn receive(&mut self) -> Result<Option<Vec<u8>>, NicError> {
+        // Only descriptors the device's head has passed are done (a DD bit elsewhere is not
+        // the device's word: its head says which descriptors it wrote back).
+        let head = self.mmio.read32(reg::RDH);
+        if head >= RX_DESCS {
+            return Err(NicError::Device(format!(
+                "RDH {head} outside the receive ring of {RX_DESCS} descriptors"
+            )));
+        }
         for _ in 0..RX_DESCS {
             let i = self.rx_next;
+            if i == head {
+                return Ok(None);
+            }
             let at = self.rx_ring + u64::from(i) * DESC;
             let mut d = [0u8; 16];
             self.dma.read(at, &mut d);
@@ -299,7 +325,14 @@ impl<M: Mmio, D: DmaMemory> Nic for E1000e<M, D> {
             let errors = d[13];
             // The buffer address is ours, not what the device wrote back.
             let buf = self.rx_bufs[i as usize];
-            let good = status & DESC_EOP != 0
+            let eop = status & DESC_EOP != 0;
+            // A descriptor without EOP starts (or continues) a frame split over buffers: it and
+            // every descriptor up to the EOP one are dropped together (the tail of a split
+            // frame must not pass for a frame of its own).
+            let continuation = self.rx_discarding;
+            self.rx_discarding = !eop;
+            let good = eop
+                && !continuation
                 && errors == 0
                 && (MIN_FRAME..=MAX_FRAME.min(BUF)).contains(&len);
             let frame = good.then(|| {

@@ -274,7 +274,7 @@ pub fn survey<P: Platform>(
             f.irq = text;
         }
     }
-    let (ok, bad) = device_checks(p, &cfg, &topo, &mut sum);
+    let (ok, bad) = device_checks(p, &cfg, &topo, &mut sum, rep);
     if ok + bad > 0 {
         info!("PCI: device checks through the BARs: {ok} ok, {bad} failed");
     }
@@ -627,6 +627,7 @@ fn device_checks<P: Platform>(
     cfg: &P::Config,
     topo: &pci::Topology,
     sum: &mut PciSummary,
+    rep: &mut BootReport,
 ) -> (u32, u32) {
     let (mut ok, mut bad) = (0, 0);
     for f in &topo.functions {
@@ -660,7 +661,12 @@ fn device_checks<P: Platform>(
             ok += 1;
         } else {
             bad += 1;
-            warn!("PCI: {}: device check failed: {}", f.sbdf, r.detail);
+            // A warning in the report, not only on the console: a device that does not answer
+            // at its BAR (a BAR dom0 cannot map, a dead device) must not pass unnoticed.
+            finding::warn(
+                rep,
+                format!("PCI: {}: device check failed: {}", f.sbdf, r.detail),
+            );
         }
         let name = format!("{}", f.sbdf);
         if let Some(pf) = sum.functions.iter_mut().find(|p| p.sbdf == name) {

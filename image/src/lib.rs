@@ -485,6 +485,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         }
     };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
+    args.extend(cfg.topology.numa_args(cfg.mem_mib));
     args.extend(cfg.topology.qemu_args(&run_dir, &cfg.nic_forward)?);
     args.extend(boot);
     let qemu_cmdline = run_dir.join("qemu-cmdline.txt");

@@ -69,8 +69,9 @@ pub enum Topology {
     Sriov,
     /// Two PCIe expander bridges (`pxb-pcie`, extra PCI roots like a multi-root server's):
     /// root bus 0x40 with a root port and virtio-net behind it, root bus 0x80 with a root port,
-    /// a switch (upstream and two downstream ports) and e1000e and NVMe behind it. Only the
-    /// ACPI namespace (or probing) finds these buses: nothing below bus 0 leads to them.
+    /// a switch (upstream and two downstream ports) and e1000e and NVMe behind it, on NUMA node
+    /// 1 (a memory-less second node). Only the ACPI namespace (or probing) finds these buses:
+    /// nothing below bus 0 leads to them.
     Expander,
 }
 
@@ -98,6 +99,23 @@ impl Topology {
     /// Parses a `--topology` name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|t| t.name() == name)
+    }
+
+    /// NUMA nodes the topology needs (`expander`: all RAM on node 0 and a memory-less node 1
+    /// for the second expander bridge, so that its ACPI host bridge has a `_PXM`).
+    pub fn numa_args(self, mem_mib: u32) -> Vec<String> {
+        match self {
+            Topology::Expander => [
+                "-object".to_string(),
+                format!("memory-backend-ram,id=numa0,size={mem_mib}M"),
+                "-numa".into(),
+                "node,nodeid=0,memdev=numa0".into(),
+                "-numa".into(),
+                "node,nodeid=1".into(),
+            ]
+            .into(),
+            _ => Vec::new(),
+        }
     }
 
     /// QEMU arguments for this topology's devices. Files the devices need (disk images) are
@@ -154,10 +172,11 @@ impl Topology {
                 ));
             }
             Topology::Expander => {
-                for (id, bus) in [("pxb1", 0x40), ("pxb2", 0x80)] {
+                // pxb2 sits on NUMA node 1 (see `numa_args`): its host bridge gets `_PXM` 1.
+                for (id, bus, node) in [("pxb1", 0x40, ""), ("pxb2", 0x80, ",numa_node=1")] {
                     b.args.push("-device".into());
                     b.args
-                        .push(format!("pxb-pcie,id={id},bus_nr={bus:#x},bus=pcie.0"));
+                        .push(format!("pxb-pcie,id={id},bus_nr={bus:#x},bus=pcie.0{node}"));
                 }
                 let rp = b.root_port_on("pxb1");
                 b.nic(

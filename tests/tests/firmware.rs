@@ -161,6 +161,14 @@ fn bios_boot_through_the_iso_under_xen_4_20() {
     );
 }
 
+fn p_irq(d: &report::BootReport, sbdf: &str) -> String {
+    d.pci
+        .as_ref()
+        .and_then(|p| p.functions.iter().find(|f| f.sbdf == sbdf))
+        .map(|f| f.irq.clone())
+        .unwrap_or_default()
+}
+
 fn expander(xen: XenVersion, bars_all: bool) {
     let (major, minor) = xen.major_minor().expect("a Xen version");
     let name = format!(
@@ -199,6 +207,35 @@ fn expander(xen: XenVersion, bars_all: bool) {
                 ("\\_SB_.PC40", 0x40, 0x41)
             ],
         "host bridges from the namespace: {bridges:?}"
+    );
+    // PC80 is on NUMA node 1 (`numa_node=1`): its _PXM goes to Xen with each function below
+    // it (XEN_PCI_DEV_PXM), and Xen accepted every add (assert_pci_matches_xen).
+    let pxm: Vec<Option<u32>> = acpi.host_bridges.iter().map(|b| b.pxm).collect();
+    check!(
+        out,
+        pxm == [None, Some(1), None],
+        "host bridge _PXM {pxm:?}"
+    );
+    check!(
+        out,
+        out.serial.contains("SRAT"),
+        "Xen's log does not mention the SRAT (the machine has two NUMA nodes)"
+    );
+    // Legacy interrupts as _PRT routes them: the root complex's SATA through a GSI link, the
+    // expanders' devices through LNKx (whose _CRS reads hardware: not evaluated).
+    let irq = |s: &str| p_irq(d, s);
+    check!(
+        out,
+        irq("0000:00:1f.2").starts_with("INTA -> GSI ")
+            && irq("0000:00:1f.2").contains("\\_SB_.GSI"),
+        "00:1f.2 irq {:?}",
+        irq("0000:00:1f.2")
+    );
+    check!(
+        out,
+        irq("0000:83:00.0").ends_with("(link device not evaluated)"),
+        "83:00.0 irq {:?}",
+        irq("0000:83:00.0")
     );
     let p = pci(&out);
     check!(

@@ -120,15 +120,54 @@ fn a_full_tx_ring_refuses_then_recovers() {
 fn bad_rx_descriptors_are_counted_and_skipped() {
     let (mut nic, dev, _) = up();
     let good = frame(200, 7);
-    // Length 0, beyond the buffer, no EOP (a frame split over buffers), an error bit.
+    // Length 0, beyond the buffer, an error bit, then no EOP (a frame split over buffers) whose
+    // EOP descriptor is dropped with it.
     assert!(dev.inject_rx_raw(&good, 0, 0x03, 0));
     assert!(dev.inject_rx_raw(&good, 4000, 0x03, 0));
-    assert!(dev.inject_rx_raw(&good, 200, 0x01, 0));
     assert!(dev.inject_rx_raw(&good, 200, 0x03, 0x80));
+    assert!(dev.inject_rx_raw(&good, 200, 0x01, 0));
+    assert!(dev.inject_rx_raw(&good, 200, 0x03, 0));
     assert!(dev.inject_rx(&good));
     assert_eq!(nic.receive().unwrap(), Some(good.clone()));
-    assert_eq!(nic.counters().rx_errors, 4);
+    assert_eq!(nic.counters().rx_errors, 5);
     assert_eq!(nic.receive().unwrap(), None);
+}
+
+#[test]
+fn the_tail_of_a_split_frame_is_not_a_frame() {
+    let (mut nic, dev, _) = up();
+    let good = frame(200, 9);
+    // A frame over two buffers: the first without EOP, the second with EOP and a length that
+    // would pass on its own.
+    assert!(dev.inject_rx_raw(&good, 200, 0x01, 0));
+    assert!(dev.inject_rx_raw(&good, 200, 0x03, 0));
+    assert!(dev.inject_rx(&good));
+    assert_eq!(nic.receive().unwrap(), Some(good));
+    assert_eq!(nic.counters().rx_errors, 2);
+    assert_eq!(nic.counters().rx_frames, 1);
+}
+
+#[test]
+fn only_descriptors_behind_the_device_head_are_read() {
+    let (mut nic, dev, dma) = up();
+    // DD written into the next descriptor while RDH has not moved: not the device's word.
+    let rdba = u64::from(dev.reg(reg::RDBAL));
+    dma.put(rdba + 8, &[200, 0, 0, 0, 0x03, 0]);
+    assert_eq!(nic.receive().unwrap(), None);
+    assert_eq!(nic.counters().rx_frames + nic.counters().rx_errors, 0);
+    // A head outside the ring takes the NIC out of service.
+    dev.set_reg(reg::RDH, RX_DESCS + 3);
+    assert!(matches!(nic.receive(), Err(NicError::Device(m)) if m.contains("RDH 67")));
+}
+
+#[test]
+fn the_driver_owns_the_device_while_it_runs() {
+    let (mut nic, dev, _) = up();
+    assert_ne!(dev.reg(reg::CTRL_EXT) & CTRL_EXT_DRV_LOAD, 0);
+    nic.stop();
+    assert_eq!(dev.reg(reg::CTRL_EXT) & CTRL_EXT_DRV_LOAD, 0);
+    assert!(probe_ids(0x8086, 0x10f6) && probe_ids(0x8086, 0x10d3));
+    assert!(!probe_ids(0x8086, 0x100e) && !probe_ids(0x8086, 0x150c));
 }
 
 #[test]

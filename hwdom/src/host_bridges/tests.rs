@@ -45,7 +45,8 @@ fn facts() -> AcpiFacts {
 }
 
 /// The expander machine: root complex (host bridge, a root port with virtio behind it), PC80
-/// (a root port, an e1000e behind it) and PC40 (an endpoint on its root bus), BARs where
+/// (a root port, a NIC behind it) and PC40 (an endpoint on its root bus; ids dom0 has no
+/// device check for), BARs where
 /// SeaBIOS put them (inside each bridge's _CRS windows).
 fn expander_machine() -> SimConfig {
     let sim = SimConfig::new();
@@ -59,7 +60,7 @@ fn expander_machine() -> SimConfig {
     );
     sim.add(
         sbdf(1, 0, 0),
-        SimDevice::endpoint(0x1af4, 0x1041, 0x02_00_00)
+        SimDevice::endpoint(0x15ad, 0x07b0, 0x02_00_00)
             .pin(1)
             .bar(1, SimBar::mem32(0x1000, 0xfea0_0000)),
     );
@@ -70,14 +71,14 @@ fn expander_machine() -> SimConfig {
     );
     sim.add(
         sbdf(0x81, 0, 0),
-        SimDevice::endpoint(0x8086, 0x10d3, 0x02_00_00)
+        SimDevice::endpoint(0x14e4, 0x165f, 0x02_00_00)
             .pin(1)
             .bar(0, SimBar::mem32(0x2_0000, 0xfe60_0000)),
     );
     sim.add_root(0, 0x40);
     sim.add(
         sbdf(0x40, 0, 0),
-        SimDevice::endpoint(0x1af4, 0x1041, 0x02_00_00)
+        SimDevice::endpoint(0x15ad, 0x07b0, 0x02_00_00)
             .pin(1)
             .bar(1, SimBar::mem32(0x1000, 0xfe80_0000)),
     );
