@@ -85,6 +85,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         bars: opts.pci_bars,
         renumber: opts.pci_renumber,
         vfs: opts.pci_vfs,
+        probe_roots: opts.pci_roots == hwdom::options::PciRoots::Probe,
     };
     rep.pci = Some(hwdom::pci_survey::survey(
         &p, hv, &mut rep, &map, &acpi, survey,

@@ -154,6 +154,18 @@ keyword_enum! {
     }
 }
 
+keyword_enum! {
+    /// `pci-roots=`: where PCI enumeration starts. `acpi`: every host bridge of the ACPI
+    /// namespace (probing only when there is none); `probe`: ignore the namespace, start from
+    /// each MCFG window's first bus and probe every bus nothing reached (what dom0 does on a
+    /// machine without a usable DSDT; a diagnostic to compare the two).
+    pub enum PciRoots expected "acpi|probe" {
+        #[default]
+        Acpi = "acpi",
+        Probe = "probe",
+    }
+}
+
 impl ReportFormat {
     pub fn wants_text(self) -> bool {
         matches!(self, ReportFormat::Text | ReportFormat::Both)
@@ -258,6 +270,7 @@ pub struct Dom0Options {
     /// the MADT for its container to list only those CPUs.
     pub maxcpus: Option<u32>,
     pub pci_bars: PciBars,
+    pub pci_roots: PciRoots,
     /// `pci-renumber=N`: renumber the PCI buses depth-first, leaving N spare bus numbers after
     /// each bridge for hot-plug (0..=32), following Xen's remove / renumber / re-add protocol.
     pub pci_renumber: Option<u8>,
@@ -417,6 +430,7 @@ const OPTIONS: &[OptSpec] = &[
         },
     },
     keyword_opt!("pci-bars", PciBars, pci_bars),
+    keyword_opt!("pci-roots", PciRoots, pci_roots),
     OptSpec {
         name: "pci-renumber",
         expected: "a number of spare buses per bridge, 0 to 32",
@@ -511,6 +525,7 @@ const KNOWN_NAMES: &[&str] = &[
     "mtrr",
     "maxcpus",
     "pci-bars",
+    "pci-roots",
     "pci-renumber",
     "pci-vfs",
     "domu-stop",

@@ -29,6 +29,8 @@ pub struct SurveyOptions {
     pub renumber: Option<u8>,
     /// `pci-vfs=N`: enable up to N VFs of each SR-IOV PF.
     pub vfs: u16,
+    /// `pci-roots=probe`: ignore the ACPI host bridges.
+    pub probe_roots: bool,
 }
 
 /// How one `PHYSDEVOP_pci_device_add` went.
@@ -94,7 +96,12 @@ pub fn survey<P: Platform>(
             base: m.base,
         });
     }
-    let roots = host_bridges::roots(&windows, &acpi.host_bridges);
+    let from_namespace: &[aml::HostBridge] = if opts.probe_roots {
+        &[]
+    } else {
+        &acpi.host_bridges
+    };
+    let roots = host_bridges::roots(&windows, from_namespace);
     problems.extend(roots.problems.iter().cloned());
     let mut source = roots.source.clone();
     let mut segments = roots.segments.clone();
@@ -125,7 +132,7 @@ pub fn survey<P: Platform>(
     // Host bridge windows: each present host bridge's _CRS memory windows (Linux's
     // acpi_pci_root_create()); without them, the memory map's gaps in the PCI hole (above low
     // RAM, below the IO-APIC/LAPIC range) and above 4 GiB beyond all RAM and reserved entries.
-    let crs = host_bridges::crs_windows(&acpi.host_bridges);
+    let crs = host_bridges::crs_windows(from_namespace);
     let gaps = host_bridge_windows(map);
     let bridge_windows: Vec<Range<u64>> = if crs.is_empty() {
         gaps.clone()
@@ -146,7 +153,7 @@ pub fn survey<P: Platform>(
     let mut xen_results: Vec<XenAddOutcome> = Vec::new();
     if let Some(x) = x {
         for a in pci::xen_add_order(&topo) {
-            let pxm = pxm_of(&topo, &acpi.host_bridges, a.sbdf);
+            let pxm = pxm_of(&topo, from_namespace, a.sbdf);
             xen_results.push(xen_add(x, &a, pxm, rep, None));
         }
         let refused = xen_results.iter().filter(|r| r.result.is_err()).count();
@@ -188,7 +195,7 @@ pub fn survey<P: Platform>(
         if roots.from_acpi && !crs.is_empty() && segments.len() > 1 {
             // Several host bridges: each root's BARs go into that bridge's own _CRS windows.
             for (seg, b) in segments.iter().zip(&roots.bridges) {
-                let Some(b) = b.and_then(|i| acpi.host_bridges.get(i)) else {
+                let Some(b) = b.and_then(|i| from_namespace.get(i)) else {
                     continue;
                 };
                 let mut sub = topo.root_subtree(seg.segment, seg.start_bus);
@@ -233,7 +240,7 @@ pub fn survey<P: Platform>(
         .iter()
         .zip(roots.bridges.iter().chain(core::iter::repeat(&None)))
         .map(|(s, b)| {
-            let from = match b.and_then(|i| acpi.host_bridges.get(i)) {
+            let from = match b.and_then(|i| from_namespace.get(i)) {
                 Some(b) => format!(" ({})", b.path),
                 None => String::new(),
             };
@@ -269,7 +276,7 @@ pub fn survey<P: Platform>(
         }));
         v
     };
-    for (i, text) in host_bridges::irq_routes(&topo, &acpi.host_bridges) {
+    for (i, text) in host_bridges::irq_routes(&topo, from_namespace) {
         if let Some(f) = sum.functions.get_mut(i) {
             f.irq = text;
         }

@@ -161,6 +161,43 @@ fn bios_boot_through_the_iso_under_xen_4_20() {
     );
 }
 
+/// `pci-roots=probe` on the expander machine: the namespace ignored, dom0 probes every bus
+/// number nothing reached from bus 0, finds both expanders' root buses, says so (two
+/// warnings), and reports every function to Xen, as Xen's log shows.
+#[test]
+fn pci_roots_by_probing_find_the_expanders_under_xen_4_20() {
+    let mut cfg = config(XenVersion::V4_20, 1, "test-pci-probe-4.20");
+    cfg.topology = image::Topology::Expander;
+    cfg.dom0_args = vec!["pci-roots=probe".into()];
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, 4, 20);
+    assert_pci_matches_xen(&out);
+    let d = dom0(&out);
+    let p = pci(&out);
+    check!(
+        out,
+        p.source == "ECAM (MCFG), more roots by probing",
+        "PCI source {:?}",
+        p.source
+    );
+    for bus in ["40", "80"] {
+        let w = format!("PCI: root bus 0000:{bus} found by probing");
+        check!(
+            out,
+            d.warnings.iter().any(|x| x.starts_with(&w)),
+            "no warning {w:?}: {:?}",
+            d.warnings
+        );
+    }
+    check!(
+        out,
+        p.functions.len() == 16,
+        "{} functions",
+        p.functions.len()
+    );
+}
+
 fn p_irq(d: &report::BootReport, sbdf: &str) -> String {
     d.pci
         .as_ref()

@@ -90,6 +90,7 @@ fn keep() -> SurveyOptions {
         bars: PciBars::Keep,
         renumber: None,
         vfs: 0,
+        probe_roots: false,
     }
 }
 
@@ -240,6 +241,22 @@ fn without_a_namespace_unreached_roots_are_probed_and_named() {
     assert_eq!(rep.warnings.len(), 2, "{:?}", rep.warnings);
     assert!(rep.warnings[0].contains("root bus 0000:40 found by probing"));
     assert!(rep.warnings[1].contains("root bus 0000:80 found by probing"));
+    assert!(sum.windows[0].contains("a gap in the memory map"));
+}
+
+#[test]
+fn pci_roots_probe_ignores_the_namespace() {
+    let p = FakePlatform::new(expander_machine());
+    let mut rep = BootReport::default();
+    let opts = SurveyOptions {
+        probe_roots: true,
+        ..keep()
+    };
+    let sum = survey(&p, None, &mut rep, &q35_map(), &facts(), opts);
+    assert_eq!(sum.source, "ECAM (MCFG), more roots by probing");
+    assert_eq!(sum.functions.len(), 6);
+    assert_eq!(rep.warnings.len(), 2, "{:?}", rep.warnings);
+    assert!(sum.functions.iter().all(|f| f.irq.is_empty()));
     assert!(sum.windows[0].contains("a gap in the memory map"));
 }
 

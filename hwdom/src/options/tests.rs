@@ -82,7 +82,7 @@ fn underscores_and_case() {
     assert_eq!(
         e,
         [
-            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)"
+            "unknown option 'REPORT' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-roots, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)"
         ]
     );
 }
@@ -96,9 +96,9 @@ fn unknown_and_bad_values_are_skipped() {
     assert_eq!(
         e,
         [
-            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
+            "unknown option 'foo' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-roots, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'loglevel': bad value 'loud' (expected one of error|warn|info|debug|trace)",
-            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
+            "unknown option 'bar' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-roots, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'report': bad value '' (expected one of text|json|both|none)",
         ]
     );
@@ -201,7 +201,7 @@ fn non_ascii() {
     assert_eq!(
         e,
         [
-            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
+            "unknown option 'l\u{f6}glevel' (known: loglevel, on-ready, report, console, fault-test, mtrr, maxcpus, pci-bars, pci-roots, pci-renumber, pci-vfs, domu-stop, xenstore-quota, ip, nic, linger)",
             "option 'loglevel': bad value 'd\u{e9}bug' (expected one of error|warn|info|debug|trace)",
             "option 'console': bad value '\u{1f600}' (expected one of auto|xen|serial|e9)",
         ]
@@ -340,6 +340,7 @@ fn known_names() {
             "mtrr",
             "maxcpus",
             "pci-bars",
+            "pci-roots",
             "pci-renumber",
             "pci-vfs",
             "domu-stop",
@@ -434,4 +435,16 @@ fn nic_linger_and_dhcp() {
         assert_eq!(e.len(), 1, "{bad}: {e:?}");
         assert_eq!((o.nic, o.linger), (NicChoice::None, None), "{bad}");
     }
+}
+
+#[test]
+fn pci_roots_takes_acpi_or_probe() {
+    assert_eq!(Dom0Options::parse("").0.pci_roots, PciRoots::Acpi);
+    assert_eq!(
+        Dom0Options::parse("pci-roots=probe").0.pci_roots,
+        PciRoots::Probe
+    );
+    let (o, e) = Dom0Options::parse("pci-roots=bios");
+    assert_eq!(o.pci_roots, PciRoots::Acpi);
+    assert!(alloc::format!("{}", e[0]).contains("acpi|probe"), "{e:?}");
 }

@@ -63,6 +63,7 @@ fn keep() -> SurveyOptions {
         bars: PciBars::Keep,
         renumber: None,
         vfs: 0,
+        probe_roots: false,
     }
 }
 
