@@ -345,7 +345,8 @@ pub fn survey(
     if let Some(m) = &madt {
         s.container = container_check(p, map, &v, m, (container, firmware_rsdp), &mut s.problems);
     }
-    let (line, bridges, problems) = host_bridges::read_namespace(&v.tables, |a, n| src.read(a, n));
+    let (line, bridges, problems) =
+        host_bridges::read_namespace(&v.tables, |a, n| src.read(a, n), || p.now_ns());
     s.namespace = line;
     s.host_bridges = bridges.iter().map(host_bridges::summary).collect();
     s.problems.extend(problems);

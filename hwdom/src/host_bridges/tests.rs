@@ -313,13 +313,20 @@ fn unsound_or_unreadable_definition_blocks_are_named() {
         used,
         problems: Vec::new(),
     };
-    let (line, b, problems) =
-        read_namespace(&[t("DSDT", true)], |_, _| Some(EXPANDER_DSDT.to_vec()));
+    let (line, b, problems) = read_namespace(
+        &[t("DSDT", true)],
+        |_, _| Some(EXPANDER_DSDT.to_vec()),
+        || 0,
+    );
     assert_eq!(b.len(), 3);
     assert!(line.starts_with("DSDT: "), "{line}");
-    assert!(line.ends_with(" devices, 3 PCI host bridges"), "{line}");
+    assert!(
+        line.ends_with(" devices, 3 PCI host bridges (loaded in 0 us, evaluated in 0 us)"),
+        "{line}"
+    );
     assert!(problems.is_empty(), "{problems:?}");
-    let (line, b, problems) = read_namespace(&[t("DSDT", false), t("SSDT", true)], |_, _| None);
+    let (line, b, problems) =
+        read_namespace(&[t("DSDT", false), t("SSDT", true)], |_, _| None, || 0);
     assert!(line.is_empty() && b.is_empty());
     assert!(
         problems[0].contains("DSDT at 0x1000: not loaded"),
