@@ -92,9 +92,9 @@ unsafe impl GlobalAlloc for Dom0Heap {
                 let mut heads = self.classes.lock();
                 let head = heads[c];
                 if head != 0 {
-                    // SAFETY: `head` is a block of class `c` that `dealloc` put on the list
-                    // (main heap memory, 16-aligned, at least 16 bytes); its first 8 bytes hold
-                    // the next block's address. Nothing else uses it while it is on the list.
+                    // `head` is a class-`c` block `dealloc` put on the list (main heap memory,
+                    // 16-aligned, ≥ 16 bytes), unused while there; its first 8 bytes link on.
+                    // SAFETY: a valid, aligned, initialized usize at `head` (above).
                     heads[c] = unsafe { (head as *const usize).read() };
                     self.count(layout.size());
                     return head as *mut u8;

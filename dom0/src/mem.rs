@@ -97,10 +97,10 @@ pub fn map_identity(start: u64, end: u64, cache: Cache) -> Result<(), MapError> 
     while at < end {
         let gib_abs = at / GIB;
         let gib = (gib_abs % 512) as usize;
-        // SAFETY: boot CPU only (APs are not up), and no existing mapping changes. The PML4
-        // and PDPTs are the live tables: BOOT_PDPT under PML4 entry 0 (the boot stub's), heap
-        // PDPTs under the others (512 GiB each, for BARs firmware puts high: OVMF's 64-bit
-        // window is at 896 GiB on q35); every entry written maps an address to itself.
+        // The PML4 and PDPTs are the live tables: BOOT_PDPT under PML4 entry 0 (the boot
+        // stub's), heap PDPTs under the others (512 GiB each, for BARs firmware puts high:
+        // OVMF's 64-bit window is at 896 GiB on q35).
+        // SAFETY: boot CPU only, no existing mapping changes, each entry maps to itself.
         unsafe {
             let l4 = (at >> 39) as usize;
             let pdpt = if l4 == 0 {
