@@ -45,10 +45,22 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// The Ethernet frame `frame` (a TCP/IPv4 packet of any length) cut into frames of at most
-/// `mss` bytes of TCP payload each. `mss` is non-zero (a GSO size of 0 is a fatal ring error,
-/// checked by the caller as Linux netback does).
-pub fn segment(frame: &[u8], mss: u16) -> Result<Vec<Vec<u8>>, GsoError> {
+/// Where a TCP/IPv4 GSO packet's headers and payload are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    l3: usize,
+    ihl: usize,
+    l4: usize,
+    doff: usize,
+    /// First payload byte, and the end of the IP packet.
+    data: usize,
+    end: usize,
+    mss: usize,
+    /// Segments at this MSS (at least one).
+    count: usize,
+}
+
+fn layout(frame: &[u8], mss: u16) -> Result<Layout, GsoError> {
     let mut l3 = 14;
     let mut ethertype = be16(frame, 12)?;
     if ethertype == 0x8100 {
@@ -80,6 +92,51 @@ pub fn segment(frame: &[u8], mss: u16) -> Result<Vec<Vec<u8>>, GsoError> {
             payload,
         });
     }
+    Ok(Layout {
+        l3,
+        ihl,
+        l4,
+        doff,
+        data,
+        end,
+        mss,
+        count,
+    })
+}
+
+/// Whether `frame` can be segmented at `mss` (what [`segment`] would accept): the check done
+/// when a GSO packet is taken from a guest, so that one forwarded whole to another guest is
+/// as well-formed as one cut into frames.
+pub fn check(frame: &[u8], mss: u16) -> Result<(), GsoError> {
+    layout(frame, mss).map(|_| ())
+}
+
+/// Put the pseudo-header sum (addresses, protocol, TCP length) in the TCP checksum field of a
+/// GSO packet, the `CHECKSUM_PARTIAL` form a receiver told `NETRXF_csum_blank` expects. For a
+/// packet the guest sent without `NETTXF_csum_blank` (Linux netback's `checksum_setup` does the
+/// same with `recalculate_partial_csum`).
+pub fn set_partial_csum(frame: &mut [u8], mss: u16) -> Result<(), GsoError> {
+    let l = layout(frame, mss)?;
+    let mut sum = sum16(&frame[l.l3 + 12..l.l3 + 20]);
+    sum += 6 + (l.end - l.l4) as u32;
+    put16(frame, l.l4 + 16, fold(sum));
+    Ok(())
+}
+
+/// The Ethernet frame `frame` (a TCP/IPv4 packet of any length) cut into frames of at most
+/// `mss` bytes of TCP payload each. `mss` is non-zero (a GSO size of 0 is a fatal ring error,
+/// checked by the caller as Linux netback does).
+pub fn segment(frame: &[u8], mss: u16) -> Result<Vec<Vec<u8>>, GsoError> {
+    let Layout {
+        l3,
+        ihl,
+        l4,
+        doff,
+        data,
+        end,
+        mss,
+        count,
+    } = layout(frame, mss)?;
     let id = be16(frame, l3 + 4)?;
     let seq = u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]]);
     let flags = frame[l4 + 13];

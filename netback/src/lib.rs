@@ -8,6 +8,8 @@
 //!   turned into a plan of grant copies that never cross a page, and its responses.
 //! - [`rx`]: packets to a guest: a bounded backlog (XSA-392), filled into the buffers the
 //!   frontend posts, one grant copy and one response per 4 KiB.
+//! - [`packet`]: what the switch moves: a frame, or a TCP/IPv4 GSO packet kept whole for
+//!   the ports that take it ([`gso`] cuts it into frames for the others).
 //! - [`csum`]: completing the TCP/UDP checksum of a packet sent with `NETTXF_csum_blank`.
 //! - [`xenbus`]: the backend's handshake with netfront as a state machine: the features it
 //!   advertises (and why), the frontend's keys parsed strictly, connect, close, reconnect.
@@ -25,6 +27,7 @@ extern crate alloc;
 pub mod csum;
 pub mod gso;
 pub mod mac;
+pub mod packet;
 pub mod ring;
 pub mod rx;
 pub mod switch;

@@ -5,6 +5,14 @@
 //! response (`NETRXF_more_data` on all but the last, `NETRXF_data_validated` on the first: dom0
 //! sends complete checksums).
 //!
+//! A GSO packet ([`Packet::gso_mss`], only queued for a frontend that asked for
+//! `feature-gso-tcpv4` and `feature-sg`) takes one more request: as in Linux netback's
+//! `xenvif_rx_skb`, the first data slot says `NETRXF_extra_info` (with `NETRXF_csum_blank` and
+//! `NETRXF_data_validated`: the TCP checksum field holds the pseudo-header sum) and the slot
+//! after it carries the GSO extra (`XEN_NETIF_EXTRA_TYPE_GSO`, TCPv4, the MSS) instead of a
+//! response; the data continues in the slots after that. netfront reads responses by ring
+//! index, so each one sits in the slot of the request it consumed.
+//!
 //! The backlog is bounded in packets and bytes, and a packet that waited longer than
 //! [`DRAIN_NS`] is dropped (XSA-392: a frontend that never posts RX buffers must not make dom0
 //! queue without limit); what was dropped is counted.
@@ -14,9 +22,12 @@ use alloc::vec::Vec;
 
 use xen::ring::RingPage;
 
+use crate::gso::GSO_TYPE_TCPV4;
+use crate::packet::Packet;
 use crate::ring::{BackRing, BadIndex};
 use crate::wire::{
-    NETIF_RSP_ERROR, NETRXF_DATA_VALIDATED, NETRXF_MORE_DATA, RX_SLOT, RxRequest, RxResponse,
+    ExtraInfo, NETIF_RSP_ERROR, NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO,
+    NETRXF_MORE_DATA, RX_SLOT, RxRequest, RxResponse,
 };
 
 /// Packets waiting per vif.
@@ -40,21 +51,39 @@ pub struct RxCopy {
     pub len: u16,
 }
 
+/// What one consumed request's slot gets back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxSlot {
+    Response(RxResponse),
+    /// An extra-info slot (`netif_extra_info` in place of a response).
+    Extra(ExtraInfo),
+}
+
+impl RxSlot {
+    pub fn to_bytes(&self) -> [u8; RX_SLOT] {
+        match self {
+            RxSlot::Response(r) => r.to_bytes(),
+            RxSlot::Extra(e) => e.to_bytes(false),
+        }
+    }
+}
+
 /// What one call of [`RxQueue::deliver`] took from the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// The packets delivered, in order.
-    pub packets: Vec<Vec<u8>>,
+    pub packets: Vec<Packet>,
     pub copies: Vec<RxCopy>,
-    /// One response per consumed request, in ring order (write them with
+    /// One slot per consumed request, in ring order (write them with
     /// [`Delivery::responses`] once the copies are done).
-    slots: Vec<(RxResponse, usize)>,
+    slots: Vec<(RxSlot, usize)>,
 }
 
 impl Delivery {
-    /// The responses, in ring order: each slot of a packet whose copies did not all succeed
-    /// (`copy_ok[i]` for `copies[i]`) gets `NETIF_RSP_ERROR`.
-    pub fn responses(&self, copy_ok: &[bool]) -> Vec<RxResponse> {
+    /// The slots, in ring order: each data slot of a packet whose copies did not all succeed
+    /// (`copy_ok[i]` for `copies[i]`) gets `NETIF_RSP_ERROR`, keeping its chain flags (as Linux
+    /// netback does), so that netfront drops the whole packet and stays in step with the ring.
+    pub fn responses(&self, copy_ok: &[bool]) -> Vec<RxSlot> {
         let mut failed = alloc::vec![false; self.packets.len()];
         for (c, ok) in self
             .copies
@@ -67,16 +96,13 @@ impl Delivery {
         }
         self.slots
             .iter()
-            .map(|&(r, p)| {
-                if failed[p] {
-                    RxResponse {
-                        status: NETIF_RSP_ERROR,
-                        flags: 0,
-                        ..r
-                    }
-                } else {
-                    r
-                }
+            .map(|&(slot, p)| match slot {
+                RxSlot::Response(r) if failed[p] => RxSlot::Response(RxResponse {
+                    status: NETIF_RSP_ERROR,
+                    flags: r.flags & (NETRXF_MORE_DATA | NETRXF_EXTRA_INFO),
+                    ..r
+                }),
+                s => s,
             })
             .collect()
     }
@@ -86,6 +112,8 @@ impl Delivery {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxCounters {
     pub delivered: u64,
+    /// Of those, GSO packets delivered whole (with a GSO extra slot).
+    pub delivered_gso: u64,
     /// Refused because the backlog was full (packets or bytes).
     pub dropped_full: u64,
     /// Waited longer than [`DRAIN_NS`].
@@ -99,7 +127,7 @@ pub struct RxCounters {
 /// One vif's RX backlog.
 #[derive(Debug, Clone, Default)]
 pub struct RxQueue {
-    backlog: VecDeque<(Vec<u8>, u64)>,
+    backlog: VecDeque<(Packet, u64)>,
     bytes: usize,
     pub counters: RxCounters,
 }
@@ -111,7 +139,7 @@ impl RxQueue {
 
     /// Bytes of the queue itself (its entries, not the frames they own).
     pub fn queue_bytes(&self) -> usize {
-        self.backlog.capacity() * core::mem::size_of::<(Vec<u8>, u64)>()
+        self.backlog.capacity() * core::mem::size_of::<(Packet, u64)>()
     }
 
     /// Packets waiting.
@@ -123,8 +151,10 @@ impl RxQueue {
         self.backlog.is_empty()
     }
 
-    /// Queue `pkt` (arrived at `now_ns`) for the guest; false if it was dropped.
-    pub fn push(&mut self, pkt: Vec<u8>, now_ns: u64) -> bool {
+    /// Queue `pkt` (arrived at `now_ns`) for the guest; false if it was dropped. A GSO packet
+    /// is queued only for a frontend that takes GSO on RX (the caller's choice).
+    pub fn push(&mut self, pkt: impl Into<Packet>, now_ns: u64) -> bool {
+        let pkt = pkt.into();
         if pkt.is_empty() || pkt.len() > MAX_PACKET {
             self.counters.dropped_size += 1;
             return false;
@@ -161,7 +191,8 @@ impl RxQueue {
         let mut d = Delivery::default();
         let mut posted = ring.unconsumed(page)?;
         while let Some((pkt, _)) = self.backlog.front() {
-            let need = pkt.len().div_ceil(PAGE) as u32;
+            let extra = pkt.gso_mss.is_some();
+            let need = pkt.len().div_ceil(PAGE) as u32 + u32::from(extra);
             if need > posted {
                 break;
             }
@@ -169,7 +200,7 @@ impl RxQueue {
             self.bytes -= pkt.len();
             posted -= need;
             let index = d.packets.len();
-            for (k, chunk) in pkt.chunks(PAGE).enumerate() {
+            for (k, chunk) in pkt.data.chunks(PAGE).enumerate() {
                 let req = RxRequest::parse(&ring.take::<P, RX_SLOT>(page));
                 let last = (k + 1) * PAGE >= pkt.len();
                 d.copies.push(RxCopy {
@@ -181,16 +212,35 @@ impl RxQueue {
                 let mut flags = if last { 0 } else { NETRXF_MORE_DATA };
                 if k == 0 {
                     flags |= NETRXF_DATA_VALIDATED;
+                    if extra {
+                        flags |= NETRXF_EXTRA_INFO | NETRXF_CSUM_BLANK;
+                    }
                 }
                 d.slots.push((
-                    RxResponse {
+                    RxSlot::Response(RxResponse {
                         id: req.id,
                         offset: 0,
                         flags,
                         status: chunk.len() as i16,
-                    },
+                    }),
                     index,
                 ));
+                if let (0, Some(mss)) = (k, pkt.gso_mss) {
+                    // The extra goes right after the first data slot, in the next request's
+                    // slot (Linux netback's `xenvif_rx_extra_slot`).
+                    ring.take::<P, RX_SLOT>(page);
+                    d.slots.push((
+                        RxSlot::Extra(ExtraInfo::Gso {
+                            size: mss,
+                            kind: GSO_TYPE_TCPV4,
+                            features: 0,
+                        }),
+                        index,
+                    ));
+                }
+            }
+            if extra {
+                self.counters.delivered_gso += 1;
             }
             d.packets.push(pkt);
             self.counters.delivered += 1;

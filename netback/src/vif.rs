@@ -17,6 +17,7 @@ use xen::Hypercall;
 use xen::gnttab::{self, Copy, CopyPtr, GrantStatus};
 use xen::ring::RingPage;
 
+use crate::packet::Packet;
 use crate::ring::{BackRing, BadIndex};
 use crate::rx::{Delivery, RxQueue};
 use crate::tx::{self, TxFatal, TxPacket};
@@ -56,11 +57,16 @@ pub struct VifCounters {
     /// `gnttab_copy` ops issued and the hypercalls that carried them (both directions).
     pub grant_copies: u64,
     pub copy_hypercalls: u64,
-    /// GSO packets taken (`feature-gso-tcpv4`) and the MTU-sized frames they were cut into;
-    /// GSO packets dropped because they could not be segmented ([`crate::gso::GsoError`]).
+    /// GSO packets taken (`feature-gso-tcpv4`), the MTU-sized frames dom0 cut them into for
+    /// ports that could not take them whole (counted by whoever cuts them:
+    /// [`Link::count_segmented`]), and GSO packets dropped as malformed
+    /// ([`crate::gso::GsoError`]) or of a type dom0 did not offer.
     pub tx_gso_packets: u64,
     pub tx_gso_segments: u64,
     pub tx_gso_dropped: u64,
+    /// GSO packets delivered whole into the guest's buffers (its netfront asked for
+    /// `feature-gso-tcpv4` on RX).
+    pub rx_gso_packets: u64,
 }
 
 /// A connected vif: the frontend's configuration and the backend's view of both rings.
@@ -78,8 +84,9 @@ pub struct Link {
 /// What a TX pass took from the guest.
 #[derive(Debug, Default)]
 pub struct Transmitted {
-    /// Whole frames, checksums completed, in ring order.
-    pub frames: Vec<Vec<u8>>,
+    /// In ring order: frames with their checksums completed, and GSO packets kept whole
+    /// (checked, TCP checksum field in `CHECKSUM_PARTIAL` form).
+    pub packets: Vec<Packet>,
     /// The frontend asked to be notified of the responses.
     pub notify: bool,
     /// Requests are still waiting (the budget ran out): serve again without sleeping.
@@ -215,14 +222,21 @@ impl Link {
                     _ => None,
                 });
                 match gso {
-                    // A large packet (`feature-gso-tcpv4`): cut into MTU-sized frames, each
-                    // with complete checksums.
+                    // A large packet (`feature-gso-tcpv4`): checked now, cut into MTU-sized
+                    // frames only for the ports that cannot take it whole.
                     Some((mss, crate::gso::GSO_TYPE_TCPV4)) => {
-                        match crate::gso::segment(&frame, mss) {
-                            Ok(segs) => {
+                        let checked = if p.csum_blank {
+                            crate::gso::check(&frame, mss)
+                        } else {
+                            crate::gso::set_partial_csum(&mut frame, mss)
+                        };
+                        match checked {
+                            Ok(()) => {
                                 self.counters.tx_gso_packets += 1;
-                                self.counters.tx_gso_segments += segs.len() as u64;
-                                out.frames.extend(segs);
+                                out.packets.push(Packet {
+                                    data: frame,
+                                    gso_mss: Some(mss),
+                                });
                             }
                             Err(_) => self.counters.tx_gso_dropped += 1,
                         }
@@ -236,7 +250,7 @@ impl Link {
                             // as Linux netback does.
                             let _ = crate::csum::complete(&mut frame);
                         }
-                        out.frames.push(frame);
+                        out.packets.push(Packet::frame(frame));
                     }
                 }
                 true
@@ -273,6 +287,21 @@ impl Link {
             }
         }
         ok
+    }
+
+    /// Whether this frontend takes GSO packets whole on RX (it wrote `feature-gso-tcpv4` and
+    /// `feature-sg`), as Linux netback's `gso_mask` and `can_sg`.
+    pub fn takes_gso(&self) -> bool {
+        self.cfg.rx_gso_tcpv4 && self.cfg.sg
+    }
+
+    /// Count what cutting one of this vif's GSO packets into frames gave (`Some(n)` frames, or
+    /// `None`: it could not be cut and was dropped).
+    pub fn count_segmented(&mut self, frames: Option<usize>) {
+        match frames {
+            Some(n) => self.counters.tx_gso_segments += n as u64,
+            None => self.counters.tx_gso_dropped += 1,
+        }
     }
 
     /// Deliver waiting frames into the buffers netfront posted; whether to notify it.
@@ -320,7 +349,7 @@ impl Link {
             while i < d.packets.len()
                 && (base.is_empty() || used + d.packets[i].len() <= BOUNCE_PAGES * PAGE)
             {
-                bounce.write(used, &d.packets[i]);
+                bounce.write(used, &d.packets[i].data);
                 base.push((i, used));
                 used += d.packets[i].len();
                 i += 1;
@@ -365,6 +394,9 @@ impl Link {
                 if mine.clone().all(|(_, &g)| g) {
                     self.counters.rx_packets += 1;
                     self.counters.rx_bytes += d.packets[pi].len() as u64;
+                    if d.packets[pi].gso_mss.is_some() {
+                        self.counters.rx_gso_packets += 1;
+                    }
                 } else {
                     self.counters.rx_copy_errors += 1;
                 }

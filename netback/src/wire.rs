@@ -179,6 +179,43 @@ pub enum ExtraInfo {
 pub struct UnknownExtra(pub u8);
 
 impl ExtraInfo {
+    /// The slot's 8 bytes (`more`: `XEN_NETIF_EXTRA_FLAG_MORE`).
+    pub fn to_bytes(&self, more: bool) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[1] = if more { EXTRA_FLAG_MORE } else { 0 };
+        match *self {
+            ExtraInfo::Gso {
+                size,
+                kind,
+                features,
+            } => {
+                b[0] = EXTRA_TYPE_GSO;
+                b[2..4].copy_from_slice(&size.to_le_bytes());
+                b[4] = kind;
+                b[6..8].copy_from_slice(&features.to_le_bytes());
+            }
+            ExtraInfo::McastAdd(m) | ExtraInfo::McastDel(m) => {
+                b[0] = if matches!(self, ExtraInfo::McastAdd(_)) {
+                    EXTRA_TYPE_MCAST_ADD
+                } else {
+                    EXTRA_TYPE_MCAST_DEL
+                };
+                b[2..8].copy_from_slice(&m);
+            }
+            ExtraInfo::Hash {
+                kind,
+                algorithm,
+                value,
+            } => {
+                b[0] = EXTRA_TYPE_HASH;
+                b[2] = kind;
+                b[3] = algorithm;
+                b[4..8].copy_from_slice(&value);
+            }
+        }
+        b
+    }
+
     /// The extra and whether another follows (`XEN_NETIF_EXTRA_FLAG_MORE`).
     pub fn parse(b: &[u8; 8]) -> Result<(ExtraInfo, bool), UnknownExtra> {
         let more = b[1] & EXTRA_FLAG_MORE != 0;
@@ -263,7 +300,10 @@ mod tests {
                 true
             ))
         );
+        let (e, more) = ExtraInfo::parse(&gso).unwrap();
+        assert_eq!(e.to_bytes(more), gso);
         let add = [EXTRA_TYPE_MCAST_ADD, 0, 1, 0, 0x5e, 0, 0, 1];
+        assert_eq!(ExtraInfo::McastAdd([1, 0, 0x5e, 0, 0, 1]).to_bytes(false), add);
         assert_eq!(
             ExtraInfo::parse(&add),
             Ok((ExtraInfo::McastAdd([1, 0, 0x5e, 0, 0, 1]), false))

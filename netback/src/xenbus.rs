@@ -92,6 +92,9 @@ pub struct FrontendConfig {
     /// `feature-rx-notify`: it notifies when it posts RX buffers (else dom0 must poll).
     pub rx_notify: bool,
     pub sg: bool,
+    /// `feature-gso-tcpv4` in the frontend's directory: it takes TCP/IPv4 GSO packets on RX
+    /// (with `sg`, multi-slot with a GSO extra slot).
+    pub rx_gso_tcpv4: bool,
     /// IPv4 checksum offload (on unless `feature-no-csum-offload` is 1).
     pub csum_offload: bool,
     pub ipv6_csum_offload: bool,
@@ -274,6 +277,7 @@ pub fn read_frontend(read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<FrontendC
         channels,
         rx_notify: flag(read, "feature-rx-notify", false)?,
         sg: flag(read, "feature-sg", false)?,
+        rx_gso_tcpv4: flag(read, "feature-gso-tcpv4", false)?,
         csum_offload: !flag(read, "feature-no-csum-offload", false)?,
         ipv6_csum_offload: flag(read, "feature-ipv6-csum-offload", false)?,
     })

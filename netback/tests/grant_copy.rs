@@ -138,8 +138,11 @@ fn a_guest_packet_crosses_grant_copies_and_comes_back() {
     gnttab::copy(&x, &copies, &mut st).unwrap();
     let ok: Vec<bool> = st.iter().map(|s| s.ok()).collect();
     let r = d.responses(&ok);
-    assert_eq!(r[0].status as usize, got.len());
-    assert_eq!(r[0].id, 7);
+    let netback::rx::RxSlot::Response(r0) = r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(r0.status as usize, got.len());
+    assert_eq!(r0.id, 7);
     // The first 2000-odd bytes are what dom0 held in its first frame (the whole packet).
     assert_eq!(
         &x.granted_page(GUEST, 30).unwrap()[..100],

@@ -422,10 +422,14 @@ pub struct VifSummary {
     pub grant_copies: u64,
     pub copy_hypercalls: u64,
     /// Large TCP packets the guest sent with a GSO extra (`feature-gso-tcpv4`), the
-    /// MTU-sized frames dom0 cut them into, and those it could not segment (dropped).
+    /// MTU-sized frames dom0 cut them into for ports that could not take them whole (dom0's
+    /// stack, the NIC, a vif without GSO on RX), and those it could not segment (dropped).
     pub tx_gso_packets: u64,
     pub tx_gso_segments: u64,
     pub tx_gso_dropped: u64,
+    /// GSO packets delivered whole into this guest's buffers (its netfront asked for
+    /// `feature-gso-tcpv4` on RX): one multi-slot packet with a GSO extra slot.
+    pub rx_gso_packets: u64,
     /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
     pub switch_flooded: u64,
     pub switch_dropped: u64,

@@ -211,7 +211,7 @@ impl BootReport {
                 for v in &d.vifs {
                     writeln!(
                         w,
-                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; GSO {} pkt into {} frames ({} dropped); {} B held, backlog peak {} of {} B{}",
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; GSO {} pkt into {} frames ({} dropped), {} delivered whole; {} B held, backlog peak {} of {} B{}",
                         v.handle,
                         Clean(&v.mac),
                         Clean(&v.state),
@@ -229,6 +229,7 @@ impl BootReport {
                         v.tx_gso_packets,
                         v.tx_gso_segments,
                         v.tx_gso_dropped,
+                        v.rx_gso_packets,
                         v.memory_bytes,
                         v.rx_backlog_peak_bytes,
                         v.rx_backlog_limit_bytes,

@@ -25,6 +25,7 @@ use drivers::nic::{Nic, NicError};
 use hwdom::options::Dom0Ip;
 use log::{info, warn};
 use netback::MacAddress;
+use netback::packet::Packet;
 use netback::switch::{Forward, PortId, Switch};
 use netback::vif::{BOUNCE_PAGES, Bounce, Link};
 use netback::xenbus::{Action, Channels, FrontendConfig};
@@ -319,7 +320,7 @@ impl Net {
         }
         if let Some(from) = self.uplink.as_ref().map(|u| u.port) {
             for f in got {
-                self.forward(from, f, now_ns);
+                self.forward(from, Packet::frame(f), now_ns);
             }
         }
     }
@@ -466,8 +467,8 @@ impl Net {
                         let _ = ops::evtchn_send(x, att.ports[0]);
                     }
                     let from = self.vifs[k].port;
-                    for f in t.frames {
-                        self.forward(from, f, now_ns);
+                    for p in t.packets {
+                        self.forward(from, p, now_ns);
                     }
                 }
                 Err(e) => {
@@ -500,7 +501,7 @@ impl Net {
             }
             let from = self.dom0_port;
             for f in out {
-                self.forward(from, f, now_ns);
+                self.forward(from, Packet::frame(f), now_ns);
             }
         }
         for k in 0..self.vifs.len() {
@@ -524,9 +525,30 @@ impl Net {
         }
     }
 
-    fn forward(&mut self, from: PortId, frame: Vec<u8>, now_ns: u64) {
-        let Forward::To(ports) = self.switch.forward(from, &frame, now_ns) else {
+    /// Hand `pkt` to the ports the switch chooses. A GSO packet goes whole to a vif whose
+    /// frontend takes GSO on RX; the others (dom0's stack, the NIC, other vifs) get it cut into
+    /// MTU-sized frames, cut once however many ports take them, and counted on the sender.
+    fn forward(&mut self, from: PortId, pkt: Packet, now_ns: u64) {
+        let Forward::To(ports) = self.switch.forward(from, &pkt.data, now_ns) else {
             return;
+        };
+        let mut cut: Option<Vec<Vec<u8>>> = None;
+        let mut frames = |pkt: &Packet, vifs: &mut Vec<NetVif>| -> Vec<Vec<u8>> {
+            if pkt.gso_mss.is_none() {
+                return alloc::vec![pkt.data.clone()];
+            }
+            cut.get_or_insert_with(|| {
+                let f = pkt.frames().ok();
+                if let Some(a) = vifs
+                    .iter_mut()
+                    .find(|v| v.port == from)
+                    .and_then(|v| v.att.as_mut())
+                {
+                    a.link.count_segmented(f.as_ref().map(Vec::len));
+                }
+                f.unwrap_or_default()
+            })
+            .clone()
         };
         for p in ports {
             if let Some(u) = self.uplink.as_mut().filter(|u| u.port == p) {
@@ -534,25 +556,47 @@ impl Net {
                     continue;
                 }
                 u.active_ns = now_ns;
-                // Full: dropped and counted by the driver, as a congested NIC drops.
-                if let Err(NicError::Device(e)) = u.nic.transmit(&frame) {
+                let mut failed = None;
+                for f in frames(&pkt, &mut self.vifs) {
+                    // Full: dropped and counted by the driver, as a congested NIC drops.
+                    if let Err(NicError::Device(e)) = u.nic.transmit(&f) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if let Some(e) = failed {
                     self.stop_uplink(format!("transmit: {e}"));
                 }
                 continue;
             }
             if p == self.dom0_port {
-                if let Some(st) = self.stack.as_mut() {
-                    st.input(frame.clone());
+                if self.stack.is_some() {
+                    for f in frames(&pkt, &mut self.vifs) {
+                        if let Some(st) = self.stack.as_mut() {
+                            st.input(f);
+                        }
+                    }
                 }
                 continue;
             }
-            if let Some(att) = self
-                .vifs
-                .iter_mut()
-                .find(|v| v.port == p)
-                .and_then(|v| v.att.as_mut())
-            {
-                att.link.rxq.push(frame.clone(), now_ns);
+            let Some(k) = self.vifs.iter().position(|v| v.port == p) else {
+                continue;
+            };
+            let whole = pkt.gso_mss.is_none()
+                || self.vifs[k]
+                    .att
+                    .as_ref()
+                    .is_some_and(|a| a.link.takes_gso());
+            if whole {
+                if let Some(a) = self.vifs[k].att.as_mut() {
+                    a.link.rxq.push(pkt.clone(), now_ns);
+                }
+            } else if self.vifs[k].att.is_some() {
+                for f in frames(&pkt, &mut self.vifs) {
+                    if let Some(a) = self.vifs[k].att.as_mut() {
+                        a.link.rxq.push(f, now_ns);
+                    }
+                }
             }
         }
     }
@@ -643,6 +687,7 @@ impl Net {
             tx_gso_packets: c.tx_gso_packets,
             tx_gso_segments: c.tx_gso_segments,
             tx_gso_dropped: c.tx_gso_dropped,
+            rx_gso_packets: c.rx_gso_packets,
             switch_flooded: sw.flooded,
             switch_dropped: sw.dropped,
             error: v.dev.error.clone(),
@@ -673,6 +718,7 @@ fn add_counters(to: &mut netback::vif::VifCounters, c: &netback::vif::VifCounter
     to.tx_gso_packets += c.tx_gso_packets;
     to.tx_gso_segments += c.tx_gso_segments;
     to.tx_gso_dropped += c.tx_gso_dropped;
+    to.rx_gso_packets += c.rx_gso_packets;
 }
 
 /// The stack's clock: milliseconds since dom0's entry.

@@ -33,6 +33,17 @@ impl Frontend {
     }
 }
 
+/// The data responses of `slots` (none may be an extra).
+fn data(slots: &[RxSlot]) -> Vec<RxResponse> {
+    slots
+        .iter()
+        .map(|s| match s {
+            RxSlot::Response(r) => *r,
+            RxSlot::Extra(e) => panic!("unexpected extra {e:?}"),
+        })
+        .collect()
+}
+
 #[test]
 fn packets_wait_for_buffers_and_fill_them_in_order() {
     let mut f = Frontend::new();
@@ -56,7 +67,7 @@ fn packets_wait_for_buffers_and_fill_them_in_order() {
             len: 60
         }]
     );
-    let r = d.responses(&[true]);
+    let r = data(&d.responses(&[true]));
     assert_eq!(
         r,
         [RxResponse {
@@ -72,7 +83,7 @@ fn packets_wait_for_buffers_and_fill_them_in_order() {
     assert_eq!(d.packets.len(), 1);
     let lens: Vec<u16> = d.copies.iter().map(|c| c.len).collect();
     assert_eq!(lens, [4096, 4096, 808]);
-    let r = d.responses(&[true, true, true]);
+    let r = data(&d.responses(&[true, true, true]));
     assert_eq!(r[0].flags, NETRXF_DATA_VALIDATED | NETRXF_MORE_DATA);
     assert_eq!(r[1].flags, NETRXF_MORE_DATA);
     assert_eq!(r[2].flags, 0);
@@ -107,7 +118,7 @@ fn a_failed_copy_fails_its_packet_only() {
     q.push(vec![1; 5000], 0);
     q.push(vec![2; 100], 0);
     let d = q.deliver(&mut ring, &f.page[..]).unwrap();
-    let r = d.responses(&[true, false, true]);
+    let r = data(&d.responses(&[true, false, true]));
     assert_eq!(r[0].status, NETIF_RSP_ERROR);
     assert_eq!(r[1].status, NETIF_RSP_ERROR);
     assert_eq!(r[2].status, 100);
@@ -153,4 +164,56 @@ fn a_hostile_req_prod_is_fatal() {
     f.page.store_u32(REQ_PROD, 300);
     assert!(q.deliver(&mut ring, &f.page[..]).is_err());
     assert_eq!(q.len(), 1, "nothing was taken");
+}
+
+/// A GSO packet for a frontend that takes them: it waits for one buffer per 4 KiB plus one for
+/// the GSO extra; the first slot says extra-info, csum-blank and data-validated, the next one is
+/// the extra (TCPv4, the MSS) and the data goes on after it (Linux netback's layout); a failed
+/// copy keeps the chain (netfront drops the whole packet and stays in step).
+#[test]
+fn a_gso_packet_takes_an_extra_slot_after_its_first() {
+    let mut f = Frontend::new();
+    let mut ring = BackRing::attach(&f.page[..], RX_SLOT).unwrap();
+    let mut q = RxQueue::new();
+    let pkt = Packet {
+        data: vec![7; 9000],
+        gso_mss: Some(1448),
+    };
+    assert!(q.push(pkt.clone(), 0));
+    f.post(3);
+    let d = q.deliver(&mut ring, &f.page[..]).unwrap();
+    assert!(d.packets.is_empty(), "3 data slots + 1 extra: 3 buffers are not enough");
+    f.post(1);
+    let d = q.deliver(&mut ring, &f.page[..]).unwrap();
+    assert_eq!(d.packets, [pkt]);
+    let grefs: Vec<u32> = d.copies.iter().map(|c| c.gref).collect();
+    assert_eq!(grefs, [1000, 1002, 1003], "the extra's buffer (1001) takes no data");
+    let r = d.responses(&[true; 3]);
+    let RxSlot::Response(first) = r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        first.flags,
+        NETRXF_EXTRA_INFO | NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED | NETRXF_MORE_DATA
+    );
+    assert_eq!((first.id, first.status), (0, 4096));
+    assert_eq!(
+        r[1].to_bytes(),
+        [crate::wire::EXTRA_TYPE_GSO, 0, 0xa8, 0x05, GSO_TYPE_TCPV4, 0, 0, 0]
+    );
+    let rest = data(&r[2..]);
+    assert_eq!(
+        rest.iter().map(|x| (x.id, x.flags, x.status)).collect::<Vec<_>>(),
+        [(2, NETRXF_MORE_DATA, 4096), (3, 0, 808)]
+    );
+    assert_eq!(q.counters.delivered_gso, 1);
+    // A failed copy: every data slot is an error, the chain and the extra stay.
+    let r = d.responses(&[true, false, true]);
+    let RxSlot::Response(first) = r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(first.status, NETIF_RSP_ERROR);
+    assert_eq!(first.flags, NETRXF_EXTRA_INFO | NETRXF_MORE_DATA);
+    assert!(matches!(r[1], RxSlot::Extra(_)));
+    assert!(data(&r[2..]).iter().all(|x| x.status == NETIF_RSP_ERROR));
 }

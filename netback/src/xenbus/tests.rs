@@ -52,6 +52,7 @@ fn linux_netfront_connects_straight_from_initialising() {
                 channels: Channels::Single(5),
                 rx_notify: true,
                 sg: true,
+                rx_gso_tcpv4: true,
                 csum_offload: true,
                 ipv6_csum_offload: true,
             }),
