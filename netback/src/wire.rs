@@ -303,7 +303,10 @@ mod tests {
         let (e, more) = ExtraInfo::parse(&gso).unwrap();
         assert_eq!(e.to_bytes(more), gso);
         let add = [EXTRA_TYPE_MCAST_ADD, 0, 1, 0, 0x5e, 0, 0, 1];
-        assert_eq!(ExtraInfo::McastAdd([1, 0, 0x5e, 0, 0, 1]).to_bytes(false), add);
+        assert_eq!(
+            ExtraInfo::McastAdd([1, 0, 0x5e, 0, 0, 1]).to_bytes(false),
+            add
+        );
         assert_eq!(
             ExtraInfo::parse(&add),
             Ok((ExtraInfo::McastAdd([1, 0, 0x5e, 0, 0, 1]), false))

@@ -182,12 +182,19 @@ fn a_gso_packet_takes_an_extra_slot_after_its_first() {
     assert!(q.push(pkt.clone(), 0));
     f.post(3);
     let d = q.deliver(&mut ring, &f.page[..]).unwrap();
-    assert!(d.packets.is_empty(), "3 data slots + 1 extra: 3 buffers are not enough");
+    assert!(
+        d.packets.is_empty(),
+        "3 data slots + 1 extra: 3 buffers are not enough"
+    );
     f.post(1);
     let d = q.deliver(&mut ring, &f.page[..]).unwrap();
     assert_eq!(d.packets, [pkt]);
     let grefs: Vec<u32> = d.copies.iter().map(|c| c.gref).collect();
-    assert_eq!(grefs, [1000, 1002, 1003], "the extra's buffer (1001) takes no data");
+    assert_eq!(
+        grefs,
+        [1000, 1002, 1003],
+        "the extra's buffer (1001) takes no data"
+    );
     let r = d.responses(&[true; 3]);
     let RxSlot::Response(first) = r[0] else {
         panic!("{r:?}")
@@ -199,11 +206,22 @@ fn a_gso_packet_takes_an_extra_slot_after_its_first() {
     assert_eq!((first.id, first.status), (0, 4096));
     assert_eq!(
         r[1].to_bytes(),
-        [crate::wire::EXTRA_TYPE_GSO, 0, 0xa8, 0x05, GSO_TYPE_TCPV4, 0, 0, 0]
+        [
+            crate::wire::EXTRA_TYPE_GSO,
+            0,
+            0xa8,
+            0x05,
+            GSO_TYPE_TCPV4,
+            0,
+            0,
+            0
+        ]
     );
     let rest = data(&r[2..]);
     assert_eq!(
-        rest.iter().map(|x| (x.id, x.flags, x.status)).collect::<Vec<_>>(),
+        rest.iter()
+            .map(|x| (x.id, x.flags, x.status))
+            .collect::<Vec<_>>(),
         [(2, NETRXF_MORE_DATA, 4096), (3, 0, 808)]
     );
     assert_eq!(q.counters.delivered_gso, 1);
