@@ -79,6 +79,10 @@ pub struct Link {
     /// Frames waiting for RX buffers (bounded: XSA-392).
     pub rxq: RxQueue,
     pub counters: VifCounters,
+    /// The RX ring's `req_prod` when last looked at, and how many looks found it moved: a
+    /// frontend posting buffers (and notifying, `feature-rx-notify`) is working, not storming.
+    rx_req_prod_seen: u32,
+    pub rx_posts_seen: u64,
 }
 
 /// What a TX pass took from the guest.
@@ -108,6 +112,8 @@ impl Link {
             rx: BackRing::attach(rx_page, RX_SLOT)?,
             rxq: RxQueue::new(),
             counters: VifCounters::default(),
+            rx_req_prod_seen: rx_page.load_u32(crate::ring::REQ_PROD),
+            rx_posts_seen: 0,
         })
     }
 
@@ -313,6 +319,22 @@ impl Link {
         now_ns: u64,
     ) -> Result<bool, BadIndex> {
         self.rxq.expire(now_ns);
+        // Counted only when `req_prod` moved forward and stays within a ring of what dom0
+        // consumed: a guest cannot pass kicks off as work by moving it back and forth, and at
+        // most a ring's worth of posts counts before dom0 consumes some.
+        let prod = page.load_u32(crate::ring::REQ_PROD);
+        let ahead = prod.wrapping_sub(self.rx.req_cons);
+        let moved = prod.wrapping_sub(self.rx_req_prod_seen);
+        let size = self.rx.size();
+        if ahead <= size {
+            if moved != 0 && moved <= size {
+                self.rx_req_prod_seen = prod;
+                self.rx_posts_seen += 1;
+            } else if self.rx_req_prod_seen.wrapping_sub(prod) > size {
+                // Far from the last value (not a step back): resynchronise, count nothing.
+                self.rx_req_prod_seen = prod;
+            }
+        }
         let mut notify = false;
         // Two passes at most: the second only if buffers were posted while the first re-armed
         // `req_event` (they did not notify).

@@ -127,11 +127,17 @@ struct NetVif {
     worked: bool,
 }
 
-/// Packets a vif's current connection has moved, both ways (taken, refused, delivered).
+/// Work a vif's current connection has done, both ways: packets taken, refused, delivered,
+/// and RX buffers found posted (a receiver's refill notifications are traffic too).
 fn moved(v: &NetVif) -> u64 {
     v.att.as_ref().map_or(0, |a| {
         let c = &a.link.counters;
-        c.tx_packets + c.tx_dropped + c.tx_copy_errors + c.rx_packets + c.rx_copy_errors
+        c.tx_packets
+            + c.tx_dropped
+            + c.tx_copy_errors
+            + c.rx_packets
+            + c.rx_copy_errors
+            + a.link.rx_posts_seen
     })
 }
 
@@ -455,6 +461,11 @@ impl Net {
     }
 
     fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
+        // Guests are notified once, at the end of the pass: a notification wakes a guest that
+        // Xen's scheduler then usually runs at once, preempting dom0 on its hypercall's return;
+        // sent mid-pass, the sender's TX completion would run before dom0 has handed the
+        // packets on, costing a domain switch per pass and per direction.
+        let mut notify: Vec<EvtchnPort> = Vec::new();
         self.uplink_receive(now_ns);
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
@@ -464,7 +475,7 @@ impl Net {
             match att.link.transmit(x, &mut page, &mut self.bounce, TX_BUDGET) {
                 Ok(t) => {
                     if t.notify {
-                        let _ = ops::evtchn_send(x, att.ports[0]);
+                        notify.push(att.ports[0]);
                     }
                     let from = self.vifs[k].port;
                     for p in t.packets {
@@ -510,10 +521,7 @@ impl Net {
             };
             let mut page = SharedPage::at_slot(att.slots[1]);
             match att.link.receive(x, &mut page, &mut self.bounce, now_ns) {
-                Ok(true) => {
-                    let p = *att.ports.last().unwrap_or(&att.ports[0]);
-                    let _ = ops::evtchn_send(x, p);
-                }
+                Ok(true) => notify.push(*att.ports.last().unwrap_or(&att.ports[0])),
                 Ok(false) => {}
                 Err(e) => {
                     let m = format!("RX ring: {e:?}; vif closed");
@@ -522,6 +530,11 @@ impl Net {
                     self.detach(x, k, free);
                 }
             }
+        }
+        notify.sort_unstable_by_key(|p| p.0);
+        notify.dedup();
+        for p in notify {
+            let _ = ops::evtchn_send(x, p);
         }
     }
 

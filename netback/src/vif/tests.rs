@@ -551,3 +551,27 @@ fn gso_packets_are_checked_and_made_partial_at_tx() {
     assert!(crate::gso::check(&f[..100], 1448).is_err());
     assert!(crate::gso::check(&f, 10).is_err(), "too many segments");
 }
+
+/// RX buffers the frontend posts count as work (its refill notifications are traffic, not a
+/// storm), but only forward moves of `req_prod` within a ring: moving it back and forth or far
+/// ahead counts nothing.
+#[test]
+fn posted_rx_buffers_count_as_work_only_when_they_move_forward() {
+    let x = FakeXen::new(4, 20);
+    let (txp, mut rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    let mut look = |rxp: &mut Vec<u8>, prod: u32| {
+        rxp.store_u32(REQ_PROD, prod);
+        let _ = link.receive(&x, &mut rxp[..], &mut bounce, 0);
+        link.rx_posts_seen
+    };
+    assert_eq!(look(&mut rxp, 0), 0, "nothing posted");
+    assert_eq!(look(&mut rxp, 10), 1);
+    assert_eq!(look(&mut rxp, 10), 1, "no move");
+    assert_eq!(look(&mut rxp, 5), 1, "a step back");
+    assert_eq!(look(&mut rxp, 10), 1, "back where it was");
+    assert_eq!(look(&mut rxp, 12), 2);
+    assert_eq!(look(&mut rxp, 5000), 2, "more than a ring ahead");
+    assert_eq!(look(&mut rxp, 256), 3, "a full ring posted");
+}
