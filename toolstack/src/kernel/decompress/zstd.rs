@@ -24,7 +24,7 @@ const MAX_BLOCK: usize = 128 * 1024;
 
 /// Heap bytes the decoder takes: its Huffman and FSE tables (two boxes).
 pub const STATE_BYTES: usize = core::mem::size_of::<[huffman::Entry; 2048]>()
-    + core::mem::size_of::<[sequences::Entry; 2048]>();
+    + core::mem::size_of::<[sequences::Entry; sequences::ENTRIES]>();
 
 /// Errors inside a block; the caller adds the block's offset.
 type R<T> = Result<T, ErrorKind>;
@@ -65,10 +65,7 @@ pub fn frame_header(d: &[u8]) -> Result<FrameHeader, DecompressError> {
     let single = fhd & 0x20 != 0;
     let dict_len = [0, 1, 2, 4][usize::from(fhd & 3)];
     if dict_len != 0 {
-        return Err(err(
-            4,
-            ErrorKind::Unsupported("zstd dictionary"),
-        ));
+        return Err(err(4, ErrorKind::Unsupported("zstd dictionary")));
     }
     let fcs_len = match (fhd >> 6, single) {
         (0, false) => 0,

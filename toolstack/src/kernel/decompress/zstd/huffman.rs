@@ -49,7 +49,9 @@ impl Huf {
     /// returns the bytes used.
     pub fn read(&mut self, d: &[u8]) -> R<usize> {
         self.valid = false;
-        let h = *d.first().ok_or(corrupt("Huffman tree description past the literals"))?;
+        let h = *d
+            .first()
+            .ok_or(corrupt("Huffman tree description past the literals"))?;
         let mut w = [0u8; 256];
         let (n, used) = if h < 128 {
             let src = d

@@ -75,7 +75,9 @@ pub fn parse<'a>(b: &'a [u8], huf: &mut Huf) -> R<(Lits<'a>, usize)> {
         let used = huf.read(data)?;
         data = data.get(used..).unwrap_or(&[]);
     } else if !huf.valid {
-        return Err(corrupt("treeless literals without a previous Huffman table"));
+        return Err(corrupt(
+            "treeless literals without a previous Huffman table",
+        ));
     }
     let (streams, counts, nstreams) = if four {
         let jump = |i: usize| {

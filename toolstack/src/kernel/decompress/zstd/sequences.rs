@@ -23,14 +23,49 @@ pub struct Entry {
 /// Literal length codes 16..=35 and match length codes 32..=52: (base, extra bits)
 /// (RFC 8878 3.1.1.3.2.1.1).
 const LL_CODES: [(u32, u8); 20] = [
-    (16, 1), (18, 1), (20, 1), (22, 1), (24, 2), (28, 2), (32, 3), (40, 3), (48, 4), (64, 6),
-    (128, 7), (256, 8), (512, 9), (1024, 10), (2048, 11), (4096, 12), (8192, 13), (16384, 14),
-    (32768, 15), (65536, 16),
+    (16, 1),
+    (18, 1),
+    (20, 1),
+    (22, 1),
+    (24, 2),
+    (28, 2),
+    (32, 3),
+    (40, 3),
+    (48, 4),
+    (64, 6),
+    (128, 7),
+    (256, 8),
+    (512, 9),
+    (1024, 10),
+    (2048, 11),
+    (4096, 12),
+    (8192, 13),
+    (16384, 14),
+    (32768, 15),
+    (65536, 16),
 ];
 const ML_CODES: [(u32, u8); 21] = [
-    (35, 1), (37, 1), (39, 1), (41, 1), (43, 2), (47, 2), (51, 3), (59, 3), (67, 4), (83, 4),
-    (99, 5), (131, 7), (259, 8), (515, 9), (1027, 10), (2051, 11), (4099, 12), (8195, 13),
-    (16387, 14), (32771, 15), (65539, 16),
+    (35, 1),
+    (37, 1),
+    (39, 1),
+    (41, 1),
+    (43, 2),
+    (47, 2),
+    (51, 3),
+    (59, 3),
+    (67, 4),
+    (83, 4),
+    (99, 5),
+    (131, 7),
+    (259, 8),
+    (515, 9),
+    (1027, 10),
+    (2051, 11),
+    (4099, 12),
+    (8195, 13),
+    (16387, 14),
+    (32771, 15),
+    (65539, 16),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +106,12 @@ impl Kind {
 const LL_AT: usize = 0;
 const ML_AT: usize = 512;
 const OF_AT: usize = 1024;
-const ENTRIES: usize = 2048;
+pub const ENTRIES: usize = 1280;
 
 /// The three decoding tables, kept across blocks for the repeat mode.
 #[derive(Debug)]
 pub struct Tables {
-    /// LL at 0 (512 cells), ML at 512 (512), OF at 1024 (256); the rest pads to a power of 2.
+    /// LL at 0 (512 cells), ML at 512 (512), OF at 1024 (256).
     t: Box<[Entry; ENTRIES]>,
     /// Accuracy log of each table (LL, OF, ML), None before the first one.
     log: [Option<u32>; 3],
@@ -130,7 +165,9 @@ impl Tables {
                 (default_log, 0)
             }
             1 => {
-                let s = *d.first().ok_or(corrupt("sequences header past the block"))?;
+                let s = *d
+                    .first()
+                    .ok_or(corrupt("sequences header past the block"))?;
                 if usize::from(s) >= syms {
                     return Err(corrupt("RLE sequence code out of range"));
                 }
@@ -180,9 +217,9 @@ impl Tables {
         let mut of_s = r.read(of_log) as usize;
         let mut ml_s = r.read(ml_log) as usize;
         for i in 0..n {
-            let ll_e = t[(LL_AT + ll_s) & (ENTRIES - 1)];
-            let of_e = t[(OF_AT + of_s) & (ENTRIES - 1)];
-            let ml_e = t[(ML_AT + ml_s) & (ENTRIES - 1)];
+            let ll_e = t[LL_AT + (ll_s & 511)];
+            let of_e = t[OF_AT + (of_s & 255)];
+            let ml_e = t[ML_AT + (ml_s & 511)];
             // Bits in this order: offset, match length, literal length (3.1.1.3.2.2).
             let of_v = of_e.base | r.read(u32::from(of_e.extra));
             let ml = (ml_e.base + r.read(u32::from(ml_e.extra))) as usize;
