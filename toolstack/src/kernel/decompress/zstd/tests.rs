@@ -16,9 +16,22 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
     runs.extend(b"abcabcabcabd".repeat(5000));
     runs.extend(&random[..30_000]);
     runs.extend(vec![0xffu8; 300_000]);
+    // Slices of a random kilobyte joined by one byte: literals all 'Q' (RLE literals).
+    let mut joined = random[..1000].to_vec();
+    while joined.len() < 200_000 {
+        let at = r.below(900);
+        joined.extend_from_slice(&random[at..at + 20 + r.below(80)]);
+        joined.push(b'Q');
+    }
+    // A few symbols, skewed: small Huffman trees (weights stored directly).
+    let text: Vec<u8> = (0..100_000)
+        .map(|_| b"eeeeeeeetaoinshr"[r.below(16)] + (r.below(64) == 0) as u8)
+        .collect();
     vec![
         ("kernel", synthetic_kernel(300_000)),
         ("runs", runs),
+        ("joined", joined),
+        ("text", text),
         ("random", random),
         ("empty", vec![]),
         ("one byte", vec![42]),
@@ -136,6 +149,41 @@ fn hand_made_sequences() {
     let f = hostile(0, b"ab", [2, 0, 31], &[1]);
     assert_eq!(ours(&f, 100).unwrap().len(), 36);
     assert!(ours(&f, 100).unwrap()[1..].iter().all(|&b| b == b'b'));
+}
+
+/// Literals the host tool rarely writes: RLE, a Huffman tree with its weights stored directly,
+/// then treeless literals in 4 streams reusing that tree.
+#[test]
+fn hand_made_literals() {
+    let mut f = MAGIC.to_le_bytes().to_vec();
+    f.extend([0x00, 0x00]);
+    // 5 RLE literals 'x', one sequence (LL 5, offset 2 via OF code 2 extra 1, ML 3).
+    let b = [5 << 3 | 1, b'x', 1, 0x54, 5, 2, 0, 0b101];
+    f.extend(block(false, 2, b.len()));
+    f.extend(b);
+    // One weight given directly (symbol 0: weight 1), so symbol 1 has weight 1 too: 1-bit
+    // codes, 0 for 0x00, 1 for 0x01. One stream: 1, 0, 1, 1 then the end mark; no sequences.
+    let lit_header = |ty: u32, sf: u32, regen: u32, size: u32| {
+        let h = ty | sf << 2 | regen << 4 | size << 14;
+        [h as u8, (h >> 8) as u8, (h >> 16) as u8]
+    };
+    f.extend(block(false, 2, 3 + 3 + 1));
+    f.extend(lit_header(2, 0, 4, 3));
+    f.extend([128, 0x10, 0b1_1011, 0]);
+    // Treeless, 4 streams of 2, 2, 2 and 2 literals; jump table 1, 1, 1.
+    f.extend(block(true, 2, 3 + 10 + 1));
+    f.extend(lit_header(3, 1, 8, 10));
+    f.extend([1, 0, 1, 0, 1, 0, 0b110, 0b101, 0b100, 0b111, 0]);
+    let want = b"xxxxxxxx\x01\x00\x01\x01\x01\x00\x00\x01\x00\x00\x01\x01";
+    assert_eq!(ours(&f, 100).unwrap(), want);
+    // The last stream one bit short: its literals are read past its start.
+    let n = f.len();
+    f[n - 2] = 0b11;
+    let e = ours(&f, 100).unwrap_err();
+    assert_eq!(
+        e.kind,
+        ErrorKind::Corrupt("Huffman stream not consumed exactly")
+    );
 }
 
 #[test]
