@@ -41,8 +41,7 @@ fn err(at: usize, kind: ErrorKind) -> DecompressError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub len: usize,
-    /// Offset of the window descriptor, if the frame has one (not single-segment).
-    pub window_at: Option<usize>,
+    /// Window size (RFC 8878 3.1.1.1.2): how far back matches may reach.
     pub window: u64,
     pub content_size: Option<u64>,
     pub checksum: bool,
@@ -64,9 +63,6 @@ pub fn frame_header(d: &[u8]) -> Result<FrameHeader, DecompressError> {
     }
     let single = fhd & 0x20 != 0;
     let dict_len = [0, 1, 2, 4][usize::from(fhd & 3)];
-    if dict_len != 0 {
-        return Err(err(4, ErrorKind::Unsupported("zstd dictionary")));
-    }
     let fcs_len = match (fhd >> 6, single) {
         (0, false) => 0,
         (0, true) => 1,
@@ -76,13 +72,21 @@ pub fn frame_header(d: &[u8]) -> Result<FrameHeader, DecompressError> {
     };
     let mut at = 5;
     let mut window = 0;
-    let window_at = (!single).then_some(at);
     if !single {
         let wd = byte(at)?;
         let base = 1u64 << (10 + (wd >> 3));
         window = base + (base / 8) * u64::from(wd & 7);
         at += 1;
     }
+    // A dictionary ID of 0 is the same as none (RFC 8878 3.1.1.1.3).
+    let mut dict = 0u32;
+    for i in 0..dict_len {
+        dict |= u32::from(byte(at + i)?) << (8 * i);
+    }
+    if dict != 0 {
+        return Err(err(at, ErrorKind::Unsupported("zstd dictionary")));
+    }
+    at += dict_len;
     let mut fcs = 0u64;
     for i in 0..fcs_len {
         fcs |= u64::from(byte(at + i)?) << (8 * i);
@@ -96,7 +100,6 @@ pub fn frame_header(d: &[u8]) -> Result<FrameHeader, DecompressError> {
     }
     Ok(FrameHeader {
         len: at + fcs_len,
-        window_at,
         window,
         content_size,
         checksum: fhd & 0x04 != 0,

@@ -251,15 +251,26 @@ fn hostile_sequences_are_precise_errors() {
 #[test]
 fn dictionary_frames_are_refused() {
     for (fhd, id) in [(0x01u8, &[7u8][..]), (0x02, &[7, 0]), (0x23, &[1, 0, 0, 0])] {
+        let single = fhd & 0x20 != 0;
         let mut f = MAGIC.to_le_bytes().to_vec();
         f.push(fhd);
-        if fhd & 0x20 == 0 {
+        if !single {
             f.push(0);
         }
+        let at = f.len();
         f.extend(id);
+        if single {
+            f.push(0); // content size 0
+        }
         f.extend(block(true, 0, 0));
         let e = ours(&f, 100).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Unsupported("zstd dictionary"));
+        assert_eq!(
+            (e.at, e.kind),
+            (at, ErrorKind::Unsupported("zstd dictionary"))
+        );
+        // A dictionary ID of 0 means none.
+        f[at..at + id.len()].fill(0);
+        assert_eq!(ours(&f, 100), Ok(vec![]));
     }
 }
 
