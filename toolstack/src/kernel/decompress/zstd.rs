@@ -202,9 +202,12 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize, Decompress
         ));
     }
     let end = walk_blocks(input, &h)?;
+    let (Some(huf), Some(seq)) = (huffman::Huf::new(), sequences::Tables::new()) else {
+        return Err(err(0, ErrorKind::Unsupported("zstd decoder tables")));
+    };
     let mut dec = Decoder {
-        huf: huffman::Huf::new(),
-        seq: sequences::Tables::new(),
+        huf,
+        seq,
         rep: [1, 4, 8],
     };
     let small = ErrorKind::OutputTooSmall { room, needed: None };

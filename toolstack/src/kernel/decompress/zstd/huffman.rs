@@ -34,15 +34,14 @@ struct WeightEntry {
 }
 
 impl Huf {
-    pub fn new() -> Self {
+    /// As [`super::sequences::Tables::new`]: filled on the heap; None cannot happen.
+    pub fn new() -> Option<Self> {
         let table = vec![Entry::default(); TABLE].into_boxed_slice();
-        Self {
-            table: table
-                .try_into()
-                .unwrap_or_else(|_| Box::new([Entry::default(); TABLE])),
+        Some(Self {
+            table: table.try_into().ok()?,
             log: 0,
             valid: false,
-        }
+        })
     }
 
     /// Reads a tree description at the start of `d` (RFC 8878 4.2.1) and builds the table;

@@ -118,13 +118,14 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn new() -> Self {
+    /// Fills the table on the heap (`Box::new` of an array may build it on the stack first);
+    /// None cannot happen (the lengths agree) but avoids a fallback array on the stack.
+    pub fn new() -> Option<Self> {
         let t = vec![Entry::default(); ENTRIES].into_boxed_slice();
-        Self {
-            t: t.try_into()
-                .unwrap_or_else(|_| Box::new([Entry::default(); ENTRIES])),
+        Some(Self {
+            t: t.try_into().ok()?,
             log: [None; 3],
-        }
+        })
     }
 
     /// Reads the section's header and table descriptions (RFC 8878 3.1.1.3.2.1-2); returns
