@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use toolstack::kernel::decompress::{self, GZIP_STATE_BYTES, XZ_STATE_BYTES};
+use toolstack::kernel::decompress::{self, GZIP_STATE_BYTES, XZ_STATE_BYTES, ZSTD_STATE_BYTES};
 use toolstack::kernel::{Compression, elf, locate_payload};
 
 /// The system allocator, counting live bytes and their peak.
@@ -140,7 +140,7 @@ fn main() {
     );
     println!(
         "decoder state: gzip DecompressorOxide {GZIP_STATE_BYTES} B, XzDecoder {XZ_STATE_BYTES} \
-         B (+ {} B staging)",
+         B (+ {} B staging), zstd tables {ZSTD_STATE_BYTES} B",
         decompress::xz::SCRATCH
     );
     println!(

@@ -15,9 +15,9 @@
 //! - XZ ([`xz4rust`]): one `XzDecoder` ([`XZ_STATE_BYTES`]) and a [`xz::SCRATCH`]-byte staging
 //!   buffer; the LZMA2 dictionary is the output slice (see [`xz`] for how, and for the x86 BCJ
 //!   filter, which is applied in place afterwards).
-//! - zstd ([`ruzstd`]): `ruzstd` has no single-call mode; its ring buffer keeps the frame's
-//!   window, which this module caps at the output size, so the heap peaks at about the
-//!   uncompressed size (see [`zstd`]).
+//! - zstd (our own decoder, [`zstd`]): the Huffman and FSE decoding tables,
+//!   [`ZSTD_STATE_BYTES`]; the window is the output itself, literals are decoded straight into
+//!   it.
 //!
 //! The payload of a bzImage ends with the 4-byte little-endian uncompressed size (Linux's
 //! `size_append` in `scripts/Makefile.lib`; for gzip it is the trailer's ISIZE):
@@ -40,6 +40,8 @@ pub const GZIP_STATE_BYTES: usize =
     core::mem::size_of::<miniz_oxide::inflate::core::DecompressorOxide>();
 /// Heap bytes the XZ decoder's state takes (`xz4rust`'s `XzDecoder`, without its dictionary).
 pub const XZ_STATE_BYTES: usize = core::mem::size_of::<xz4rust::XzDecoder<'static>>();
+/// Heap bytes the zstd decoder's state takes (its decoding tables).
+pub const ZSTD_STATE_BYTES: usize = zstd::STATE_BYTES;
 
 /// What went wrong, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

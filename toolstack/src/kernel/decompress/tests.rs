@@ -103,7 +103,7 @@ fn zstd_and_gzip_variants() {
             Ok(elf.len())
         );
         assert_eq!(out, elf, "{args:?}");
-        // A slice much larger than the output: the window stays the frame's (up to 100 MiB).
+        // A slice much larger than the output: nothing past the output is needed.
         let mut big = vec![0u8; 64 << 20];
         assert_eq!(
             decompress_into(Compression::Zstd, &p, &mut big),
@@ -390,7 +390,7 @@ fn zstd_size_appended_that_lies() {
         return;
     };
     let n = p.len();
-    // A smaller size: the window shrinks with it; a match past it is an error, not wrong data.
+    // A smaller size: the frame decodes, then the appended size does not match; never wrong data.
     p[n - 4..].copy_from_slice(&4096u32.to_le_bytes());
     let mut out = vec![0u8; elf.len()];
     match decompress_into(Compression::Zstd, &p, &mut out) {

@@ -1,7 +1,6 @@
 //! XXH64 (seed 0), for the zstd frame's content checksum (RFC 8878 3.1.1: the low 32 bits of
-//! XXH64 of the decompressed content). `ruzstd` checks it only with its `hash` feature, which
-//! pulls in a crate dom0 does not otherwise need; the algorithm (xxHash's specification,
-//! `doc/xxhash_spec.md`) is short.
+//! XXH64 of the decompressed content), checked by [`super::zstd`] over the output slice; the
+//! algorithm (xxHash's specification, `doc/xxhash_spec.md`) is short.
 
 const P1: u64 = 0x9e37_79b1_85eb_ca87;
 const P2: u64 = 0xc2b2_ae3d_27d4_eb4f;
