@@ -461,11 +461,11 @@ impl Net {
     }
 
     fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
-        // Guests are notified once, at the end of the pass: a notification wakes a guest that
-        // Xen's scheduler then usually runs at once, preempting dom0 on its hypercall's return;
-        // sent mid-pass, the sender's TX completion would run before dom0 has handed the
-        // packets on, costing a domain switch per pass and per direction.
-        let mut notify: Vec<EvtchnPort> = Vec::new();
+        // A sender hears of its TX responses at once, before dom0 moves its packets on: Xen
+        // usually runs it right away, and it frees its buffers and queues more while dom0
+        // works (Linux's TCP small queues hold a sender back until its buffers are freed).
+        // Measured: deferring these notifications to the end of the pass cut DomU -> dom0
+        // from 1.8 to 0.8-1.2 MiB/s (`cargo image bench-net`, 32 and 64 MiB).
         self.uplink_receive(now_ns);
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
@@ -475,7 +475,7 @@ impl Net {
             match att.link.transmit(x, &mut page, &mut self.bounce, TX_BUDGET) {
                 Ok(t) => {
                     if t.notify {
-                        notify.push(att.ports[0]);
+                        let _ = ops::evtchn_send(x, att.ports[0]);
                     }
                     let from = self.vifs[k].port;
                     for p in t.packets {
@@ -521,7 +521,10 @@ impl Net {
             };
             let mut page = SharedPage::at_slot(att.slots[1]);
             match att.link.receive(x, &mut page, &mut self.bounce, now_ns) {
-                Ok(true) => notify.push(*att.ports.last().unwrap_or(&att.ports[0])),
+                Ok(true) => {
+                    let p = *att.ports.last().unwrap_or(&att.ports[0]);
+                    let _ = ops::evtchn_send(x, p);
+                }
                 Ok(false) => {}
                 Err(e) => {
                     let m = format!("RX ring: {e:?}; vif closed");
@@ -530,11 +533,6 @@ impl Net {
                     self.detach(x, k, free);
                 }
             }
-        }
-        notify.sort_unstable_by_key(|p| p.0);
-        notify.dedup();
-        for p in notify {
-            let _ = ops::evtchn_send(x, p);
         }
     }
 
