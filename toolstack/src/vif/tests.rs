@@ -81,6 +81,7 @@ fn netfront_connects_closes_and_connects_again() {
             channels: Channels::Single(11),
             rx_notify: true,
             sg: true,
+            rx_gso_tcpv4: true,
             csum_offload: true,
             ipv6_csum_offload: false,
         })]
