@@ -331,6 +331,139 @@ fn corrupt_bzimage(xen: XenVersion) {
     assert_no_domu_leaks(&out);
 }
 
+/// Debian's bzImage with its payload recompressed by the host's `tool` as Linux compresses
+/// that format (`gzip -9`; `zstd -22 --ultra` followed by the 4-byte size, `cmd_zstd22`), the
+/// setup header's payload length patched. Cached in `target/test-data` (zstd -22 takes ~12 s).
+fn recompressed_bzimage(vmlinuz: &std::path::Path, c: toolstack::kernel::Compression) -> Vec<u8> {
+    use toolstack::kernel::{Compression, decompress};
+    let dir = image::target_dir().join("test-data");
+    std::fs::create_dir_all(&dir).expect("test-data dir");
+    let bz = std::fs::read(vmlinuz).expect("the cached bzImage");
+    let cached = dir.join(format!("vmlinuz-{}-{}", c.as_str(), bz.len()));
+    if let Ok(b) = std::fs::read(&cached) {
+        return b;
+    }
+    let p = toolstack::kernel::locate_payload(&bz).expect("its payload");
+    let payload = &bz[p.offset..p.offset + p.len];
+    let mut raw = vec![0u8; decompress::output_room(Compression::Xz, payload).expect("room")];
+    let n = decompress::decompress_into(Compression::Xz, payload, &mut raw).expect("XZ payload");
+    raw.truncate(n);
+    let args: &[&str] = match c {
+        Compression::Gzip => &["-n", "-9", "-c"],
+        _ => &["-22", "--ultra", "-T0", "-q", "-c"],
+    };
+    let tool = if c == Compression::Gzip { "gzip" } else { "zstd" };
+    let mut child = std::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (apt-get install {tool})"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&raw).expect("feed the compressor");
+        n
+    });
+    let out = child.wait_with_output().expect("compressor output");
+    let n = feeder.join().expect("feeder");
+    assert!(out.status.success(), "{tool} failed");
+    let mut new = out.stdout;
+    if c != Compression::Gzip {
+        new.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    let mut b = bz[..p.offset].to_vec();
+    b.extend_from_slice(&new);
+    b.extend_from_slice(&bz[p.offset + p.len..]);
+    let at = toolstack::kernel::bzimage::PAYLOAD_LENGTH;
+    b[at..at + 4].copy_from_slice(&(new.len() as u32).to_le_bytes());
+    std::fs::write(&cached, &b).expect("cache the bzImage");
+    b
+}
+
+/// (g) Issue 14: the same Debian kernel as a gzip and as a zstd bzImage (its payload
+/// recompressed as Linux does): both DomUs boot to init through dom0's own decoders, and dom0's
+/// heap peak stays far below the kernel's size (each decoder writes into the DomU's memory; a
+/// zstd decoder with its window on the heap needed 64 MiB here).
+fn recompressed_bzimages(xen: XenVersion) {
+    use toolstack::bundle::FileKind;
+    use toolstack::kernel::Compression;
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let g = image::guest::fetch_linux(&image::target_dir(), true).expect("the Debian guest");
+    let domain = |spec: &str| -> image::bundle::DomainSpecInput { spec.parse().expect(spec) };
+    let domains = [
+        domain(
+            "name=gz,memory=128,vcpus=1,kernel=gz,initrd=initramfs,device=console,cmdline=console=hvc0",
+        ),
+        domain(
+            "name=zst,memory=128,vcpus=1,kernel=zst,initrd=initramfs,device=console,cmdline=console=hvc0",
+        ),
+    ];
+    let files = [
+        (
+            FileKind::Kernel,
+            "gz".to_string(),
+            recompressed_bzimage(&g.vmlinuz, Compression::Gzip),
+        ),
+        (
+            FileKind::Kernel,
+            "zst".to_string(),
+            recompressed_bzimage(&g.vmlinuz, Compression::Zstd),
+        ),
+        (
+            FileKind::Initrd,
+            "initramfs".to_string(),
+            std::fs::read(&g.initramfs).expect("initramfs"),
+        ),
+    ];
+    let bytes = image::bundle::pack(&domains, &files).expect("pack");
+    let path = image::target_dir()
+        .join("test-data")
+        .join("bundle-bzimage-gzip-zstd.bin");
+    std::fs::write(&path, &bytes).expect("write bundle");
+    let mut cfg = tests::config(
+        xen,
+        1,
+        &format!("test-domu-bzimage-gzip-zstd-{major}.{minor}"),
+    );
+    cfg.timeout = tests::DOMU_TIMEOUT;
+    cfg.module = Some(path);
+    cfg.dom0_mem_mib = 256;
+    cfg.mem_mib = 256 + 2 * 128 + 256;
+    let out = boot(&cfg);
+    assert_pass(&out);
+    assert_xen_log_clean(&out, major, minor);
+    for (name, format) in [("gz", "gzip"), ("zst", "zstd")] {
+        assert_domu_ran(&out, name, "poweroff");
+        let d = domu(&out, name);
+        let decompress = d
+            .build_steps
+            .iter()
+            .find(|(n, _)| n == "decompress")
+            .map_or(0, |(_, ns)| *ns);
+        check!(out, decompress > 0, "{name}: steps {:?}", d.build_steps);
+        println!("{name}: decompress {} ms", decompress / 1_000_000);
+        let m = tests::dom0(&out)
+            .modules
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let described = matches!(&m.status, report::ModuleStatus::Used(what)
+            if what.contains(&format!("kernel {name}: bzImage"))
+                && what.contains(&format!("{format} payload")));
+        check!(out, described, "bundle status {:?}", m.status);
+    }
+    // Debian's kernel is 65.9 MB uncompressed: the decoders' state is kilobytes.
+    let peak = tests::dom0(&out).heap.peak;
+    check!(out, peak < 4 << 20, "dom0 heap peak {peak} B");
+    assert_no_domu_leaks(&out);
+}
+
+#[test]
+fn gzip_and_zstd_bzimages_boot_under_xen_4_20() {
+    recompressed_bzimages(XenVersion::V4_20);
+}
+
 #[test]
 fn corrupt_bzimage_is_refused_and_the_other_domu_runs_under_xen_4_17() {
     corrupt_bzimage(XenVersion::V4_17);
