@@ -269,4 +269,6 @@ impl<T: Transport> Transport for Shared<T> {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

@@ -352,7 +352,11 @@ fn recompressed_bzimage(vmlinuz: &std::path::Path, c: toolstack::kernel::Compres
         Compression::Gzip => &["-n", "-9", "-c"],
         _ => &["-22", "--ultra", "-T0", "-q", "-c"],
     };
-    let tool = if c == Compression::Gzip { "gzip" } else { "zstd" };
+    let tool = if c == Compression::Gzip {
+        "gzip"
+    } else {
+        "zstd"
+    };
     let mut child = std::process::Command::new(tool)
         .args(args)
         .stdin(std::process::Stdio::piped())
