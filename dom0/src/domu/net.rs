@@ -461,11 +461,6 @@ impl Net {
     }
 
     fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
-        // A sender hears of its TX responses at once, before dom0 moves its packets on: Xen
-        // usually runs it right away, and it frees its buffers and queues more while dom0
-        // works (Linux's TCP small queues hold a sender back until its buffers are freed).
-        // Measured: deferring these notifications to the end of the pass cut DomU -> dom0
-        // from 1.8 to 0.8-1.2 MiB/s (`cargo image bench-net`, 32 and 64 MiB).
         self.uplink_receive(now_ns);
         for k in 0..self.vifs.len() {
             let Some(att) = self.vifs[k].att.as_mut() else {
@@ -474,6 +469,11 @@ impl Net {
             let mut page = SharedPage::at_slot(att.slots[0]);
             match att.link.transmit(x, &mut page, &mut self.bounce, TX_BUDGET) {
                 Ok(t) => {
+                    // A sender hears of its TX responses at once, before dom0 moves its
+                    // packets on: Xen usually runs it right away, and it frees its buffers and
+                    // queues more while dom0 works (Linux's TCP small queues hold a sender back
+                    // until its buffers are freed). Measured: deferring this to the end of the
+                    // pass cut DomU -> dom0 from 1.8 to 0.8-1.2 MiB/s (`cargo image bench-net`).
                     if t.notify {
                         let _ = ops::evtchn_send(x, att.ports[0]);
                     }
