@@ -1,12 +1,9 @@
 //! What a hostile DomU can make dom0 hold, measured with a counting allocator (this test
-//! binary's global allocator counts, per thread, the bytes live and the peak).
+//! binary's global allocator, `counting`, counts per thread the bytes live and the peak).
 //!
 //! Every test here would fail on the service before issue 10: unbounded transaction change
 //! lists, watch events built for every watch and change, output queues bounded only in
 //! messages, no memory accounting at all.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use toolstack::xenstore::account::{DOM0_SLACK, output_reserve, request_bound};
 use toolstack::xenstore::{
@@ -14,54 +11,12 @@ use toolstack::xenstore::{
     ring_layout as L,
 };
 
-struct Counting;
+mod counting;
+use counting::live;
 
-thread_local! {
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-    static PEAK: Cell<i64> = const { Cell::new(0) };
-}
-
-fn add(n: i64) {
-    let _ = LIVE.try_with(|l| {
-        let v = l.get() + n;
-        l.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-// SAFETY: forwards to the system allocator unchanged; the counters are thread-local cells
-// with const initialisers (no allocation, no lazy initialisation).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size() as i64);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as i64));
-        // SAFETY: `p` came from `System.alloc` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        add(new as i64 - l.size() as i64);
-        // SAFETY: as for `alloc`/`dealloc`.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
-
-fn live() -> i64 {
-    LIVE.with(Cell::get)
-}
-
-/// Run `f` and return the most bytes live above the level before it.
+/// Run `f`; the most bytes live above the level before it.
 fn peak_of(f: impl FnOnce()) -> i64 {
-    let base = live();
-    PEAK.with(|p| p.set(base));
-    f();
-    PEAK.with(Cell::get) - base
+    counting::peak_of(f).1
 }
 
 /// A guest's side of its ring page.
