@@ -263,6 +263,30 @@ fn debian_bzimage_boots_under_xen_4_20() {
     bzimage_domu(XenVersion::V4_20);
 }
 
+/// Boot `xen` with a bundle of `domains` (two 128 MiB DomUs at most) and `files`, written to
+/// `target/test-data/bundle-NAME.bin`; `expect` are the errors the run provokes on purpose.
+fn boot_bundle(
+    xen: XenVersion,
+    name: &str,
+    domains: &[image::bundle::DomainSpecInput],
+    files: &[(toolstack::bundle::FileKind, String, Vec<u8>)],
+    expect: &[&str],
+) -> image::RunOutcome {
+    let (major, minor) = xen.major_minor().expect("a Xen version");
+    let bytes = image::bundle::pack(domains, files).expect("pack");
+    let dir = image::target_dir().join("test-data");
+    std::fs::create_dir_all(&dir).expect("test-data dir");
+    let path = dir.join(format!("bundle-{name}.bin"));
+    std::fs::write(&path, &bytes).expect("write bundle");
+    let mut cfg = tests::config(xen, 1, &format!("test-domu-{name}-{major}.{minor}"));
+    cfg.timeout = tests::DOMU_TIMEOUT;
+    cfg.module = Some(path);
+    cfg.dom0_mem_mib = 256;
+    cfg.mem_mib = 256 + 2 * 128 + 256;
+    cfg.expect_errors = expect.iter().map(|e| e.to_string()).collect();
+    boot(&cfg)
+}
+
 /// (f) A bzImage whose payload is corrupt is refused with the decoder's error (the format and
 /// the offset), the half-built domain is destroyed, and dom0 serves the other DomU as usual.
 fn corrupt_bzimage(xen: XenVersion) {
@@ -292,22 +316,13 @@ fn corrupt_bzimage(xen: XenVersion) {
             read(&g.initramfs),
         ),
     ];
-    let bytes = image::bundle::pack(&domains, &files).expect("pack");
-    let dir = image::target_dir().join("test-data");
-    std::fs::create_dir_all(&dir).expect("test-data dir");
-    let path = dir.join("bundle-bzimage-corrupt.bin");
-    std::fs::write(&path, &bytes).expect("write bundle");
-    let mut cfg = tests::config(
+    let out = boot_bundle(
         xen,
-        1,
-        &format!("test-domu-bzimage-corrupt-{major}.{minor}"),
+        "bzimage-corrupt",
+        &domains,
+        &files,
+        &["domu broken: build failed"],
     );
-    cfg.timeout = tests::DOMU_TIMEOUT;
-    cfg.module = Some(path);
-    cfg.dom0_mem_mib = 256;
-    cfg.mem_mib = 256 + 2 * 128 + 256;
-    cfg.expect_errors = vec!["domu broken: build failed".into()];
-    let out = boot(&cfg);
     assert_pass(&out);
     assert_xen_log_clean(&out, major, minor);
     assert_domu_ran(&out, "demo", "poweroff");
@@ -420,21 +435,7 @@ fn recompressed_bzimages(xen: XenVersion) {
             std::fs::read(&g.initramfs).expect("initramfs"),
         ),
     ];
-    let bytes = image::bundle::pack(&domains, &files).expect("pack");
-    let path = image::target_dir()
-        .join("test-data")
-        .join("bundle-bzimage-gzip-zstd.bin");
-    std::fs::write(&path, &bytes).expect("write bundle");
-    let mut cfg = tests::config(
-        xen,
-        1,
-        &format!("test-domu-bzimage-gzip-zstd-{major}.{minor}"),
-    );
-    cfg.timeout = tests::DOMU_TIMEOUT;
-    cfg.module = Some(path);
-    cfg.dom0_mem_mib = 256;
-    cfg.mem_mib = 256 + 2 * 128 + 256;
-    let out = boot(&cfg);
+    let out = boot_bundle(xen, "bzimage-gzip-zstd", &domains, &files, &[]);
     assert_pass(&out);
     assert_xen_log_clean(&out, major, minor);
     for (name, format) in [("gz", "gzip"), ("zst", "zstd")] {

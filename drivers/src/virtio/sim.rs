@@ -236,11 +236,7 @@ impl Transport for SimNet {
         0
     }
     fn read_config_space<V: FromBytes + IntoBytes>(&self, at: usize) -> virtio_drivers::Result<V> {
-        let mut cfg = [0u8; 64];
-        cfg[..8].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56, 1, 0]);
-        cfg.get(at..at + core::mem::size_of::<V>())
-            .and_then(|b| V::read_from_bytes(b).ok())
-            .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)
+        super::tests::net_config(1, at)
     }
     fn write_config_space<V: IntoBytes + Immutable>(
         &mut self,

@@ -53,12 +53,7 @@ impl Transport for Fake {
         0
     }
     fn read_config_space<V: FromBytes + IntoBytes>(&self, at: usize) -> virtio_drivers::Result<V> {
-        // virtio_net_config: MAC 52:54:00:12:34:56, status (bit 0 = link up) from `self.link`.
-        let mut cfg = [0u8; 64];
-        cfg[..8].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56, self.link, 0]);
-        cfg.get(at..at + core::mem::size_of::<V>())
-            .and_then(|b| V::read_from_bytes(b).ok())
-            .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)
+        net_config(self.link, at)
     }
     fn write_config_space<V: IntoBytes + Immutable>(
         &mut self,
@@ -67,6 +62,16 @@ impl Transport for Fake {
     ) -> virtio_drivers::Result<()> {
         Ok(())
     }
+}
+
+/// `virtio_net_config` (virtio 1.2 §5.1.4) read at `at`: MAC 52:54:00:12:34:56, status
+/// (bit 0 = link up) from `link`.
+pub(super) fn net_config<V: FromBytes>(link: u8, at: usize) -> virtio_drivers::Result<V> {
+    let mut cfg = [0u8; 64];
+    cfg[..8].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56, link, 0]);
+    cfg.get(at..at + core::mem::size_of::<V>())
+        .and_then(|b| V::read_from_bytes(b).ok())
+        .ok_or(virtio_drivers::Error::ConfigSpaceTooSmall)
 }
 
 const NET_MAC: u64 = 1 << 5;
