@@ -35,6 +35,7 @@ use toolstack::kernel::{Compression, locate_payload};
 use crate::bundle::DomainSpecInput;
 use crate::util::run_captured;
 use crate::xenpkg::{AptPrivate, private_sources, write_atomic};
+use deb::{deb_version, extract_member, extract_members, find_deb, list_members};
 
 /// The Debian release the guest comes from.
 pub const SUITE: &str = "bookworm";
@@ -275,30 +276,6 @@ fn download_and_build(work: &Path, root: &Path, quiet: bool) -> Result<GuestFile
     })
 }
 
-/// The `.deb` of `package` that `apt-get download` left in `dir`.
-fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
-    let prefix = format!("{package}_");
-    fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "deb")
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix))
-        })
-        .with_context(|| {
-            format!(
-                "apt-get download left no {package}_*.deb in {}",
-                dir.display()
-            )
-        })
-}
-
-fn deb_version(deb: &Path) -> Result<String> {
-    let out = run_captured(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Version"))?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The netfront driver in the cache and in the initramfs (`/lib/modules/xen-netfront.ko`).
 pub const NETFRONT_MODULE: &str = "xen-netfront.ko";
 
@@ -330,81 +307,6 @@ fn check_module(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
         bail!("{what} is not an ELF kernel module");
     }
     Ok(bytes)
-}
-
-/// Extracts one member of a `.deb`'s data archive into `dest`.
-fn extract_member(deb: &Path, member: &str, dest: &Path) -> Result<()> {
-    extract_members(deb, &[member.to_string()], dest)
-}
-
-/// The member names of a `.deb`'s data archive (`tar -t`).
-fn list_members(deb: &Path) -> Result<Vec<String>> {
-    let scratch = std::env::temp_dir().join(format!("image-list-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch)?;
-    let result = (|| {
-        let data = data_member(deb)?;
-        run_captured(
-            Command::new("ar")
-                .arg("x")
-                .arg(std::path::absolute(deb)?)
-                .arg(&data)
-                .current_dir(&scratch),
-        )?;
-        let out = run_captured(
-            Command::new("tar")
-                .arg("-t")
-                .arg("-f")
-                .arg(scratch.join(&data)),
-        )?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect())
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    result
-}
-
-/// The name of a `.deb`'s `data.tar.*` member.
-fn data_member(deb: &Path) -> Result<String> {
-    let listing = run_captured(Command::new("ar").arg("t").arg(deb))?;
-    String::from_utf8_lossy(&listing.stdout)
-        .lines()
-        .map(str::trim)
-        .find(|m| m.starts_with("data.tar"))
-        .map(str::to_string)
-        .with_context(|| format!("{} has no data.tar member", deb.display()))
-}
-
-/// Extracts members of a `.deb`'s data archive into `dest` (the kernel package holds hundreds
-/// of MiB of modules that are not needed): `ar` takes out `data.tar.*`, then one `tar` (which
-/// knows every compression dpkg uses) takes out the members.
-fn extract_members(deb: &Path, members: &[String], dest: &Path) -> Result<()> {
-    let data = data_member(deb)?;
-    let data = data.as_str();
-    let scratch = dest.join(format!(".{data}"));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch)?;
-    run_captured(
-        Command::new("ar")
-            .arg("x")
-            .arg(std::path::absolute(deb)?)
-            .arg(data)
-            .current_dir(&scratch),
-    )?;
-    let result = run_captured(
-        Command::new("tar")
-            .arg("-x")
-            .arg("-f")
-            .arg(scratch.join(data))
-            .arg("-C")
-            .arg(dest)
-            .args(members),
-    )
-    .with_context(|| format!("extracting {} from {}", members.join(" "), deb.display()));
-    let _ = fs::remove_dir_all(&scratch);
-    result.map(drop)
 }
 
 /// Decompresses a bzImage's payload with the host's `xz`, `gzip` or `zstd` and returns the
@@ -581,6 +483,7 @@ pub fn compact_elf(elf: &[u8]) -> Result<Vec<u8>> {
 }
 
 // The initramfs: `guest/initramfs.rs`; the bench's baseline guest: `guest/virtio.rs`.
+mod deb;
 mod initramfs;
 pub use initramfs::*;
 pub mod virtio;

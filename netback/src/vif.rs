@@ -69,6 +69,25 @@ pub struct VifCounters {
     pub rx_gso_packets: u64,
 }
 
+impl core::ops::AddAssign<&VifCounters> for VifCounters {
+    /// Add another connection's counters (a vif's total over its reconnects).
+    fn add_assign(&mut self, c: &VifCounters) {
+        self.tx_packets += c.tx_packets;
+        self.tx_bytes += c.tx_bytes;
+        self.tx_dropped += c.tx_dropped;
+        self.tx_copy_errors += c.tx_copy_errors;
+        self.rx_packets += c.rx_packets;
+        self.rx_bytes += c.rx_bytes;
+        self.rx_copy_errors += c.rx_copy_errors;
+        self.grant_copies += c.grant_copies;
+        self.copy_hypercalls += c.copy_hypercalls;
+        self.tx_gso_packets += c.tx_gso_packets;
+        self.tx_gso_segments += c.tx_gso_segments;
+        self.tx_gso_dropped += c.tx_gso_dropped;
+        self.rx_gso_packets += c.rx_gso_packets;
+    }
+}
+
 /// A connected vif: the frontend's configuration and the backend's view of both rings.
 #[derive(Debug, Clone)]
 pub struct Link {

@@ -575,3 +575,43 @@ fn posted_rx_buffers_count_as_work_only_when_they_move_forward() {
     assert_eq!(look(&mut rxp, 5000), 2, "more than a ring ahead");
     assert_eq!(look(&mut rxp, 256), 3, "a full ring posted");
 }
+
+/// A vif's totals over reconnects: every counter adds up.
+#[test]
+fn counters_add_up_over_connections() {
+    let one = VifCounters {
+        tx_packets: 1,
+        tx_bytes: 2,
+        tx_dropped: 3,
+        tx_copy_errors: 4,
+        rx_packets: 5,
+        rx_bytes: 6,
+        rx_copy_errors: 7,
+        grant_copies: 8,
+        copy_hypercalls: 9,
+        tx_gso_packets: 10,
+        tx_gso_segments: 11,
+        tx_gso_dropped: 12,
+        rx_gso_packets: 13,
+    };
+    let mut total = one;
+    total += &one;
+    assert_eq!(
+        total,
+        VifCounters {
+            tx_packets: 2,
+            tx_bytes: 4,
+            tx_dropped: 6,
+            tx_copy_errors: 8,
+            rx_packets: 10,
+            rx_bytes: 12,
+            rx_copy_errors: 14,
+            grant_copies: 16,
+            copy_hypercalls: 18,
+            tx_gso_packets: 20,
+            tx_gso_segments: 22,
+            tx_gso_dropped: 24,
+            rx_gso_packets: 26,
+        }
+    );
+}
