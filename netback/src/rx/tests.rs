@@ -235,3 +235,33 @@ fn a_gso_packet_takes_an_extra_slot_after_its_first() {
     assert!(matches!(r[1], RxSlot::Extra(_)));
     assert!(data(&r[2..]).iter().all(|x| x.status == NETIF_RSP_ERROR));
 }
+
+/// A frontend that asked for GSO but never posts enough buffers for a whole GSO packet (data
+/// slots + the extra) stalls only its own vif: the packet (and what queued behind it, in order)
+/// waits within the backlog's bounds, is dropped as stale after `DRAIN_NS` (XSA-392), and later
+/// frames then use the buffers that were posted.
+#[test]
+fn a_gso_packet_without_enough_buffers_waits_then_expires() {
+    let mut f = Frontend::new();
+    let mut ring = BackRing::attach(&f.page[..], RX_SLOT).unwrap();
+    let mut q = RxQueue::new();
+    let big = Packet {
+        data: vec![1; 60_000],
+        gso_mss: Some(1448),
+    };
+    assert!(q.push(big, 0));
+    assert!(q.push(vec![2; 60], 0));
+    f.post(15); // 15 data slots are needed, plus 1 for the extra
+    let d = q.deliver(&mut ring, &f.page[..]).unwrap();
+    assert!(d.packets.is_empty() && q.len() == 2, "in order: the small frame waits too");
+    q.expire(DRAIN_NS - 1);
+    assert_eq!(q.len(), 2);
+    q.expire(DRAIN_NS);
+    assert_eq!(q.counters.dropped_stale, 2);
+    assert!(q.is_empty());
+    // Later frames use the buffers that were posted.
+    assert!(q.push(vec![3; 60], DRAIN_NS));
+    let d = q.deliver(&mut ring, &f.page[..]).unwrap();
+    assert_eq!(d.packets.len(), 1);
+    assert_eq!(q.counters.delivered_gso, 0);
+}
