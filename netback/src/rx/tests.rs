@@ -253,7 +253,10 @@ fn a_gso_packet_without_enough_buffers_waits_then_expires() {
     assert!(q.push(vec![2; 60], 0));
     f.post(15); // 15 data slots are needed, plus 1 for the extra
     let d = q.deliver(&mut ring, &f.page[..]).unwrap();
-    assert!(d.packets.is_empty() && q.len() == 2, "in order: the small frame waits too");
+    assert!(
+        d.packets.is_empty() && q.len() == 2,
+        "in order: the small frame waits too"
+    );
     q.expire(DRAIN_NS - 1);
     assert_eq!(q.len(), 2);
     q.expire(DRAIN_NS);
