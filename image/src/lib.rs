@@ -513,8 +513,15 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         }
     }
 
-    let finished = qemu::run_qemu(&prepared.qemu, &args, cfg.timeout, !cfg.quiet)?;
+    // serial.log grows as the run goes (`tail -f` it); it is rewritten whole at the end.
     let serial_log = run_dir.join("serial.log");
+    let watch = qemu::Watch {
+        timeout: cfg.timeout,
+        stream: !cfg.quiet,
+        live_log: Some(serial_log.clone()),
+        xen_console: cfg.xen != XenVersion::None,
+    };
+    let finished = qemu::run_qemu(&prepared.qemu, &args, &watch)?;
     std::fs::write(&serial_log, &finished.serial)?;
     if !finished.stderr.trim().is_empty() {
         std::fs::write(run_dir.join("qemu-stderr.txt"), &finished.stderr)?;

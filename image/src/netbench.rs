@@ -121,7 +121,12 @@ pub fn baseline(mib: u64, smp: u32, timeout: Duration) -> Result<Baseline> {
         g.kernel_version,
         g.modules.join(" ")
     );
-    let f = run_qemu(&qemu, &args, timeout, false)?;
+    let watch = crate::qemu::Watch {
+        timeout,
+        live_log: Some(dir.join("serial.log")),
+        ..Default::default()
+    };
+    let f = run_qemu(&qemu, &args, &watch)?;
     let serial = String::from_utf8_lossy(&f.serial).into_owned();
     std::fs::write(dir.join("serial.log"), &serial)?;
     let console = init_lines(&serial);

@@ -406,22 +406,58 @@ pub struct Finished {
 /// How long QEMU may go on after Xen printed a terminal line (it prints the rest of the crash).
 const GRACE_AFTER_TERMINAL_LINE: Duration = Duration::from_millis(1500);
 
-/// Runs QEMU with `args`, streaming the serial console to stdout (when `stream`) while saving
-/// it, until QEMU exits or `timeout` passes.
-pub fn run_qemu(qemu: &Path, args: &[String], timeout: Duration, stream: bool) -> Result<Finished> {
+/// How a QEMU process is run and watched (see [`run_qemu`]).
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// Print the serial console, line by line, as it comes.
+    pub stream: bool,
+    /// Append the raw serial console to this file as it comes (`tail -f` a live run).
+    pub live_log: Option<PathBuf>,
+    /// Xen owns the serial console: at the timeout, ask it for its state with debug keys
+    /// ([`XEN_DUMP_KEYS`]) before QEMU is killed, so a hang leaves Xen's view of every vCPU.
+    pub xen_console: bool,
+}
+
+/// What a timed-out run types on Xen's console: three Ctrl-A switch its input from dom0 to Xen
+/// (`conswitch`, xen/drivers/char/console.c), then `q` (domains and vCPUs: pause flags, poll,
+/// pending upcalls), `r` (the scheduler's run queues) and `e` (event channels). A key press
+/// also makes Xen's CPU run its softirqs, so the run may move on; the report says it stalled.
+pub const XEN_DUMP_KEYS: &[u8] = b"\x01\x01\x01qre";
+
+/// The line the harness puts in the serial log before it types [`XEN_DUMP_KEYS`].
+pub const XEN_DUMP_MARK: &str = "image: timed out; asking Xen for its state (debug keys q r e)";
+
+/// How long Xen gets to print its dumps before QEMU is killed.
+const XEN_DUMP_GRACE: Duration = Duration::from_secs(4);
+
+/// Runs QEMU with `args` until it exits or `watch.timeout` passes, keeping the serial console
+/// (and streaming or logging it as `watch` says).
+pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished> {
     let start = Instant::now();
+    let timeout = watch.timeout;
     let mut child = Command::new(qemu)
         .args(args)
-        .stdin(Stdio::null())
+        // Xen reads its console from here (the dump keys at a timeout); nothing else is typed.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", qemu.display()))?;
+    let mut keyboard = child.stdin.take();
     let serial = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().context("QEMU stdout")?;
+    let live = match &watch.live_log {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    let stream = watch.stream;
     let reader = {
         let serial = Arc::clone(&serial);
-        thread::spawn(move || pump_serial(stdout, &serial, stream))
+        thread::spawn(move || pump_serial(stdout, &serial, stream, live))
     };
     let mut stderr_pipe = child.stderr.take().context("QEMU stderr")?;
     let stderr_reader = thread::spawn(move || {
@@ -431,6 +467,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], timeout: Duration, stream: bool) -
     });
 
     let mut timed_out = false;
+    let mut asked_xen = false;
     let mut stopped_after: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
     let mut scanned = 0usize;
@@ -439,8 +476,15 @@ pub fn run_qemu(qemu: &Path, args: &[String], timeout: Duration, stream: bool) -
             break Some(status);
         }
         let now = Instant::now();
-        if now.duration_since(start) >= timeout {
+        if now.duration_since(start) >= timeout && !asked_xen {
             timed_out = kill_at.is_none();
+            if timed_out && watch.xen_console {
+                // Type the dump keys and give Xen a few seconds to print them.
+                asked_xen = true;
+                ask_xen_for_state(&serial, keyboard.as_mut());
+                kill_at = Some(Instant::now() + XEN_DUMP_GRACE);
+                continue;
+            }
             kill(&mut child);
             break None;
         }
@@ -456,6 +500,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], timeout: Duration, stream: bool) -
         thread::sleep(Duration::from_millis(20));
     };
     let wall = start.elapsed();
+    drop(keyboard);
     let _ = reader.join();
     let stderr = stderr_reader.join().unwrap_or_default();
     let serial = std::mem::take(&mut *serial.lock().unwrap_or_else(|e| e.into_inner()));
@@ -485,8 +530,36 @@ fn scan_terminal(serial: &Mutex<Vec<u8>>, scanned: &mut usize) -> Option<String>
         .find(|l| is_terminal_xen_line(l))
 }
 
-/// Copies QEMU's stdout into `serial`; when `stream`, also prints it line by line, cleaned.
-fn pump_serial(mut from: impl Read, serial: &Mutex<Vec<u8>>, stream: bool) {
+/// Puts [`XEN_DUMP_MARK`] in the serial log and types [`XEN_DUMP_KEYS`] on Xen's console.
+fn ask_xen_for_state(serial: &Mutex<Vec<u8>>, keyboard: Option<&mut std::process::ChildStdin>) {
+    {
+        let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
+        if s.last().is_some_and(|&b| b != b'\n') {
+            s.push(b'\n');
+        }
+        s.extend_from_slice(XEN_DUMP_MARK.as_bytes());
+        s.push(b'\n');
+    }
+    if let Some(k) = keyboard {
+        // Xen polls or takes an interrupt per character; a pause between keys keeps each
+        // dump whole before the next one starts.
+        let (switch, keys) = XEN_DUMP_KEYS.split_at(3);
+        let _ = k.write_all(switch).and_then(|()| k.flush());
+        for &key in keys {
+            thread::sleep(Duration::from_millis(300));
+            let _ = k.write_all(&[key]).and_then(|()| k.flush());
+        }
+    }
+}
+
+/// Copies QEMU's stdout into `serial` (and `live`, raw, as it comes); when `stream`, also
+/// prints it line by line, cleaned.
+fn pump_serial(
+    mut from: impl Read,
+    serial: &Mutex<Vec<u8>>,
+    stream: bool,
+    mut live: Option<std::fs::File>,
+) {
     let mut chunk = [0u8; 4096];
     let mut pending: Vec<u8> = Vec::new();
     let out = std::io::stdout();
@@ -495,6 +568,10 @@ fn pump_serial(mut from: impl Read, serial: &Mutex<Vec<u8>>, stream: bool) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(f) = live.as_mut() {
+            // Best effort: the log kept in memory is the one the run is judged on.
+            let _ = f.write_all(&chunk[..n]);
+        }
         serial
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -126,11 +126,23 @@ pub fn verdict(e: &Evidence<'_>) -> (Outcome, String) {
         );
     }
     if e.timed_out {
-        let last = util::tail_lines(e.serial.trim_end(), 1);
+        // The last line before the harness asked Xen for its state (see `qemu::Watch`).
+        let (before, dumped) = match e.serial.split_once(crate::qemu::XEN_DUMP_MARK) {
+            Some((before, _)) => (before, true),
+            None => (e.serial, false),
+        };
+        let last = util::tail_lines(before.trim_end(), 1);
         let last = crate::xenlog::clean_line(&last);
+        let dump = match dumped {
+            true => "; Xen's state (debug keys q r e) follows it in serial.log",
+            false => "",
+        };
         return (
             Outcome::Timeout,
-            format!("timed out after {} s (last line: {last:?})", e.timeout_secs),
+            format!(
+                "timed out after {} s (last line: {last:?}{dump})",
+                e.timeout_secs
+            ),
         );
     }
     let ready = a.dom0_result == Some(Dom0Result::Ready);
@@ -333,5 +345,30 @@ mod tests {
         });
         assert_eq!(o, Outcome::Timeout);
         assert_eq!(r, "timed out after 7 s (last line: \"last words\")");
+    }
+
+    #[test]
+    fn timeout_names_the_last_line_before_xen_was_asked_for_its_state() {
+        let serial = format!(
+            "(XEN) booting\n(d1) stuck here\n{}\n(XEN) 'q' pressed -> dumping domain info\n",
+            crate::qemu::XEN_DUMP_MARK
+        );
+        let a = analyse(&serial);
+        let (o, r) = verdict(&Evidence {
+            under_xen: true,
+            exit_code: None,
+            timed_out: true,
+            timeout_secs: 420,
+            stopped_after: None,
+            qemu_stderr: "",
+            analysis: &a,
+            serial: &serial,
+            expect_errors: &[],
+        });
+        assert_eq!(o, Outcome::Timeout);
+        assert!(
+            r.contains("(last line: \"(d1) stuck here\"; Xen's state"),
+            "{r}"
+        );
     }
 }

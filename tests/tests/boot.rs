@@ -306,8 +306,7 @@ fn invalid_opcode_without_xen_is_reported() {
 }
 
 /// `on-ready=idle`: dom0 stays up in its `SCHEDOP_block` loop without crashing: the run only
-/// ends when the bench's timeout kills QEMU. (Whether the vCPU really sleeps is not visible from
-/// here; that needs Xen's run-state accounting, which comes with the toolstack.)
+/// ends when the bench's timeout kills QEMU, after Xen's state dump shows vCPU 0 asleep.
 #[test]
 fn idle_dom0_stays_up_in_schedop_block() {
     let mut cfg = config(XenVersion::V4_17, 1, "test-idle");
@@ -335,6 +334,45 @@ fn idle_dom0_stays_up_in_schedop_block() {
         "dom0 never became ready"
     );
     assert_xen_log_clean(&out, 4, 17);
+    // At the timeout the harness asked Xen for its state (`qemu::XEN_DUMP_KEYS`): Xen's own
+    // 'q' dump shows dom0's vCPU 0 blocked (`_VPF_blocked`, bit 0 of pause_flags), i.e. really
+    // asleep in SCHEDOP_block rather than spinning.
+    let dump = out
+        .serial
+        .split_once(image::qemu::XEN_DUMP_MARK)
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    // 'q' and 'e' say which key they answer; 'r' (run queues) starts with the scheduler.
+    for (key, says) in [
+        ('q', "'q' pressed -> dumping domain info"),
+        ('r', "CPUs info:"),
+        ('e', "'e' pressed -> dumping event-channel info"),
+    ] {
+        check!(
+            out,
+            dump.contains(says),
+            "Xen did not answer debug key {key:?} after the timeout ({says:?})"
+        );
+    }
+    check!(
+        out,
+        out.report.reason.contains("Xen's state (debug keys q r e)"),
+        "the timeout's reason does not point at Xen's dump: {}",
+        out.report.reason
+    );
+    let d0 = dump
+        .split("General information for domain 0:")
+        .nth(1)
+        .unwrap_or_default();
+    let flags = d0
+        .lines()
+        .find_map(|l| l.split("pause_flags=").nth(1))
+        .and_then(|f| u64::from_str_radix(f.trim(), 16).ok());
+    check!(
+        out,
+        flags.is_some_and(|f| f & 1 == 1),
+        "Xen's 'q' dump does not show dom0's vCPU 0 blocked: pause_flags {flags:?}"
+    );
 }
 
 /// Without Xen, `maxcpus=2` on a 4-CPU machine: dom0 rewrites MADT, XSDT and RSDP for a
