@@ -308,6 +308,12 @@ impl Toolstack<'_> {
             chunk_gfn: self.window + RING_SLOTS,
             mapped_gfn: self.window + RING_SLOTS + CHUNK_PAGES,
             pages: 0,
+            map_ns: 0,
+            copy_ns: 0,
+            unmap_ns: 0,
+            grant_copy: true,
+            grant_copies: 0,
+            grant_fallback: None,
         };
         let cfg = DomainConfig {
             name: spec.name.clone(),
@@ -325,6 +331,15 @@ impl Toolstack<'_> {
         let built = builder::build(&mut env, &cfg, kernel.data, initrd, &acpi)
             .map_err(|e| format!("build failed at {e}"))?;
         s.pages_copied = mem.pages;
+        s.grant_copies = mem.grant_copies;
+        info!(
+            "domu {}: copies: map {} us, copy {} us, unmap {} us, grant copies {}",
+            spec.name,
+            mem.map_ns / 1000,
+            mem.copy_ns / 1000,
+            mem.unmap_ns / 1000,
+            mem.grant_copies
+        );
         s.domid = u64::from(built.domid);
         s.build_steps = built
             .steps

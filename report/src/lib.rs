@@ -304,8 +304,12 @@ pub struct DomuSummary {
     /// 12" (at most 16 lines).
     pub refusals: Vec<String>,
     pub restarts: u64,
-    /// Foreign-mapped pages while building and heap bytes dom0 holds for it.
+    /// Pages written while building (grant copies or foreign mappings) and heap bytes dom0
+    /// holds for it.
     pub pages_copied: u64,
+    /// `GNTTABOP_copy` operations the build wrote the kernel and initrd with (0 when it fell
+    /// back to foreign mappings; dom0's log says why).
+    pub grant_copies: u64,
     pub dom0_heap_bytes: u64,
     /// Its network interfaces, served by dom0's netback.
     pub vifs: Vec<VifSummary>,

@@ -42,6 +42,24 @@ fn one_domu(xen: XenVersion) {
     ] {
         check!(out, v.is_some(), "DomU demo: no {k}: {d:?}");
     }
+    // The kernel and initrd went in by grant copies, whole pages (dom0 stages misaligned
+    // payloads), none refused: the DomU booting is the proof the bytes are right.
+    check!(
+        out,
+        d.grant_copies > 1000 && d.grant_copies <= d.pages_copied,
+        "DomU demo: {} grant copies for {} pages written",
+        d.grant_copies,
+        d.pages_copied
+    );
+    let fell_back = serial(&out)
+        .lines()
+        .find(|l| l.contains("grant copies into domain"))
+        .map(str::to_string);
+    check!(
+        out,
+        fell_back.is_none(),
+        "dom0 gave up grant copies: {fell_back:?}"
+    );
 }
 
 #[test]

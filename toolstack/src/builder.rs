@@ -28,6 +28,8 @@ use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
 
 use crate::kernel::bzload::{self, BzLoad, LoadError};
+
+pub mod grantcopy;
 use crate::kernel::{KernelFormat, elf, kernel_format};
 
 pub const PAGE: u64 = 4096;

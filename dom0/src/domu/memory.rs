@@ -19,6 +19,16 @@ pub struct ForeignMem<'a> {
     pub mapped_gfn: u64,
     /// Pages copied or zeroed so far.
     pub pages: u64,
+    /// Time spent mapping, copying and unmapping (ns; `copy` and `zero` only).
+    pub map_ns: u64,
+    pub copy_ns: u64,
+    pub unmap_ns: u64,
+    /// Write with grant copies (`grant_write`); cleared after one fails.
+    pub grant_copy: bool,
+    /// Grant copies issued.
+    pub grant_copies: u64,
+    /// Why grant copies were given up, if they were.
+    pub grant_fallback: Option<GrantWriteError>,
 }
 
 /// Undo foreign mappings at dom0's frames `at`, in multicalls of `CHUNK_PAGES`.
@@ -50,7 +60,10 @@ impl ForeignMem<'_> {
             let gfns: Vec<u64> = (f..f + n).collect();
             let at: Vec<u64> = (self.chunk_gfn..self.chunk_gfn + n).collect();
             let mut errs = alloc::vec![0i32; n as usize];
+            let t0 = crate::time::since_entry_ns();
             let whole = domctl::map_foreign(self.x, dom, &gfns, &at, &mut errs);
+            let t1 = crate::time::since_entry_ns();
+            self.map_ns += t1 - t0;
             let bad = match whole {
                 Err(e) => Some(e),
                 Ok(()) => errs
@@ -77,6 +90,8 @@ impl ForeignMem<'_> {
                 }
                 self.pages += n;
             }
+            let t2 = crate::time::since_entry_ns();
+            self.copy_ns += t2 - t1;
             // Undo the mappings in one multicall (one trap instead of one per page).
             let mapped: Vec<u64> = errs
                 .iter()
@@ -95,6 +110,7 @@ impl ForeignMem<'_> {
                     }
                 }
             }
+            self.unmap_ns += crate::time::since_entry_ns() - t2;
             if let Some(e) = bad.or(unmap_err) {
                 return Err(e);
             }
@@ -106,8 +122,151 @@ impl ForeignMem<'_> {
     }
 }
 
+impl ForeignMem<'_> {
+    /// Writes `data` to the paused DomU with grant copies (`toolstack::builder::grantcopy`):
+    /// its grant-table frame 0 is mapped at the copy chunk's first page, each round's lent
+    /// grants are written there, the copies issued, and every lent entry is cleared again
+    /// before the frame is unmapped. `Err` leaves the DomU's memory partly written and the
+    /// caller falls back to foreign mappings, which rewrite all of it.
+    fn grant_write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), GrantWriteError> {
+        use toolstack::builder::grantcopy;
+        use xen::gnttab::{self, GrantStatus};
+        let src = data.as_ptr() as u64;
+        let len = data.len() as u64;
+        // dom0's own memory is identity-mapped: the slice's address is its guest-physical one.
+        if !crate::mem::is_mapped(src, len) {
+            return Err(GrantWriteError::NotIdentityMapped);
+        }
+        let frame = self.chunk_gfn;
+        domctl::map_grant_frame(self.x, dom, frame).map_err(GrantWriteError::MapFrame)?;
+        let table = (frame * PAGE) as *mut u8;
+        let set = |gref: u32, entry: Option<(u16, [u8; 6])>| {
+            let off = gref as usize * 8;
+            // Frame 0 of the DomU's grant table is mapped at `table` (above), write-back in
+            // dom0's identity map; gref < 512 keeps `off + 8` inside the page. The DomU is
+            // paused and nothing else uses the chunk. Flags go last when granting and first
+            // when revoking, so Xen never sees a half-written grant as valid.
+            // SAFETY: [table + off, table + off + 8) is inside the mapped frame (above).
+            unsafe {
+                let flags = table.add(off).cast::<u16>();
+                match entry {
+                    Some((f, rest)) => {
+                        for (i, b) in rest.iter().enumerate() {
+                            core::ptr::write_volatile(table.add(off + 2 + i), *b);
+                        }
+                        core::sync::atomic::fence(Ordering::Release);
+                        core::ptr::write_volatile(flags, f);
+                    }
+                    None => {
+                        core::ptr::write_volatile(flags, 0);
+                        core::sync::atomic::fence(Ordering::Release);
+                        for i in 0..6 {
+                            core::ptr::write_volatile(table.add(off + 2 + i), 0);
+                        }
+                    }
+                }
+            }
+        };
+        // Source and destination at different offsets in their pages: stage each round in a
+        // page-aligned bounce buffer so that every copy is a whole page (`BOUNCE_PAGES`).
+        let mut bounce = match src % PAGE == gpa % PAGE {
+            true => Vec::new(),
+            false => alloc::vec![0u8; (grantcopy::BOUNCE_PAGES + 1) * PAGE as usize],
+        };
+        let bounce_at = bounce.as_ptr() as u64;
+        let bounce_base = (bounce_at + PAGE - 1) & !(PAGE - 1);
+        let (mut s, mut d, mut left) = (src, gpa, len);
+        let mut lent = 0usize;
+        let mut result = Ok(());
+        while left > 0 {
+            let r = if bounce.is_empty() {
+                grantcopy::plan_round(dom, s, d, left, usize::MAX)
+            } else {
+                let staged = bounce_base + d % PAGE;
+                let r = grantcopy::plan_round(dom, staged, d, left, grantcopy::BOUNCE_PAGES);
+                let (at, from) = ((staged - bounce_at) as usize, (s - src) as usize);
+                let n = r.bytes as usize;
+                bounce[at..at + n].copy_from_slice(&data[from..from + n]);
+                r
+            };
+            for &(gref, page) in &r.grants {
+                set(gref, Some(xen::ops::grant_entry_v1(0, page as u32, false)));
+            }
+            lent = lent.max(r.grants.len());
+            let mut status = alloc::vec![GrantStatus::OKAY; r.copies.len()];
+            let t0 = crate::time::since_entry_ns();
+            let done = gnttab::copy(self.x, &r.copies, &mut status);
+            self.copy_ns += crate::time::since_entry_ns() - t0;
+            match done {
+                Err(e) => result = Err(GrantWriteError::Copy(e)),
+                Ok(()) => {
+                    if let Some(st) = status.iter().find(|st| !st.ok()) {
+                        result = Err(GrantWriteError::Status(*st));
+                    }
+                }
+            }
+            if result.is_err() {
+                break;
+            }
+            self.pages += r.grants.len() as u64;
+            self.grant_copies += r.copies.len() as u64;
+            crate::watchdog::progress();
+            s += r.bytes;
+            d += r.bytes;
+            left -= r.bytes;
+        }
+        for k in 0..lent {
+            set(grantcopy::LENT_REFS.start + k as u32, None);
+        }
+        let unmapped = domctl::unmap_own(self.x, frame);
+        result?;
+        unmapped.map_err(GrantWriteError::UnmapFrame)
+    }
+}
+
+/// Writes at least this long go through grant copies.
+const GRANT_COPY_MIN: usize = 64 << 10;
+
+/// Why [`ForeignMem::grant_write`] gave up (the write then goes through foreign mappings).
+#[derive(Debug, Clone, Copy)]
+pub enum GrantWriteError {
+    NotIdentityMapped,
+    MapFrame(XenError),
+    Copy(XenError),
+    Status(xen::gnttab::GrantStatus),
+    UnmapFrame(XenError),
+}
+
+impl core::fmt::Display for GrantWriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotIdentityMapped => write!(f, "the source is not in dom0's identity map"),
+            Self::MapFrame(e) => write!(f, "mapping the DomU's grant frame 0: {e}"),
+            Self::Copy(e) => write!(f, "GNTTABOP_copy: {e}"),
+            Self::Status(st) => write!(f, "GNTTABOP_copy: a copy failed with {}", st.name()),
+            Self::UnmapFrame(e) => write!(f, "unmapping the DomU's grant frame 0: {e}"),
+        }
+    }
+}
+
 impl GuestMemory for ForeignMem<'_> {
     fn write(&mut self, dom: DomId, gpa: u64, data: &[u8]) -> Result<(), XenError> {
+        // Small writes (start_info, ACPI tables) stay on foreign mappings: mapping the grant
+        // frame costs about as much as mapping their few pages.
+        if self.grant_copy && data.len() >= GRANT_COPY_MIN {
+            match self.grant_write(dom, gpa, data) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // Once per build: the rest of it goes through foreign mappings.
+                    log::warn!(
+                        "domu builder: grant copies into domain {dom} failed ({e}); \
+                         writing through foreign mappings instead"
+                    );
+                    self.grant_copy = false;
+                    self.grant_fallback = Some(e);
+                }
+            }
+        }
         self.copy(dom, gpa, data.len() as u64, Some(data))
     }
     fn zero(&mut self, dom: DomId, gpa: u64, len: u64) -> Result<(), XenError> {
