@@ -527,22 +527,28 @@ impl Toolstack<'_> {
             // One clock read for the whole pass (see `clocks`).
             let t = now();
             wake_at = None;
+            // Per DomU: did one of its ports wake dom0, and did serving it find work?
             let mut kicked = alloc::vec![false; self.running.len()];
+            let mut worked = alloc::vec![false; self.running.len()];
             for k in self.order.order(self.running.len()) {
-                kicked[k] = self.note_wakeup(k, t);
+                kicked[k] = self.note_wakeup(k);
+                // Console work is a whole line (hvc_xen kicks once per write, a line or more).
+                let lines_before = self.running[k].console.lines;
                 if let Some(u) = self.service_console(k, t) {
                     wake_at = Some(wake_at.map_or(u, |w: u64| w.min(u)));
                 }
-                self.service_store(k);
+                worked[k] = self.running[k].console.lines != lines_before;
+                worked[k] |= self.service_store(k);
             }
             // The vifs: handshakes first (the frontends' xenstore writes were just served),
             // then frames; what dom0 wrote to xenstore goes out as watch events.
             self.net.poll(&x, &mut self.server, &mut self.free_slots);
             self.net
                 .service(&x, &mut self.server, &mut self.free_slots, t);
-            // A vif kick counts towards the storm guard only when it found no packet to move.
-            for (k, &vif_kick) in kicked.iter().enumerate() {
-                if vif_kick && !self.net.worked(self.running[k].domid) {
+            // A kick counts towards the storm guard only when serving that DomU found nothing
+            // to do: no request handled, no console line, no packet moved.
+            for (k, &kick) in kicked.iter().enumerate() {
+                if kick && !worked[k] && !self.net.worked(self.running[k].domid) {
                     self.count_wakeup(k, t);
                 }
             }
@@ -560,25 +566,20 @@ impl Toolstack<'_> {
         }
     }
 
-    /// Count the wakeups DomU `k`'s ports caused (`service::StormGuard`: past a bound in a
-    /// period its ports leave the poll set until the period ends). A wakeup by its xenstore or
-    /// console port counts at once; one by its vif ports only is left to the caller (returns
-    /// true), which counts it only if the vifs then found no packet to move: network traffic
-    /// kicks for every few packets and is not a storm.
-    fn note_wakeup(&mut self, k: usize, t: u64) -> bool {
+    /// Whether one of DomU `k`'s ports (xenstore, console, vifs) is pending; clears them. The
+    /// caller counts the wakeup for the storm guard (`service::StormGuard`: past a bound in a
+    /// period its ports leave the poll set until the period ends) only if serving the DomU
+    /// then found no work: Linux's xenbus kicks for every request while it probes its devices
+    /// and netfront for every few packets, and neither is a storm (before, a xenstore kick
+    /// counted at once and a Linux DomU doing its netfront handshake was flagged).
+    fn note_wakeup(&mut self, k: usize) -> bool {
         let r = &mut self.running[k];
-        let store = events::take_pending(r.store_local);
-        let console = events::take_pending(r.console_local);
-        let mut vif = false;
+        let mut kicked = events::take_pending(r.store_local);
+        kicked |= events::take_pending(r.console_local);
         for p in self.net.ports(r.domid) {
-            vif |= events::take_pending(p);
+            kicked |= events::take_pending(p);
         }
-        if store || console {
-            self.count_wakeup(k, t);
-            return false;
-        }
-        // Only a vif port: counted after the vifs were served, if they found nothing to do.
-        vif
+        kicked
     }
 
     /// One wakeup DomU `k` caused, for its storm guard.
@@ -633,13 +634,16 @@ impl Toolstack<'_> {
         d.throttled_until
     }
 
-    fn service_store(&mut self, k: usize) {
+    /// Serve DomU `k`'s xenstore ring; true if it handled at least one whole request.
+    fn service_store(&mut self, k: usize) -> bool {
         let x = self.x;
         let (domid, port, slot) = {
             let r = &self.running[k];
             (r.domid, r.store_local, r.slots[0])
         };
         let mut page = Self::page(slot);
+        let requests = |s: &Server| s.connection(domid).map_or(0, |c| c.requests());
+        let before = requests(&self.server);
         match self.server.service(domid, &mut page) {
             Ok(true) => {
                 self.store_activity = true;
@@ -655,7 +659,10 @@ impl Toolstack<'_> {
                 }
             }
         }
+        // Work is a whole request handled: bytes dribbled in a few per kick are not.
+        let answered = requests(&self.server) > before;
         self.flush_others();
+        answered
     }
 
     /// Write watch events queued for any DomU into its ring.
