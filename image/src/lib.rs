@@ -122,6 +122,10 @@ pub struct RunConfig {
     pub nic_forward: qemu::NicForward,
     /// SeaBIOS with `-kernel` (default), or OVMF booting a GRUB rescue ISO made for the run.
     pub firmware: iso::Firmware,
+    /// Under Xen, ask Xen for its state after this long without console output
+    /// (`qemu::Watch::silence`); `None`: [`SILENCE_DUMP_AFTER`] for runs with DomUs, never
+    /// for the others.
+    pub silence: Option<Duration>,
 }
 
 impl Default for RunConfig {
@@ -144,6 +148,7 @@ impl Default for RunConfig {
             expect_errors: Vec::new(),
             nic_forward: qemu::NicForward::default(),
             firmware: iso::Firmware::Bios,
+            silence: None,
         }
     }
 }
@@ -331,6 +336,9 @@ fn sanitize_name(s: &str) -> String {
         })
         .collect()
 }
+
+/// How long a run with DomUs may stay silent before Xen is asked for its state.
+pub const SILENCE_DUMP_AFTER: Duration = Duration::from_secs(60);
 
 /// Creates `target/runs/<name>` (with `-2`, `-3`, ... if it exists) and returns it and the name.
 fn create_run_dir(cfg: &RunConfig) -> Result<(String, PathBuf)> {
@@ -520,6 +528,10 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         stream: !cfg.quiet,
         live_log: Some(serial_log.clone()),
         xen_console: cfg.xen != XenVersion::None,
+        // DomU runs last minutes; a minute without a console byte is worth Xen's own view.
+        silence: cfg
+            .silence
+            .or((!cfg.domus.is_empty()).then_some(SILENCE_DUMP_AFTER)),
     };
     let finished = qemu::run_qemu(&prepared.qemu, &args, &watch)?;
     std::fs::write(&serial_log, &finished.serial)?;
@@ -528,7 +540,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
     }
     let serial = String::from_utf8_lossy(&finished.serial).into_owned();
     let analysis = xenlog::analyse(&serial);
-    let (outcome, reason) = report::verdict(&report::Evidence {
+    let (outcome, mut reason) = report::verdict(&report::Evidence {
         under_xen: cfg.xen != XenVersion::None,
         exit_code: finished.exit_code,
         timed_out: finished.timed_out,
@@ -539,6 +551,20 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         serial: &serial,
         expect_errors: &cfg.expect_errors,
     });
+    if !finished.silences.is_empty() {
+        let stalls = finished
+            .silences
+            .iter()
+            .filter(|s| s.scheduler_stall)
+            .count();
+        reason.push_str(&format!(
+            "; the console was silent {} time(s) for {} s and Xen was asked for its state \
+             ({stalls} showed its scheduler stalled with a vCPU queued, which the key press \
+             moved on); see serial.log",
+            finished.silences.len(),
+            watch.silence.unwrap_or_default().as_secs()
+        ));
+    }
     let report = Report {
         run: name,
         xen: cfg.xen,
@@ -559,6 +585,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         dom0: analysis.dom0_report.clone(),
         xen_log: analysis.xen.clone(),
         serial_log: serial_log.display().to_string(),
+        silences: finished.silences.clone(),
     };
     let report_json = run_dir.join("report.json");
     std::fs::write(&report_json, serde_json::to_string_pretty(&report)? + "\n")?;

@@ -401,6 +401,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         quiet: a.quiet,
         expect_errors: a.expect_errors,
         firmware: a.firmware,
+        silence: None,
     };
     let out = image::run(&cfg)?;
     let r = &out.report;

@@ -401,6 +401,8 @@ pub struct Finished {
     pub stopped_after: Option<String>,
     /// Wall time from spawn to exit.
     pub wall: Duration,
+    /// Silences after which Xen was asked for its state ([`Watch::silence`]).
+    pub silences: Vec<Silence>,
 }
 
 /// How long QEMU may go on after Xen printed a terminal line (it prints the rest of the crash).
@@ -418,6 +420,20 @@ pub struct Watch {
     /// Xen owns the serial console: at the timeout, ask it for its state with debug keys
     /// ([`XEN_DUMP_KEYS`]) before QEMU is killed, so a hang leaves Xen's view of every vCPU.
     pub xen_console: bool,
+    /// With `xen_console`: after this long without a byte on the console, ask Xen for its
+    /// state too (and again after each further such stretch), without stopping the run.
+    pub silence: Option<Duration>,
+}
+
+/// One stretch without console output during which the harness asked Xen for its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Seconds after QEMU started.
+    pub at_s: u64,
+    /// Xen's run-queue dump showed the stall its credit2 scheduler can fall into here: a
+    /// runnable vCPU queued while every CPU idles (see README, Troubleshooting). A key press
+    /// makes the idle CPU schedule again, so such a run moves on after the dump.
+    pub scheduler_stall: bool,
 }
 
 /// What a timed-out run types on Xen's console: three Ctrl-A switch its input from dom0 to Xen
@@ -428,6 +444,10 @@ pub const XEN_DUMP_KEYS: &[u8] = b"\x01\x01\x01qre";
 
 /// The line the harness puts in the serial log before it types [`XEN_DUMP_KEYS`].
 pub const XEN_DUMP_MARK: &str = "image: timed out; asking Xen for its state (debug keys q r e)";
+
+/// The line before the dump keys typed after a silence ([`Watch::silence`]).
+pub const XEN_SILENCE_MARK: &str =
+    "image: no console output for a while; asking Xen for its state (debug keys q r e)";
 
 /// How long Xen gets to print its dumps before QEMU is killed.
 const XEN_DUMP_GRACE: Duration = Duration::from_secs(4);
@@ -468,6 +488,11 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
 
     let mut timed_out = false;
     let mut asked_xen = false;
+    // Xen takes the console input at the first three Ctrl-A and keeps it (a second three would
+    // hand it back to dom0).
+    let mut xen_has_input = false;
+    let (mut heard_len, mut heard_at) = (0usize, start);
+    let mut silence_marks: Vec<(u64, usize)> = Vec::new();
     let mut stopped_after: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
     let mut scanned = 0usize;
@@ -481,12 +506,33 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
             if timed_out && watch.xen_console {
                 // Type the dump keys and give Xen a few seconds to print them.
                 asked_xen = true;
-                ask_xen_for_state(&serial, keyboard.as_mut());
+                ask_xen_for_state(
+                    &serial,
+                    keyboard.as_mut(),
+                    XEN_DUMP_MARK,
+                    &mut xen_has_input,
+                );
                 kill_at = Some(Instant::now() + XEN_DUMP_GRACE);
                 continue;
             }
             kill(&mut child);
             break None;
+        }
+        if let (Some(quiet), true, None) = (watch.silence, watch.xen_console, kill_at) {
+            let len = serial.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if len != heard_len {
+                (heard_len, heard_at) = (len, now);
+            } else if now.duration_since(heard_at) >= quiet {
+                let mark_at = len;
+                ask_xen_for_state(
+                    &serial,
+                    keyboard.as_mut(),
+                    XEN_SILENCE_MARK,
+                    &mut xen_has_input,
+                );
+                silence_marks.push((now.duration_since(start).as_secs(), mark_at));
+                heard_at = Instant::now();
+            }
         }
         if let Some(at) = kill_at {
             if now >= at {
@@ -504,6 +550,15 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
     let _ = reader.join();
     let stderr = stderr_reader.join().unwrap_or_default();
     let serial = std::mem::take(&mut *serial.lock().unwrap_or_else(|e| e.into_inner()));
+    let silences = silence_marks
+        .iter()
+        .map(|&(at_s, from)| Silence {
+            at_s,
+            scheduler_stall: crate::xenlog::scheduler_stall(&String::from_utf8_lossy(
+                serial.get(from..).unwrap_or_default(),
+            )),
+        })
+        .collect();
     Ok(Finished {
         serial,
         stderr,
@@ -511,6 +566,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
         timed_out,
         stopped_after,
         wall,
+        silences,
     })
 }
 
@@ -530,21 +586,30 @@ fn scan_terminal(serial: &Mutex<Vec<u8>>, scanned: &mut usize) -> Option<String>
         .find(|l| is_terminal_xen_line(l))
 }
 
-/// Puts [`XEN_DUMP_MARK`] in the serial log and types [`XEN_DUMP_KEYS`] on Xen's console.
-fn ask_xen_for_state(serial: &Mutex<Vec<u8>>, keyboard: Option<&mut std::process::ChildStdin>) {
+/// Puts `mark` in the serial log and types [`XEN_DUMP_KEYS`] on Xen's console (the three
+/// Ctrl-A only while dom0 still has the input).
+fn ask_xen_for_state(
+    serial: &Mutex<Vec<u8>>,
+    keyboard: Option<&mut std::process::ChildStdin>,
+    mark: &str,
+    xen_has_input: &mut bool,
+) {
     {
         let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
         if s.last().is_some_and(|&b| b != b'\n') {
             s.push(b'\n');
         }
-        s.extend_from_slice(XEN_DUMP_MARK.as_bytes());
+        s.extend_from_slice(mark.as_bytes());
         s.push(b'\n');
     }
     if let Some(k) = keyboard {
         // Xen polls or takes an interrupt per character; a pause between keys keeps each
         // dump whole before the next one starts.
         let (switch, keys) = XEN_DUMP_KEYS.split_at(3);
-        let _ = k.write_all(switch).and_then(|()| k.flush());
+        if !*xen_has_input {
+            let _ = k.write_all(switch).and_then(|()| k.flush());
+            *xen_has_input = true;
+        }
         for &key in keys {
             thread::sleep(Duration::from_millis(300));
             let _ = k.write_all(&[key]).and_then(|()| k.flush());

@@ -64,6 +64,10 @@ pub struct Report {
     pub dom0: Option<BootReport>,
     pub xen_log: XenLog,
     pub serial_log: String,
+    /// Stretches without console output after which the harness asked Xen for its state
+    /// (`qemu::Watch::silence`); the dumps are in `serial.log`.
+    #[serde(default)]
+    pub silences: Vec<crate::qemu::Silence>,
 }
 
 /// What the verdict is decided from.
@@ -126,11 +130,14 @@ pub fn verdict(e: &Evidence<'_>) -> (Outcome, String) {
         );
     }
     if e.timed_out {
-        // The last line before the harness asked Xen for its state (see `qemu::Watch`).
-        let (before, dumped) = match e.serial.split_once(crate::qemu::XEN_DUMP_MARK) {
-            Some((before, _)) => (before, true),
-            None => (e.serial, false),
-        };
+        // The last line before the harness first asked Xen for its state (see
+        // `qemu::Watch`): after a silence or at the timeout.
+        let first_mark = [crate::qemu::XEN_SILENCE_MARK, crate::qemu::XEN_DUMP_MARK]
+            .iter()
+            .filter_map(|m| e.serial.find(m))
+            .min();
+        let before = first_mark.map_or(e.serial, |at| &e.serial[..at]);
+        let dumped = e.serial.contains(crate::qemu::XEN_DUMP_MARK);
         let last = util::tail_lines(before.trim_end(), 1);
         let last = crate::xenlog::clean_line(&last);
         let dump = match dumped {

@@ -324,9 +324,82 @@ pub fn is_terminal_xen_line(line: &str) -> bool {
     })
 }
 
+/// Whether the first run-queue dump (Xen's debug key `r`) in `text` shows a scheduler stall:
+/// a guest vCPU on a `RUNQ` while every CPU's `current` is the idle vCPU. (Credit2 can leave a
+/// vCPU queued this way with no CPU told to schedule it; see README, Troubleshooting.)
+pub fn scheduler_stall(text: &str) -> bool {
+    let mut in_runq = false;
+    let mut in_cpus = false;
+    let (mut queued, mut cpus, mut idle) = (0, 0, 0);
+    for line in text.lines() {
+        let (_, xen) = split_xen(line);
+        let Some(x) = xen else { continue };
+        let x = x.trim();
+        if x.starts_with("RUNQ:") {
+            in_runq = !in_cpus;
+            continue;
+        }
+        if x.starts_with("CPUs info:") {
+            in_runq = false;
+            in_cpus = true;
+            continue;
+        }
+        if in_runq && x.contains(": [") && !x.contains("[32767.") {
+            // "  0: [0.0] flags=0 cpu=0 credit=..." (credit2), "  0: [1.0] pri=0 ..." (credit1);
+            // domain 32767 is the idle domain.
+            queued += 1;
+        }
+        if in_cpus {
+            if let Some(cur) = x.split("current=").nth(1) {
+                cpus += 1;
+                if cur.starts_with("d[IDLE]") {
+                    idle += 1;
+                }
+            } else if !x.starts_with("CPU[") {
+                // The CPU list ended (the next dump started).
+                break;
+            }
+        }
+    }
+    queued > 0 && cpus > 0 && idle == cpus
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Xen 4.20's `r` dump (credit2, one CPU) from an idle dom0, and the stalled shape the
+    /// README describes (d0v0 queued, every CPU idle).
+    const RUNQ_IDLE: &str = "(XEN) sched_smt_power_savings: disabled\n(XEN) NOW=6446281030\n\
+        (XEN) Online Cpus: 0\n(XEN) Scheduler: SMP Credit Scheduler rev2 (credit2)\n\
+        (XEN) Domain info:\n(XEN) \t  1: [0.0] flags=20 cpu=0 credit=2120808 [w=256]\n\
+        (XEN) Runqueue 0:\n(XEN) CPU[00] runq=0, sibling={0}, core={0}\n(XEN) RUNQ:\n\
+        (XEN) CPUs info:\n(XEN) CPU[00] current=d[IDLE]v0, curr=d[IDLE]v0, prev=NULL\n\
+        (XEN) 'e' pressed -> dumping event-channel info\n";
+
+    #[test]
+    fn an_empty_run_queue_is_no_stall() {
+        assert!(!scheduler_stall(RUNQ_IDLE));
+        assert!(!scheduler_stall(""));
+    }
+
+    #[test]
+    fn a_queued_vcpu_with_every_cpu_idle_is_a_stall() {
+        let stalled = RUNQ_IDLE.replace(
+            "(XEN) RUNQ:\n",
+            "(XEN) RUNQ:\n(XEN) \t  0: [0.0] flags=0 cpu=0 credit=-10000000 [w=256]\n",
+        );
+        assert!(scheduler_stall(&stalled));
+        // The same queue while the CPU runs a guest vCPU is ordinary contention.
+        let busy = stalled.replace("current=d[IDLE]v0, curr", "current=d1v0, curr");
+        assert!(!scheduler_stall(&busy));
+        // Two CPUs, one busy: not the stall.
+        let two = stalled.replace(
+            "(XEN) 'e' pressed",
+            "(XEN) CPU[01] current=d0v1, curr=d0v1, prev=NULL\n(XEN) 'e' pressed",
+        );
+        assert!(!scheduler_stall(&two));
+    }
 
     const GOOD: &str = "\
 \x1b[0m Xen 4.17.7 banner junk\r

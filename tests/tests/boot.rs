@@ -311,7 +311,9 @@ fn invalid_opcode_without_xen_is_reported() {
 fn idle_dom0_stays_up_in_schedop_block() {
     let mut cfg = config(XenVersion::V4_17, 1, "test-idle");
     cfg.dom0_args = vec!["on-ready=idle".into()];
-    cfg.timeout = std::time::Duration::from_secs(6);
+    cfg.timeout = std::time::Duration::from_secs(8);
+    // Idle means silent: after 2 s without a console byte the harness asks Xen for its state.
+    cfg.silence = Some(std::time::Duration::from_secs(2));
     let out = boot(&cfg);
     check!(
         out,
@@ -372,6 +374,24 @@ fn idle_dom0_stays_up_in_schedop_block() {
         out,
         flags.is_some_and(|f| f & 1 == 1),
         "Xen's 'q' dump does not show dom0's vCPU 0 blocked: pause_flags {flags:?}"
+    );
+    // The silences before the timeout: Xen answered each, and a blocked dom0 with an empty run
+    // queue is no scheduler stall.
+    let silences = &out.report.silences;
+    check!(
+        out,
+        !silences.is_empty() && silences.iter().all(|s| !s.scheduler_stall),
+        "silences: {silences:?}"
+    );
+    let after_silence = out
+        .serial
+        .split_once(image::qemu::XEN_SILENCE_MARK)
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    check!(
+        out,
+        after_silence.contains("'q' pressed -> dumping domain info"),
+        "Xen did not answer the dump keys typed after a silence"
     );
 }
 
