@@ -137,6 +137,10 @@ impl ForeignMem<'_> {
         if !crate::mem::is_mapped(src, len) {
             return Err(GrantWriteError::NotIdentityMapped);
         }
+        // A v1 grant entry names a 32-bit frame (16 TiB of guest memory).
+        if gpa.saturating_add(len) > u64::from(u32::MAX) * PAGE {
+            return Err(GrantWriteError::FrameTooHigh);
+        }
         let frame = self.chunk_gfn;
         domctl::map_grant_frame(self.x, dom, frame).map_err(GrantWriteError::MapFrame)?;
         let table = (frame * PAGE) as *mut u8;
@@ -231,6 +235,7 @@ const GRANT_COPY_MIN: usize = 64 << 10;
 #[derive(Debug, Clone, Copy)]
 pub enum GrantWriteError {
     NotIdentityMapped,
+    FrameTooHigh,
     MapFrame(XenError),
     Copy(XenError),
     Status(xen::gnttab::GrantStatus),
@@ -241,6 +246,7 @@ impl core::fmt::Display for GrantWriteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::NotIdentityMapped => write!(f, "the source is not in dom0's identity map"),
+            Self::FrameTooHigh => write!(f, "a frame beyond what a v1 grant entry can name"),
             Self::MapFrame(e) => write!(f, "mapping the DomU's grant frame 0: {e}"),
             Self::Copy(e) => write!(f, "GNTTABOP_copy: {e}"),
             Self::Status(st) => write!(f, "GNTTABOP_copy: a copy failed with {}", st.name()),
