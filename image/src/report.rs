@@ -140,9 +140,17 @@ pub fn verdict(e: &Evidence<'_>) -> (Outcome, String) {
         let dumped = e.serial.contains(crate::qemu::XEN_DUMP_MARK);
         let last = util::tail_lines(before.trim_end(), 1);
         let last = crate::xenlog::clean_line(&last);
-        let dump = match dumped {
-            true => "; Xen's state (debug keys q r e) follows it in serial.log",
-            false => "",
+        let stalled = e
+            .serial
+            .split_once(crate::qemu::XEN_DUMP_MARK)
+            .is_some_and(|(_, d)| crate::xenlog::scheduler_stall(d));
+        let dump = match (dumped, stalled) {
+            (true, true) => {
+                "; Xen's state (debug keys q r e) follows it in serial.log: its run queues \
+                 show a vCPU queued while every CPU idles (the scheduler stall, see README)"
+            }
+            (true, false) => "; Xen's state (debug keys q r e) follows it in serial.log",
+            (false, _) => "",
         };
         return (
             Outcome::Timeout,
@@ -377,5 +385,23 @@ mod tests {
             r.contains("(last line: \"(d1) stuck here\"; Xen's state"),
             "{r}"
         );
+        assert!(!r.contains("scheduler stall"), "{r}");
+        // The same with Xen's run queues showing the stall.
+        let stalled = format!(
+            "{serial}(XEN) RUNQ:\n(XEN) \t  0: [1.0] flags=20 cpu=0 credit=5\n(XEN) CPUs info:\n\
+             (XEN) CPU[00] current=d[IDLE]v0, curr=d[IDLE]v0, prev=NULL\n"
+        );
+        let (_, r) = verdict(&Evidence {
+            under_xen: true,
+            exit_code: None,
+            timed_out: true,
+            timeout_secs: 420,
+            stopped_after: None,
+            qemu_stderr: "",
+            analysis: &a,
+            serial: &stalled,
+            expect_errors: &[],
+        });
+        assert!(r.contains("the scheduler stall"), "{r}");
     }
 }
