@@ -420,8 +420,9 @@ pub struct Watch {
     /// Xen owns the serial console: at the timeout, ask it for its state with debug keys
     /// ([`XEN_DUMP_KEYS`]) before QEMU is killed, so a hang leaves Xen's view of every vCPU.
     pub xen_console: bool,
-    /// With `xen_console`: after this long without a byte on the console, ask Xen for its
-    /// state too (and again after each further such stretch), without stopping the run.
+    /// With `xen_console`: after this long without a byte on the console while QEMU also
+    /// used almost no CPU ([`IDLE_PERCENT`]), ask Xen for its state too (and again after each
+    /// further such stretch), without stopping the run.
     pub silence: Option<Duration>,
 }
 
@@ -491,8 +492,25 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
     // Xen takes the console input at the first three Ctrl-A and keeps it (a second three would
     // hand it back to dom0).
     let mut xen_has_input = false;
-    let (mut heard_len, mut heard_at) = (0usize, start);
+    // The last console byte: when, and QEMU's CPU time then (to tell a halted machine from a
+    // busy, quiet one).
+    let pid = child.id();
+    let (mut heard_len, mut heard_at, mut heard_cpu) = (0usize, start, cpu_ticks(pid));
     let mut silence_marks: Vec<(u64, usize)> = Vec::new();
+    // QEMU's CPU use since the last console byte, in % of one CPU, and how the mark says it.
+    let busy_since_heard = |heard_at: Instant, heard_cpu: Option<u64>| {
+        let wall = heard_at.elapsed().as_secs_f64();
+        match (heard_cpu, cpu_ticks(pid)) {
+            (Some(a), Some(b)) if wall > 0.0 => {
+                let pct = (b.saturating_sub(a) as f64 / TICKS_PER_S) / wall * 100.0;
+                let says = format!(
+                    " [QEMU used {pct:.1}% of a CPU in the {wall:.0} s since the last console byte]"
+                );
+                (Some(pct), says)
+            }
+            _ => (None, String::new()),
+        }
+    };
     let mut stopped_after: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
     let mut scanned = 0usize;
@@ -506,32 +524,33 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
             if timed_out && watch.xen_console {
                 // Type the dump keys and give Xen a few seconds to print them.
                 asked_xen = true;
-                ask_xen_for_state(
-                    &serial,
-                    keyboard.as_mut(),
-                    XEN_DUMP_MARK,
-                    &mut xen_has_input,
-                );
+                let mark = format!("{XEN_DUMP_MARK}{}", busy_since_heard(heard_at, heard_cpu).1);
+                ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
                 kill_at = Some(Instant::now() + XEN_DUMP_GRACE);
                 continue;
             }
             kill(&mut child);
             break None;
         }
-        if let (Some(quiet), true, None) = (watch.silence, watch.xen_console, kill_at) {
+        if watch.xen_console && kill_at.is_none() {
             let len = serial.lock().unwrap_or_else(|e| e.into_inner()).len();
             if len != heard_len {
-                (heard_len, heard_at) = (len, now);
-            } else if now.duration_since(heard_at) >= quiet {
-                let mark_at = len;
-                ask_xen_for_state(
-                    &serial,
-                    keyboard.as_mut(),
-                    XEN_SILENCE_MARK,
-                    &mut xen_has_input,
-                );
-                silence_marks.push((now.duration_since(start).as_secs(), mark_at));
+                (heard_len, heard_at, heard_cpu) = (len, now, cpu_ticks(pid));
+            } else if watch
+                .silence
+                .is_some_and(|quiet| now.duration_since(heard_at) >= quiet)
+            {
+                // Only a machine that also stopped using the CPU is worth asking: a quiet one
+                // still computing (a DomU moving data without printing) is left alone.
+                let (pct, says) = busy_since_heard(heard_at, heard_cpu);
+                if pct.is_some_and(|p| p < IDLE_PERCENT) {
+                    let mark_at = len;
+                    let mark = format!("{XEN_SILENCE_MARK}{says}");
+                    ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
+                    silence_marks.push((now.duration_since(start).as_secs(), mark_at));
+                }
                 heard_at = Instant::now();
+                heard_cpu = cpu_ticks(pid);
             }
         }
         if let Some(at) = kill_at {
@@ -584,6 +603,26 @@ fn scan_terminal(serial: &Mutex<Vec<u8>>, scanned: &mut usize) -> Option<String>
     text.lines()
         .map(clean_line)
         .find(|l| is_terminal_xen_line(l))
+}
+
+/// Below this share of one CPU since the last console byte, the emulated machine counts as
+/// halted (a guest spinning or copying keeps QEMU near 100%).
+pub const IDLE_PERCENT: f64 = 5.0;
+
+/// `USER_HZ`: the unit of `/proc/<pid>/stat`'s CPU times (100 on x86-64 Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// User + system CPU time of process `pid` in `USER_HZ` ticks (`/proc/<pid>/stat` fields 14
+/// and 15), or `None` off Linux or once it is gone.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Puts `mark` in the serial log and types [`XEN_DUMP_KEYS`] on Xen's console (the three

@@ -388,8 +388,10 @@ mod tests {
         assert!(!r.contains("scheduler stall"), "{r}");
         // The same with Xen's run queues showing the stall.
         let stalled = format!(
-            "{serial}(XEN) RUNQ:\n(XEN) \t  0: [1.0] flags=20 cpu=0 credit=5\n(XEN) CPUs info:\n\
-             (XEN) CPU[00] current=d[IDLE]v0, curr=d[IDLE]v0, prev=NULL\n"
+            "(XEN) booting\n(d1) stuck here\n{} [QEMU used 0.0% of a CPU in the 300 s since \
+             the last console byte]\n(XEN) RUNQ:\n(XEN) \t  0: [1.0] flags=20 cpu=0 credit=5\n(XEN) CPUs info:\n\
+             (XEN) CPU[00] current=d[IDLE]v0, curr=d[IDLE]v0, prev=NULL\n",
+            crate::qemu::XEN_DUMP_MARK
         );
         let (_, r) = verdict(&Evidence {
             under_xen: true,

@@ -324,10 +324,22 @@ pub fn is_terminal_xen_line(line: &str) -> bool {
     })
 }
 
-/// Whether the first run-queue dump (Xen's debug key `r`) in `text` shows a scheduler stall:
-/// a guest vCPU on a `RUNQ` while every CPU's `current` is the idle vCPU. (Credit2 can leave a
-/// vCPU queued this way with no CPU told to schedule it; see README, Troubleshooting.)
+/// Whether a dump the harness asked for (`text` starts at its mark line) shows a scheduler
+/// stall: QEMU used almost no CPU since the last console byte (the emulated machine was
+/// halted, per the mark's `[QEMU used N% ...]`), yet Xen's first run-queue dump (debug key
+/// `r`) has a guest vCPU on a `RUNQ` while every CPU's `current` is the idle vCPU. Both are
+/// needed: Xen may run the key handlers in a tasklet on the idle vCPU, so on a busy machine
+/// the dump itself shows runnable vCPUs queued behind an idle CPU.
 pub fn scheduler_stall(text: &str) -> bool {
+    let head = text.get(..text.len().min(600)).unwrap_or(text);
+    let cpu = head
+        .split("QEMU used ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|p| p.trim().parse::<f64>().ok());
+    if !cpu.is_some_and(|p| p < crate::qemu::IDLE_PERCENT) {
+        return false;
+    }
     let mut in_runq = false;
     let mut in_cpus = false;
     let (mut queued, mut cpus, mut idle) = (0, 0, 0);
@@ -379,17 +391,30 @@ mod tests {
 
     #[test]
     fn an_empty_run_queue_is_no_stall() {
-        assert!(!scheduler_stall(RUNQ_IDLE));
+        assert!(!scheduler_stall(&(mark("0.1") + RUNQ_IDLE)));
         assert!(!scheduler_stall(""));
+    }
+
+    /// The harness's mark line with QEMU's CPU use since the last console byte.
+    fn mark(cpu: &str) -> String {
+        format!(
+            "\n{} [QEMU used {cpu}% of a CPU in the 60 s since the last console byte]\n",
+            crate::qemu::XEN_SILENCE_MARK
+        )
     }
 
     #[test]
     fn a_queued_vcpu_with_every_cpu_idle_is_a_stall() {
-        let stalled = RUNQ_IDLE.replace(
+        let queued = RUNQ_IDLE.replace(
             "(XEN) RUNQ:\n",
             "(XEN) RUNQ:\n(XEN) \t  0: [0.0] flags=0 cpu=0 credit=-10000000 [w=256]\n",
         );
+        let stalled = mark("0.3") + &queued;
         assert!(scheduler_stall(&stalled));
+        // A busy machine: the queue is what the key handlers' tasklet preempted.
+        assert!(!scheduler_stall(&(mark("97.5") + &queued)));
+        // Without QEMU's CPU figure it cannot be told.
+        assert!(!scheduler_stall(&queued));
         // The same queue while the CPU runs a guest vCPU is ordinary contention.
         let busy = stalled.replace("current=d[IDLE]v0, curr", "current=d1v0, curr");
         assert!(!scheduler_stall(&busy));
