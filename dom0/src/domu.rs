@@ -332,8 +332,12 @@ impl Toolstack<'_> {
             .map_err(|e| format!("build failed at {e}"))?;
         s.pages_copied = mem.pages;
         s.grant_copies = mem.grant_copies;
+        let fallback = match mem.grant_fallback {
+            Some(e) => format!(" (then foreign mappings: {e})"),
+            None => String::new(),
+        };
         info!(
-            "domu {}: copies: map {} us, copy {} us, unmap {} us, grant copies {}",
+            "domu {}: copies: map {} us, copy {} us, unmap {} us, grant copies {}{fallback}",
             spec.name,
             mem.map_ns / 1000,
             mem.copy_ns / 1000,
