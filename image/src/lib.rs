@@ -340,6 +340,45 @@ fn sanitize_name(s: &str) -> String {
 /// How long a run with DomUs may stay silent before Xen is asked for its state.
 pub const SILENCE_DUMP_AFTER: Duration = Duration::from_secs(60);
 
+/// Run directories kept under `target/runs` (each DomU run holds its ~40 MB boot bundle; a
+/// full `cargo test` makes about 130 of them).
+pub const KEEP_RUNS: usize = 200;
+
+/// Removes the oldest run directories beyond the newest `keep` (by name: they start with
+/// their UTC time stamp), but none younger than an hour (a run still going on).
+fn prune_runs(runs: &Path, keep: usize, now: SystemTime) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut dirs: Vec<(String, PathBuf, SystemTime)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            // Only the tool's own names: `YYYYMMDD-HHMMSS-...`.
+            let stamped = name.len() > 15
+                && name.as_bytes()[8] == b'-'
+                && name[..8]
+                    .bytes()
+                    .chain(name[9..15].bytes())
+                    .all(|b| b.is_ascii_digit());
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            stamped.then(|| (name, e.path(), modified))
+        })
+        .collect();
+    if dirs.len() <= keep {
+        return;
+    }
+    dirs.sort_by(|a, b| a.0.cmp(&b.0));
+    let excess = dirs.len() - keep;
+    for (_, path, modified) in dirs.into_iter().take(excess) {
+        let age = now.duration_since(modified).unwrap_or_default();
+        if age >= Duration::from_secs(3600) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// Creates `target/runs/<name>` (with `-2`, `-3`, ... if it exists) and returns it and the name.
 fn create_run_dir(cfg: &RunConfig) -> Result<(String, PathBuf)> {
     let mut base = format!(
@@ -354,6 +393,7 @@ fn create_run_dir(cfg: &RunConfig) -> Result<(String, PathBuf)> {
     }
     let runs = target_dir().join("runs");
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    prune_runs(&runs, KEEP_RUNS, SystemTime::now());
     for n in 1.. {
         let name = if n == 1 {
             base.clone()
@@ -620,6 +660,37 @@ mod tests {
         };
         let e = run(&cfg).unwrap_err().to_string();
         assert!(e.contains("--domu packs its own boot bundle"), "{e}");
+    }
+
+    #[test]
+    fn old_runs_are_pruned_beyond_the_newest() {
+        let dir = std::env::temp_dir().join(format!("image-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for i in 0..5 {
+            std::fs::create_dir_all(dir.join(format!("20261205-10000{i}-4.20-smp1"))).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("mine")).unwrap();
+        std::fs::write(dir.join("20261205-090000-file"), b"x").unwrap();
+        // Within the hour nothing goes.
+        prune_runs(&dir, 2, SystemTime::now());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
+        // Later, the three oldest stamped directories go; other names and files stay.
+        prune_runs(&dir, 2, SystemTime::now() + Duration::from_secs(7200));
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "20261205-090000-file",
+                "20261205-100003-4.20-smp1",
+                "20261205-100004-4.20-smp1",
+                "mine"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
