@@ -19,7 +19,8 @@ pub struct ForeignMem<'a> {
     pub mapped_gfn: u64,
     /// Pages copied or zeroed so far.
     pub pages: u64,
-    /// Time spent mapping, copying and unmapping (ns; `copy` and `zero` only).
+    /// Time spent mapping, copying (or, in `with_mapped`, in the caller's function: a
+    /// bzImage's decompression and in-place load) and unmapping, in ns.
     pub map_ns: u64,
     pub copy_ns: u64,
     pub unmap_ns: u64,
@@ -298,6 +299,7 @@ impl GuestMemory for ForeignMem<'_> {
         let mut mapped: Vec<u64> = Vec::with_capacity(n as usize);
         let mut bad = None;
         let mut f0 = first;
+        let t0 = crate::time::since_entry_ns();
         while f0 <= last && bad.is_none() {
             let k = CHUNK_PAGES.min(last - f0 + 1);
             let gfns: Vec<u64> = (f0..f0 + k).collect();
@@ -330,9 +332,15 @@ impl GuestMemory for ForeignMem<'_> {
         // unmapped below, after the slice's last use.
         // SAFETY: [at, at + len) is mapped, writable and used by nothing else (above).
         let out = unsafe { core::slice::from_raw_parts_mut(at, len as usize) };
+        let t1 = crate::time::since_entry_ns();
+        self.map_ns += t1 - t0;
         f(out);
+        let t2 = crate::time::since_entry_ns();
+        self.copy_ns += t2 - t1;
         self.pages += n;
-        unmap_all(self.x, &mapped)
+        let unmapped = unmap_all(self.x, &mapped);
+        self.unmap_ns += crate::time::since_entry_ns() - t2;
+        unmapped
     }
     fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError> {
         let at = self.chunk_gfn;
