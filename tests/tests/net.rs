@@ -263,10 +263,11 @@ fn md5(bytes: &[u8]) -> String {
 ///
 /// History: in 2 of 5 CI runs (CI22, CI25 of 2026-12-05) the whole emulated machine went
 /// silent right after the Linux DomUs' network came up and the run timed out, so the scenario
-/// was ignored for a while. It passed 6 of 6 runs on 2026-12-05 (one under a busy host, two
-/// next to the other net scenarios); should it stall again, the run's serial log now ends with
-/// Xen's own state (debug keys q, r, e after a minute of silence and at the timeout), which
-/// says whether Xen's scheduler or dom0 stopped.
+/// was ignored for a while. It passed 6 of 6 runs on 2026-12-05 before it was run again by
+/// default (five with the host loaded, three of them next to the other net scenarios); should
+/// it stall again, the run's serial log ends with Xen's own state (debug keys q, r, e after an
+/// idle minute without console output, and at the timeout), which says whether Xen's
+/// scheduler sat on a runnable vCPU or dom0 waited.
 #[test]
 fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
     let a = spec(ALPHA, BETA.2, &format!(" domu-tcp-send={}:5001:8", BETA.2)).replacen(
