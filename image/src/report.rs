@@ -362,14 +362,10 @@ mod tests {
         assert_eq!(r, "timed out after 7 s (last line: \"last words\")");
     }
 
-    #[test]
-    fn timeout_names_the_last_line_before_xen_was_asked_for_its_state() {
-        let serial = format!(
-            "(XEN) booting\n(d1) stuck here\n{}\n(XEN) 'q' pressed -> dumping domain info\n",
-            crate::qemu::XEN_DUMP_MARK
-        );
-        let a = analyse(&serial);
-        let (o, r) = verdict(&Evidence {
+    /// The verdict of a Xen run killed at its 420 s timeout with this console.
+    fn timed_out_under_xen(serial: &str) -> (Outcome, String) {
+        let a = analyse(serial);
+        verdict(&Evidence {
             under_xen: true,
             exit_code: None,
             timed_out: true,
@@ -377,9 +373,18 @@ mod tests {
             stopped_after: None,
             qemu_stderr: "",
             analysis: &a,
-            serial: &serial,
+            serial,
             expect_errors: &[],
-        });
+        })
+    }
+
+    #[test]
+    fn timeout_names_the_last_line_before_xen_was_asked_for_its_state() {
+        let serial = format!(
+            "(XEN) booting\n(d1) stuck here\n{}\n(XEN) 'q' pressed -> dumping domain info\n",
+            crate::qemu::XEN_DUMP_MARK
+        );
+        let (o, r) = timed_out_under_xen(&serial);
         assert_eq!(o, Outcome::Timeout);
         assert!(
             r.contains("(last line: \"(d1) stuck here\"; Xen's state"),
@@ -393,17 +398,7 @@ mod tests {
              (XEN) CPU[00] current=d[IDLE]v0, curr=d[IDLE]v0, prev=NULL\n",
             crate::qemu::XEN_DUMP_MARK
         );
-        let (_, r) = verdict(&Evidence {
-            under_xen: true,
-            exit_code: None,
-            timed_out: true,
-            timeout_secs: 420,
-            stopped_after: None,
-            qemu_stderr: "",
-            analysis: &a,
-            serial: &stalled,
-            expect_errors: &[],
-        });
+        let (_, r) = timed_out_under_xen(&stalled);
         assert!(r.contains("the scheduler stall"), "{r}");
     }
 }

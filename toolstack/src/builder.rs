@@ -90,17 +90,26 @@ pub const GNTTAB_RESERVED_XENSTORE: u32 = 1;
 /// The grants libxc seeds (`xc_dom_gnttab_seed`): the console and xenstore rings, readable and
 /// writable by the backend domain.
 pub fn seed_entries(backend: DomId) -> [(u32, [u8; 8]); 2] {
-    let e = |frame: u64| {
-        let (flags, rest) = ops::grant_entry_v1(backend, frame as u32, false);
-        let mut b = [0u8; 8];
-        b[0..2].copy_from_slice(&flags.to_le_bytes());
-        b[2..8].copy_from_slice(&rest);
-        b
-    };
     [
-        (GNTTAB_RESERVED_CONSOLE, e(CONSOLE_PFN)),
-        (GNTTAB_RESERVED_XENSTORE, e(STORE_PFN)),
+        (
+            GNTTAB_RESERVED_CONSOLE,
+            grant_entry_bytes(backend, CONSOLE_PFN),
+        ),
+        (
+            GNTTAB_RESERVED_XENSTORE,
+            grant_entry_bytes(backend, STORE_PFN),
+        ),
     ]
+}
+
+/// The 8 bytes of a v1 `grant_entry` (flags, domid, frame) letting `backend` read and write
+/// the guest's `frame`, as [`GuestMemory::seed_grants`] writes them.
+pub fn grant_entry_bytes(backend: DomId, frame: u64) -> [u8; 8] {
+    let (flags, rest) = ops::grant_entry_v1(backend, frame as u32, false);
+    let mut b = [0u8; 8];
+    b[0..2].copy_from_slice(&flags.to_le_bytes());
+    b[2..8].copy_from_slice(&rest);
+    b
 }
 
 /// What to build.

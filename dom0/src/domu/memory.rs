@@ -144,34 +144,9 @@ impl ForeignMem<'_> {
         }
         let frame = self.chunk_gfn;
         domctl::map_grant_frame(self.x, dom, frame).map_err(GrantWriteError::MapFrame)?;
-        let table = (frame * PAGE) as *mut u8;
-        let set = |gref: u32, entry: Option<(u16, [u8; 6])>| {
-            let off = gref as usize * 8;
-            // Frame 0 of the DomU's grant table is mapped at `table` (above), write-back in
-            // dom0's identity map; gref < 512 keeps `off + 8` inside the page. The DomU is
-            // paused and nothing else uses the chunk. Flags go last when granting and first
-            // when revoking, so Xen never sees a half-written grant as valid.
-            // SAFETY: [table + off, table + off + 8) is inside the mapped frame (above).
-            unsafe {
-                let flags = table.add(off).cast::<u16>();
-                match entry {
-                    Some((f, rest)) => {
-                        for (i, b) in rest.iter().enumerate() {
-                            core::ptr::write_volatile(table.add(off + 2 + i), *b);
-                        }
-                        core::sync::atomic::fence(Ordering::Release);
-                        core::ptr::write_volatile(flags, f);
-                    }
-                    None => {
-                        core::ptr::write_volatile(flags, 0);
-                        core::sync::atomic::fence(Ordering::Release);
-                        for i in 0..6 {
-                            core::ptr::write_volatile(table.add(off + 2 + i), 0);
-                        }
-                    }
-                }
-            }
-        };
+        // Frame 0 of the DomU's grant table is now mapped at `frame` until the `unmap_own` at
+        // the end, and the DomU is paused: what the `set_grant_entry` calls below rely on.
+
         // Source and destination at different offsets in their pages: stage each round in a
         // page-aligned bounce buffer so that every copy is a whole page (`BOUNCE_PAGES`).
         let mut bounce = match src % PAGE == gpa % PAGE {
@@ -195,7 +170,9 @@ impl ForeignMem<'_> {
                 r
             };
             for &(gref, page) in &r.grants {
-                set(gref, Some(xen::ops::grant_entry_v1(0, page as u32, false)));
+                let entry = toolstack::builder::grant_entry_bytes(0, page);
+                // SAFETY: the grant frame is mapped at `frame` (above); the DomU is paused.
+                unsafe { set_grant_entry(frame, gref, Some(entry)) };
             }
             lent = lent.max(r.grants.len());
             let mut status = alloc::vec![GrantStatus::OKAY; r.copies.len()];
@@ -221,7 +198,8 @@ impl ForeignMem<'_> {
             left -= r.bytes;
         }
         for k in 0..lent {
-            set(grantcopy::LENT_REFS.start + k as u32, None);
+            // SAFETY: the grant frame is still mapped at `frame`; the DomU is paused.
+            unsafe { set_grant_entry(frame, grantcopy::LENT_REFS.start + k as u32, None) };
         }
         let unmapped = domctl::unmap_own(self.x, frame);
         result?;
@@ -345,28 +323,48 @@ impl GuestMemory for ForeignMem<'_> {
     fn seed_grants(&mut self, dom: DomId, entries: &[(u32, [u8; 8])]) -> Result<(), XenError> {
         let at = self.chunk_gfn;
         domctl::map_grant_frame(self.x, dom, at)?;
-        let base = (at * PAGE) as *mut u8;
-        for (r, e) in entries {
-            let off = *r as usize * 8;
-            if off + 8 > PAGE as usize {
-                continue;
-            }
+        for &(r, e) in entries {
             // The first chunk page now holds frame 0 of the DomU's grant table (mapped just
-            // above, write-back in dom0's page tables). The entry is written domid/frame first
-            // and flags last (a volatile u16 store), so the grant never looks valid half-written.
-            // SAFETY: `off + 8` is inside that mapped page, and the DomU is paused.
-            unsafe {
+            // above); references past that page are skipped.
+            // SAFETY: the frame is mapped at `at` until the unmap below; the DomU is paused.
+            unsafe { set_grant_entry(at, r, Some(e)) };
+        }
+        domctl::unmap_own(self.x, at)
+    }
+}
+
+/// Writes v1 grant entry `gref` (`None` clears it) in a grant-table frame mapped at dom0's
+/// frame `table_gfn`. A grant is written domid/frame first and flags last, and revoked flags
+/// first, with volatile stores, so Xen never sees a half-written grant as valid. A reference
+/// past the frame's 512 entries is ignored.
+///
+/// # Safety
+/// A grant-table frame of a paused domain must be mapped, writable, at `table_gfn`.
+unsafe fn set_grant_entry(table_gfn: u64, gref: u32, entry: Option<[u8; 8]>) {
+    let off = gref as usize * 8;
+    if off + 8 > PAGE as usize {
+        return;
+    }
+    let base = (table_gfn * PAGE) as *mut u8;
+    // SAFETY: [base + off, base + off + 8) lies in the mapped frame (checked above; caller).
+    unsafe {
+        let flags = base.add(off).cast::<u16>();
+        match entry {
+            Some(e) => {
                 for (i, b) in e[2..8].iter().enumerate() {
                     core::ptr::write_volatile(base.add(off + 2 + i), *b);
                 }
                 core::sync::atomic::fence(Ordering::Release);
-                core::ptr::write_volatile(
-                    base.add(off).cast::<u16>(),
-                    u16::from_le_bytes([e[0], e[1]]),
-                );
+                core::ptr::write_volatile(flags, u16::from_le_bytes([e[0], e[1]]));
+            }
+            None => {
+                core::ptr::write_volatile(flags, 0);
+                core::sync::atomic::fence(Ordering::Release);
+                for i in 0..6 {
+                    core::ptr::write_volatile(base.add(off + 2 + i), 0);
+                }
             }
         }
-        domctl::unmap_own(self.x, at)
     }
 }
 
