@@ -320,6 +320,7 @@ impl Toolstack<'_> {
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             cmdline: spec.cmdline.clone(),
+            tsc_mode: spec.tsc_mode,
         };
         let clock = now;
         let mut env = Env {
@@ -345,6 +346,34 @@ impl Toolstack<'_> {
             mem.grant_copies
         );
         s.domid = u64::from(built.domid);
+        // Xen's own answer, not the bundle's: what the guest's rdtsc really gets.
+        match domctl::tsc_mode(&x, self.v, built.domid) {
+            Ok(Some(m)) => {
+                s.tsc_mode = m.as_str().to_string();
+                s.tsc_emulated = match m {
+                    builder::TscMode::Native => false,
+                    builder::TscMode::AlwaysEmulate => true,
+                    // tsc_set_info(): native only on a host with a safe (invariant) TSC,
+                    // which Xen decides once for all domains, dom0 included.
+                    builder::TscMode::Default => crate::time::tsc_traps(),
+                };
+                if s.tsc_emulated {
+                    info!(
+                        "domu {}: Xen traps its rdtsc (tsc_mode={}{}): every clock read in it \
+                         is a VM exit; tsc_mode=native in its description avoids that",
+                        spec.name,
+                        m.as_str(),
+                        if m == builder::TscMode::Default {
+                            ", and this host's TSC is not invariant"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Ok(None) => s.tsc_mode = "unknown".to_string(),
+            Err(e) => s.tsc_mode = format!("unknown (XEN_DOMCTL_gettscinfo: {e})"),
+        }
         s.build_steps = built
             .steps
             .iter()

@@ -19,9 +19,10 @@ pub use toolstack::kernel::{KernelFormat, kernel_format};
 /// A domain to describe in a bundle; the packer's counterpart of `toolstack::bundle::DomainSpec`.
 ///
 /// From the command line (`FromStr`):
-/// `name=NAME,memory=MIB,vcpus=N,kernel=NAME[,initrd=NAME][,device=DEV]...[,cmdline=TEXT]`,
-/// keys in any order except that `cmdline=` must come last: it takes the rest of the argument
-/// verbatim, commas included. `DEV` is `console`, `vif` or `vif=aa:bb:cc:dd:ee:ff`.
+/// `name=NAME,memory=MIB,vcpus=N,kernel=NAME[,initrd=NAME][,device=DEV]...[,tsc_mode=MODE]`
+/// `[,cmdline=TEXT]`, keys in any order except that `cmdline=` must come last: it takes the rest
+/// of the argument verbatim, commas included. `DEV` is `console`, `vif` or
+/// `vif=aa:bb:cc:dd:ee:ff`; `MODE` is xl.cfg's `default`, `always_emulate` or `native`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainSpecInput {
     pub name: String,
@@ -34,6 +35,8 @@ pub struct DomainSpecInput {
     pub initrd: Option<String>,
     /// Devices as written in a domain description: `console`, `vif`, `vif=<mac>`.
     pub devices: Vec<String>,
+    /// `tsc_mode=`, written only when given (dom0 takes `default` otherwise).
+    pub tsc_mode: Option<wire::TscMode>,
 }
 
 impl DomainSpecInput {
@@ -49,6 +52,9 @@ impl DomainSpecInput {
         }
         for d in &self.devices {
             let _ = writeln!(s, "device={d}");
+        }
+        if let Some(m) = self.tsc_mode {
+            let _ = writeln!(s, "tsc_mode={}", m.as_str());
         }
         if !self.cmdline.is_empty() {
             let _ = writeln!(s, "cmdline={}", self.cmdline);
@@ -78,6 +84,7 @@ impl FromStr for DomainSpecInput {
         let mut vcpus = None;
         let mut kernel = None;
         let mut initrd = None;
+        let mut tsc_mode = None;
         let mut cmdline = None;
         let mut devices = Vec::new();
         let mut rest = s;
@@ -97,13 +104,15 @@ impl FromStr for DomainSpecInput {
                 "vcpus" => &mut vcpus,
                 "kernel" => &mut kernel,
                 "initrd" => &mut initrd,
+                "tsc_mode" => &mut tsc_mode,
                 "device" => {
                     devices.push(value.to_string());
                     continue;
                 }
                 _ => {
                     return Err(format!(
-                        "unknown key {key:?} (name, memory, vcpus, kernel, initrd, device, cmdline)"
+                        "unknown key {key:?} (name, memory, vcpus, kernel, initrd, device, \
+                         tsc_mode, cmdline)"
                     ));
                 }
             };
@@ -129,6 +138,12 @@ impl FromStr for DomainSpecInput {
             kernel,
             initrd,
             devices,
+            tsc_mode: tsc_mode
+                .map(|m| {
+                    wire::TscMode::parse(&m)
+                        .ok_or_else(|| format!("tsc_mode={m:?}: default, always_emulate or native"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -311,6 +326,7 @@ mod tests {
                 kernel: "vmlinuz".into(),
                 initrd: Some("initrd.img".into()),
                 devices: vec!["console".into(), "vif=00:16:3e:00:00:01".into()],
+                tsc_mode: None,
             }
         );
         let d: DomainSpecInput = "kernel=k,vcpus=1,memory=8,name=x".parse().unwrap();
@@ -322,10 +338,17 @@ mod tests {
             "name=x,name=y,memory=8,vcpus=1,kernel=k",
             "name=x,memory=8,vcpus=1,kernel=k,colour=red",
             "name=x,memory=8,vcpus=1,kernel=k,console",
+            "name=x,memory=8,vcpus=1,kernel=k,tsc_mode=fast",
+            "name=x,memory=8,vcpus=1,kernel=k,tsc_mode=native,tsc_mode=native",
             "",
         ] {
             assert!(bad.parse::<DomainSpecInput>().is_err(), "{bad}");
         }
+        let d: DomainSpecInput = "name=x,memory=8,vcpus=1,kernel=k,tsc_mode=native"
+            .parse()
+            .unwrap();
+        assert_eq!(d.tsc_mode, Some(wire::TscMode::Native));
+        assert!(d.to_text().contains("\ntsc_mode=native\n"));
     }
 
     #[test]
@@ -396,7 +419,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let d2: DomainSpecInput = "name=tiny,memory=1,vcpus=128,kernel=vmlinuz"
+        let d2: DomainSpecInput = "name=tiny,memory=1,vcpus=128,kernel=vmlinuz,tsc_mode=native"
             .parse()
             .unwrap();
         let files = files();
@@ -418,9 +441,11 @@ mod tests {
                         mac: Some([0, 0x16, 0x3e, 0, 0, 1])
                     }
                 ],
+                tsc_mode: wire::TscMode::Default,
             }
         );
         assert_eq!(b.domains[1].vcpus, 128);
+        assert_eq!(b.domains[1].tsc_mode, wire::TscMode::Native);
         assert_eq!(b.files.len(), 2);
         for ((kind, name, data), f) in files.iter().zip(&b.files) {
             assert_eq!(
@@ -529,11 +554,20 @@ mod tests {
                 kernel: files[0].1.clone(),
                 initrd: None,
                 devices: vec!["vif".into(); (next() % 3) as usize],
+                tsc_mode: [
+                    None,
+                    Some(wire::TscMode::Native),
+                    Some(wire::TscMode::AlwaysEmulate),
+                ][(next() % 3) as usize],
             };
             let bytes = pack(std::slice::from_ref(&d), &files).unwrap();
             let b = parse(&bytes).unwrap();
             assert_eq!(b.domains[0].memory_mib, d.memory_mib);
             assert_eq!(b.domains[0].cmdline, d.cmdline);
+            assert_eq!(
+                Some(b.domains[0].tsc_mode),
+                d.tsc_mode.or(Some(wire::TscMode::Default))
+            );
             assert_eq!(b.files.len(), nfiles);
             for (f, (_, n, data)) in b.files.iter().zip(&files) {
                 assert_eq!((f.name, f.data), (n.as_str(), data.as_slice()));

@@ -520,7 +520,8 @@ impl DomuKernel {
 /// A DomU running the fetched guest (or the test guest), as `cargo image run --domu
 /// NAME[:OPTS]` describes it.
 ///
-/// `FromStr`: `NAME[:kernel=linux|vmlinuz|testguest][,memory=MIB][,vcpus=N][,cmdline=TEXT]`;
+/// `FromStr`: `NAME[:kernel=linux|vmlinuz|testguest][,memory=MIB][,vcpus=N][,vif[=MAC]]...`
+/// `[,tsc_mode=default|always_emulate|native][,cmdline=TEXT]`;
 /// `cmdline=` must come last and takes the rest verbatim (commas included). For Linux its text
 /// is appended to [`DEFAULT_CMDLINE`]; the test guest gets it alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -537,6 +538,8 @@ pub struct DomuSpec {
     pub cmdline_extra: String,
     /// Network interfaces, in order: `vif` (a MAC dom0 picks) or `vif=MAC`, as bundle devices.
     pub vifs: Vec<String>,
+    /// xl.cfg's `tsc_mode`; `None` leaves it out of the bundle (dom0 then uses `default`).
+    pub tsc_mode: Option<toolstack::bundle::TscMode>,
 }
 
 impl DomuSpec {
@@ -549,6 +552,7 @@ impl DomuSpec {
             vcpus: DEFAULT_DOMU_VCPUS,
             cmdline_extra: String::new(),
             vifs: Vec::new(),
+            tsc_mode: None,
         }
     }
 
@@ -582,6 +586,7 @@ impl DomuSpec {
             devices: std::iter::once("console".to_string())
                 .chain(self.vifs.iter().cloned())
                 .collect(),
+            tsc_mode: self.tsc_mode,
         }
     }
 }
@@ -593,11 +598,12 @@ impl FromStr for DomuSpec {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         if name.is_empty() {
             return Err(format!(
-                "{s:?}: the DomU needs a name (NAME[:memory=MIB,vcpus=N,vif[=MAC],cmdline=TEXT])"
+                "{s:?}: the DomU needs a name \
+                 (NAME[:memory=MIB,vcpus=N,vif[=MAC],tsc_mode=MODE,cmdline=TEXT])"
             ));
         }
         let mut spec = DomuSpec::new(name);
-        let (mut memory, mut vcpus, mut kernel) = (false, false, false);
+        let (mut memory, mut vcpus, mut kernel, mut tsc) = (false, false, false, false);
         let mut rest = opts;
         while !rest.is_empty() {
             if let Some(c) = rest.strip_prefix("cmdline=") {
@@ -617,7 +623,7 @@ impl FromStr for DomuSpec {
             }
             let Some((key, value)) = item.split_once('=') else {
                 return Err(format!(
-                    "{item:?} is not key=value (kernel, memory, vcpus, vif, cmdline)"
+                    "{item:?} is not key=value (kernel, memory, vcpus, vif, tsc_mode, cmdline)"
                 ));
             };
             match key {
@@ -648,10 +654,19 @@ impl FromStr for DomuSpec {
                         .filter(|&v| v > 0)
                         .ok_or_else(|| format!("vcpus={value:?} is not a number of vCPUs"))?;
                 }
-                "memory" | "vcpus" | "kernel" => return Err(format!("{key} given twice")),
+                "tsc_mode" if !tsc => {
+                    tsc = true;
+                    spec.tsc_mode =
+                        Some(toolstack::bundle::TscMode::parse(value).ok_or_else(|| {
+                            format!("tsc_mode={value:?}: default, always_emulate or native")
+                        })?);
+                }
+                "memory" | "vcpus" | "kernel" | "tsc_mode" => {
+                    return Err(format!("{key} given twice"));
+                }
                 _ => {
                     return Err(format!(
-                        "unknown key {key:?} (kernel, memory, vcpus, vif, cmdline)"
+                        "unknown key {key:?} (kernel, memory, vcpus, vif, tsc_mode, cmdline)"
                     ));
                 }
             }

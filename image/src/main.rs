@@ -80,6 +80,11 @@ enum Cmd {
         /// Skip the DomU -> host boot.
         #[arg(long)]
         no_uplink: bool,
+        /// The DomUs' tsc_mode (xl.cfg's): QEMU's software CPU has no invariant TSC, so under
+        /// `default` Xen traps every rdtsc of a DomU; `native` is what a host with an
+        /// invariant TSC gives them under `default`.
+        #[arg(long, default_value = "native", value_parser = parse_tsc_mode)]
+        tsc_mode: toolstack::bundle::TscMode,
     },
     /// Make a GRUB rescue ISO (BIOS and UEFI) with Xen, dom0 and an optional boot bundle, for
     /// a real machine (burn it, or `dd` it to a USB stick) or for `cargo image run
@@ -292,8 +297,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             smp,
             uplink,
             no_uplink,
+            tsc_mode,
         } => {
             let cfg = image::netbench::NetBenchConfig {
+                tsc_mode,
                 xen,
                 mib: mib.clamp(1, 512),
                 timeout: Duration::from_secs(timeout),
@@ -598,4 +605,9 @@ mod tests {
         ));
         assert!(e.contains("\tmodule2 /boot/dom0.elf loglevel=debug\n"));
     }
+}
+
+fn parse_tsc_mode(s: &str) -> Result<toolstack::bundle::TscMode, String> {
+    toolstack::bundle::TscMode::parse(s)
+        .ok_or_else(|| format!("{s:?}: default, always_emulate or native"))
 }

@@ -32,6 +32,10 @@ pub struct NetBenchConfig {
     pub smp: u32,
     /// The NIC for the DomU → host boot (issue 13); `None`: skip that boot.
     pub uplink: Option<crate::UplinkNic>,
+    /// The DomUs' `tsc_mode` (xl.cfg's). QEMU's software CPU has no invariant TSC, so under
+    /// `default` Xen traps every `rdtsc` of a DomU, and a Linux guest reads the TSC for each
+    /// clock read; `native` is what a host with an invariant TSC gives under `default`.
+    pub tsc_mode: toolstack::bundle::TscMode,
 }
 
 /// What one run measured.
@@ -65,6 +69,10 @@ pub struct NetBenchResult {
     pub domu_to_host_nic: Option<String>,
     pub domu_to_host_md5_match: bool,
     pub domu_to_host_vs_baseline: Option<f64>,
+    /// The DomUs' `tsc_mode`, and whether Xen trapped their `rdtsc` (dom0's report, from
+    /// `XEN_DOMCTL_gettscinfo`).
+    pub tsc_mode: String,
+    pub tsc_emulated: bool,
 }
 
 /// What the baseline boot measured.
@@ -250,8 +258,9 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
     std::fs::create_dir_all(&dir)?;
     let sink = dir.join("sink.md5");
     let gamma = format!(
-        "gamma:memory={},vif,cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}",
-        128 + 2 * mib
+        "gamma:memory={},vif,tsc_mode={},cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}",
+        128 + 2 * mib,
+        cfg.tsc_mode.as_str()
     );
     let rc = RunConfig {
         xen: cfg.xen,
@@ -313,13 +322,17 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         print_result(&r);
         return Ok(r);
     }
+    let tsc = cfg.tsc_mode.as_str();
     let alpha = format!(
-        "alpha:memory={},vif=00:16:3e:00:00:0a,cmdline=domu-ip=10.0.0.1/24 domu-ping=10.0.0.2 \
-         domu-dom0=10.0.0.254 domu-dom0-send={mib} domu-tcp-send=10.0.0.2:5001:{mib}",
+        "alpha:memory={},vif=00:16:3e:00:00:0a,tsc_mode={tsc},cmdline=domu-ip=10.0.0.1/24 \
+         domu-ping=10.0.0.2 domu-dom0=10.0.0.254 domu-dom0-send={mib} \
+         domu-tcp-send=10.0.0.2:5001:{mib}",
         128 + 2 * mib
     );
-    let beta = "beta:vif=00:16:3e:00:00:0b,cmdline=domu-ip=10.0.0.2/24 domu-tcp-recv=5001";
-    let domus = [alpha.as_str(), beta]
+    let beta = format!(
+        "beta:vif=00:16:3e:00:00:0b,tsc_mode={tsc},cmdline=domu-ip=10.0.0.2/24 domu-tcp-recv=5001"
+    );
+    let domus = [alpha.as_str(), beta.as_str()]
         .iter()
         .map(|d| d.parse::<DomuSpec>().map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
@@ -333,7 +346,8 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         ..RunConfig::default()
     };
     println!(
-        "bench-net: Xen {} on {} CPUs, two Debian DomUs on dom0's switch, {mib} MiB per transfer",
+        "bench-net: Xen {} on {} CPUs, two Debian DomUs on dom0's switch (tsc_mode={tsc}), {mib} \
+         MiB per transfer",
         cfg.xen.as_str(),
         cfg.smp
     );
@@ -360,6 +374,16 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     };
     let mut r = parse(&console("alpha"), &console("beta"), mib);
     r.xen = cfg.xen.as_str().to_string();
+    r.tsc_mode = tsc.to_string();
+    r.tsc_emulated = domus.iter().any(|d| d.tsc_emulated);
+    if let Some(d) = domus.iter().find(|d| d.tsc_mode != tsc) {
+        bail!(
+            "DomU {} runs with tsc_mode {:?} (Xen's answer), not {tsc}: {}",
+            d.name,
+            d.tsc_mode,
+            out.report.serial_log
+        );
+    }
     r.run = out.report.run.clone();
     if let Some(v) = domus
         .iter()
@@ -452,6 +476,13 @@ fn print_result(r: &NetBenchResult) {
         println!(
             "  DomU -> DomU / baseline   {:.0}% (target >= 50%)",
             v * 100.0
+        );
+    }
+    if !r.tsc_mode.is_empty() {
+        println!(
+            "  DomUs' tsc_mode           {} (rdtsc {} by Xen)",
+            r.tsc_mode,
+            if r.tsc_emulated { "trapped" } else { "native" }
         );
     }
 }

@@ -310,6 +310,11 @@ pub struct DomuSummary {
     /// `GNTTABOP_copy` operations the build wrote the kernel and initrd with (0 when it fell
     /// back to foreign mappings; dom0's log says why).
     pub grant_copies: u64,
+    /// Its TSC mode as Xen holds it (`XEN_DOMCTL_gettscinfo`, xl.cfg's spelling: `default`,
+    /// `always_emulate`, `native`), and whether Xen traps its `rdtsc` under that mode (for
+    /// `default`: when the host's TSC is not invariant, as dom0's own CPUID leaf says).
+    pub tsc_mode: String,
+    pub tsc_emulated: bool,
     pub dom0_heap_bytes: u64,
     /// Its network interfaces, served by dom0's netback.
     pub vifs: Vec<VifSummary>,

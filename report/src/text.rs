@@ -188,14 +188,20 @@ impl BootReport {
             for d in &t.domus {
                 writeln!(
                     w,
-                    "  {} (domain {}): {}, {} MiB, {} vCPU(s), {} console lines, {} xenstore requests",
+                    "  {} (domain {}): {}, {} MiB, {} vCPU(s), {} console lines, {} xenstore requests, tsc_mode {} ({})",
                     Clean(&d.name),
                     d.domid,
                     d.state,
                     d.memory_mib,
                     d.vcpus,
                     d.console_lines,
-                    d.xenstore_requests
+                    d.xenstore_requests,
+                    Clean(&d.tsc_mode),
+                    if d.tsc_emulated {
+                        "rdtsc trapped"
+                    } else {
+                        "rdtsc native"
+                    }
                 )?;
                 writeln!(
                     w,

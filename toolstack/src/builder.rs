@@ -23,6 +23,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use xen::domctl::TscMode;
 use xen::domctl::{self, CreateDomain, DomId, DomctlVersion, hvmctx, param};
 use xen::ops::{self, EvtchnPort};
 use xen::{Hypercall, XenError};
@@ -119,6 +120,8 @@ pub struct DomainConfig {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cmdline: String,
+    /// Set on every DomU, as libxl does (`xc_domain_set_tsc_info`).
+    pub tsc_mode: TscMode,
 }
 
 /// A clock in nanoseconds, for per-step timings.
@@ -490,6 +493,10 @@ fn build_created(
     // libxl__get_required_paging_memory(): 4 KiB per (256 per vCPU + 1 per MiB).
     let pool = 4096 * (256 * u64::from(cfg.vcpus) + cfg.memory_mib);
     domctl::set_paging_mempool_size(h, v, domid, pool).map_err(x("paging pool"))?;
+    // Whether Xen traps the DomU's `rdtsc`: under `default` it does on a host without an
+    // invariant TSC (QEMU's software CPU among them), and Linux reads the TSC for every clock
+    // read (`pvclock_clocksource_read`), so a busy DomU exits to Xen thousands of times a second.
+    domctl::set_tsc_mode(h, v, domid, cfg.tsc_mode).map_err(x("XEN_DOMCTL_settscinfo"))?;
     domctl::set_param(
         h,
         domid,

@@ -51,6 +51,7 @@
 //! | `initrd` | optional | name of an initrd entry in this bundle |
 //! | `cmdline` | optional | the guest kernel command line (may hold `=`, spaces, commas), at most 2048 bytes |
 //! | `device` | repeatable | `console`, `vif` or `vif=<mac>` (`aa:bb:cc:dd:ee:ff`, unicast) |
+//! | `tsc_mode` | optional | xl.cfg's `default` (when absent), `always_emulate` or `native`: whether Xen traps the DomU's `rdtsc` (`XEN_DOMCTL_settscinfo`) |
 //!
 //! Every key but `device` may appear once; unknown keys are errors.
 //!
@@ -67,6 +68,8 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+
+pub use xen::domctl::TscMode;
 
 /// The bundle magic.
 pub const MAGIC: [u8; 8] = *b"XDB0BNDL";
@@ -206,6 +209,8 @@ pub struct DomainSpec {
     /// Name of the initrd entry.
     pub initrd: Option<String>,
     pub devices: Vec<Device>,
+    /// How Xen gives the DomU its TSC ([`TscMode::Default`] unless the description says).
+    pub tsc_mode: TscMode,
 }
 
 /// A kernel or initrd in the bundle.
@@ -673,6 +678,7 @@ fn parse_domain(payload: &[u8], base: usize) -> Result<DomainSpec, BundleError> 
     let mut cmdline = None;
     let mut kernel = None;
     let mut initrd = None;
+    let mut tsc_mode = None;
     let mut devices = Vec::new();
 
     let mut line_off = base;
@@ -703,6 +709,7 @@ fn parse_domain(payload: &[u8], base: usize) -> Result<DomainSpec, BundleError> 
             "cmdline" => &mut cmdline,
             "kernel" => &mut kernel,
             "initrd" => &mut initrd,
+            "tsc_mode" => &mut tsc_mode,
             "device" => {
                 let Some(d) = parse_device(value) else {
                     return err(at, K::BadDevice(value.to_string()));
@@ -733,6 +740,7 @@ fn parse_domain(payload: &[u8], base: usize) -> Result<DomainSpec, BundleError> 
             "cmdline" if value.len() > MAX_CMDLINE_LEN => {
                 return err(at, K::CmdlineTooLong(value.len()));
             }
+            "tsc_mode" => TscMode::parse(value).is_some(),
             _ => true,
         };
         if !ok {
@@ -764,6 +772,7 @@ fn parse_domain(payload: &[u8], base: usize) -> Result<DomainSpec, BundleError> 
         kernel: kernel.to_string(),
         initrd: initrd.map(str::to_string),
         devices,
+        tsc_mode: tsc_mode.and_then(TscMode::parse).unwrap_or_default(),
     })
 }
 

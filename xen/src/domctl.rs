@@ -28,6 +28,8 @@ pub mod cmd {
     pub const SETVCPUAFFINITY: u32 = 9;
     pub const MAX_MEM: u32 = 11;
     pub const MAX_VCPUS: u32 = 15;
+    pub const GETTSCINFO: u32 = 59;
+    pub const SETTSCINFO: u32 = 60;
     pub const GETHVMCONTEXT: u32 = 33;
     pub const SETHVMCONTEXT: u32 = 34;
     pub const SET_PAGING_MEMPOOL_SIZE: u32 = 86;
@@ -256,6 +258,81 @@ pub fn set_paging_mempool_size(
         &bytes.to_le_bytes(),
     )
     .map(|_| ())
+}
+
+/// How Xen gives a domain its TSC (`XEN_CPUID_TSC_MODE_*`, public/arch-x86/cpuid.h; xl.cfg's
+/// `tsc_mode`). Under `Default`, Xen runs `rdtsc` natively only when the host's TSC is safe
+/// (`host_tsc_is_safe()`: the CPU reports an invariant TSC) and otherwise traps and emulates
+/// every read (`tsc_set_info()`, xen/arch/x86/time.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TscMode {
+    #[default]
+    Default,
+    AlwaysEmulate,
+    /// `NEVER_EMULATE`: `rdtsc` runs natively whatever the host (xl's `native`).
+    Native,
+}
+
+impl TscMode {
+    /// The `XEN_CPUID_TSC_MODE_*` value.
+    pub fn raw(self) -> u32 {
+        match self {
+            TscMode::Default => 0,
+            TscMode::AlwaysEmulate => 1,
+            TscMode::Native => 2,
+        }
+    }
+
+    /// From the `XEN_CPUID_TSC_MODE_*` value (3, `PVRDTSCP`, is no longer accepted by Xen).
+    pub fn from_raw(v: u32) -> Option<TscMode> {
+        match v {
+            0 => Some(TscMode::Default),
+            1 => Some(TscMode::AlwaysEmulate),
+            2 => Some(TscMode::Native),
+            _ => None,
+        }
+    }
+
+    /// xl.cfg's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TscMode::Default => "default",
+            TscMode::AlwaysEmulate => "always_emulate",
+            TscMode::Native => "native",
+        }
+    }
+
+    /// From xl.cfg's spelling.
+    pub fn parse(s: &str) -> Option<TscMode> {
+        [TscMode::Default, TscMode::AlwaysEmulate, TscMode::Native]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// `struct xen_domctl_tsc_info { u32 tsc_mode, gtsc_khz, incarnation, pad; u64 elapsed_nsec; }`
+/// for `XEN_DOMCTL_settscinfo`: the mode, with the rest zero as for a new domain (Xen then uses
+/// the host's frequency). Xen refuses it for the calling domain itself (`-EINVAL`).
+pub fn set_tsc_mode(
+    h: &dyn Hypercall,
+    v: DomctlVersion,
+    dom: DomId,
+    mode: TscMode,
+) -> Result<(), XenError> {
+    let mut a = [0u8; 24];
+    put_u32(&mut a, 0, mode.raw());
+    domctl(h, v, cmd::SETTSCINFO, dom, &a).map(|_| ())
+}
+
+/// The domain's TSC mode (`XEN_DOMCTL_gettscinfo`), or `None` for a value this code does not
+/// know.
+pub fn tsc_mode(
+    h: &dyn Hypercall,
+    v: DomctlVersion,
+    dom: DomId,
+) -> Result<Option<TscMode>, XenError> {
+    let b = domctl(h, v, cmd::GETTSCINFO, dom, &[])?;
+    Ok(get_u32(&b, DOMCTL_U).and_then(TscMode::from_raw))
 }
 
 /// Start (or resume) a paused domain.

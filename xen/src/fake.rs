@@ -71,6 +71,8 @@ pub struct FakeDomain {
     pub unbound: Vec<(u32, u16)>,
     pub emulation_flags: u32,
     pub cdf: u32,
+    /// `XEN_CPUID_TSC_MODE_*` from `settscinfo` (0, default, until set).
+    pub tsc_mode: u32,
 }
 
 /// The EFI facts of a fake EFI boot.
@@ -461,6 +463,10 @@ impl FakeXen {
             b[u + 4..u + 8].copy_from_slice(&flags.to_le_bytes());
             return Ok(0);
         }
+        if c == cmd::SETTSCINFO && dom == 0 {
+            // `XEN_DOMCTL_settscinfo` on the caller itself: "no domain_pause()".
+            return Err(XenError::EINVAL);
+        }
         let d = st.domains.get_mut(&dom).ok_or(XenError::ESRCH)?;
         match c {
             cmd::MAX_VCPUS => {
@@ -472,6 +478,18 @@ impl FakeXen {
             }
             cmd::MAX_MEM => d.max_mem_kib = u64_at(b, u).ok_or(XenError::EFAULT)?,
             cmd::SET_PAGING_MEMPOOL_SIZE => d.paging_pool = u64_at(b, u).ok_or(XenError::EFAULT)?,
+            cmd::SETTSCINFO => {
+                // tsc_set_info(): modes 0..=2; PVRDTSCP (3) is gone since Xen 4.13.
+                let mode = u32_at(b, u).ok_or(XenError::EFAULT)?;
+                if mode > 2 {
+                    return Err(XenError::EINVAL);
+                }
+                d.tsc_mode = mode;
+            }
+            cmd::GETTSCINFO => {
+                b[u..u + 24].fill(0);
+                b[u..u + 4].copy_from_slice(&d.tsc_mode.to_le_bytes());
+            }
             cmd::UNPAUSEDOMAIN => d.paused = false,
             cmd::PAUSEDOMAIN => d.paused = true,
             cmd::DESTROYDOMAIN => {

@@ -571,6 +571,7 @@ fn domu_specs_parse() {
             vcpus: 2,
             cmdline_extra: "domu-test=crash x=a,b".into(),
             vifs: Vec::new(),
+            tsc_mode: None,
         }
     );
     assert_eq!(d.cmdline(), "console=hvc0 loglevel=4 domu-test=crash x=a,b");
@@ -591,6 +592,11 @@ fn domu_specs_parse() {
         ["console", "vif", "vif=00:16:3e:00:00:09"]
     );
     assert!(n.cmdline().ends_with("domu-ip=10.0.0.1/24"));
+    assert_eq!(n.domain_input().tsc_mode, None, "left to dom0's default");
+    // xl.cfg's tsc_mode goes into the bundle as given.
+    let t: DomuSpec = "t:tsc_mode=native,vif".parse().unwrap();
+    assert_eq!(t.tsc_mode, Some(toolstack::bundle::TscMode::Native));
+    assert!(t.domain_input().to_text().contains("\ntsc_mode=native\n"));
     for bad in [
         "x:vif=zz",
         "x:vif=01:00:5e:00:00:01",
@@ -603,6 +609,8 @@ fn domu_specs_parse() {
         "x:memory",
         "x:kernel=bsd",
         "x:kernel=linux,kernel=testguest",
+        "x:tsc_mode=fast",
+        "x:tsc_mode=native,tsc_mode=default",
     ] {
         assert!(bad.parse::<DomuSpec>().is_err(), "{bad}");
     }

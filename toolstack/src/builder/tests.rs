@@ -116,6 +116,7 @@ fn cfg(mib: u64, vcpus: u32) -> DomainConfig {
         memory_mib: mib,
         vcpus,
         cmdline: "console=hvc0 loglevel=4".into(),
+        tsc_mode: TscMode::Default,
     }
 }
 
@@ -147,6 +148,10 @@ fn builds_a_pvh_domain_like_libxc() {
     assert_eq!(d.emulation_flags, 1, "LAPIC only");
     assert_eq!((d.max_vcpus, d.vcpus_allocated), (2, 2));
     assert!(d.paused, "left paused for the caller");
+    assert_eq!(
+        d.tsc_mode, 0,
+        "XEN_CPUID_TSC_MODE_DEFAULT, set as libxl does"
+    );
     let acpi_pages = (acpi.len() as u64).div_ceil(PAGE);
     assert_eq!(d.frames.len() as u64, 64 * 256 + 8 + acpi_pages);
     assert!(d.frames.contains(&STORE_PFN) && d.frames.contains(&CONSOLE_PFN));
@@ -301,6 +306,39 @@ fn guest_bytes(mem: &FakeMem<'_>, d: DomId, start: u64, end: u64) -> Vec<u8> {
 /// Issue 14: a bzImage (each compression as Linux's build makes it) is decompressed straight
 /// into the guest and loaded in place; the guest ends up with the same kernel bytes, bss and
 /// entry as when the ELF inside is handed over directly, and the step is timed on its own.
+#[test]
+fn tsc_mode_reaches_xen() {
+    let x = FakeXen::new(4, 17);
+    let mut mem = FakeMem::new(&x);
+    let (v, _) = DomctlVersion::detect(&x, 4, 17).unwrap();
+    let k = kernel();
+    for (mode, raw) in [
+        (TscMode::Native, 2),
+        (TscMode::AlwaysEmulate, 1),
+        (TscMode::Default, 0),
+    ] {
+        let mut env = Env {
+            xen: &x,
+            mem: &mut mem,
+            version: v,
+            now: &zero_clock,
+        };
+        let c = DomainConfig {
+            tsc_mode: mode,
+            ..cfg(32, 1)
+        };
+        let b = build(&mut env, &c, &k, None, &[]).unwrap();
+        assert_eq!(x.domain(b.domid).unwrap().tsc_mode, raw, "{mode:?}");
+        // XEN_DOMCTL_gettscinfo reads back what Xen holds.
+        assert_eq!(domctl::tsc_mode(&x, v, b.domid), Ok(Some(mode)));
+    }
+    // Xen refuses settscinfo on the caller itself; the builder never asks it.
+    assert_eq!(
+        domctl::set_tsc_mode(&x, v, 0, TscMode::Native),
+        Err(XenError::EINVAL)
+    );
+}
+
 #[test]
 fn builds_from_a_bzimage_as_from_its_elf() {
     use crate::kernel::testutil::{bzimage_with, linux_payload, synthetic_kernel};

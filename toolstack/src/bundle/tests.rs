@@ -98,6 +98,7 @@ fn parses_sample() {
                 },
                 Device::Vif { mac: None },
             ],
+            tsc_mode: TscMode::Default,
         }
     );
     let k = bundle.kernel_of(d).unwrap();
@@ -257,6 +258,32 @@ fn domain_description_rules() {
     assert_eq!((d.memory_mib, d.vcpus, d.cmdline.as_str()), (16, 1, ""));
     assert_eq!(d.initrd, None);
     assert!(d.devices.is_empty());
+    assert_eq!(d.tsc_mode, TscMode::Default);
+    // xl.cfg's spellings, once each; anything else is refused at its line.
+    for (v, m) in [
+        ("default", TscMode::Default),
+        ("always_emulate", TscMode::AlwaysEmulate),
+        ("native", TscMode::Native),
+    ] {
+        assert_eq!(domain_ok(&format!("{base}tsc_mode={v}\n")).tsc_mode, m);
+    }
+    for bad in ["", "Native", "native ", "2", "native_paravirt", "pvrdtscp"] {
+        let e = domain_err(&format!("{base}tsc_mode={bad}\n"));
+        assert_eq!(
+            (e.offset, e.kind),
+            (
+                56 + base.len(),
+                K::DomainBadValue {
+                    key: "tsc_mode".into()
+                }
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        domain_err(&format!("{base}tsc_mode=native\ntsc_mode=native\n")).kind,
+        K::DomainDuplicateKey("tsc_mode".into())
+    );
     // No trailing newline, blank lines.
     assert_eq!(
         domain_ok("name=d\n\nmemory=16\nvcpus=128\nkernel=k").vcpus,
