@@ -482,6 +482,11 @@ fn grub_entry(dom0_args: &[String]) -> String {
     )
 }
 
+fn parse_tsc_mode(s: &str) -> Result<toolstack::bundle::TscMode, String> {
+    toolstack::bundle::TscMode::parse(s)
+        .ok_or_else(|| format!("{s:?}: default, always_emulate or native"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,9 +610,4 @@ mod tests {
         ));
         assert!(e.contains("\tmodule2 /boot/dom0.elf loglevel=debug\n"));
     }
-}
-
-fn parse_tsc_mode(s: &str) -> Result<toolstack::bundle::TscMode, String> {
-    toolstack::bundle::TscMode::parse(s)
-        .ok_or_else(|| format!("{s:?}: default, always_emulate or native"))
 }
