@@ -533,6 +533,12 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         }
     };
     let mut args = qemu::base_args(cfg.smp, cfg.mem_mib, cfg.iommu);
+    // QEMU's own view of a machine gone silent (`Watch::qmp`).
+    let qmp = (cfg.xen != XenVersion::None).then(qemu::qmp_path);
+    if let Some(p) = &qmp {
+        let _ = std::fs::remove_file(p);
+        args.extend(qemu::qmp_args(p));
+    }
     args.extend(cfg.topology.numa_args(cfg.mem_mib));
     args.extend(cfg.topology.qemu_args(&run_dir, &cfg.nic_forward)?);
     args.extend(boot);
@@ -572,8 +578,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         silence: cfg
             .silence
             .or((!cfg.domus.is_empty()).then_some(SILENCE_DUMP_AFTER)),
+        qmp: qmp.clone(),
     };
-    let finished = qemu::run_qemu(&prepared.qemu, &args, &watch)?;
+    let finished = qemu::run_qemu(&prepared.qemu, &args, &watch);
+    if let Some(p) = &qmp {
+        let _ = std::fs::remove_file(p);
+    }
+    let finished = finished?;
     std::fs::write(&serial_log, &finished.serial)?;
     if !finished.stderr.trim().is_empty() {
         std::fs::write(run_dir.join("qemu-stderr.txt"), &finished.stderr)?;

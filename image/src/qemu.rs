@@ -386,6 +386,94 @@ pub fn base_args(smp: u32, mem_mib: u32, iommu: Iommu) -> Vec<String> {
     .collect()
 }
 
+/// The QMP socket of a run: `IMAGE_QMP=PATH` if set (a profiler or a debugger can attach to
+/// it, e.g. `info registers` through `human-monitor-command`), else a fresh path under the
+/// system's temporary directory (a Unix socket path must stay under 108 bytes; a run
+/// directory may be deeper than that).
+pub fn qmp_path() -> PathBuf {
+    match std::env::var("IMAGE_QMP") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::env::temp_dir().join(format!("image-qmp-{}-{n}.sock", std::process::id()))
+        }
+    }
+}
+
+/// QEMU's arguments for a QMP socket at `path`.
+pub fn qmp_args(path: &Path) -> Vec<String> {
+    vec![
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", path.display()),
+    ]
+}
+
+/// What the harness asks QEMU (HMP through QMP's `human-monitor-command`) when a machine goes
+/// silent: each vCPU's registers (`HLT=1` and `RFL`'s IF tell a halted CPU waiting for an
+/// interrupt), its local APIC (the timer's LVT and counts, ISR/IRR: an interrupt left in
+/// service blocks every lower one), the IOAPIC's pins and the interrupt counts.
+pub const QEMU_VIEW_COMMANDS: &[&str] =
+    &["info registers -a", "info lapic", "info pic", "info irq"];
+
+/// QEMU's view of the machine through QMP at `path`, as lines prefixed `image: qemu: `; each
+/// socket operation is bounded (2 s), so a QEMU that does not answer costs at most that and
+/// a line saying so.
+pub fn qemu_view(path: &Path) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    let ask = || -> std::io::Result<Vec<String>> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let mut w = s.try_clone()?;
+        let mut r = BufReader::new(s);
+        // A reply is the next line that is not an asynchronous event.
+        let reply = |r: &mut BufReader<UnixStream>| -> std::io::Result<serde_json::Value> {
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line)? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                if v.get("event").is_none() {
+                    return Ok(v);
+                }
+            }
+        };
+        reply(&mut r)?; // the greeting
+        writeln!(w, r#"{{"execute":"qmp_capabilities"}}"#)?;
+        reply(&mut r)?;
+        let mut out = Vec::new();
+        for c in QEMU_VIEW_COMMANDS {
+            let cmd = serde_json::json!({
+                "execute": "human-monitor-command",
+                "arguments": { "command-line": c }
+            });
+            writeln!(w, "{cmd}")?;
+            let v = reply(&mut r)?;
+            out.push(format!("image: qemu: ({c})"));
+            match v.get("return").and_then(|t| t.as_str()) {
+                Some(text) => out.extend(
+                    text.lines()
+                        .map(str::trim_end)
+                        .filter(|l| !l.is_empty())
+                        .map(|l| format!("image: qemu: {l}")),
+                ),
+                None => out.push(format!("image: qemu: {v}")),
+            }
+        }
+        Ok(out)
+    };
+    ask().unwrap_or_else(|e| {
+        vec![format!(
+            "image: qemu: QMP at {} did not answer: {e}",
+            path.display()
+        )]
+    })
+}
+
 /// What happened to the QEMU process.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -424,6 +512,11 @@ pub struct Watch {
     /// used almost no CPU ([`IDLE_PERCENT`]), ask Xen for its state too (and again after each
     /// further such stretch), without stopping the run.
     pub silence: Option<Duration>,
+    /// QEMU's QMP socket (`-qmp unix:PATH,server=on,wait=off`, see [`qmp_args`]): at a
+    /// silence and at the timeout the harness also asks QEMU itself for the vCPUs' registers,
+    /// local APICs, IOAPIC and interrupt counts ([`QEMU_VIEW_COMMANDS`]), which Xen cannot
+    /// give when the whole machine is halted and deaf to its console.
+    pub qmp: Option<PathBuf>,
 }
 
 /// One stretch without console output during which the harness asked Xen for its state.
@@ -526,6 +619,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
                 asked_xen = true;
                 let mark = format!("{XEN_DUMP_MARK}{}", busy_since_heard(heard_at, heard_cpu).1);
                 ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
+                note_qemu_view(&serial, watch.qmp.as_deref());
                 kill_at = Some(Instant::now() + XEN_DUMP_GRACE);
                 continue;
             }
@@ -547,6 +641,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
                     let mark_at = len;
                     let mark = format!("{XEN_SILENCE_MARK}{says}");
                     ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
+                    note_qemu_view(&serial, watch.qmp.as_deref());
                     silence_marks.push((now.duration_since(start).as_secs(), mark_at));
                 }
                 heard_at = Instant::now();
@@ -653,6 +748,20 @@ fn ask_xen_for_state(
             thread::sleep(Duration::from_millis(300));
             let _ = k.write_all(&[key]).and_then(|()| k.flush());
         }
+    }
+}
+
+/// Appends QEMU's own view ([`qemu_view`]) to the serial log (and nothing without a socket).
+fn note_qemu_view(serial: &Mutex<Vec<u8>>, qmp: Option<&Path>) {
+    let Some(p) = qmp else { return };
+    let lines = qemu_view(p);
+    let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
+    if s.last().is_some_and(|&b| b != b'\n') {
+        s.push(b'\n');
+    }
+    for l in lines {
+        s.extend_from_slice(l.as_bytes());
+        s.push(b'\n');
     }
 }
 
@@ -889,5 +998,105 @@ mod tests {
         assert!(check_dom0_arg("x=1,2").is_err());
         assert!(check_dom0_arg("x y").is_err());
         assert!(check_dom0_arg("x=1").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod qmp_tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    fn socket(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("qmp-test-{}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    /// A QMP server that greets, sends an event before each reply (as QEMU may), and answers
+    /// each command with `answer(command-line)`.
+    fn serve(
+        path: &Path,
+        answer: fn(&str) -> serde_json::Value,
+    ) -> thread::JoinHandle<Vec<String>> {
+        let l = UnixListener::bind(path).unwrap();
+        thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut asked = Vec::new();
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            for line in BufReader::new(s).lines() {
+                let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                writeln!(w, r#"{{"event": "RTC_CHANGE", "data": {{}}}}"#).unwrap();
+                let reply = match v["execute"].as_str().unwrap() {
+                    "qmp_capabilities" => serde_json::json!({"return": {}}),
+                    "human-monitor-command" => {
+                        let c = v["arguments"]["command-line"].as_str().unwrap().to_string();
+                        let r = answer(&c);
+                        asked.push(c);
+                        r
+                    }
+                    other => panic!("unexpected {other}"),
+                };
+                writeln!(w, "{reply}").unwrap();
+            }
+            asked
+        })
+    }
+
+    #[test]
+    fn qemu_view_asks_each_command_and_prefixes_its_lines() {
+        let p = socket("ok");
+        let server = serve(&p, |c| {
+            if c.starts_with("info registers") {
+                serde_json::json!({"return": "\r\nCPU#0\r\nRIP=ffff82d040300000 RFL=00000202 CPL=0 HLT=1\r\n"})
+            } else if c == "info irq" {
+                serde_json::json!({"error": {"class": "GenericError", "desc": "no irq stats"}})
+            } else {
+                serde_json::json!({"return": format!("{c} says hello\n")})
+            }
+        });
+        let lines = qemu_view(&p);
+        assert_eq!(server.join().unwrap(), QEMU_VIEW_COMMANDS);
+        assert!(
+            lines.iter().all(|l| l.starts_with("image: qemu: ")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(
+                &"image: qemu: RIP=ffff82d040300000 RFL=00000202 CPL=0 HLT=1".to_string()
+            )
+        );
+        assert!(lines.contains(&"image: qemu: (info lapic)".to_string()));
+        assert!(lines.contains(&"image: qemu: info lapic says hello".to_string()));
+        // An error reply is shown as QEMU gave it, and the rest still asked.
+        assert!(
+            lines.iter().any(|l| l.contains("no irq stats")),
+            "{lines:#?}"
+        );
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn qemu_view_is_bounded_when_qemu_does_not_answer() {
+        // Nothing listening: one line, at once.
+        let p = socket("none");
+        let lines = qemu_view(&p);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("did not answer"), "{lines:?}");
+        // A socket that accepts and then says nothing: one line after the read bound.
+        let l = UnixListener::bind(&p).unwrap();
+        let hold = thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            thread::sleep(Duration::from_secs(4));
+            drop(s);
+        });
+        let t = Instant::now();
+        let lines = qemu_view(&p);
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("did not answer"), "{lines:?}");
+        hold.join().unwrap();
+        let _ = std::fs::remove_file(&p);
     }
 }
