@@ -60,6 +60,23 @@ fn one_domu(xen: XenVersion) {
         fell_back.is_none(),
         "dom0 gave up grant copies: {fell_back:?}"
     );
+    // No tsc_mode in its description: xl's `default`, which on this CPU without an invariant
+    // TSC means Xen traps its rdtsc (as it does dom0's); dom0 says so in the report (Xen's
+    // answer to XEN_DOMCTL_gettscinfo) and in its log, with the way out.
+    check!(
+        out,
+        d.tsc_mode == "default" && d.tsc_emulated,
+        "DomU demo: tsc_mode {:?}, emulated {}",
+        d.tsc_mode,
+        d.tsc_emulated
+    );
+    check!(
+        out,
+        serial(&out).contains(
+            "domu demo: Xen traps its rdtsc (tsc_mode=default, and this host's TSC is not invariant)"
+        ),
+        "dom0 did not say that Xen traps the DomU's rdtsc"
+    );
 }
 
 #[test]
