@@ -73,6 +73,18 @@ impl Uplink {
 #[derive(Clone)]
 struct Frame([u8; 4096]);
 
+impl core::borrow::Borrow<[u8; 4096]> for Frame {
+    fn borrow(&self) -> &[u8; 4096] {
+        &self.0
+    }
+}
+
+impl core::borrow::BorrowMut<[u8; 4096]> for Frame {
+    fn borrow_mut(&mut self) -> &mut [u8; 4096] {
+        &mut self.0
+    }
+}
+
 /// dom0 heap pages that grant copies land in and leave from. dom0's memory is identity-mapped,
 /// so a page's frame number is its address / 4096.
 struct BounceBuffer(Box<[Frame]>);
@@ -90,16 +102,10 @@ impl Bounce for BounceBuffer {
         (self.0[i].0.as_ptr().expose_provenance() as u64) / PAGE
     }
     fn read(&self, at: usize, out: &mut [u8]) {
-        for (k, b) in out.iter_mut().enumerate() {
-            let p = at + k;
-            *b = self.0[p / 4096].0[p % 4096];
-        }
+        netback::vif::read_paged(&self.0, at, out);
     }
     fn write(&mut self, at: usize, data: &[u8]) {
-        for (k, b) in data.iter().enumerate() {
-            let p = at + k;
-            self.0[p / 4096].0[p % 4096] = *b;
-        }
+        netback::vif::write_paged(&mut self.0, at, data);
     }
 }
 

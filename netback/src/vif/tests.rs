@@ -615,3 +615,41 @@ fn counters_add_up_over_connections() {
         }
     );
 }
+
+#[test]
+fn paged_copies_cross_pages_like_a_flat_buffer() {
+    // Three pages back to back against a flat model, at every interesting offset and length.
+    let mut pages = alloc::vec![[0u8; PAGE]; 3];
+    let mut flat = alloc::vec![0u8; 3 * PAGE];
+    let mut seed = 7u32;
+    for (at, len) in [
+        (0, 0),
+        (0, 1),
+        (4095, 1),
+        (4095, 2),
+        (100, PAGE),
+        (0, 3 * PAGE),
+        (PAGE - 3, PAGE + 6),
+        (2 * PAGE + 4000, 96),
+    ] {
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (seed >> 16) as u8
+            })
+            .collect();
+        write_paged(&mut pages, at, &data);
+        flat[at..at + len].copy_from_slice(&data);
+        let whole: Vec<u8> = pages.iter().flatten().copied().collect();
+        assert_eq!(whole, flat, "write at {at} len {len}");
+        let mut back = alloc::vec![0u8; len];
+        read_paged(&pages, at, &mut back);
+        assert_eq!(back, data, "read at {at} len {len}");
+    }
+    // Past the end is a panic (an index out of range), never a silent short copy.
+    let r = std::panic::catch_unwind(|| {
+        let mut out = [0u8; 2];
+        read_paged(&[[0u8; PAGE]; 1], PAGE - 1, &mut out);
+    });
+    assert!(r.is_err());
+}
