@@ -615,6 +615,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
             finished.silences.len(),
             watch.silence.unwrap_or_default().as_secs()
         ));
+        if let Some(v) = finished.silences.iter().find_map(|s| s.qemu_lost_wakeup) {
+            reason.push_str(&format!(
+                "; QEMU's own view: its CPU halted with interrupts enabled and vector {v} \
+                 pending in its local APIC, never delivered (the emulator's lost wakeup, not a \
+                 guest or Xen hang; see README, Troubleshooting)"
+            ));
+        }
     }
     let report = Report {
         run: name,

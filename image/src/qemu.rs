@@ -528,6 +528,11 @@ pub struct Silence {
     /// runnable vCPU queued while every CPU idles (see README, Troubleshooting). A key press
     /// makes the idle CPU schedule again, so such a run moves on after the dump.
     pub scheduler_stall: bool,
+    /// QEMU's own view ([`crate::xenlog::qemu_lost_wakeup`]): its CPU 0 halted with
+    /// interrupts enabled and this vector pending in its local APIC, undelivered (the
+    /// emulator's lost wakeup; see README, Troubleshooting).
+    #[serde(default)]
+    pub qemu_lost_wakeup: Option<u8>,
 }
 
 /// What a timed-out run types on Xen's console: three Ctrl-A switch its input from dom0 to Xen
@@ -666,11 +671,18 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
     let serial = std::mem::take(&mut *serial.lock().unwrap_or_else(|e| e.into_inner()));
     let silences = silence_marks
         .iter()
-        .map(|&(at_s, from)| Silence {
-            at_s,
-            scheduler_stall: crate::xenlog::scheduler_stall(&String::from_utf8_lossy(
-                serial.get(from..).unwrap_or_default(),
-            )),
+        .map(|&(at_s, from)| {
+            let after = String::from_utf8_lossy(serial.get(from..).unwrap_or_default());
+            // This silence's own view: up to the next mark.
+            let own = after
+                .get(1..)
+                .and_then(|a| a.find(XEN_SILENCE_MARK).map(|n| &after[..n + 1]))
+                .unwrap_or(&after);
+            Silence {
+                at_s,
+                scheduler_stall: crate::xenlog::scheduler_stall(&after),
+                qemu_lost_wakeup: crate::xenlog::qemu_lost_wakeup(own),
+            }
         })
         .collect();
     Ok(Finished {
