@@ -79,7 +79,26 @@ impl Drop for BusyHost {
 pub fn boot_busy(cfg: &RunConfig, busy: usize) -> RunOutcome {
     let _turn = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let load = BusyHost::start(busy);
-    let out = image::run(cfg).unwrap_or_else(|e| panic!("could not run {cfg:?}: {e:#}"));
+    let mut out = image::run(cfg).unwrap_or_else(|e| panic!("could not run {cfg:?}: {e:#}"));
+    // QEMU 7.2's software CPU can leave the machine halted for good with a deliverable
+    // interrupt pending in its local APIC (the lost wakeup of README's Troubleshooting; seen on
+    // busy hosts at a DomU's power-off). Only that state, read from QEMU's own view after a
+    // silence, earns the scenario one more boot; the second must pass every assertion by
+    // itself, and the reason says the first froze.
+    if out.report.outcome == Outcome::Timeout
+        && let Some(v) = out.report.silences.iter().find_map(|s| s.qemu_lost_wakeup)
+    {
+        let first = out.report.run.clone();
+        eprintln!(
+            "{first}: QEMU froze with vector {v} pending in its local APIC (an emulator lost \
+             wakeup, see README); booting the scenario once more"
+        );
+        out = image::run(cfg).unwrap_or_else(|e| panic!("could not run {cfg:?}: {e:#}"));
+        out.report.reason = format!(
+            "{} (second boot: the first, {first}, froze in QEMU with vector {v} pending)",
+            out.report.reason
+        );
+    }
     drop(load);
     eprintln!(
         "{}: {} ({}) in {} ms{}; serial log {}",
