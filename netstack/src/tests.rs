@@ -405,3 +405,60 @@ fn dhcp_ignores_garbage() {
     assert_eq!(s.address(), None);
     assert_eq!(s.counters.dhcp_leases, 0);
 }
+
+#[test]
+fn discard_advertises_its_whole_window() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, TcpRepr,
+    };
+    let mut s = stack();
+    let mut c = client();
+    let h = c.sockets.add(tcp_socket(65536, 1 << 20));
+    {
+        let cx = c.iface.context();
+        c.sockets
+            .get_mut::<tcp::Socket<'_>>(h)
+            .connect(cx, (Ipv4Address::from(DOM0), DISCARD_PORT), 49153)
+            .unwrap();
+    }
+    let (mut scale, mut widest) = (None, 0usize);
+    let mut now = 0;
+    for _ in 0..200 {
+        c.iface
+            .poll(Instant::from_millis(now), &mut c.dev, &mut c.sockets);
+        for f in c.dev.tx.drain(..) {
+            s.input(f);
+        }
+        for f in s.poll(now, &mut pages) {
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            if eth.ethertype() == EthernetProtocol::Ipv4 {
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                if ip.next_header() == IpProtocol::Tcp {
+                    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+                    let r =
+                        TcpRepr::parse(&t, &src, &dst, &ChecksumCapabilities::default()).unwrap();
+                    if t.syn() && t.ack() {
+                        // RFC 7323: the shift rides on the SYN-ACK; its own window is unscaled.
+                        scale = r.window_scale;
+                    } else if let Some(sh) = scale {
+                        widest = widest.max(usize::from(t.window_len()) << sh);
+                    }
+                }
+            }
+            c.dev.rx.push_back(f);
+        }
+        let sock = c.sockets.get_mut::<tcp::Socket<'_>>(h);
+        if sock.can_send() {
+            let _ = sock.send_slice(&[0x5a; 4096]);
+        }
+        now += 1;
+    }
+    assert!(scale.is_some_and(|sh| sh >= 2), "window scale {scale:?}");
+    assert!(
+        widest > 65536 && widest <= DISCARD_WINDOW,
+        "widest window {widest} of {DISCARD_WINDOW}"
+    );
+    assert!(s.counters.discard_bytes > 65536, "{:?}", s.counters);
+}
