@@ -36,6 +36,14 @@ pub trait Bounce {
     fn gfn(&self, i: usize) -> u64;
     /// `out.len()` bytes at `at` (the pages back to back).
     fn read(&self, at: usize, out: &mut [u8]);
+    /// `len` bytes at `at` as a new buffer. The default zero-fills and then [`Bounce::read`]s;
+    /// dom0's appends page slices to an empty one instead (a 64 KiB GSO packet was written
+    /// twice).
+    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.read(at, &mut v);
+        v
+    }
     /// Write `data` at `at`.
     fn write(&mut self, at: usize, data: &[u8]);
 }
@@ -51,6 +59,22 @@ pub fn read_paged<P: core::borrow::Borrow<[u8; PAGE]>>(pages: &[P], at: usize, o
         out[done..done + n].copy_from_slice(&pages[page].borrow()[off..off + n]);
         done += n;
     }
+}
+
+/// [`Bounce::read_vec`] over pages laid back to back: `len` bytes at `at` appended to an empty
+/// vector a page slice at a time (no zero fill first).
+pub fn read_paged_vec<P: core::borrow::Borrow<[u8; PAGE]>>(
+    pages: &[P],
+    at: usize,
+    len: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let (page, off) = ((at + out.len()) / PAGE, (at + out.len()) % PAGE);
+        let n = (PAGE - off).min(len - out.len());
+        out.extend_from_slice(&pages[page].borrow()[off..off + n]);
+    }
+    out
 }
 
 /// [`Bounce::write`] over pages laid back to back (see [`read_paged`]).
@@ -266,8 +290,7 @@ impl Link {
                 self.counters.tx_dropped += 1;
                 false
             } else if ok[k] {
-                let mut frame = vec![0u8; usize::from(p.len)];
-                bounce.read(at, &mut frame);
+                let mut frame = bounce.read_vec(at, usize::from(p.len));
                 self.counters.tx_packets += 1;
                 self.counters.tx_bytes += frame.len() as u64;
                 let gso = p.extras.iter().find_map(|e| match *e {

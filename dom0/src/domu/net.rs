@@ -104,6 +104,9 @@ impl Bounce for BounceBuffer {
     fn read(&self, at: usize, out: &mut [u8]) {
         netback::vif::read_paged(&self.0, at, out);
     }
+    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
+        netback::vif::read_paged_vec(&self.0, at, len)
+    }
     fn write(&mut self, at: usize, data: &[u8]) {
         netback::vif::write_paged(&mut self.0, at, data);
     }

@@ -645,6 +645,11 @@ fn paged_copies_cross_pages_like_a_flat_buffer() {
         let mut back = alloc::vec![0u8; len];
         read_paged(&pages, at, &mut back);
         assert_eq!(back, data, "read at {at} len {len}");
+        assert_eq!(
+            read_paged_vec(&pages, at, len),
+            data,
+            "read_vec at {at} len {len}"
+        );
     }
     // Past the end is a panic (an index out of range), never a silent short copy.
     let r = std::panic::catch_unwind(|| {
