@@ -623,8 +623,13 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
                 // Type the dump keys and give Xen a few seconds to print them.
                 asked_xen = true;
                 let mark = format!("{XEN_DUMP_MARK}{}", busy_since_heard(heard_at, heard_cpu).1);
-                ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
-                note_qemu_view(&serial, watch.qmp.as_deref());
+                ask_xen_for_state(
+                    &serial,
+                    keyboard.as_mut(),
+                    &mark,
+                    &mut xen_has_input,
+                    watch.qmp.as_deref(),
+                );
                 kill_at = Some(Instant::now() + XEN_DUMP_GRACE);
                 continue;
             }
@@ -645,8 +650,13 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
                 if pct.is_some_and(|p| p < IDLE_PERCENT) {
                     let mark_at = len;
                     let mark = format!("{XEN_SILENCE_MARK}{says}");
-                    ask_xen_for_state(&serial, keyboard.as_mut(), &mark, &mut xen_has_input);
-                    note_qemu_view(&serial, watch.qmp.as_deref());
+                    ask_xen_for_state(
+                        &serial,
+                        keyboard.as_mut(),
+                        &mark,
+                        &mut xen_has_input,
+                        watch.qmp.as_deref(),
+                    );
                     silence_marks.push((now.duration_since(start).as_secs(), mark_at));
                 }
                 heard_at = Instant::now();
@@ -732,13 +742,15 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Puts `mark` in the serial log and types [`XEN_DUMP_KEYS`] on Xen's console (the three
-/// Ctrl-A only while dom0 still has the input).
+/// Puts `mark` in the serial log, then QEMU's own view of the machine as it is before anything
+/// disturbs it (with a QMP socket, [`note_qemu_view`]), and types [`XEN_DUMP_KEYS`] on Xen's
+/// console (the three Ctrl-A only while dom0 still has the input).
 fn ask_xen_for_state(
     serial: &Mutex<Vec<u8>>,
     keyboard: Option<&mut std::process::ChildStdin>,
     mark: &str,
     xen_has_input: &mut bool,
+    qmp: Option<&Path>,
 ) {
     {
         let mut s = serial.lock().unwrap_or_else(|e| e.into_inner());
@@ -748,6 +760,7 @@ fn ask_xen_for_state(
         s.extend_from_slice(mark.as_bytes());
         s.push(b'\n');
     }
+    note_qemu_view(serial, qmp);
     if let Some(k) = keyboard {
         // Xen polls or takes an interrupt per character; a pause between keys keeps each
         // dump whole before the next one starts.

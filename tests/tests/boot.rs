@@ -393,6 +393,21 @@ fn idle_dom0_stays_up_in_schedop_block() {
         after_silence.contains("'q' pressed -> dumping domain info"),
         "Xen did not answer the dump keys typed after a silence"
     );
+    // QEMU's own view came with each (QMP): CPU 0 halted in Xen's idle loop, and nothing the
+    // lost-wakeup reader would take for a frozen emulator (an idle machine has no interrupt
+    // pending while it halts).
+    check!(
+        out,
+        after_silence.contains("image: qemu: (info lapic)")
+            && after_silence.contains("image: qemu: RIP=ffff82d0")
+            && after_silence.contains("HLT=1"),
+        "no QEMU view (registers, local APIC) after a silence"
+    );
+    check!(
+        out,
+        silences.iter().all(|s| s.qemu_lost_wakeup.is_none()),
+        "an idle machine read as QEMU's lost wakeup: {silences:?}"
+    );
 }
 
 /// Without Xen, `maxcpus=2` on a 4-CPU machine: dom0 rewrites MADT, XSDT and RSDP for a
