@@ -423,8 +423,7 @@ fn discard_advertises_its_whole_window() {
             .unwrap();
     }
     let (mut scale, mut widest) = (None, 0usize);
-    let mut now = 0;
-    for _ in 0..200 {
+    for now in 0..200 {
         c.iface
             .poll(Instant::from_millis(now), &mut c.dev, &mut c.sockets);
         for f in c.dev.tx.drain(..) {
@@ -453,7 +452,6 @@ fn discard_advertises_its_whole_window() {
         if sock.can_send() {
             let _ = sock.send_slice(&[0x5a; 4096]);
         }
-        now += 1;
     }
     assert!(scale.is_some_and(|sh| sh >= 2), "window scale {scale:?}");
     assert!(
