@@ -85,6 +85,10 @@ enum Cmd {
         /// invariant TSC gives them under `default`.
         #[arg(long, default_value = "native", value_parser = parse_tsc_mode)]
         tsc_mode: toolstack::bundle::TscMode,
+        /// Whole measurements back to back; prints each and the medians (this host's load
+        /// moves the baseline between boots, so compare medians of several runs).
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
     },
     /// Make a GRUB rescue ISO (BIOS and UEFI) with Xen, dom0 and an optional boot bundle, for
     /// a real machine (burn it, or `dd` it to a USB stick) or for `cargo image run
@@ -298,9 +302,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             uplink,
             no_uplink,
             tsc_mode,
+            runs,
         } => {
             let cfg = image::netbench::NetBenchConfig {
                 tsc_mode,
+                runs: runs.clamp(1, 20),
                 xen,
                 mib: mib.clamp(1, 512),
                 timeout: Duration::from_secs(timeout),

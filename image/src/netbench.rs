@@ -36,6 +36,95 @@ pub struct NetBenchConfig {
     /// `default` Xen traps every `rdtsc` of a DomU, and a Linux guest reads the TSC for each
     /// clock read; `native` is what a host with an invariant TSC gives under `default`.
     pub tsc_mode: toolstack::bundle::TscMode,
+    /// Whole measurements (Xen boots and baseline boot) back to back; the medians are the
+    /// result. This host's load moves the baseline by 2x between boots, so one pair says little.
+    pub runs: u32,
+}
+
+/// Several runs and their medians (`target/bench/net.json`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NetBenchSeries {
+    pub runs: Vec<NetBenchResult>,
+    pub median_domu_to_dom0_mib_s: Option<f64>,
+    pub median_domu_to_domu_mib_s: Option<f64>,
+    pub median_domu_to_host_mib_s: Option<f64>,
+    pub median_baseline_mib_s: Option<f64>,
+    /// Medians of each run's own share (each run's Xen boot against the baseline boot right
+    /// after it), the issues' targets (>= 0.5).
+    pub median_domu_to_domu_vs_baseline: Option<f64>,
+    pub median_domu_to_host_vs_baseline: Option<f64>,
+}
+
+/// The median of the values present (the mean of the middle two for an even count).
+pub fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = values
+        .into_iter()
+        .flatten()
+        .filter(|x| x.is_finite())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+impl NetBenchSeries {
+    pub fn of(runs: Vec<NetBenchResult>) -> NetBenchSeries {
+        let m = |f: fn(&NetBenchResult) -> Option<f64>| median(runs.iter().map(f));
+        NetBenchSeries {
+            median_domu_to_dom0_mib_s: m(|r| r.domu_to_dom0_mib_s),
+            median_domu_to_domu_mib_s: m(|r| r.domu_to_domu_mib_s),
+            median_domu_to_host_mib_s: m(|r| r.domu_to_host_mib_s),
+            median_baseline_mib_s: m(|r| r.baseline_mib_s),
+            median_domu_to_domu_vs_baseline: m(|r| r.domu_to_domu_vs_baseline),
+            median_domu_to_host_vs_baseline: m(|r| r.domu_to_host_vs_baseline),
+            runs,
+        }
+    }
+}
+
+/// `cfg.runs` measurements back to back ([`bench_net_once`]), each printed, then the medians;
+/// writes `target/bench/net.json` (every run and the medians).
+pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchSeries> {
+    let n = cfg.runs.max(1);
+    let mut runs = Vec::new();
+    for i in 1..=n {
+        if n > 1 {
+            println!("bench-net: run {i} of {n}");
+        }
+        runs.push(bench_net_once(cfg)?);
+    }
+    let series = NetBenchSeries::of(runs);
+    if n > 1 {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+        println!("bench-net: medians of {n} runs");
+        println!(
+            "  DomU -> dom0 {} MiB/s, DomU -> DomU {} MiB/s, DomU -> host {} MiB/s, baseline {} MiB/s",
+            f(series.median_domu_to_dom0_mib_s),
+            f(series.median_domu_to_domu_mib_s),
+            f(series.median_domu_to_host_mib_s),
+            f(series.median_baseline_mib_s)
+        );
+        println!(
+            "  DomU -> DomU / baseline {} (each run's own share; target >= 50%), DomU -> host / baseline {}",
+            pct(series.median_domu_to_domu_vs_baseline),
+            pct(series.median_domu_to_host_vs_baseline)
+        );
+    }
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("net.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&series)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("written {}", path.display());
+    Ok(series)
 }
 
 /// What one run measured.
@@ -307,8 +396,8 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
     Ok(b)
 }
 
-/// Boot once, measure, print a table, write `target/bench/net.json`.
-pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
+/// Boot once, measure, print a table.
+pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let mib = cfg.mib;
     if cfg.baseline_only {
         let b = baseline(mib, cfg.smp, cfg.timeout)?;
@@ -408,12 +497,7 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         r.domu_to_host_vs_baseline = r.domu_to_host_mib_s.zip(b.mib_s).map(|(d, b)| d / b);
     }
     print_result(&r);
-    let dir = target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("net.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&r)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("written {} (run {})", path.display(), out.report.serial_log);
+    println!("  run: {}", out.report.serial_log);
     if !r.md5_match || r.domu_to_domu_mib_s.is_none() || r.domu_to_dom0_mib_s.is_none() {
         bail!("a transfer did not complete; see {}", out.report.serial_log);
     }
@@ -489,6 +573,36 @@ fn print_result(r: &NetBenchResult) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn medians_of_runs() {
+        assert_eq!(median([]), None);
+        assert_eq!(median([None, None]), None);
+        assert_eq!(median([Some(3.0)]), Some(3.0));
+        assert_eq!(
+            median([Some(0.62), None, Some(0.37), Some(0.45)]),
+            Some(0.45)
+        );
+        assert_eq!(
+            median([Some(1.0), Some(4.0), Some(2.0), Some(3.0)]),
+            Some(2.5)
+        );
+        assert_eq!(median([Some(f64::NAN), Some(1.0)]), Some(1.0));
+        let run = |d: f64, b: f64| NetBenchResult {
+            domu_to_domu_mib_s: Some(d),
+            baseline_mib_s: Some(b),
+            domu_to_domu_vs_baseline: Some(d / b),
+            ..NetBenchResult::default()
+        };
+        // The share is the median of each run's own share, not the ratio of the medians.
+        let s = NetBenchSeries::of(vec![run(4.0, 8.0), run(6.0, 6.0), run(3.0, 12.0)]);
+        assert_eq!(s.median_domu_to_domu_mib_s, Some(4.0));
+        assert_eq!(s.median_baseline_mib_s, Some(8.0));
+        assert_eq!(s.median_domu_to_domu_vs_baseline, Some(0.5));
+        assert_eq!(s.median_domu_to_host_vs_baseline, None);
+        assert_eq!(s.runs.len(), 3);
+    }
+
     use super::*;
 
     #[test]
