@@ -581,6 +581,7 @@ impl Toolstack<'_> {
             // A kick counts towards the storm guard only when serving that DomU found nothing
             // to do: no request handled, no console line, no packet moved.
             for (k, &kick) in kicked.iter().enumerate() {
+                self.running[k].storm.pass(t);
                 if kick && !worked[k] && !self.net.worked(self.running[k].domid) {
                     self.count_wakeup(k, t);
                 }
@@ -766,8 +767,9 @@ impl Toolstack<'_> {
             st.refusals.lines(),
             r.console.throttled,
             r.console.bad_indices,
-            r.storm.storms,
+            &r.storm,
         );
+        r.summary.storm_peak_wakeups = u64::from(r.storm.peak_wakeups);
         if let Some(m) = r.console.bad_indices_report() {
             r.summary.errors.push(m);
         }

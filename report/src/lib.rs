@@ -300,6 +300,10 @@ pub struct DomuSummary {
     /// Times its console was throttled: rate-limit periods (100 ms) in which it used its
     /// whole allowance and further output was left in its ring (times, not bytes).
     pub console_throttled: u64,
+    /// The most wakeups its event channels caused dom0 for nothing (no request, console line
+    /// or packet) in one 100 ms period: the storm guard's evidence, also for guests it never
+    /// paused (a storm is over 50, or at least 20 that were 90% of dom0's passes).
+    pub storm_peak_wakeups: u64,
     /// One line per class of refusal with its count, e.g. "xenstore: ENOMEM memory quota x
     /// 12" (at most 16 lines).
     pub refusals: Vec<String>,

@@ -1195,6 +1195,7 @@ fn toolstack_reports_xenstore_accounting_and_refusals() {
             xenstore_peak_bytes: 2_454_519,
             xenstore_refused: 1311,
             console_throttled: 7,
+            storm_peak_wakeups: 33,
             refusals: strings(&[
                 "xenstore: ENOMEM memory quota x 151",
                 "console: throttled x 7",
@@ -1212,6 +1213,7 @@ fn toolstack_reports_xenstore_accounting_and_refusals() {
     assert_eq!(d["xenstore_peak_bytes"], 2_454_519);
     assert_eq!(d["xenstore_refused"], 1311);
     assert_eq!(d["console_throttled"], 7);
+    assert_eq!(d["storm_peak_wakeups"], 33);
     assert_eq!(
         d["refusals"],
         serde_json::json!([
@@ -1221,7 +1223,7 @@ fn toolstack_reports_xenstore_accounting_and_refusals() {
     );
     let t = text(&r);
     for expected in [
-        "    xenstore: 0 bytes held, peak 2454519, 1311 request(s) refused; console throttled 7 time(s)",
+        "    xenstore: 0 bytes held, peak 2454519, 1311 request(s) refused; console throttled 7 time(s); at most 33 fruitless wakeup(s) in 100 ms",
         "    - xenstore: ENOMEM memory quota x 151",
     ] {
         assert!(

@@ -205,11 +205,12 @@ impl BootReport {
                 )?;
                 writeln!(
                     w,
-                    "    xenstore: {} bytes held, peak {}, {} request(s) refused; console throttled {} time(s)",
+                    "    xenstore: {} bytes held, peak {}, {} request(s) refused; console throttled {} time(s); at most {} fruitless wakeup(s) in 100 ms",
                     d.xenstore_bytes,
                     d.xenstore_peak_bytes,
                     d.xenstore_refused,
-                    d.console_throttled
+                    d.console_throttled,
+                    d.storm_peak_wakeups
                 )?;
                 for r in &d.refusals {
                     writeln!(w, "    - {}", Clean(r))?;

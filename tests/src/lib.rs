@@ -694,6 +694,12 @@ pub fn assert_domu_ran(out: &RunOutcome, name: &str, state: &str) -> u64 {
         storms.is_empty(),
         "DomU {name}: dom0 took it for an event storm: {storms:?}"
     );
+    // The margin: its most fruitless wakeups in one period (a storm is over 50, or 20 that
+    // were nearly all of dom0's passes).
+    eprintln!(
+        "DomU {name}: at most {} fruitless wakeups in a storm period",
+        d.storm_peak_wakeups
+    );
     let id = d.domid;
     check!(out, id > 0, "DomU {name}: no domain id");
     // Xen's side: it loaded the CPU record dom0 built, and the guest kernel registered its

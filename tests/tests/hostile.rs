@@ -185,6 +185,12 @@ fn hostile_next_to_linux(xen: XenVersion) {
             "dom0's refusals for the hostile guest lack {want:?}: {refusals:?}"
         );
     }
+    check!(
+        out,
+        h.storm_peak_wakeups >= u64::from(toolstack::service::STORM_MIN_WAKEUPS),
+        "the hostile guest's storm peaked at {} fruitless wakeups in a period",
+        h.storm_peak_wakeups
+    );
     // What dom0 counted is what the guest received: it went over its memory limit (ENOMEM)
     // and was refused SET_PERMS (EACCES) as many times on both sides.
     let guest_errors = line(&errors_prefix);

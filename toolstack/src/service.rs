@@ -10,11 +10,18 @@ use core::ops::Range;
 
 use xen::domctl::ShutdownCode;
 
-/// Wakeups by one DomU's ports per [`STORM_PERIOD_NS`] before its ports are left out of the
-/// poll set for the rest of the period (500 a second: a Linux guest's xenstore and console
-/// traffic stays far below; under QEMU's emulation dom0 cannot loop much faster than that).
+/// Fruitless wakeups by one DomU's ports per [`STORM_PERIOD_NS`] before its ports are left out
+/// of the poll set for the rest of the period (500 a second: a Linux guest's xenstore and
+/// console traffic stays far below).
 pub const STORM_WAKEUPS: u32 = 50;
 pub const STORM_PERIOD_NS: u64 = 100_000_000;
+/// The same DomU is also a storm when its fruitless wakeups were at least this many in the
+/// period *and* at least [`STORM_SHARE_PERCENT`] of dom0's passes: under a slow or busy
+/// emulator dom0 cannot loop 500 times a second, and a guest that notifies without pause then
+/// makes nearly every pass fruitless while staying under [`STORM_WAKEUPS`] (a CI run on a
+/// loaded host saw no storm at all that way). 20 in 100 ms still means a wakeup every 5 ms.
+pub const STORM_MIN_WAKEUPS: u32 = 20;
+pub const STORM_SHARE_PERCENT: u32 = 90;
 /// The loop sleeps at most this long: a notification that went missing costs at most this.
 pub const MAX_SLEEP_NS: u64 = 1_000_000_000;
 /// ...and at least this long when it has a deadline (a throttled console, a storm's end).
@@ -27,15 +34,18 @@ pub const STOP_GRACE_NS: u64 = 30_000_000_000;
 /// At most this many classes of refusal lines per DomU in the report.
 pub const MAX_REFUSAL_LINES: usize = 16;
 
-/// One DomU's event-storm accounting: wakeups its ports caused in the current period, and
-/// until when its ports are left out of the poll set.
+/// One DomU's event-storm accounting (XSA-332): dom0's passes and the wakeups its ports caused
+/// for nothing in the current period, and until when its ports are left out of the poll set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StormGuard {
     period_start: u64,
     wakeups: u32,
+    passes: u32,
     until: Option<u64>,
     /// Storms so far.
     pub storms: u64,
+    /// The most fruitless wakeups it caused in one period (the report's evidence).
+    pub peak_wakeups: u32,
 }
 
 impl StormGuard {
@@ -52,15 +62,35 @@ impl StormGuard {
         self.until
     }
 
-    /// Count one wakeup its ports caused at `now`; `Some(wakeups)` when this one starts a storm
-    /// (the ports leave the poll set until the period ends).
-    pub fn wakeup(&mut self, now: u64) -> Option<u32> {
+    fn roll(&mut self, now: u64) {
         if now >= self.period_start.saturating_add(STORM_PERIOD_NS) {
             self.period_start = now;
             self.wakeups = 0;
+            self.passes = 0;
         }
+    }
+
+    /// Count one pass of dom0's loop at `now`, whoever caused it (call it for every DomU on
+    /// every pass, before [`StormGuard::wakeup`]).
+    pub fn pass(&mut self, now: u64) {
+        self.roll(now);
+        self.passes = self.passes.saturating_add(1);
+    }
+
+    /// Count one wakeup its ports caused at `now` for nothing; `Some(wakeups)` when this one
+    /// starts a storm (the ports leave the poll set until the period ends): more than
+    /// [`STORM_WAKEUPS`] in the period, or at least [`STORM_MIN_WAKEUPS`] that were
+    /// [`STORM_SHARE_PERCENT`] of dom0's passes.
+    pub fn wakeup(&mut self, now: u64) -> Option<u32> {
+        self.roll(now);
         self.wakeups = self.wakeups.saturating_add(1);
-        if self.wakeups > STORM_WAKEUPS && self.until.is_none() {
+        // A wakeup is a pass too, if the caller did not count it.
+        self.passes = self.passes.max(self.wakeups);
+        self.peak_wakeups = self.peak_wakeups.max(self.wakeups);
+        let share = u64::from(self.wakeups) * 100
+            >= u64::from(self.passes) * u64::from(STORM_SHARE_PERCENT);
+        let storm = self.wakeups > STORM_WAKEUPS || (self.wakeups >= STORM_MIN_WAKEUPS && share);
+        if storm && self.until.is_none() {
             self.until = Some(self.period_start.saturating_add(STORM_PERIOD_NS));
             self.storms += 1;
             return Some(self.wakeups);
@@ -153,23 +183,31 @@ pub fn stop_step(
 }
 
 /// What one DomU was refused or limited in, for the report: the xenstore refusal lines, then
-/// the console's and the event channels', at most [`MAX_REFUSAL_LINES`].
+/// the console's and the event channels', at most [`MAX_REFUSAL_LINES`] (xenstore's are cut
+/// first: the console's and the storm's lines always stay).
 pub fn refusal_lines(
     mut xenstore: Vec<String>,
     console_throttled: u64,
     console_bad_indices: u64,
-    storms: u64,
+    storm: &StormGuard,
 ) -> Vec<String> {
+    let mut others = Vec::new();
     if console_throttled > 0 {
-        xenstore.push(format!("console: throttled x {console_throttled}"));
+        others.push(format!("console: throttled x {console_throttled}"));
     }
     if console_bad_indices > 0 {
-        xenstore.push(format!("console: bad ring indices x {console_bad_indices}"));
+        others.push(format!("console: bad ring indices x {console_bad_indices}"));
     }
-    if storms > 0 {
-        xenstore.push(format!("evtchn: event storm, ports polled less x {storms}"));
+    if storm.storms > 0 {
+        others.push(format!(
+            "evtchn: event storm, ports polled less x {} (at most {} fruitless wakeups in {} ms)",
+            storm.storms,
+            storm.peak_wakeups,
+            STORM_PERIOD_NS / 1_000_000
+        ));
     }
-    xenstore.truncate(MAX_REFUSAL_LINES);
+    xenstore.truncate(MAX_REFUSAL_LINES - others.len());
+    xenstore.extend(others);
     xenstore
 }
 
