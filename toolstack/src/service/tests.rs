@@ -80,7 +80,10 @@ fn a_storm_on_a_slow_dom0_is_still_a_storm() {
             }
         }
     }
-    assert_eq!(first, Some((0, u64::from(STORM_MIN_WAKEUPS) - 1, STORM_MIN_WAKEUPS)));
+    assert_eq!(
+        first,
+        Some((0, u64::from(STORM_MIN_WAKEUPS) - 1, STORM_MIN_WAKEUPS))
+    );
     assert_eq!(g.storms, 10, "one storm per period");
     // One pass in ten found its work: 90%, still a storm; two in ten: not.
     for (every, storms) in [(10u64, 1u64), (5, 0)] {
