@@ -144,6 +144,17 @@ pub struct NetBenchResult {
     pub ping_dom0_lost: Option<u32>,
     /// On the sender's vif: `gnttab_copy` ops per `GNTTABOP_copy` hypercall.
     pub copies_per_hypercall: Option<f64>,
+    /// Why a DomU → DomU transfer was slow, from the sender's kernel (`/proc/net/snmp` and
+    /// `netstat`, the TCP transfer's share: after it minus after the dom0 send): segments sent,
+    /// retransmitted, and retransmission timeouts (each at least 200 ms of nothing).
+    pub domu_to_domu_out_segs: Option<u64>,
+    pub domu_to_domu_retrans_segs: Option<u64>,
+    pub domu_to_domu_timeouts: Option<u64>,
+    /// The receiver's delayed ACKs over the run.
+    pub domu_to_domu_delayed_acks: Option<u64>,
+    /// Bytes per packet dom0 delivered into the receiver (its vif's RX bytes / packets: Linux
+    /// sizes its TSO packets by its pacing rate, so a slow transfer sends small ones).
+    pub domu_to_domu_rx_packet_bytes: Option<f64>,
     /// The baseline: the same kernel under QEMU without Xen, virtio-net to a host sink, MiB/s
     /// (MD5 of what the sink got equal to the guest's), and its ping to QEMU's gateway, ms.
     pub baseline_mib_s: Option<f64>,
@@ -306,6 +317,13 @@ fn rtt_avg(line: &str) -> Option<f64> {
     v.split('/').nth(1)?.trim().parse().ok()
 }
 
+/// `KEY=N` in a `tcp stats` line.
+fn tcp_stat(line: &str, key: &str) -> Option<u64> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Parse the guests' console lines into a result (`alpha` and `beta` consoles).
 pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     let find = |c: &[String], p: &str| c.iter().find_map(|l| l.strip_prefix(p).map(str::to_string));
@@ -326,6 +344,17 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
             r.domu_to_domu_mib_s = rate(span(s));
         }
     }
+    let stat = |c: &[String], after: &str, key: &str| {
+        find(c, &format!("DOMU-INIT: tcp stats after {after}: ")).and_then(|l| tcp_stat(&l, key))
+    };
+    let delta = |key: &str| {
+        let (b, a) = (stat(alpha, "dom0 send", key), stat(alpha, "tcp sent", key));
+        a.map(|a| a.saturating_sub(b.unwrap_or(0)))
+    };
+    r.domu_to_domu_out_segs = delta("OutSegs");
+    r.domu_to_domu_retrans_segs = delta("RetransSegs");
+    r.domu_to_domu_timeouts = delta("TCPTimeouts");
+    r.domu_to_domu_delayed_acks = stat(beta, "tcp received", "DelayedACKs");
     r.ping_domu_ms = find(alpha, "DOMU-INIT: ping ").and_then(|l| rtt_avg(&l));
     if let Some(l) = find(alpha, "DOMU-INIT: dom0 ping: ") {
         r.ping_dom0_ms = rtt_avg(&l);
@@ -482,6 +511,14 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
     }
+    if let Some(v) = domus
+        .iter()
+        .find(|d| d.name == "beta")
+        .and_then(|d| d.vifs.first())
+        .filter(|v| v.rx_packets > 0)
+    {
+        r.domu_to_domu_rx_packet_bytes = Some(v.rx_bytes as f64 / v.rx_packets as f64);
+    }
     if let Some(nic) = cfg.uplink {
         let h = domu_to_host(cfg, nic)?;
         r.domu_to_host_mib_s = h.mib_s;
@@ -528,6 +565,16 @@ fn print_result(r: &NetBenchResult) {
     println!(
         "  grant copies/hypercall    {}",
         f(r.copies_per_hypercall, "")
+    );
+    let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    println!(
+        "  DomU -> DomU TCP          {} segments, {} retransmitted, {} timeouts; receiver {} delayed ACKs; {} B per packet into it",
+        n(r.domu_to_domu_out_segs),
+        n(r.domu_to_domu_retrans_segs),
+        n(r.domu_to_domu_timeouts),
+        n(r.domu_to_domu_delayed_acks),
+        r.domu_to_domu_rx_packet_bytes
+            .map_or("-".to_string(), |b| format!("{b:.0}"))
     );
     println!(
         "  baseline (no Xen, virtio) {}  (MD5 {}), ping gateway avg {}",
@@ -616,14 +663,42 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let beta = vec!["DOMU-INIT: tcp received md5 1b77e79fa446831a77eadecd617e9c90".to_string()];
+        let beta = vec![
+            "DOMU-INIT: tcp received md5 1b77e79fa446831a77eadecd617e9c90".to_string(),
+            "DOMU-INIT: tcp stats after tcp received: OutSegs=9 RetransSegs=0 TCPTimeouts=0 \
+             TCPFastRetrans=0 TCPLossProbes=0 DelayedACKs=17 TCPOFOQueue=0"
+                .to_string(),
+        ];
         let r = parse(&alpha, &beta, 64);
+        assert_eq!(r.domu_to_domu_delayed_acks, Some(17));
+        // No stats from the sender: none reported, nothing guessed.
+        assert_eq!(r.domu_to_domu_retrans_segs, None);
         assert_eq!(r.domu_to_dom0_mib_s, Some(2.0));
         assert_eq!(r.domu_to_domu_mib_s, Some(2.0));
         assert!(r.md5_match);
         assert_eq!(r.ping_domu_ms, Some(16.368));
         assert_eq!(r.ping_dom0_ms, Some(2.5));
         assert_eq!(r.ping_dom0_lost, Some(2));
+        // The sender's counters: the TCP transfer's share is after it minus after the dom0
+        // send.
+        let mut alpha2 = alpha.clone();
+        alpha2.insert(
+            3,
+            "DOMU-INIT: tcp stats after dom0 send: OutSegs=23000 RetransSegs=4 TCPTimeouts=1 \
+             TCPFastRetrans=0 TCPLossProbes=2 DelayedACKs=0 TCPOFOQueue=0"
+                .into(),
+        );
+        alpha2.push(
+            "DOMU-INIT: tcp stats after tcp sent: OutSegs=46500 RetransSegs=10 TCPTimeouts=4 \
+             TCPFastRetrans=1 TCPLossProbes=3 DelayedACKs=0 TCPOFOQueue=0"
+                .into(),
+        );
+        let r = parse(&alpha2, &beta, 64);
+        assert_eq!(r.domu_to_domu_out_segs, Some(23500));
+        assert_eq!(r.domu_to_domu_retrans_segs, Some(6));
+        assert_eq!(r.domu_to_domu_timeouts, Some(3));
+        assert_eq!(tcp_stat("OutSegs=1 RetransSegs=x", "RetransSegs"), None);
+        assert_eq!(tcp_stat("OutSegs=1 XOutSegs=2", "OutSegs"), Some(1));
         // A different hash or a failed send is not a measurement.
         let beta = vec!["DOMU-INIT: tcp received md5 ffff".to_string()];
         assert!(!parse(&alpha, &beta, 64).md5_match);

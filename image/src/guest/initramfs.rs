@@ -182,6 +182,14 @@ if ip=$(arg domu-ip); then
 fi
 # Seconds since boot with 10 ms resolution (busybox `date` has whole seconds only).
 now_s() { $bb cut -d ' ' -f 1 /proc/uptime; }
+# The kernel's TCP counters so far (/proc/net/snmp and /proc/net/netstat: a header line, then
+# a value line): what a slow transfer spent its time on (retransmissions, timeouts).
+tcp_stats() {
+    $bb awk '/^Tcp:|^TcpExt:/ { if (!($1 in h)) { h[$1] = $0; next }
+        n = split(h[$1], k); for (i = 2; i <= n; i++) v[k[i]] = $i }
+        END { printf "OutSegs=%s RetransSegs=%s TCPTimeouts=%s TCPFastRetrans=%s TCPLossProbes=%s DelayedACKs=%s TCPOFOQueue=%s", v["OutSegs"], v["RetransSegs"], v["TCPTimeouts"], v["TCPFastRetrans"], v["TCPLossProbes"], v["DelayedACKs"], v["TCPOFOQueue"] }' \
+        /proc/net/snmp /proc/net/netstat
+}
 # domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report as printed at ready
 # over HTTP (/ready.json);
 # domu-dom0-send=MIB then sends MIB MiB to dom0's discard port (9) and says how long it took.
@@ -205,6 +213,7 @@ if d0=$(arg domu-dom0); then
         $bb nc "$d0" 9 < /tmp/blob 2>/dev/null && ok=yes || ok=no
         t1=$(now_s)
         echo "DOMU-INIT: dom0 send $mib MiB $ok from $t0 to $t1"
+        echo "DOMU-INIT: tcp stats after dom0 send: $(tcp_stats)"
         $bb rm -f /tmp/blob
     fi
 fi
@@ -234,6 +243,7 @@ if port=$(arg domu-tcp-recv); then
     $bb timeout 300 $bb nc -l -p "$port" -e /tmp/tcp-sink
     sum=$($bb cat /tmp/tcp.md5 2>/dev/null)
     echo "DOMU-INIT: tcp received md5 ${sum%% *}"
+    echo "DOMU-INIT: tcp stats after tcp received: $(tcp_stats)"
 fi
 if dst=$(arg domu-tcp-send); then
     peer=${dst%%:*}
@@ -252,6 +262,7 @@ if dst=$(arg domu-tcp-send); then
     done
     t1=$(now_s)
     echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent from $t0 to $t1"
+    echo "DOMU-INIT: tcp stats after tcp sent: $(tcp_stats)"
     $bb rm -f /tmp/blob
 fi
 case $cmdline in
