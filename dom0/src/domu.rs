@@ -548,7 +548,12 @@ impl Toolstack<'_> {
                 .chain(linger_until.filter(|&u| u != u64::MAX))
                 .chain(self.running.iter().filter_map(|r| r.storm.paused_until()));
             let sleep = service::sleep_ns(t, deadlines);
-            if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep) {
+            // A ring that holds work without notifying (TX budget used up, RX buffers posted
+            // during the final check) is served again at once, not after the next wakeup.
+            if self.net.busy() {
+                // No sleep: the pass below is the wakeup.
+            } else if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep)
+            {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
             // A wakeup is progress for the watchdog (vCPU 1 watches this loop, see `watchdog`).

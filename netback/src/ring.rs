@@ -117,6 +117,25 @@ impl BackRing {
         new.wrapping_sub(event) < new.wrapping_sub(old)
     }
 
+    /// Whether `need` requests are posted; if not, ask to be notified of the very next one
+    /// (`req_event = req_prod + 1`) and look once more (Linux netback's
+    /// `xenvif_rx_ring_slots_available`). For RX: a packet waiting for more buffers than are
+    /// posted must hear of the next post; [`BackRing::final_check`] returns early while any
+    /// request is posted and would leave a stale `req_event`, and the packet would wait for
+    /// an unrelated wakeup.
+    pub fn await_requests<P: RingPage + ?Sized>(
+        &mut self,
+        page: &mut P,
+        need: u32,
+    ) -> Result<bool, BadIndex> {
+        if self.unconsumed(page)? >= need {
+            return Ok(true);
+        }
+        let prod = page.load_u32(REQ_PROD);
+        page.store_u32(REQ_EVENT, prod.wrapping_add(1));
+        Ok(self.unconsumed(page)? >= need)
+    }
+
     /// Before sleeping (`RING_FINAL_CHECK_FOR_REQUESTS`): ask to be notified of the next
     /// request, then look once more, so a request posted meanwhile is not missed.
     pub fn final_check<P: RingPage + ?Sized>(&mut self, page: &mut P) -> Result<bool, BadIndex> {

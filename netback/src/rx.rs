@@ -151,6 +151,13 @@ impl RxQueue {
         self.backlog.is_empty()
     }
 
+    /// RX requests (buffers, and the GSO extra slot) the first waiting packet needs.
+    pub fn head_need(&self) -> Option<u32> {
+        self.backlog
+            .front()
+            .map(|(p, _)| p.len().div_ceil(PAGE) as u32 + u32::from(p.gso_mss.is_some()))
+    }
+
     /// Queue `pkt` (arrived at `now_ns`) for the guest; false if it was dropped. A GSO packet
     /// is queued only for a frontend that takes GSO on RX (the caller's choice).
     pub fn push(&mut self, pkt: impl Into<Packet>, now_ns: u64) -> bool {
@@ -192,7 +199,7 @@ impl RxQueue {
         let mut posted = ring.unconsumed(page)?;
         while let Some((pkt, _)) = self.backlog.front() {
             let extra = pkt.gso_mss.is_some();
-            let need = pkt.len().div_ceil(PAGE) as u32 + u32::from(extra);
+            let need = self.head_need().unwrap_or(0);
             if need > posted {
                 break;
             }

@@ -154,6 +154,10 @@ pub struct Link {
     /// frontend posting buffers (and notifying, `feature-rx-notify`) is working, not storming.
     rx_req_prod_seen: u32,
     pub rx_posts_seen: u64,
+    /// The last [`Link::receive`] stopped with frames waiting and buffers posted for them
+    /// (posted while `req_event` was re-armed, so the frontend did not notify): serve again
+    /// without sleeping, or they wait for an unrelated wakeup.
+    pub rx_more: bool,
 }
 
 /// What a TX pass took from the guest.
@@ -185,6 +189,7 @@ impl Link {
             counters: VifCounters::default(),
             rx_req_prod_seen: rx_page.load_u32(crate::ring::REQ_PROD),
             rx_posts_seen: 0,
+            rx_more: false,
         })
     }
 
@@ -406,8 +411,9 @@ impl Link {
             }
         }
         let mut notify = false;
+        self.rx_more = false;
         // Two passes at most: the second only if buffers were posted while the first re-armed
-        // `req_event` (they did not notify).
+        // `req_event` (they did not notify); after the second, `rx_more` says so.
         for _ in 0..2 {
             loop {
                 let d = self.rxq.deliver(&mut self.rx, &*page)?;
@@ -420,8 +426,14 @@ impl Link {
                 }
                 notify |= self.rx.push_responses(page);
             }
-            // Frames still wait: ask to hear when more buffers are posted.
-            if self.rxq.is_empty() || !self.rx.final_check(page)? {
+            // Frames still wait: ask to hear of the next buffer posted, unless the first
+            // frame's buffers are already there.
+            let ready = match self.rxq.head_need() {
+                Some(need) => self.rx.await_requests(page, need)?,
+                None => false,
+            };
+            self.rx_more = ready;
+            if !ready {
                 break;
             }
         }

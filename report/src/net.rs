@@ -136,4 +136,8 @@ pub struct VifSummary {
     /// Its RX backlog: the most bytes of frames it held at once, and the bound (XSA-392).
     pub rx_backlog_peak_bytes: u64,
     pub rx_backlog_limit_bytes: u64,
+    /// Passes dom0 went into at once, without sleeping, because this vif's rings still held
+    /// work that would not notify: the TX budget used up, or RX buffers for waiting frames
+    /// posted while dom0 re-armed `req_event`.
+    pub busy_passes: u64,
 }

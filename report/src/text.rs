@@ -218,7 +218,7 @@ impl BootReport {
                 for v in &d.vifs {
                     writeln!(
                         w,
-                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; GSO {} pkt into {} frames ({} dropped), {} delivered whole; {} B held, backlog peak {} of {} B{}",
+                        "    vif {} {}: state {}, {} connect(s); tx {} pkt {} B ({} dropped, {} copy errors); rx {} pkt {} B ({} dropped, {} copy errors); {} grant copies in {} hypercalls; GSO {} pkt into {} frames ({} dropped), {} delivered whole; {} B held, backlog peak {} of {} B; {} busy passes{}",
                         v.handle,
                         Clean(&v.mac),
                         Clean(&v.state),
@@ -240,6 +240,7 @@ impl BootReport {
                         v.memory_bytes,
                         v.rx_backlog_peak_bytes,
                         v.rx_backlog_limit_bytes,
+                        v.busy_passes,
                         if v.error.is_some() {
                             "; closed by dom0"
                         } else {

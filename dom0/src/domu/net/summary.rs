@@ -106,6 +106,7 @@ impl Net {
                 }),
             rx_backlog_peak_bytes: backlog_peak,
             rx_backlog_limit_bytes: netback::rx::MAX_BYTES as u64,
+            busy_passes: v.busy_passes,
         }
     }
 }
