@@ -287,8 +287,50 @@ impl Nic for VirtioNic {
         Ok(None)
     }
 
+    fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
+        self.shared.begin_batch();
+        let mut r = Ok(());
+        for f in frames {
+            let mut t = self.transmit(f);
+            if t == Err(NicError::Full) {
+                // The queue is full of this batch: let the device at it now, take back what it
+                // finished and try once more (the retry counts the drop if it fails again).
+                self.shared.end_batch();
+                self.shared.begin_batch();
+                self.counters.tx_dropped -= 1;
+                t = self.transmit(f);
+            }
+            if let Err(e @ NicError::Device(_)) = t {
+                r = Err(e);
+                break;
+            }
+        }
+        self.shared.end_batch();
+        r
+    }
+
+    fn receive_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<(), NicError> {
+        self.shared.begin_batch();
+        let mut r = Ok(());
+        for _ in 0..max {
+            match self.receive() {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        self.shared.end_batch();
+        r
+    }
+
     fn counters(&self) -> NicCounters {
-        self.counters
+        NicCounters {
+            doorbells: self.shared.notifications(),
+            ..self.counters
+        }
     }
 
     fn model(&self) -> &'static str {

@@ -130,8 +130,18 @@ pub struct E1000e<M: Mmio, D: DmaMemory> {
     tx_tail: u32,
     tx_clean: u32,
     tx_busy: u32,
+    /// RDH as last read: descriptors before it are done, so RDH is read again only when
+    /// `rx_next` catches up with it (each read is an exit to Xen and QEMU).
+    rx_head: u32,
+    /// Descriptors handed back in memory but not yet past RDT: RDT moves once per
+    /// [`RX_RETURN_BATCH`] or when the driver catches up with the device (as Linux's e1000e
+    /// writes RDT every 16 buffers).
+    rx_unreturned: u32,
     counters: NicCounters,
 }
+
+/// RX descriptors handed back per RDT write at most.
+const RX_RETURN_BATCH: u32 = 16;
 
 fn ring_alloc<D: DmaMemory>(dma: &mut D, n: u32) -> Result<(u64, Vec<u64>), InitError> {
     let ring = dma
@@ -222,6 +232,8 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
             tx_tail: 0,
             tx_clean: 0,
             tx_busy: 0,
+            rx_head: 0,
+            rx_unreturned: 0,
             counters: NicCounters::default(),
         })
     }
@@ -242,6 +254,51 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
             }
             self.tx_clean = (self.tx_clean + 1) % TX_DESCS;
             self.tx_busy -= 1;
+        }
+    }
+
+    /// Write one frame and its descriptor; the device sees it when [`E1000e::ring_tx`] moves
+    /// the tail.
+    fn queue_tx(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
+            self.counters.tx_dropped += 1;
+            return Err(NicError::BadLength(frame.len()));
+        }
+        // One descriptor stays free so that TDT never catches up with TDH.
+        if self.tx_busy + 1 >= TX_DESCS {
+            self.counters.tx_dropped += 1;
+            return Err(NicError::Full);
+        }
+        let i = self.tx_tail;
+        let buf = self.tx_bufs[i as usize];
+        self.dma.write(buf, frame);
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&buf.to_le_bytes());
+        d[8..10].copy_from_slice(&(frame.len() as u16).to_le_bytes());
+        d[11] = CMD_EOP | CMD_IFCS | CMD_RS;
+        self.dma.write(self.tx_ring + u64::from(i) * DESC, &d);
+        self.tx_tail = (i + 1) % TX_DESCS;
+        self.tx_busy += 1;
+        self.counters.tx_frames += 1;
+        self.counters.tx_bytes += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Move TDT past the queued descriptors (they are in memory before the tail moves: x86
+    /// keeps stores in order).
+    fn ring_tx(&mut self) {
+        self.mmio.write32(reg::TDT, self.tx_tail);
+        self.counters.doorbells += 1;
+    }
+
+    /// Move RDT past the descriptors handed back since the last write (RDT = the last one
+    /// consumed: the device owns up to the one before it, one descriptor stays a gap).
+    fn return_rx(&mut self) {
+        if self.rx_unreturned > 0 {
+            let last = (self.rx_next + RX_DESCS - 1) % RX_DESCS;
+            self.mmio.write32(reg::RDT, last);
+            self.counters.doorbells += 1;
+            self.rx_unreturned = 0;
         }
     }
 
@@ -273,46 +330,54 @@ impl<M: Mmio, D: DmaMemory> Nic for E1000e<M, D> {
     }
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
-        if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
-            self.counters.tx_dropped += 1;
-            return Err(NicError::BadLength(frame.len()));
-        }
         self.reclaim();
-        // One descriptor stays free so that TDT never catches up with TDH.
-        if self.tx_busy + 1 >= TX_DESCS {
-            self.counters.tx_dropped += 1;
-            return Err(NicError::Full);
+        self.queue_tx(frame)?;
+        self.ring_tx();
+        Ok(())
+    }
+
+    fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
+        self.reclaim();
+        let mut queued = 0;
+        for f in frames {
+            let mut r = self.queue_tx(f);
+            if r == Err(NicError::Full) && queued > 0 {
+                // Let the device at what is queued, take back what it finished, try once more
+                // (the retry counts the drop if it fails again).
+                self.ring_tx();
+                queued = 0;
+                self.reclaim();
+                self.counters.tx_dropped -= 1;
+                r = self.queue_tx(f);
+            }
+            if r.is_ok() {
+                queued += 1;
+            }
         }
-        let i = self.tx_tail;
-        let buf = self.tx_bufs[i as usize];
-        self.dma.write(buf, frame);
-        let mut d = [0u8; 16];
-        d[..8].copy_from_slice(&buf.to_le_bytes());
-        d[8..10].copy_from_slice(&(frame.len() as u16).to_le_bytes());
-        d[11] = CMD_EOP | CMD_IFCS | CMD_RS;
-        self.dma.write(self.tx_ring + u64::from(i) * DESC, &d);
-        self.tx_tail = (i + 1) % TX_DESCS;
-        self.tx_busy += 1;
-        // The descriptor is in memory before the tail moves (x86 keeps stores in order).
-        self.mmio.write32(reg::TDT, self.tx_tail);
-        self.counters.tx_frames += 1;
-        self.counters.tx_bytes += frame.len() as u64;
+        if queued > 0 {
+            self.ring_tx();
+        }
         Ok(())
     }
 
     fn receive(&mut self) -> Result<Option<Vec<u8>>, NicError> {
-        // Only descriptors the device's head has passed are done (a DD bit elsewhere is not
-        // the device's word: its head says which descriptors it wrote back).
-        let head = self.mmio.read32(reg::RDH);
-        if head >= RX_DESCS {
-            return Err(NicError::Device(format!(
-                "RDH {head} outside the receive ring of {RX_DESCS} descriptors"
-            )));
-        }
         for _ in 0..RX_DESCS {
             let i = self.rx_next;
-            if i == head {
-                return Ok(None);
+            // Only descriptors the device's head has passed are done (a DD bit elsewhere is
+            // not the device's word: its head says which descriptors it wrote back).
+            if i == self.rx_head {
+                // Caught up: give back what was consumed, then ask where the device is.
+                self.return_rx();
+                let head = self.mmio.read32(reg::RDH);
+                if head >= RX_DESCS {
+                    return Err(NicError::Device(format!(
+                        "RDH {head} outside the receive ring of {RX_DESCS} descriptors"
+                    )));
+                }
+                self.rx_head = head;
+                if i == head {
+                    return Ok(None);
+                }
             }
             let at = self.rx_ring + u64::from(i) * DESC;
             let mut d = [0u8; 16];
@@ -340,10 +405,13 @@ impl<M: Mmio, D: DmaMemory> Nic for E1000e<M, D> {
                 self.dma.read(buf, &mut f);
                 f
             });
-            // Back to the device: fresh descriptor, then the tail moves past it.
+            // Back to the device: a fresh descriptor now, the tail past it in a batch.
             self.dma.write(at, &rx_desc(buf));
-            self.mmio.write32(reg::RDT, i);
             self.rx_next = (i + 1) % RX_DESCS;
+            self.rx_unreturned += 1;
+            if self.rx_unreturned >= RX_RETURN_BATCH {
+                self.return_rx();
+            }
             match frame {
                 Some(f) => {
                     self.counters.rx_frames += 1;

@@ -50,6 +50,10 @@ pub struct NicCounters {
     pub rx_bytes: u64,
     /// Frames the device flagged as bad or the driver refused (too long, split over buffers).
     pub rx_errors: u64,
+    /// Writes that tell the device of new buffers (e1000e: TDT and RDT; virtio: queue
+    /// notifications). Under Xen each is an exit to the hypervisor and to QEMU, so they are
+    /// made once per batch, not once per frame.
+    pub doorbells: u64,
 }
 
 /// One Ethernet port on dom0's switch: frames without FCS, polled (no interrupts).
@@ -60,8 +64,32 @@ pub trait Nic {
     fn link_up(&mut self) -> bool;
     /// Queues one frame for transmission (copied; the caller keeps `frame`).
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError>;
+    /// Queues `frames` in order and tells the device of them once (a GSO packet cut into 45
+    /// frames was 45 doorbell writes). A frame with a bad length or no room in the ring is
+    /// dropped and counted, as [`Nic::transmit`] does, and the rest go on; `Err` only for a
+    /// device error (the frames after it are not sent).
+    fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
+        for f in frames {
+            if let Err(e @ NicError::Device(_)) = self.transmit(f) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
     /// The next received frame, if one is waiting; the buffer goes back to the device.
     fn receive(&mut self) -> Result<Option<Vec<u8>>, NicError>;
+    /// Up to `max` received frames appended to `out`, the buffers given back with one doorbell
+    /// write for the lot where the driver can (virtio-net). Stops at the first error, keeping
+    /// what came before it.
+    fn receive_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<(), NicError> {
+        for _ in 0..max {
+            match self.receive()? {
+                Some(f) => out.push(f),
+                None => break,
+            }
+        }
+        Ok(())
+    }
     fn counters(&self) -> NicCounters;
     /// "virtio-net", "e1000e".
     fn model(&self) -> &'static str;

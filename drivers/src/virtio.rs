@@ -150,10 +150,26 @@ impl<T: Transport> Transport for AccessPlatform<T> {
 /// keeps to itself: the features negotiated, and the device's link status later on
 /// (virtio-drivers reads `status` only once). Single-threaded: dom0 reads only between the
 /// driver's calls, so a borrow never meets another.
+///
+/// It also holds the driver's queue notifications back while dom0 queues a batch
+/// ([`Shared::begin_batch`]), and makes one per queue at [`Shared::end_batch`]: virtio-drivers
+/// notifies on almost every buffer (its `should_notify` compares `avail_idx` with the device's
+/// `avail_event` without the spec's window), and each notification is a write to the device,
+/// under Xen an exit to the hypervisor and to QEMU. A later notification is always allowed
+/// (virtio 1.2 §2.7.13: the device then sees every buffer made available before it).
 #[derive(Debug)]
 pub struct Shared<T: Transport> {
     inner: Rc<RefCell<T>>,
     written: Rc<Cell<u64>>,
+    batch: Rc<Batch>,
+}
+
+/// Notifications held during a batch (a bit per queue below 32), and those made.
+#[derive(Debug, Default)]
+struct Batch {
+    open: Cell<bool>,
+    held: Cell<u32>,
+    made: Cell<u64>,
 }
 
 impl<T: Transport> Clone for Shared<T> {
@@ -161,6 +177,7 @@ impl<T: Transport> Clone for Shared<T> {
         Shared {
             inner: self.inner.clone(),
             written: self.written.clone(),
+            batch: self.batch.clone(),
         }
     }
 }
@@ -176,7 +193,34 @@ impl<T: Transport> Shared<T> {
         Shared {
             inner: Rc::new(RefCell::new(t)),
             written: Rc::new(Cell::new(0)),
+            batch: Rc::new(Batch::default()),
         }
+    }
+
+    /// Hold the driver's notifications until [`Shared::end_batch`].
+    pub fn begin_batch(&self) {
+        self.batch.open.set(true);
+    }
+
+    /// Make the notifications held since [`Shared::begin_batch`], one per queue.
+    pub fn end_batch(&self) {
+        self.batch.open.set(false);
+        let held = self.batch.held.replace(0);
+        for q in 0..32u16 {
+            if held & (1 << q) != 0 {
+                self.ring(q);
+            }
+        }
+    }
+
+    /// Notifications made to the device so far.
+    pub fn notifications(&self) -> u64 {
+        self.batch.made.get()
+    }
+
+    fn ring(&self, queue: u16) {
+        self.batch.made.set(self.batch.made.get() + 1);
+        self.inner.borrow_mut().notify(queue);
     }
 
     /// The feature bits the driver accepted (0 before negotiation).
@@ -215,7 +259,11 @@ impl<T: Transport> Transport for Shared<T> {
         self.inner.borrow_mut().max_queue_size(queue)
     }
     fn notify(&mut self, queue: u16) {
-        self.inner.borrow_mut().notify(queue)
+        if self.batch.open.get() && queue < 32 {
+            self.batch.held.set(self.batch.held.get() | 1 << queue);
+        } else {
+            self.ring(queue);
+        }
     }
     fn get_status(&self) -> DeviceStatus {
         self.inner.borrow().get_status()

@@ -59,6 +59,9 @@ pub struct UplinkSummary {
     pub rx_frames: u64,
     pub rx_bytes: u64,
     pub rx_errors: u64,
+    /// Writes that told the device of new buffers (e1000e: TDT and RDT; virtio-net: queue
+    /// notifications), each an exit to Xen and QEMU: made once per batch, not per frame.
+    pub doorbells: u64,
     /// Its switch port: frames flooded (broadcast/unknown) and dropped there.
     pub switch_flooded: u64,
     pub switch_dropped: u64,

@@ -303,13 +303,14 @@ impl BootReport {
                 writeln!(
                     w,
                     "  {} frames ({} B) sent, {} refused; {} frames ({} B) received, {} bad; \
-                     switch: {} flooded, {} dropped; {}",
+                     {} doorbell writes; switch: {} flooded, {} dropped; {}",
                     u.tx_frames,
                     u.tx_bytes,
                     u.tx_dropped,
                     u.rx_frames,
                     u.rx_bytes,
                     u.rx_errors,
+                    u.doorbells,
                     u.switch_flooded,
                     u.switch_dropped,
                     Clean(&u.service),

@@ -297,15 +297,8 @@ impl Net {
             .as_mut()
             .filter(|u| u.summary.state == UplinkState::Up)
         {
-            for _ in 0..NIC_RX_BUDGET {
-                match u.nic.receive() {
-                    Ok(Some(f)) => got.push(f),
-                    Ok(None) => break,
-                    Err(e) => {
-                        failed = Some(format!("receive: {e:?}"));
-                        break;
-                    }
-                }
+            if let Err(e) = u.nic.receive_batch(NIC_RX_BUDGET, &mut got) {
+                failed = Some(format!("receive: {e:?}"));
             }
             if !got.is_empty() {
                 u.active_ns = now_ns;
@@ -565,12 +558,11 @@ impl Net {
                 }
                 u.active_ns = now_ns;
                 let mut failed = None;
-                for f in frames(&mut pkt, &mut self.vifs, Some(p) == last) {
-                    // Full: dropped and counted by the driver, as a congested NIC drops.
-                    if let Err(NicError::Device(e)) = u.nic.transmit(&f) {
-                        failed = Some(e);
-                        break;
-                    }
+                // Full: dropped and counted by the driver, as a congested NIC drops. One
+                // doorbell for the packet's frames (a GSO packet is up to 45 of them).
+                let fs = frames(&mut pkt, &mut self.vifs, Some(p) == last);
+                if let Err(NicError::Device(e)) = u.nic.transmit_batch(&fs) {
+                    failed = Some(e);
                 }
                 if let Some(e) = failed {
                     self.stop_uplink(format!("transmit: {e}"));

@@ -12,6 +12,7 @@ struct Fake {
     status: u32,
     resets: u32,
     link: u8,
+    notified: Vec<u16>,
 }
 
 impl Transport for Fake {
@@ -27,7 +28,9 @@ impl Transport for Fake {
     fn max_queue_size(&mut self, _: u16) -> u32 {
         0
     }
-    fn notify(&mut self, _: u16) {}
+    fn notify(&mut self, q: u16) {
+        self.notified.push(q);
+    }
     fn get_status(&self) -> DeviceStatus {
         DeviceStatus::from_bits_truncate(self.status)
     }
@@ -193,4 +196,30 @@ fn shared_sees_negotiation_and_link() {
     assert!(handle.net_link_up());
     handle.inner.borrow_mut().link = 0;
     assert!(!handle.net_link_up(), "link down read live");
+}
+
+/// Inside a batch the driver's notifications are held, and one per queue is made at its end;
+/// outside, each goes through at once. Every one made is counted.
+#[test]
+fn a_batch_makes_one_notification_per_queue() {
+    let shared = Shared::new(Fake::default());
+    let mut driver = shared.clone();
+    driver.notify(1);
+    assert_eq!(shared.inner.borrow().notified, [1]);
+    shared.begin_batch();
+    for _ in 0..45 {
+        driver.notify(1);
+    }
+    driver.notify(0);
+    driver.notify(0);
+    assert_eq!(shared.inner.borrow().notified, [1], "held");
+    shared.end_batch();
+    assert_eq!(shared.inner.borrow().notified, [1, 0, 1]);
+    assert_eq!(shared.notifications(), 3);
+    // An empty batch makes none; a queue beyond the mask is never held.
+    shared.begin_batch();
+    driver.notify(40);
+    shared.end_batch();
+    assert_eq!(shared.inner.borrow().notified, [1, 0, 1, 40]);
+    assert_eq!(shared.notifications(), 4);
 }

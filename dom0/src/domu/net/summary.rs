@@ -29,6 +29,7 @@ impl Net {
         s.rx_frames = c.rx_frames;
         s.rx_bytes = c.rx_bytes;
         s.rx_errors = c.rx_errors;
+        s.doorbells = c.doorbells;
         let sw = sw.unwrap_or_default();
         s.switch_flooded = sw.flooded;
         s.switch_dropped = sw.dropped;
