@@ -204,6 +204,12 @@ fn uplink_serves_dom0_and_domus(xen: XenVersion, nic: UplinkNic) {
         u.rx_bytes >= 2 * BLOB_BYTES as u64 && u.tx_frames > 0 && u.rx_errors == 0,
         "uplink counters: {u:?}"
     );
+    // The doorbell writes that told the device of them (batched: host-tested in `drivers`).
+    check!(out, u.doorbells > 0, "no doorbell write counted: {u:?}");
+    eprintln!(
+        "uplink {}: {} frames sent, {} received, {} doorbell writes",
+        u.model, u.tx_frames, u.rx_frames, u.doorbells
+    );
 
     // dom0's lease, and the report the host read through the forwarded port.
     let net = d.toolstack.as_ref().and_then(|t| t.dom0_net.as_ref());
