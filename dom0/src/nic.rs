@@ -227,13 +227,19 @@ impl Nic for VirtioNic {
             self.counters.tx_dropped += 1;
             return Err(NicError::Full);
         }
-        let mut buf = vec![0u8; 64 + frame.len()];
+        // The header into a small buffer, then header and frame appended once each (the
+        // frame's bytes are not zero-filled first: one pass over them, not two).
+        let mut head = [0u8; 64];
         let hdr = self
             .net
-            .fill_buffer_header(&mut buf)
+            .fill_buffer_header(&mut head)
             .map_err(|e| virtio_err("TX header", e))?;
-        buf.truncate(hdr + frame.len());
-        buf[hdr..].copy_from_slice(frame);
+        let mut buf = Vec::with_capacity(hdr + frame.len());
+        let head = head
+            .get(..hdr)
+            .ok_or_else(|| NicError::Device(format!("TX header of {hdr} bytes")))?;
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(frame);
         let buf = buf.into_boxed_slice();
         // SAFETY: `buf` is kept in `tx[token]`, untouched, until `transmit_complete` (or the
         // device is reset in `drop`).
@@ -289,39 +295,21 @@ impl Nic for VirtioNic {
 
     fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
         self.shared.begin_batch();
-        let mut r = Ok(());
-        for f in frames {
-            let mut t = self.transmit(f);
-            if t == Err(NicError::Full) {
-                // The queue is full of this batch: let the device at it now, take back what it
-                // finished and try once more (the retry counts the drop if it fails again).
-                self.shared.end_batch();
-                self.shared.begin_batch();
-                self.counters.tx_dropped -= 1;
-                t = self.transmit(f);
-            }
-            if let Err(e @ NicError::Device(_)) = t {
-                r = Err(e);
-                break;
-            }
-        }
+        let r = drivers::nic::transmit_each(self, frames, Self::transmit, |n| {
+            // The queue is full of this batch: let the device at it now (`transmit` takes
+            // back what it finished).
+            n.shared.end_batch();
+            n.shared.begin_batch();
+            n.counters.tx_dropped -= 1;
+            true
+        });
         self.shared.end_batch();
         r
     }
 
     fn receive_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<(), NicError> {
         self.shared.begin_batch();
-        let mut r = Ok(());
-        for _ in 0..max {
-            match self.receive() {
-                Ok(Some(f)) => out.push(f),
-                Ok(None) => break,
-                Err(e) => {
-                    r = Err(e);
-                    break;
-                }
-            }
-        }
+        let r = drivers::nic::receive_each(self, max, out);
         self.shared.end_batch();
         r
     }

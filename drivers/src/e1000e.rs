@@ -130,6 +130,8 @@ pub struct E1000e<M: Mmio, D: DmaMemory> {
     tx_tail: u32,
     tx_clean: u32,
     tx_busy: u32,
+    /// Descriptors queued since TDT was last written (the batch's doorbell is still owed).
+    tx_unrung: u32,
     /// RDH as last read: descriptors before it are done, so RDH is read again only when
     /// `rx_next` catches up with it (each read is an exit to Xen and QEMU).
     rx_head: u32,
@@ -230,6 +232,7 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
             rx_next: 0,
             rx_discarding: false,
             tx_tail: 0,
+            tx_unrung: 0,
             tx_clean: 0,
             tx_busy: 0,
             rx_head: 0,
@@ -279,6 +282,7 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
         self.dma.write(self.tx_ring + u64::from(i) * DESC, &d);
         self.tx_tail = (i + 1) % TX_DESCS;
         self.tx_busy += 1;
+        self.tx_unrung += 1;
         self.counters.tx_frames += 1;
         self.counters.tx_bytes += frame.len() as u64;
         Ok(())
@@ -289,6 +293,7 @@ impl<M: Mmio, D: DmaMemory> E1000e<M, D> {
     fn ring_tx(&mut self) {
         self.mmio.write32(reg::TDT, self.tx_tail);
         self.counters.doorbells += 1;
+        self.tx_unrung = 0;
     }
 
     /// Move RDT past the descriptors handed back since the last write (RDT = the last one
@@ -338,26 +343,20 @@ impl<M: Mmio, D: DmaMemory> Nic for E1000e<M, D> {
 
     fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
         self.reclaim();
-        let mut queued = 0;
-        for f in frames {
-            let mut r = self.queue_tx(f);
-            if r == Err(NicError::Full) && queued > 0 {
-                // Let the device at what is queued, take back what it finished, try once more
-                // (the retry counts the drop if it fails again).
-                self.ring_tx();
-                queued = 0;
-                self.reclaim();
-                self.counters.tx_dropped -= 1;
-                r = self.queue_tx(f);
+        let r = crate::nic::transmit_each(self, frames, Self::queue_tx, |n| {
+            if n.tx_unrung == 0 {
+                return false;
             }
-            if r.is_ok() {
-                queued += 1;
-            }
-        }
-        if queued > 0 {
+            // Let the device at what is queued and take back what it finished.
+            n.ring_tx();
+            n.reclaim();
+            n.counters.tx_dropped -= 1;
+            true
+        });
+        if self.tx_unrung > 0 {
             self.ring_tx();
         }
-        Ok(())
+        r
     }
 
     fn receive(&mut self) -> Result<Option<Vec<u8>>, NicError> {

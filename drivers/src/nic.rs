@@ -69,12 +69,7 @@ pub trait Nic {
     /// dropped and counted, as [`Nic::transmit`] does, and the rest go on; `Err` only for a
     /// device error (the frames after it are not sent).
     fn transmit_batch(&mut self, frames: &[Vec<u8>]) -> Result<(), NicError> {
-        for f in frames {
-            if let Err(e @ NicError::Device(_)) = self.transmit(f) {
-                return Err(e);
-            }
-        }
-        Ok(())
+        transmit_each(self, frames, |n, f| n.transmit(f), |_| false)
     }
     /// The next received frame, if one is waiting; the buffer goes back to the device.
     fn receive(&mut self) -> Result<Option<Vec<u8>>, NicError>;
@@ -82,15 +77,48 @@ pub trait Nic {
     /// write for the lot where the driver can (virtio-net). Stops at the first error, keeping
     /// what came before it.
     fn receive_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<(), NicError> {
-        for _ in 0..max {
-            match self.receive()? {
-                Some(f) => out.push(f),
-                None => break,
-            }
-        }
-        Ok(())
+        receive_each(self, max, out)
     }
     fn counters(&self) -> NicCounters;
     /// "virtio-net", "e1000e".
     fn model(&self) -> &'static str;
+}
+
+/// The loop of [`Nic::transmit_batch`]: each frame through `send`. A frame refused with
+/// [`NicError::Full`] gets one more try if `make_room` says it made some (let the device at what
+/// is queued and took back what it finished; it also takes back the drop `send` counted, the
+/// retry counts it again if it fails). Bad lengths and full rings drop only their frame; `Err`
+/// only for a device error (the frames after it are not sent).
+pub fn transmit_each<N: ?Sized>(
+    nic: &mut N,
+    frames: &[Vec<u8>],
+    mut send: impl FnMut(&mut N, &[u8]) -> Result<(), NicError>,
+    mut make_room: impl FnMut(&mut N) -> bool,
+) -> Result<(), NicError> {
+    for f in frames {
+        let mut r = send(nic, f);
+        if r == Err(NicError::Full) && make_room(nic) {
+            r = send(nic, f);
+        }
+        if let Err(e @ NicError::Device(_)) = r {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The loop of [`Nic::receive_batch`]: up to `max` frames from [`Nic::receive`] appended to
+/// `out`, stopping at the first error (what came before it is kept).
+pub fn receive_each<N: Nic + ?Sized>(
+    nic: &mut N,
+    max: usize,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), NicError> {
+    for _ in 0..max {
+        match nic.receive()? {
+            Some(f) => out.push(f),
+            None => break,
+        }
+    }
+    Ok(())
 }

@@ -503,20 +503,10 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         );
     }
     r.run = out.report.run.clone();
-    if let Some(v) = domus
-        .iter()
-        .find(|d| d.name == "alpha")
-        .and_then(|d| d.vifs.first())
-        .filter(|v| v.copy_hypercalls > 0)
-    {
+    if let Some(v) = first_vif(&domus, "alpha").filter(|v| v.copy_hypercalls > 0) {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
     }
-    if let Some(v) = domus
-        .iter()
-        .find(|d| d.name == "beta")
-        .and_then(|d| d.vifs.first())
-        .filter(|v| v.rx_packets > 0)
-    {
+    if let Some(v) = first_vif(&domus, "beta").filter(|v| v.rx_packets > 0) {
         r.domu_to_domu_rx_packet_bytes = Some(v.rx_bytes as f64 / v.rx_packets as f64);
     }
     if let Some(nic) = cfg.uplink {
@@ -616,6 +606,16 @@ fn print_result(r: &NetBenchResult) {
             if r.tsc_emulated { "trapped" } else { "native" }
         );
     }
+}
+
+/// DomU `name`'s first vif in the report (the last DomU of that name, as for its console: a
+/// restarted one is the one that ran the transfer).
+fn first_vif<'a>(domus: &'a [report::DomuSummary], name: &str) -> Option<&'a report::VifSummary> {
+    domus
+        .iter()
+        .rev()
+        .find(|d| d.name == name)
+        .and_then(|d| d.vifs.first())
 }
 
 #[cfg(test)]

@@ -410,22 +410,17 @@ impl Net {
         self.service_pass(x, server, free, now_ns);
         for (v, b) in self.vifs.iter_mut().zip(before) {
             v.worked = moved(v) != b;
+            // The loop goes round again without sleeping for this vif (`busy`).
+            v.busy_passes += u64::from(v.more);
         }
     }
 
     /// Some vif's rings hold work that no notification will announce (its TX budget ran out,
     /// or buffers for its waiting frames came during the final check): serve again before
     /// sleeping, or that work waits for an unrelated wakeup (up to the loop's 1 s bound).
-    /// Counted per vif in the report (`busy_passes`).
-    pub fn busy(&mut self) -> bool {
-        let mut busy = false;
-        for v in &mut self.vifs {
-            if v.more {
-                v.busy_passes += 1;
-                busy = true;
-            }
-        }
-        busy
+    /// Counted per vif in the report (`busy_passes`, at the end of each pass).
+    pub fn busy(&self) -> bool {
+        self.vifs.iter().any(|v| v.more)
     }
 
     /// Whether any of `domid`'s vifs moved a packet (either way) in the last service pass: a
@@ -522,17 +517,12 @@ impl Net {
         let Forward::To(ports) = self.switch.forward(from, &pkt.data, now_ns) else {
             return;
         };
-        // The last port a packet goes to whole gets the packet itself, not a copy (unicast:
-        // the only one; a 64 KiB GSO packet was copied once more here, bench-net).
+        // The last port a packet goes to gets the packet itself, not a copy (`take_or_clone`).
         let last = ports.last().copied();
         let mut cut: Option<Vec<Vec<u8>>> = None;
         let mut frames = |pkt: &mut Packet, vifs: &mut Vec<NetVif>, last: bool| -> Vec<Vec<u8>> {
             if pkt.gso_mss.is_none() {
-                return alloc::vec![if last {
-                    core::mem::take(&mut pkt.data)
-                } else {
-                    pkt.data.clone()
-                }];
+                return alloc::vec![take_or_clone(&mut pkt.data, last)];
             }
             if cut.is_none() {
                 let f = pkt.frames().ok();
@@ -545,11 +535,7 @@ impl Net {
                 }
                 cut = Some(f.unwrap_or_default());
             }
-            if last {
-                cut.take().unwrap_or_default()
-            } else {
-                cut.clone().unwrap_or_default()
-            }
+            take_or_clone(&mut cut, last).unwrap_or_default()
         };
         for p in ports {
             if let Some(u) = self.uplink.as_mut().filter(|u| u.port == p) {
@@ -589,15 +575,14 @@ impl Net {
                     .is_some_and(|a| a.link.takes_gso());
             if whole {
                 if let Some(a) = self.vifs[k].att.as_mut() {
-                    let p = if Some(p) == last {
+                    let data = take_or_clone(&mut pkt.data, Some(p) == last);
+                    a.link.rxq.push(
                         Packet {
-                            data: core::mem::take(&mut pkt.data),
+                            data,
                             gso_mss: pkt.gso_mss,
-                        }
-                    } else {
-                        pkt.clone()
-                    };
-                    a.link.rxq.push(p, now_ns);
+                        },
+                        now_ns,
+                    );
                 }
             } else if self.vifs[k].att.is_some() {
                 for f in frames(&mut pkt, &mut self.vifs, Some(p) == last) {
@@ -752,4 +737,10 @@ fn attach(
             fail(x, &handles, format!("rings: {e:?}"))
         }
     }
+}
+
+/// `v` itself for the last port a packet goes to, a copy for the others (unicast: the only
+/// port, and a 64 KiB GSO packet was copied once more here before, bench-net).
+fn take_or_clone<T: Clone + Default>(v: &mut T, last: bool) -> T {
+    if last { core::mem::take(v) } else { v.clone() }
 }
