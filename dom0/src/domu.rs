@@ -94,18 +94,6 @@ struct Toolstack<'a> {
     /// A DomU's xenstore requests were served since the vifs last looked at their frontends
     /// (a frontend's state changes only through its own requests).
     store_activity: bool,
-    /// Notifications the pass owes (console and xenstore replies): sent with the loop's next
-    /// `SCHEDOP_poll`, in one multicall (`ops::send_then_poll`).
-    sends: Vec<EvtchnPort>,
-}
-
-/// Owe a notification on `port` (once per pass however often it is owed): the loop sends it
-/// with its next poll. Each trap is an emulated VM exit on the bench (tens of microseconds),
-/// and the pass ends soon after every place that owes one.
-fn owe(sends: &mut Vec<EvtchnPort>, port: EvtchnPort) {
-    if !sends.contains(&port) {
-        sends.push(port);
-    }
 }
 
 fn now() -> u64 {
@@ -221,7 +209,6 @@ pub fn run(
         last_check_ns: 0,
         net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64, uplink),
         store_activity: false,
-        sends: Vec::new(),
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -566,17 +553,10 @@ impl Toolstack<'_> {
             let sleep = service::sleep_ns(t, deadlines);
             // A ring that holds work without notifying (TX budget used up, RX buffers posted
             // during the final check) is served again at once, not after the next wakeup.
-            let polled: &[EvtchnPort] = if self.net.busy() {
-                &[] // No sleep: the pass below is the wakeup.
-            } else {
-                &ports[..ports.len().min(128)]
-            };
-            // The notifications the last pass owes (frames delivered into guests, xenstore
-            // replies) go in the same trap as the poll: a multicall. A send that fails (the
-            // port closed since) loses nothing: that DomU is gone.
-            let mut sends = core::mem::take(&mut self.sends);
-            sends.extend(self.net.take_notifications());
-            if let Err(e) = ops::send_then_poll(&x, &sends, polled, sys + sleep) {
+            if self.net.busy() {
+                // No sleep: the pass below is the wakeup.
+            } else if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep)
+            {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
             // A wakeup is progress for the watchdog (vCPU 1 watches this loop, see `watchdog`).
@@ -661,6 +641,7 @@ impl Toolstack<'_> {
     /// Drain DomU `k`'s console as far as its rate allows; returns when a throttled console
     /// may go on.
     fn service_console(&mut self, k: usize, t: u64) -> Option<u64> {
+        let x = self.x;
         let r = &mut self.running[k];
         let mut page = Self::page(r.slots[1]);
         let throttled_before = r.console.throttled;
@@ -690,13 +671,14 @@ impl Toolstack<'_> {
             crate::println!("[{}] {}", r.summary.name, line);
         }
         if d.notify {
-            owe(&mut self.sends, r.console_local);
+            let _ = ops::evtchn_send(&x, r.console_local);
         }
         d.throttled_until
     }
 
     /// Serve DomU `k`'s xenstore ring; true if it handled at least one whole request.
     fn service_store(&mut self, k: usize) -> bool {
+        let x = self.x;
         let (domid, port, slot) = {
             let r = &self.running[k];
             (r.domid, r.store_local, r.slots[0])
@@ -707,7 +689,7 @@ impl Toolstack<'_> {
         match self.server.service(domid, &mut page) {
             Ok(true) => {
                 self.store_activity = true;
-                owe(&mut self.sends, port);
+                let _ = ops::evtchn_send(&x, port);
             }
             Ok(false) => {}
             Err(e) => {
@@ -727,11 +709,12 @@ impl Toolstack<'_> {
 
     /// Write watch events queued for any DomU into its ring.
     fn flush_others(&mut self) {
+        let x = self.x;
         for d in self.server.domains_with_output() {
             if let Some(r) = self.running.iter().find(|r| r.domid == d) {
                 let mut page = Self::page(r.slots[0]);
                 if let Ok(true) = self.server.flush(d, &mut page) {
-                    owe(&mut self.sends, r.store_local);
+                    let _ = ops::evtchn_send(&x, r.store_local);
                 }
             }
         }

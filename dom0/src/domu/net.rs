@@ -219,9 +219,6 @@ pub struct Net {
     mac: MacAddress,
     pages: Pages,
     uplink: Option<Uplink>,
-    /// RX notifications owed to frontends: sent with the loop's next `SCHEDOP_poll` in one
-    /// multicall (`take_notifications`), not one trap each.
-    notify: Vec<EvtchnPort>,
 }
 
 impl Net {
@@ -258,7 +255,6 @@ impl Net {
             bounce: BounceBuffer::new(),
             stack,
             stack_due: 0,
-            notify: Vec::new(),
             ip,
             mac,
             pages,
@@ -427,11 +423,6 @@ impl Net {
         self.vifs.iter().any(|v| v.more)
     }
 
-    /// The RX notifications this pass owes (see `notify`), for the loop to send.
-    pub fn take_notifications(&mut self) -> Vec<EvtchnPort> {
-        core::mem::take(&mut self.notify)
-    }
-
     /// Whether any of `domid`'s vifs moved a packet (either way) in the last service pass: a
     /// kick that found work is traffic, not an event storm.
     pub fn worked(&self, domid: DomId) -> bool {
@@ -504,10 +495,8 @@ impl Net {
             let rx_more = att.link.rx_more;
             match r {
                 Ok(true) => {
-                    // Owed, not sent: the pass ends right after this, and the loop sends it
-                    // with its next poll (one trap for both).
                     let p = *att.ports.last().unwrap_or(&att.ports[0]);
-                    super::owe(&mut self.notify, p);
+                    let _ = ops::evtchn_send(x, p);
                     self.vifs[k].more |= rx_more;
                 }
                 Ok(false) => self.vifs[k].more |= rx_more,
