@@ -514,11 +514,8 @@ impl Toolstack<'_> {
         let mut wake_at: Option<u64> = None;
         // `linger=`: when to stop once no DomU runs (set when the last one stopped).
         let mut linger_until: Option<u64> = None;
-        // One clock read per pass (under Xen's TSC emulation each is an exit): the poll's
-        // deadline is taken from the read after the last wakeup, which is exact however long
-        // the pass took, since Xen's system time and dom0's clock come from the same read.
-        let (mut t, mut sys) = clocks();
         loop {
+            let (t, sys) = clocks();
             if self.running.is_empty() {
                 let until = *linger_until.get_or_insert_with(|| match opts.linger {
                     None => 0,
@@ -566,7 +563,7 @@ impl Toolstack<'_> {
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from
             // a different DomU each time, each with bounded work.
             // One clock read for the whole pass (see `clocks`).
-            (t, sys) = clocks();
+            let t = now();
             wake_at = None;
             // Per DomU: did one of its ports wake dom0, and did serving it find work?
             let mut kicked = alloc::vec![false; self.running.len()];
