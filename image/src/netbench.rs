@@ -611,27 +611,41 @@ fn print_result(r: &NetBenchResult) {
 /// Boot for a measurement. A boot during which the emulated machine stood still (the
 /// harness's silence: a minute without console output with QEMU idle, e.g. the emulator's lost
 /// wakeup, see README, Troubleshooting) measured the freeze, not the network: it is booted once
-/// more, and said so. A second freeze is kept and its report says so.
+/// more, and said so. If that boot froze too, its numbers are kept and the line says so.
 fn run_measured(rc: &RunConfig) -> Result<crate::RunOutcome> {
     let out = run(rc)?;
     if out.report.silences.is_empty() {
         return Ok(out);
     }
     println!(
-        "bench-net: the emulated machine stood still for a minute or more during this boot          ({}; {}): its transfer times measure that, so it is booted once more",
-        if out
-            .report
-            .silences
-            .iter()
-            .any(|s| s.qemu_lost_wakeup.is_some())
-        {
-            "QEMU's lost wakeup"
-        } else {
-            "console silent with QEMU idle"
-        },
+        "bench-net: the emulated machine stood still for a minute or more during this boot \
+         ({}; {}): its transfer times measure that, so it is booted once more",
+        freeze(&out),
         out.report.serial_log
     );
-    run(rc)
+    let again = run(rc)?;
+    if !again.report.silences.is_empty() {
+        println!(
+            "bench-net: it stood still again ({}; {}): these numbers include the freeze",
+            freeze(&again),
+            again.report.serial_log
+        );
+    }
+    Ok(again)
+}
+
+/// What kind of standstill a boot's silences were.
+fn freeze(out: &crate::RunOutcome) -> &'static str {
+    if out
+        .report
+        .silences
+        .iter()
+        .any(|s| s.qemu_lost_wakeup.is_some())
+    {
+        "QEMU's lost wakeup"
+    } else {
+        "console silent with QEMU idle"
+    }
 }
 
 /// DomU `name`'s first vif in the report (the last DomU of that name, as for its console: a
