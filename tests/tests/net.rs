@@ -289,14 +289,22 @@ fn md5(bytes: &[u8]) -> String {
 /// it stall again, the run's serial log ends with Xen's own state (debug keys q, r, e after an
 /// idle minute without console output, and at the timeout), which says whether Xen's
 /// scheduler sat on a runnable vCPU or dom0 waited.
+///
+/// The Linux DomUs run with `tsc_mode=native`, as in the 64 MiB scenario: with Xen trapping
+/// every clock read of theirs (this emulated CPU has no invariant TSC) the 8 MiB took 13–85 s
+/// when it passed and did not finish within the 150 s window in three runs of 2026-12-06, two
+/// of them in CI (the last: 4.3 MiB, mostly single-segment packets). What this scenario
+/// checks is the hostile guest's isolation, not that emulation cost; `default` mode is covered
+/// by the ping and DomU scenarios. alpha prints its connection's state every 10 s
+/// (`tcp progress`), and a failed check quotes the last of those lines.
 #[test]
 fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
     let a = spec(ALPHA, BETA.2, &format!(" domu-tcp-send={}:5001:8", BETA.2)).replacen(
         ":vif",
-        ":memory=256,vif",
+        ":memory=256,tsc_mode=native,vif",
         1,
     );
-    let b = spec(BETA, ALPHA.2, " domu-tcp-recv=5001");
+    let b = spec(BETA, ALPHA.2, " domu-tcp-recv=5001").replacen(":vif", ":tsc_mode=native,vif", 1);
     let out = boot(&domu_config(
         XenVersion::V4_20,
         1,
@@ -318,10 +326,17 @@ fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
     let sent = line("alpha", "DOMU-INIT: tcp sent 8 MiB md5 ");
     let got = line("beta", "DOMU-INIT: tcp received md5 ");
     let sent_md5 = sent.split(' ').next().unwrap_or("");
+    let progress = domu(&out, "alpha")
+        .console
+        .iter()
+        .rfind(|l| l.starts_with("DOMU-INIT: tcp progress"))
+        .cloned()
+        .unwrap_or_default();
     check!(
         out,
         sent.contains(" yes from ") && sent_md5.len() == 32 && got == sent_md5,
-        "the Linux transfer: alpha sent {sent:?}, beta received {got:?}"
+        "the Linux transfer: alpha sent {sent:?}, beta received {got:?}; alpha's last \
+         progress line: {progress:?}"
     );
     let h = domu(&out, "hostile");
     check!(out, h.state.name() == "destroyed", "hostile: {}", h.state);
@@ -352,9 +367,18 @@ fn hostile_netfront_next_to_a_linux_transfer_under_xen_4_20() {
     ] {
         check!(out, xen_says(want), "Xen's log lacks the guest's {want:?}");
     }
-    // The Linux DomUs' vifs were not touched by it.
+    // The Linux DomUs' vifs were not touched by it; their TSC is native as asked (Xen's
+    // XEN_DOMCTL_gettscinfo, in dom0's report).
     for name in ["alpha", "beta"] {
-        let v = &domu(&out, name).vifs[0];
+        let d = domu(&out, name);
+        check!(
+            out,
+            d.tsc_mode == "native" && !d.tsc_emulated,
+            "{name}: tsc_mode {:?}, emulated {}",
+            d.tsc_mode,
+            d.tsc_emulated
+        );
+        let v = &d.vifs[0];
         check!(
             out,
             v.error.is_none() && v.tx_copy_errors == 0,

@@ -190,6 +190,13 @@ tcp_stats() {
         END { printf "OutSegs=%s RetransSegs=%s TCPTimeouts=%s TCPFastRetrans=%s TCPLossProbes=%s DelayedACKs=%s TCPOFOQueue=%s", v["OutSegs"], v["RetransSegs"], v["TCPTimeouts"], v["TCPFastRetrans"], v["TCPLossProbes"], v["DelayedACKs"], v["TCPOFOQueue"] }' \
         /proc/net/snmp /proc/net/netstat
 }
+# The TCP connection to or from PORT as /proc/net/tcp shows it: congestion window (segments),
+# slow-start threshold (-1: still in the first slow start), retransmission timeout, and the
+# send and receive queues (hex bytes: sent but not acknowledged, received but not read).
+tcp_conn() {
+    $bb awk -v p="$(printf ':%04X' "$1")" '($2 ~ p "$" || $3 ~ p "$") && $4 == "01" {
+        printf "cwnd=%s ssthresh=%s rto=%sms queues=%s ", $16, $17, $13 * 10, $5 }' /proc/net/tcp
+}
 # domu-dom0=ADDR: ping dom0's own address 100 times and fetch its report as printed at ready
 # over HTTP (/ready.json);
 # domu-dom0-send=MIB then sends MIB MiB to dom0's discard port (9) and says how long it took.
@@ -252,6 +259,12 @@ if dst=$(arg domu-tcp-send); then
     mib=${rest#*:}
     $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
     sum=$($bb md5sum < /tmp/blob)
+    # Every 10 s while it runs, the connection's state and the counters: a transfer that
+    # stalls says how (the last of these lines is in the console dom0 reports).
+    (while $bb sleep 10; do
+        echo "DOMU-INIT: tcp progress at $(now_s) s: $(tcp_conn "$port")$(tcp_stats)"
+    done) &
+    watch=$!
     k=0
     sent=no
     while [ $k -lt 60 ]; do
@@ -261,6 +274,7 @@ if dst=$(arg domu-tcp-send); then
         k=$((k + 1))
     done
     t1=$(now_s)
+    kill $watch 2>/dev/null
     echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent from $t0 to $t1"
     echo "DOMU-INIT: tcp stats after tcp sent: $(tcp_stats)"
     $bb rm -f /tmp/blob
