@@ -85,6 +85,11 @@ enum Cmd {
         /// invariant TSC gives them under `default`.
         #[arg(long, default_value = "native", value_parser = parse_tsc_mode)]
         tsc_mode: toolstack::bundle::TscMode,
+        /// Appended to every Linux guest's kernel command line (the DomUs' and the
+        /// baseline's), e.g. `sysctl.net.ipv4.tcp_tso_rtt_log=0` (Linux reads `sysctl.*`
+        /// parameters at boot): to see what the guests' own TCP settings do to the result.
+        #[arg(long, default_value = "")]
+        guest_cmdline: String,
         /// Whole measurements back to back; prints each and the medians (this host's load
         /// moves the baseline between boots, so compare medians of several runs).
         #[arg(long, default_value_t = 1)]
@@ -302,9 +307,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             uplink,
             no_uplink,
             tsc_mode,
+            guest_cmdline,
             runs,
         } => {
             let cfg = image::netbench::NetBenchConfig {
+                guest_cmdline: match guest_cmdline.trim() {
+                    "" => String::new(),
+                    t => format!(" {t}"),
+                },
                 tsc_mode,
                 runs: runs.clamp(1, 20),
                 xen,

@@ -36,6 +36,10 @@ pub struct NetBenchConfig {
     /// `default` Xen traps every `rdtsc` of a DomU, and a Linux guest reads the TSC for each
     /// clock read; `native` is what a host with an invariant TSC gives under `default`.
     pub tsc_mode: toolstack::bundle::TscMode,
+    /// Appended to every Linux guest's kernel command line (the DomUs' and the baseline's),
+    /// with a leading space or empty: e.g. ` sysctl.net.ipv4.tcp_tso_rtt_log=0` to see how
+    /// the guests' TCP sizing moves the result (Linux reads `sysctl.*` parameters at boot).
+    pub guest_cmdline: String,
     /// Whole measurements (Xen boots and baseline boot) back to back; the medians are the
     /// result. This host's load moves the baseline by 2x between boots, so one pair says little.
     pub runs: u32,
@@ -152,6 +156,10 @@ pub struct NetBenchResult {
     pub domu_to_domu_timeouts: Option<u64>,
     /// The receiver's delayed ACKs over the run.
     pub domu_to_domu_delayed_acks: Option<u64>,
+    /// Where the sender's and the receiver's vCPU time went during the DomU → DomU transfer
+    /// (their `/proc/stat`): on one pCPU, what neither used went to dom0, Xen, or idle.
+    pub domu_to_domu_sender_cpu: Option<CpuSplit>,
+    pub domu_to_domu_receiver_cpu: Option<CpuSplit>,
     /// Bytes per packet dom0 delivered into the receiver (its vif's RX bytes / packets: Linux
     /// sizes its TSO packets by its pacing rate, so a slow transfer sends small ones).
     pub domu_to_domu_rx_packet_bytes: Option<f64>,
@@ -160,6 +168,8 @@ pub struct NetBenchResult {
     pub baseline_mib_s: Option<f64>,
     pub baseline_md5_match: bool,
     pub baseline_ping_ms: Option<f64>,
+    /// The baseline sender's vCPU time during its transfer.
+    pub baseline_sender_cpu: Option<CpuSplit>,
     /// DomU → DomU throughput as a share of the baseline's (the issue's target: >= 0.5).
     pub domu_to_domu_vs_baseline: Option<f64>,
     /// Issue 13: a DomU → a sink on the host through dom0's switch and NIC uplink (the
@@ -169,10 +179,46 @@ pub struct NetBenchResult {
     pub domu_to_host_nic: Option<String>,
     pub domu_to_host_md5_match: bool,
     pub domu_to_host_vs_baseline: Option<f64>,
+    /// The DomU → host sender's vCPU time during its transfer.
+    pub domu_to_host_sender_cpu: Option<CpuSplit>,
     /// The DomUs' `tsc_mode`, and whether Xen trapped their `rdtsc` (dom0's report, from
     /// `XEN_DOMCTL_gettscinfo`).
     pub tsc_mode: String,
     pub tsc_emulated: bool,
+    /// What `--guest-cmdline` added to the guests' kernel command lines (empty: nothing).
+    pub guest_cmdline: String,
+}
+
+/// A guest vCPU's time over a transfer, seconds (`/proc/stat` deltas the guest's init prints as
+/// `busy= idle= steal=` in 10 ms ticks): busy (user, system, interrupts), idle, and steal
+/// (runnable while Xen ran another domain; 0 without Xen).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct CpuSplit {
+    pub busy_s: f64,
+    pub idle_s: f64,
+    pub steal_s: f64,
+}
+
+impl CpuSplit {
+    /// From a `tcp stats` line; `None` if it lacks any of the three.
+    fn parse(line: &str) -> Option<CpuSplit> {
+        let s = |k| tcp_stat(line, k).map(|t| t as f64 / 100.0);
+        Some(CpuSplit {
+            busy_s: s("busy")?,
+            idle_s: s("idle")?,
+            steal_s: s("steal")?,
+        })
+    }
+}
+
+impl std::fmt::Display for CpuSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "busy {:.2} s, idle {:.2} s, steal {:.2} s",
+            self.busy_s, self.idle_s, self.steal_s
+        )
+    }
 }
 
 /// What the baseline boot measured.
@@ -181,6 +227,8 @@ pub struct Baseline {
     pub mib_s: Option<f64>,
     pub md5_match: bool,
     pub ping_ms: Option<f64>,
+    /// The sender's vCPU time during the transfer.
+    pub sender_cpu: Option<CpuSplit>,
 }
 
 /// The `DOMU-INIT:` lines of a serial console (the kernel may print between them).
@@ -209,11 +257,15 @@ pub fn parse_baseline(console: &[String], sink_md5: &str, mib: u64) -> Baseline 
         .iter()
         .find_map(|l| l.strip_prefix("DOMU-INIT: ping "))
         .and_then(rtt_avg);
+    b.sender_cpu = console
+        .iter()
+        .find_map(|l| l.strip_prefix("DOMU-INIT: tcp stats after tcp sent: "))
+        .and_then(CpuSplit::parse);
     b
 }
 
 /// Boot the baseline guest under QEMU without Xen and measure it (see the module docs).
-pub fn baseline(mib: u64, smp: u32, timeout: Duration) -> Result<Baseline> {
+pub fn baseline(mib: u64, smp: u32, timeout: Duration, extra: &str) -> Result<Baseline> {
     let qemu = crate::setup::ensure_qemu(true)?;
     let g = crate::guest::virtio::baseline_guest(&target_dir(), true)?;
     let dir = target_dir().join("bench").join("baseline");
@@ -222,7 +274,7 @@ pub fn baseline(mib: u64, smp: u32, timeout: Duration) -> Result<Baseline> {
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(&initrd, &g.initramfs)?;
     let sink = dir.join("sink.md5");
-    let args = baseline_args(&g.vmlinuz, &initrd, &sink, mib, smp)?;
+    let args = baseline_args(&g.vmlinuz, &initrd, &sink, mib, smp, extra)?;
     println!(
         "bench-net: baseline: Linux {} under QEMU without Xen, virtio-net ({}), {mib} MiB to a \
          host sink",
@@ -259,6 +311,7 @@ pub fn baseline_args(
     sink: &Path,
     mib: u64,
     smp: u32,
+    extra: &str,
 ) -> Result<Vec<String>> {
     let sink = path_arg(sink)?;
     if sink.contains([',', '\'', ' ']) {
@@ -268,7 +321,7 @@ pub fn baseline_args(
     }
     let append = format!(
         "console=ttyS0 quiet domu-ip=10.0.2.15/24 domu-nic=virtio domu-ping=10.0.2.2 \
-         domu-tcp-send=10.0.2.100:9:{mib}"
+         domu-tcp-send=10.0.2.100:9:{mib}{extra}"
     );
     Ok([
         "-machine",
@@ -355,6 +408,10 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     r.domu_to_domu_retrans_segs = delta("RetransSegs");
     r.domu_to_domu_timeouts = delta("TCPTimeouts");
     r.domu_to_domu_delayed_acks = stat(beta, "tcp received", "DelayedACKs");
+    let line =
+        |c: &[String], after: &str| find(c, &format!("DOMU-INIT: tcp stats after {after}: "));
+    r.domu_to_domu_sender_cpu = line(alpha, "tcp sent").and_then(|l| CpuSplit::parse(&l));
+    r.domu_to_domu_receiver_cpu = line(beta, "tcp received").and_then(|l| CpuSplit::parse(&l));
     r.ping_domu_ms = find(alpha, "DOMU-INIT: ping ").and_then(|l| rtt_avg(&l));
     if let Some(l) = find(alpha, "DOMU-INIT: dom0 ping: ") {
         r.ping_dom0_ms = rtt_avg(&l);
@@ -376,9 +433,10 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
     std::fs::create_dir_all(&dir)?;
     let sink = dir.join("sink.md5");
     let gamma = format!(
-        "gamma:memory={},vif,tsc_mode={},cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}",
+        "gamma:memory={},vif,tsc_mode={},cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}{}",
         128 + 2 * mib,
-        cfg.tsc_mode.as_str()
+        cfg.tsc_mode.as_str(),
+        cfg.guest_cmdline
     );
     let rc = RunConfig {
         xen: cfg.xen,
@@ -429,12 +487,13 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
 pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let mib = cfg.mib;
     if cfg.baseline_only {
-        let b = baseline(mib, cfg.smp, cfg.timeout)?;
+        let b = baseline(mib, cfg.smp, cfg.timeout, &cfg.guest_cmdline)?;
         let r = NetBenchResult {
             mib,
             baseline_mib_s: b.mib_s,
             baseline_md5_match: b.md5_match,
             baseline_ping_ms: b.ping_ms,
+            baseline_sender_cpu: b.sender_cpu,
             ..NetBenchResult::default()
         };
         print_result(&r);
@@ -444,11 +503,14 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let alpha = format!(
         "alpha:memory={},vif=00:16:3e:00:00:0a,tsc_mode={tsc},cmdline=domu-ip=10.0.0.1/24 \
          domu-ping=10.0.0.2 domu-dom0=10.0.0.254 domu-dom0-send={mib} \
-         domu-tcp-send=10.0.0.2:5001:{mib}",
-        128 + 2 * mib
+         domu-tcp-send=10.0.0.2:5001:{mib}{extra}",
+        128 + 2 * mib,
+        extra = cfg.guest_cmdline
     );
     let beta = format!(
-        "beta:vif=00:16:3e:00:00:0b,tsc_mode={tsc},cmdline=domu-ip=10.0.0.2/24 domu-tcp-recv=5001"
+        "beta:vif=00:16:3e:00:00:0b,tsc_mode={tsc},cmdline=domu-ip=10.0.0.2/24 domu-tcp-recv=5001\
+         {}",
+        cfg.guest_cmdline
     );
     let domus = [alpha.as_str(), beta.as_str()]
         .iter()
@@ -465,9 +527,13 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     };
     println!(
         "bench-net: Xen {} on {} CPUs, two Debian DomUs on dom0's switch (tsc_mode={tsc}), {mib} \
-         MiB per transfer",
+         MiB per transfer{}",
         cfg.xen.as_str(),
-        cfg.smp
+        cfg.smp,
+        match cfg.guest_cmdline.trim() {
+            "" => String::new(),
+            t => format!("; the guests' command lines add {t:?}"),
+        }
     );
     let out = run_measured(&rc)?;
     if out.report.outcome != Outcome::Pass {
@@ -493,6 +559,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let mut r = parse(&console("alpha"), &console("beta"), mib);
     r.xen = cfg.xen.as_str().to_string();
     r.tsc_mode = tsc.to_string();
+    r.guest_cmdline = cfg.guest_cmdline.trim().to_string();
     r.tsc_emulated = domus.iter().any(|d| d.tsc_emulated);
     if let Some(d) = domus.iter().find(|d| d.tsc_mode != tsc) {
         bail!(
@@ -513,13 +580,15 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         let h = domu_to_host(cfg, nic)?;
         r.domu_to_host_mib_s = h.mib_s;
         r.domu_to_host_md5_match = h.md5_match;
+        r.domu_to_host_sender_cpu = h.sender_cpu;
         r.domu_to_host_nic = Some(nic.qemu_model().to_string());
     }
     if r.md5_match && r.domu_to_domu_mib_s.is_some() {
-        let b = baseline(mib, cfg.smp, cfg.timeout)?;
+        let b = baseline(mib, cfg.smp, cfg.timeout, &cfg.guest_cmdline)?;
         r.baseline_mib_s = b.mib_s;
         r.baseline_md5_match = b.md5_match;
         r.baseline_ping_ms = b.ping_ms;
+        r.baseline_sender_cpu = b.sender_cpu;
         r.domu_to_domu_vs_baseline = r.domu_to_domu_mib_s.zip(b.mib_s).map(|(d, b)| d / b);
         r.domu_to_host_vs_baseline = r.domu_to_host_mib_s.zip(b.mib_s).map(|(d, b)| d / b);
     }
@@ -566,6 +635,12 @@ fn print_result(r: &NetBenchResult) {
         r.domu_to_domu_rx_packet_bytes
             .map_or("-".to_string(), |b| format!("{b:.0}"))
     );
+    let cpu = |c: Option<CpuSplit>| c.map_or("-".to_string(), |c| c.to_string());
+    println!(
+        "  DomU -> DomU vCPU time    sender {}; receiver {}",
+        cpu(r.domu_to_domu_sender_cpu),
+        cpu(r.domu_to_domu_receiver_cpu)
+    );
     println!(
         "  baseline (no Xen, virtio) {}  (MD5 {}), ping gateway avg {}",
         f(r.baseline_mib_s, "MiB/s"),
@@ -576,15 +651,20 @@ fn print_result(r: &NetBenchResult) {
         },
         f(r.baseline_ping_ms, "ms")
     );
+    println!(
+        "  baseline vCPU time        sender {}",
+        cpu(r.baseline_sender_cpu)
+    );
     if let Some(nic) = &r.domu_to_host_nic {
         println!(
-            "  DomU -> host via {nic:<11} {}  (MD5 {})",
+            "  DomU -> host via {nic:<11} {}  (MD5 {}); sender {}",
             f(r.domu_to_host_mib_s, "MiB/s"),
             if r.domu_to_host_md5_match {
                 "equal"
             } else {
                 "DIFFERENT or missing"
-            }
+            },
+            cpu(r.domu_to_host_sender_cpu)
         );
     }
     if let Some(v) = r.domu_to_host_vs_baseline {
@@ -730,10 +810,22 @@ mod tests {
         );
         alpha2.push(
             "DOMU-INIT: tcp stats after tcp sent: OutSegs=46500 RetransSegs=10 TCPTimeouts=4 \
-             TCPFastRetrans=1 TCPLossProbes=3 DelayedACKs=0 TCPOFOQueue=0"
+             TCPFastRetrans=1 TCPLossProbes=3 DelayedACKs=0 TCPOFOQueue=0 busy=1250 idle=300 \
+             steal=1650"
                 .into(),
         );
         let r = parse(&alpha2, &beta, 64);
+        // The sender's vCPU time over the transfer (ticks of 10 ms); the receiver printed none.
+        assert_eq!(
+            r.domu_to_domu_sender_cpu,
+            Some(CpuSplit {
+                busy_s: 12.5,
+                idle_s: 3.0,
+                steal_s: 16.5
+            })
+        );
+        assert_eq!(r.domu_to_domu_receiver_cpu, None);
+        assert_eq!(CpuSplit::parse("busy=1 idle=2"), None);
         assert_eq!(r.domu_to_domu_out_segs, Some(23500));
         assert_eq!(r.domu_to_domu_retrans_segs, Some(6));
         assert_eq!(r.domu_to_domu_timeouts, Some(3));
@@ -757,8 +849,15 @@ mod tests {
         assert_eq!(b.ping_ms, Some(0.75));
         assert!(!parse_baseline(&c, "", 8).md5_match);
         assert!(!parse_baseline(&c, "ffff  -", 8).md5_match);
-        let args =
-            baseline_args(Path::new("/k"), Path::new("/i"), Path::new("/s.md5"), 8, 2).unwrap();
+        let args = baseline_args(
+            Path::new("/k"),
+            Path::new("/i"),
+            Path::new("/s.md5"),
+            8,
+            2,
+            "",
+        )
+        .unwrap();
         assert!(
             args.iter()
                 .any(|a| a.contains("guestfwd=tcp:10.0.2.100:9-cmd:sh -c 'md5sum > /s.md5'"))
@@ -767,6 +866,16 @@ mod tests {
             args.iter()
                 .any(|a| a.contains("domu-tcp-send=10.0.2.100:9:8"))
         );
-        assert!(baseline_args(Path::new("/k"), Path::new("/i"), Path::new("/a'b"), 8, 2).is_err());
+        assert!(
+            baseline_args(
+                Path::new("/k"),
+                Path::new("/i"),
+                Path::new("/a'b"),
+                8,
+                2,
+                ""
+            )
+            .is_err()
+        );
     }
 }

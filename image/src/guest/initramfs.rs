@@ -190,6 +190,14 @@ tcp_stats() {
         END { printf "OutSegs=%s RetransSegs=%s TCPTimeouts=%s TCPFastRetrans=%s TCPLossProbes=%s DelayedACKs=%s TCPOFOQueue=%s", v["OutSegs"], v["RetransSegs"], v["TCPTimeouts"], v["TCPFastRetrans"], v["TCPLossProbes"], v["DelayedACKs"], v["TCPOFOQueue"] }' \
         /proc/net/snmp /proc/net/netstat
 }
+# This vCPU's time so far (/proc/stat's first line, 10 ms ticks): busy (user, nice, system,
+# irq, softirq), idle (idle, iowait) and steal (runnable while Xen ran another domain).
+cpu_ticks() { $bb awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9; exit }' /proc/stat; }
+# The ticks since a cpu_ticks snapshot ($1): where a transfer's time went on this side.
+cpu_since() {
+    set -- $1 $(cpu_ticks)
+    echo "busy=$(($4 - $1)) idle=$(($5 - $2)) steal=$(($6 - $3))"
+}
 # The TCP connection to or from PORT as /proc/net/tcp shows it: congestion window (segments),
 # slow-start threshold (-1: still in the first slow start), retransmission timeout, and the
 # send and receive queues (hex bytes: sent but not acknowledged, received but not read).
@@ -217,10 +225,12 @@ if d0=$(arg domu-dom0); then
     if mib=$(arg domu-dom0-send); then
         $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
         t0=$(now_s)
+        c0=$(cpu_ticks)
         $bb nc "$d0" 9 < /tmp/blob 2>/dev/null && ok=yes || ok=no
+        c1=$(cpu_since "$c0")
         t1=$(now_s)
         echo "DOMU-INIT: dom0 send $mib MiB $ok from $t0 to $t1"
-        echo "DOMU-INIT: tcp stats after dom0 send: $(tcp_stats)"
+        echo "DOMU-INIT: tcp stats after dom0 send: $(tcp_stats) $c1"
         $bb rm -f /tmp/blob
     fi
 fi
@@ -247,10 +257,12 @@ if port=$(arg domu-tcp-recv); then
     printf '#!/bin/busybox sh\n/bin/busybox md5sum > /tmp/tcp.md5\n' > /tmp/tcp-sink
     $bb chmod +x /tmp/tcp-sink
     echo "DOMU-INIT: tcp listening on $port"
+    c0=$(cpu_ticks)
     $bb timeout 300 $bb nc -l -p "$port" -e /tmp/tcp-sink
+    c1=$(cpu_since "$c0")
     sum=$($bb cat /tmp/tcp.md5 2>/dev/null)
     echo "DOMU-INIT: tcp received md5 ${sum%% *}"
-    echo "DOMU-INIT: tcp stats after tcp received: $(tcp_stats)"
+    echo "DOMU-INIT: tcp stats after tcp received: $(tcp_stats) $c1"
 fi
 if dst=$(arg domu-tcp-send); then
     peer=${dst%%:*}
@@ -269,14 +281,16 @@ if dst=$(arg domu-tcp-send); then
     sent=no
     while [ $k -lt 60 ]; do
         t0=$(now_s)
+        c0=$(cpu_ticks)
         if $bb nc "$peer" "$port" < /tmp/blob 2>/dev/null; then sent=yes; break; fi
         $bb sleep 1
         k=$((k + 1))
     done
+    c1=$(cpu_since "$c0")
     t1=$(now_s)
     kill $watch 2>/dev/null
     echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent from $t0 to $t1"
-    echo "DOMU-INIT: tcp stats after tcp sent: $(tcp_stats)"
+    echo "DOMU-INIT: tcp stats after tcp sent: $(tcp_stats) $c1"
     $bb rm -f /tmp/blob
 fi
 case $cmdline in
