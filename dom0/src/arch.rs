@@ -26,6 +26,7 @@ pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
 }
 
 pub fn rdtsc() -> u64 {
+    crate::stats::tsc_read();
     // SAFETY: rdtsc only reads the time-stamp counter (CR4.TSD is clear: we never set it).
     unsafe { core::arch::x86_64::_rdtsc() }
 }

@@ -207,7 +207,7 @@ pub fn run(
         first_start_ns: None,
         order: RoundRobin::default(),
         last_check_ns: 0,
-        net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64, uplink),
+        net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64, uplink, v),
         store_activity: false,
     };
     crate::arch::cli();
@@ -558,6 +558,7 @@ impl Toolstack<'_> {
             }
             // A wakeup is progress for the watchdog (vCPU 1 watches this loop, see `watchdog`).
             crate::watchdog::progress();
+            crate::stats::pass();
             // Every ring is looked at on every wakeup, not only those whose port is pending:
             // reading two indices is cheap, and a notification that went missing then costs
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from

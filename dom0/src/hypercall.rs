@@ -58,6 +58,7 @@ impl Hypercall for Xen {
         if op >= 128 {
             return -i64::from(xen::XenError::ENOSYS.0);
         }
+        crate::stats::hypercall(op);
         let entry = PAGE.0.get() as u64 + u64::from(op) * 32;
         let ret: i64;
         // Every buffer argument is a live borrow held by `call` for the duration of this asm

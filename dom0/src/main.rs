@@ -27,6 +27,7 @@ mod percpu;
 mod phase;
 mod platform;
 mod smp;
+mod stats;
 mod time;
 mod trap;
 mod watchdog;

@@ -160,6 +160,9 @@ pub struct NetBenchResult {
     /// (their `/proc/stat`): on one pCPU, what neither used went to dom0, Xen, or idle.
     pub domu_to_domu_sender_cpu: Option<CpuSplit>,
     pub domu_to_domu_receiver_cpu: Option<CpuSplit>,
+    /// dom0's `/cpu.txt` over the DomU → DomU and the DomU → dom0 transfers.
+    pub domu_to_domu_dom0: Option<Dom0Window>,
+    pub domu_to_dom0_dom0: Option<Dom0Window>,
     /// Bytes per packet dom0 delivered into the receiver (its vif's RX bytes / packets: Linux
     /// sizes its TSO packets by its pacing rate, so a slow transfer sends small ones).
     pub domu_to_domu_rx_packet_bytes: Option<f64>,
@@ -187,6 +190,93 @@ pub struct NetBenchResult {
     pub tsc_emulated: bool,
     /// What `--guest-cmdline` added to the guests' kernel command lines (empty: nothing).
     pub guest_cmdline: String,
+}
+
+/// What dom0's `/cpu.txt` changed by over a transfer (the sender reads it before and after):
+/// Xen's CPU time of dom0 and of each DomU on the switch, the window, and dom0's own counters.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Dom0Window {
+    /// Xen system time between the two reads, s.
+    pub window_s: f64,
+    /// CPU time Xen gave dom0 (all its vCPUs), and each DomU on the switch, s (named `d<domid>`
+    /// until [`Dom0Window::name`] puts the DomU's name there).
+    pub dom0_s: f64,
+    pub domus_s: Vec<(String, f64)>,
+    /// The window minus everyone's CPU time: the pCPU idle (on one pCPU), s.
+    pub idle_s: f64,
+    /// dom0's service passes, TSC reads, and hypercalls by kind (`hc_*` keys, `hc_` dropped).
+    pub passes: u64,
+    pub tsc_reads: u64,
+    pub hypercalls: Vec<(String, u64)>,
+}
+
+impl Dom0Window {
+    /// From the `before` and `after` lines (`key=value` each); `None` if either lacks a key the
+    /// other has, or the clock went backwards.
+    pub fn parse(before: &str, after: &str) -> Option<Dom0Window> {
+        let kv = |l: &str| -> Option<Vec<(String, u64)>> {
+            l.split_whitespace()
+                .map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect()
+        };
+        let (b, a) = (kv(before)?, kv(after)?);
+        let delta = |k: &str| -> Option<u64> {
+            let at = |l: &[(String, u64)]| l.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            at(&a)?.checked_sub(at(&b)?)
+        };
+        let s = |ns: u64| ns as f64 / 1e9;
+        let mut w = Dom0Window {
+            window_s: s(delta("now_ns")?),
+            dom0_s: s(delta("d0_ns")?),
+            passes: delta("passes")?,
+            tsc_reads: delta("tsc_reads")?,
+            ..Dom0Window::default()
+        };
+        for (k, _) in &a {
+            if let Some(id) = k.strip_prefix('d').and_then(|r| r.strip_suffix("_ns")) {
+                if let (Ok(id), Some(d)) = (id.parse::<u16>(), delta(k))
+                    && id != 0
+                {
+                    w.domus_s.push((format!("d{id}"), s(d)));
+                }
+            } else if let Some(name) = k.strip_prefix("hc_") {
+                w.hypercalls.push((name.to_string(), delta(k)?));
+            }
+        }
+        let used = w.dom0_s + w.domus_s.iter().map(|(_, t)| t).sum::<f64>();
+        w.idle_s = (w.window_s - used).max(0.0);
+        Some(w)
+    }
+
+    /// Put DomU names in place of `d<domid>`.
+    pub fn name(&mut self, domus: &[(u64, String)]) {
+        for (k, _) in &mut self.domus_s {
+            if let Some((_, n)) = domus.iter().find(|(id, _)| format!("d{id}") == *k) {
+                k.clone_from(n);
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Dom0Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} s: dom0 {:.2} s", self.window_s, self.dom0_s)?;
+        for (n, t) in &self.domus_s {
+            write!(f, ", {n} {t:.2} s")?;
+        }
+        write!(
+            f,
+            ", idle {:.2} s; dom0: {} passes, {} TSC reads, hypercalls",
+            self.idle_s, self.passes, self.tsc_reads
+        )?;
+        for (n, c) in self.hypercalls.iter().filter(|(_, c)| *c > 0) {
+            write!(f, " {n} {c}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A guest vCPU's time over a transfer, seconds (`/proc/stat` deltas the guest's init prints as
@@ -411,6 +501,12 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     let line =
         |c: &[String], after: &str| find(c, &format!("DOMU-INIT: tcp stats after {after}: "));
     r.domu_to_domu_sender_cpu = line(alpha, "tcp sent").and_then(|l| CpuSplit::parse(&l));
+    let window = |what: &str| {
+        let l = |when: &str| find(alpha, &format!("DOMU-INIT: dom0 cpu {when} {what}: "));
+        Dom0Window::parse(&l("before")?, &l("after")?)
+    };
+    r.domu_to_domu_dom0 = window("tcp send");
+    r.domu_to_dom0_dom0 = window("dom0 send");
     r.domu_to_domu_receiver_cpu = line(beta, "tcp received").and_then(|l| CpuSplit::parse(&l));
     r.ping_domu_ms = find(alpha, "DOMU-INIT: ping ").and_then(|l| rtt_avg(&l));
     if let Some(l) = find(alpha, "DOMU-INIT: dom0 ping: ") {
@@ -502,7 +598,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     let tsc = cfg.tsc_mode.as_str();
     let alpha = format!(
         "alpha:memory={},vif=00:16:3e:00:00:0a,tsc_mode={tsc},cmdline=domu-ip=10.0.0.1/24 \
-         domu-ping=10.0.0.2 domu-dom0=10.0.0.254 domu-dom0-send={mib} \
+         domu-ping=10.0.0.2 domu-dom0=10.0.0.254 domu-dom0-send={mib} domu-dom0-cpu=10.0.0.254 \
          domu-tcp-send=10.0.0.2:5001:{mib}{extra}",
         128 + 2 * mib,
         extra = cfg.guest_cmdline
@@ -570,6 +666,13 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         );
     }
     r.run = out.report.run.clone();
+    let names: Vec<(u64, String)> = domus.iter().map(|d| (d.domid, d.name.clone())).collect();
+    for w in [&mut r.domu_to_domu_dom0, &mut r.domu_to_dom0_dom0]
+        .into_iter()
+        .flatten()
+    {
+        w.name(&names);
+    }
     if let Some(v) = first_vif(&domus, "alpha").filter(|v| v.copy_hypercalls > 0) {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
     }
@@ -641,6 +744,14 @@ fn print_result(r: &NetBenchResult) {
         cpu(r.domu_to_domu_sender_cpu),
         cpu(r.domu_to_domu_receiver_cpu)
     );
+    for (what, w) in [
+        ("DomU -> dom0", &r.domu_to_dom0_dom0),
+        ("DomU -> DomU", &r.domu_to_domu_dom0),
+    ] {
+        if let Some(w) = w {
+            println!("  CPU during {what}: {w}");
+        }
+    }
     println!(
         "  baseline (no Xen, virtio) {}  (MD5 {}), ping gateway avg {}",
         f(r.baseline_mib_s, "MiB/s"),
@@ -835,6 +946,44 @@ mod tests {
         let beta = vec!["DOMU-INIT: tcp received md5 ffff".to_string()];
         assert!(!parse(&alpha, &beta, 64).md5_match);
         assert_eq!(parse(&alpha, &[], 8).domu_to_domu_mib_s, None);
+    }
+
+    #[test]
+    fn dom0_window_is_the_difference_of_two_cpu_pages() {
+        let before = "now_ns=1000000000 passes=10 tsc_reads=20 hc_grant_table_op=5 \
+                      hc_sched_op=10 hc_other=1 d0_ns=500000000 d1_ns=2000000000 d2_ns=100";
+        let after = "now_ns=11000000000 passes=1010 tsc_reads=2020 hc_grant_table_op=805 \
+                     hc_sched_op=1010 hc_other=1 d0_ns=4500000000 d1_ns=4000000000 \
+                     d2_ns=2000000100";
+        let mut w = Dom0Window::parse(before, after).unwrap();
+        w.name(&[(1, "alpha".into()), (2, "beta".into())]);
+        assert_eq!(w.window_s, 10.0);
+        assert_eq!(w.dom0_s, 4.0);
+        assert_eq!(
+            w.domus_s,
+            vec![("alpha".to_string(), 2.0), ("beta".to_string(), 2.0)]
+        );
+        assert_eq!(w.idle_s, 2.0);
+        assert_eq!((w.passes, w.tsc_reads), (1000, 2000));
+        assert_eq!(
+            w.hypercalls,
+            vec![
+                ("grant_table_op".to_string(), 800),
+                ("sched_op".to_string(), 1000),
+                ("other".to_string(), 0)
+            ]
+        );
+        let shown = w.to_string();
+        assert!(shown.starts_with("10.00 s: dom0 4.00 s, alpha 2.00 s, beta 2.00 s, idle 2.00 s"));
+        assert!(
+            shown.ends_with("hypercalls grant_table_op 800 sched_op 1000"),
+            "{shown}"
+        );
+        // A lost or garbled read, a counter going backwards, a key missing: no window.
+        assert_eq!(Dom0Window::parse("", after), None);
+        assert_eq!(Dom0Window::parse(before, "now_ns=x"), None);
+        assert_eq!(Dom0Window::parse(after, before), None);
+        assert_eq!(Dom0Window::parse("now_ns=1", "now_ns=2 d0_ns=1"), None);
     }
 
     #[test]

@@ -245,6 +245,13 @@ impl Stack {
             .chain(http.into_iter().map(|h| (h, HTTP_PORT)))
         {
             let s = self.sockets.get_mut::<tcp::Socket<'_>>(h);
+            // dom0 closes first (HTTP/1.0, the discard and echo ends of a client's close), so
+            // its socket would sit in TIME-WAIT for smoltcp's 10 s and, with two HTTP
+            // sockets, a third request within 10 s was refused. Both FINs are acknowledged by
+            // then: reuse it now (as SO_LINGER 0 does); a peer's retransmitted FIN gets a RST.
+            if s.state() == tcp::State::TimeWait {
+                s.abort();
+            }
             if s.state() == tcp::State::Closed {
                 let _ = s.listen(port);
             }

@@ -186,6 +186,56 @@ fn http_serves_the_report_and_refuses_the_rest() {
     );
 }
 
+/// Requests one after the other on one stack, each client keeping its end open until dom0
+/// has sent everything and closed (as `nc` with its input held open does): dom0 closes
+/// first, so its socket passes through TIME-WAIT.
+#[test]
+fn http_serves_more_requests_than_sockets_in_a_row() {
+    let mut s = stack();
+    let mut c = client();
+    let mut now = 0;
+    for i in 0..(HTTP_SOCKETS as u16 * 3) {
+        let h = c.sockets.add(tcp_socket(65536, 4096));
+        {
+            let sock = c.sockets.get_mut::<tcp::Socket<'_>>(h);
+            let cx = c.iface.context();
+            sock.connect(cx, (Ipv4Address::from(DOM0), HTTP_PORT), 50000 + i)
+                .unwrap();
+        }
+        let mut asked = false;
+        let mut got = Vec::new();
+        for _ in 0..2000 {
+            pump(&mut s, &mut c, &mut now, 1);
+            let sock = c.sockets.get_mut::<tcp::Socket<'_>>(h);
+            if sock.can_send() && !asked {
+                sock.send_slice(b"GET /report.json HTTP/1.0\r\n\r\n")
+                    .unwrap();
+                asked = true;
+            }
+            while sock.can_recv() {
+                sock.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            // dom0 closed (its FIN came): close this end too, and move on once done.
+            if sock.state() == tcp::State::CloseWait {
+                sock.close();
+            }
+            if asked && sock.state() == tcp::State::Closed {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.0 200 OK"), "request {i}: {text:?}");
+        c.sockets.remove(h);
+    }
+    assert_eq!(s.counters.http_requests, u64::from(HTTP_SOCKETS as u16 * 3));
+    // Every request within well under TIME-WAIT's 10 s.
+    assert!(now < 10_000, "{now} ms");
+}
+
 #[test]
 fn a_flood_is_bounded_and_counted() {
     let mut s = stack();

@@ -33,7 +33,7 @@ use netstack::Stack;
 use report::{Dom0NetSummary, UplinkState, UplinkSummary, VifSummary};
 use toolstack::vif::VifDevice;
 use toolstack::xenstore::Server;
-use xen::domctl::DomId;
+use xen::domctl::{DomId, DomctlVersion};
 use xen::gnttab;
 use xen::ops::{self, EvtchnPort};
 
@@ -163,7 +163,8 @@ fn heap_used() -> u64 {
 
 /// What dom0's web server serves: `/report.json` (and its text form at `/`) is the boot report
 /// as it was at ready with its network parts (`uplink`, `toolstack.dom0_net`) as they are when
-/// the page is asked for; `/ready.json` is the report exactly as printed at ready.
+/// the page is asked for; `/ready.json` is the report exactly as printed at ready. (`/cpu.txt`,
+/// live CPU times and dom0's counters, is made in `Net::service_pass`: it needs Xen.)
 pub struct Pages {
     pub report: report::BootReport,
 }
@@ -219,10 +220,18 @@ pub struct Net {
     mac: MacAddress,
     pages: Pages,
     uplink: Option<Uplink>,
+    /// For `/cpu.txt`'s `XEN_DOMCTL_getdomaininfo` calls.
+    domctl: DomctlVersion,
 }
 
 impl Net {
-    pub fn new(ip: Dom0Ip, pages: Pages, now_ms: i64, mut uplink: Option<Uplink>) -> Net {
+    pub fn new(
+        ip: Dom0Ip,
+        pages: Pages,
+        now_ms: i64,
+        mut uplink: Option<Uplink>,
+        domctl: DomctlVersion,
+    ) -> Net {
         let mut switch = Switch::new();
         let dom0_port = switch.add_port();
         if let Some(u) = uplink.as_mut() {
@@ -259,6 +268,7 @@ impl Net {
             mac,
             pages,
             uplink,
+            domctl,
         }
     }
 
@@ -473,7 +483,19 @@ impl Net {
             let uplink = self.uplink_summary();
             let dom0_net = self.dom0_summary();
             let pages = &self.pages;
-            let mut serve = |path: &str| pages.page(path, &uplink, &dom0_net);
+            let (domctl, vifs) = (self.domctl, &self.vifs);
+            let mut serve = |path: &str| {
+                if path != "/cpu.txt" {
+                    return pages.page(path, &uplink, &dom0_net);
+                }
+                // Live CPU times of dom0 and of the domains on the switch (see `stats`).
+                let sys = events::time_info().system_time_at(crate::arch::rdtsc());
+                let mut domids: Vec<DomId> = vifs.iter().map(|v| v.dev.domid).collect();
+                domids.sort_unstable();
+                domids.dedup();
+                let page = crate::stats::cpu_page(x, domctl, sys, domids.into_iter());
+                Some(("text/plain; charset=utf-8", page.into_bytes()))
+            };
             let mut out = Vec::new();
             if let Some(st) = self.stack.as_mut() {
                 out = st.poll(ms(now_ns), &mut serve);

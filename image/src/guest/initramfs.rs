@@ -198,6 +198,14 @@ cpu_since() {
     set -- $1 $(cpu_ticks)
     echo "busy=$(($4 - $1)) idle=$(($5 - $2)) steal=$(($6 - $3))"
 }
+# dom0's live counters and the CPU time Xen gives each domain so far (`/cpu.txt` on dom0's web
+# server at $1): one line of key=value; read before and after a transfer, the differences say
+# where the time went (domu-dom0-cpu=ADDR).
+dom0_cpu() {
+    (printf 'GET /cpu.txt HTTP/1.0\r\nHost: %s\r\n\r\n' "$1"; $bb sleep 2) |
+        $bb timeout 10 $bb nc "$1" 80 2>/dev/null | $bb tail -n 1 | $bb tr -d '\r'
+}
+cpu_at=$(arg domu-dom0-cpu) || cpu_at=
 # The TCP connection to or from PORT as /proc/net/tcp shows it: congestion window (segments),
 # slow-start threshold (-1: still in the first slow start), retransmission timeout, and the
 # send and receive queues (hex bytes: sent but not acknowledged, received but not read).
@@ -224,11 +232,13 @@ if d0=$(arg domu-dom0); then
     echo "DOMU-INIT: dom0 ready.json: $status, md5 ${sum%% *}, $($bb wc -c < /tmp/report.json) bytes"
     if mib=$(arg domu-dom0-send); then
         $bb dd if=/dev/urandom of=/tmp/blob bs=1048576 count="$mib" 2>/dev/null
+        [ -n "$cpu_at" ] && echo "DOMU-INIT: dom0 cpu before dom0 send: $(dom0_cpu "$cpu_at")"
         t0=$(now_s)
         c0=$(cpu_ticks)
         $bb nc "$d0" 9 < /tmp/blob 2>/dev/null && ok=yes || ok=no
         c1=$(cpu_since "$c0")
         t1=$(now_s)
+        [ -n "$cpu_at" ] && echo "DOMU-INIT: dom0 cpu after dom0 send: $(dom0_cpu "$cpu_at")"
         echo "DOMU-INIT: dom0 send $mib MiB $ok from $t0 to $t1"
         echo "DOMU-INIT: tcp stats after dom0 send: $(tcp_stats) $c1"
         $bb rm -f /tmp/blob
@@ -277,6 +287,7 @@ if dst=$(arg domu-tcp-send); then
         echo "DOMU-INIT: tcp progress at $(now_s) s: $(tcp_conn "$port")$(tcp_stats)"
     done) &
     watch=$!
+    [ -n "$cpu_at" ] && echo "DOMU-INIT: dom0 cpu before tcp send: $(dom0_cpu "$cpu_at")"
     k=0
     sent=no
     while [ $k -lt 60 ]; do
@@ -289,6 +300,7 @@ if dst=$(arg domu-tcp-send); then
     c1=$(cpu_since "$c0")
     t1=$(now_s)
     kill $watch 2>/dev/null
+    [ -n "$cpu_at" ] && echo "DOMU-INIT: dom0 cpu after tcp send: $(dom0_cpu "$cpu_at")"
     echo "DOMU-INIT: tcp sent $mib MiB md5 ${sum%% *} $sent from $t0 to $t1"
     echo "DOMU-INIT: tcp stats after tcp sent: $(tcp_stats) $c1"
     $bb rm -f /tmp/blob
