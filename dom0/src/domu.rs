@@ -94,6 +94,18 @@ struct Toolstack<'a> {
     /// A DomU's xenstore requests were served since the vifs last looked at their frontends
     /// (a frontend's state changes only through its own requests).
     store_activity: bool,
+    /// Notifications the pass owes (console and xenstore replies): sent with the loop's next
+    /// `SCHEDOP_poll`, in one multicall (`ops::send_then_poll`).
+    sends: Vec<EvtchnPort>,
+}
+
+/// Owe a notification on `port` (once per pass however often it is owed): the loop sends it
+/// with its next poll. Each trap is an emulated VM exit on the bench (tens of microseconds),
+/// and the pass ends soon after every place that owes one.
+fn owe(sends: &mut Vec<EvtchnPort>, port: EvtchnPort) {
+    if !sends.contains(&port) {
+        sends.push(port);
+    }
 }
 
 fn now() -> u64 {
@@ -209,6 +221,7 @@ pub fn run(
         last_check_ns: 0,
         net: net::Net::new(opts.ip, pages, (now() / 1_000_000) as i64, uplink, v),
         store_activity: false,
+        sends: Vec::new(),
     };
     crate::arch::cli();
     for i in 0..bundle.domains.len() {
@@ -514,8 +527,11 @@ impl Toolstack<'_> {
         let mut wake_at: Option<u64> = None;
         // `linger=`: when to stop once no DomU runs (set when the last one stopped).
         let mut linger_until: Option<u64> = None;
+        // One clock read per pass (under Xen's TSC emulation each is an exit): the poll's
+        // deadline is taken from the read after the last wakeup, which is exact however long
+        // the pass took, since Xen's system time and dom0's clock come from the same read.
+        let (mut t, mut sys) = clocks();
         loop {
-            let (t, sys) = clocks();
             if self.running.is_empty() {
                 let until = *linger_until.get_or_insert_with(|| match opts.linger {
                     None => 0,
@@ -550,10 +566,17 @@ impl Toolstack<'_> {
             let sleep = service::sleep_ns(t, deadlines);
             // A ring that holds work without notifying (TX budget used up, RX buffers posted
             // during the final check) is served again at once, not after the next wakeup.
-            if self.net.busy() {
-                // No sleep: the pass below is the wakeup.
-            } else if let Err(e) = ops::sched_poll(&x, &ports[..ports.len().min(128)], sys + sleep)
-            {
+            let polled: &[EvtchnPort] = if self.net.busy() {
+                &[] // No sleep: the pass below is the wakeup.
+            } else {
+                &ports[..ports.len().min(128)]
+            };
+            // The notifications the last pass owes (frames delivered into guests, xenstore
+            // replies) go in the same trap as the poll: a multicall. A send that fails (the
+            // port closed since) loses nothing: that DomU is gone.
+            let mut sends = core::mem::take(&mut self.sends);
+            sends.extend(self.net.take_notifications());
+            if let Err(e) = ops::send_then_poll(&x, &sends, polled, sys + sleep) {
                 warn!("toolstack: SCHEDOP_poll: {e}");
             }
             // A wakeup is progress for the watchdog (vCPU 1 watches this loop, see `watchdog`).
@@ -564,7 +587,7 @@ impl Toolstack<'_> {
             // at most one poll timeout instead of a guest waiting forever. Round-robin, from
             // a different DomU each time, each with bounded work.
             // One clock read for the whole pass (see `clocks`).
-            let t = now();
+            (t, sys) = clocks();
             wake_at = None;
             // Per DomU: did one of its ports wake dom0, and did serving it find work?
             let mut kicked = alloc::vec![false; self.running.len()];
@@ -639,7 +662,6 @@ impl Toolstack<'_> {
     /// Drain DomU `k`'s console as far as its rate allows; returns when a throttled console
     /// may go on.
     fn service_console(&mut self, k: usize, t: u64) -> Option<u64> {
-        let x = self.x;
         let r = &mut self.running[k];
         let mut page = Self::page(r.slots[1]);
         let throttled_before = r.console.throttled;
@@ -669,14 +691,13 @@ impl Toolstack<'_> {
             crate::println!("[{}] {}", r.summary.name, line);
         }
         if d.notify {
-            let _ = ops::evtchn_send(&x, r.console_local);
+            owe(&mut self.sends, r.console_local);
         }
         d.throttled_until
     }
 
     /// Serve DomU `k`'s xenstore ring; true if it handled at least one whole request.
     fn service_store(&mut self, k: usize) -> bool {
-        let x = self.x;
         let (domid, port, slot) = {
             let r = &self.running[k];
             (r.domid, r.store_local, r.slots[0])
@@ -687,7 +708,7 @@ impl Toolstack<'_> {
         match self.server.service(domid, &mut page) {
             Ok(true) => {
                 self.store_activity = true;
-                let _ = ops::evtchn_send(&x, port);
+                owe(&mut self.sends, port);
             }
             Ok(false) => {}
             Err(e) => {
@@ -707,12 +728,11 @@ impl Toolstack<'_> {
 
     /// Write watch events queued for any DomU into its ring.
     fn flush_others(&mut self) {
-        let x = self.x;
         for d in self.server.domains_with_output() {
             if let Some(r) = self.running.iter().find(|r| r.domid == d) {
                 let mut page = Self::page(r.slots[0]);
                 if let Ok(true) = self.server.flush(d, &mut page) {
-                    let _ = ops::evtchn_send(&x, r.store_local);
+                    owe(&mut self.sends, r.store_local);
                 }
             }
         }
@@ -723,11 +743,16 @@ impl Toolstack<'_> {
         while k < self.running.len() {
             let domid = self.running[k].domid;
             let why = match domctl::getdomaininfo(&self.x, self.v, domid) {
-                Ok(i) => match i.shutdown() {
-                    Some(code) => Some(StopReason::Shutdown(code)),
-                    None if i.dying() => Some(StopReason::Dying),
-                    None => None,
-                },
+                Ok(i) => {
+                    // Its CPU time so far; final once it has stopped (for the report and
+                    // for `/cpu.txt` after it is gone).
+                    self.running[k].summary.cpu_time_ns = i.cpu_time_ns;
+                    match i.shutdown() {
+                        Some(code) => Some(StopReason::Shutdown(code)),
+                        None if i.dying() => Some(StopReason::Dying),
+                        None => None,
+                    }
+                }
                 Err(_) => Some(StopReason::Vanished),
             };
             match why {
@@ -758,6 +783,7 @@ impl Toolstack<'_> {
         if let Some(c) = self.server.connection(r.domid) {
             r.summary.xenstore_requests = c.requests();
         }
+        self.net.stopped_cpu(r.domid, r.summary.cpu_time_ns);
         r.summary.vifs = self
             .net
             .remove(&x, &mut self.server, &mut self.free_slots, r.domid);

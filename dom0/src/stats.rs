@@ -49,12 +49,13 @@ const NAMED: [(u32, &str); 6] = [
 
 /// The `/cpu.txt` page: one line of `key=value`, Xen's system time and CPU times in ns.
 /// `domains`: whose `cpu_time` to include (dom0 is always first, as `d0_ns`); one Xen cannot
-/// find (gone) is left out.
+/// find (gone) is left out, unless `stopped` holds its final time.
 pub fn cpu_page(
     x: &Xen,
     v: DomctlVersion,
     system_time_ns: u64,
     domains: impl Iterator<Item = DomId>,
+    stopped: &[(DomId, u64)],
 ) -> String {
     let mut out = format!(
         "now_ns={system_time_ns} passes={} tsc_reads={}",
@@ -72,10 +73,15 @@ pub fn cpu_page(
         }
     }
     let _ = write!(out, " hc_other={other}");
+    let mut shown: alloc::vec::Vec<DomId> = alloc::vec::Vec::new();
     for d in core::iter::once(0).chain(domains.filter(|&d| d != 0)) {
         if let Ok(i) = domctl::getdomaininfo(x, v, d) {
             let _ = write!(out, " d{d}_ns={}", i.cpu_time_ns);
+            shown.push(d);
         }
+    }
+    for &(d, ns) in stopped.iter().filter(|(d, _)| !shown.contains(d)) {
+        let _ = write!(out, " d{d}_ns={ns}");
     }
     out.push('\n');
     out

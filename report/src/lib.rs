@@ -319,6 +319,9 @@ pub struct DomuSummary {
     /// `default`: when the host's TSC is not invariant, as dom0's own CPUID leaf says).
     pub tsc_mode: String,
     pub tsc_emulated: bool,
+    /// CPU time Xen gave it, ns (`XEN_DOMCTL_getdomaininfo`'s `cpu_time`, as xentop shows),
+    /// read when dom0 found it stopped (0: not read).
+    pub cpu_time_ns: u64,
     pub dom0_heap_bytes: u64,
     /// Its network interfaces, served by dom0's netback.
     pub vifs: Vec<VifSummary>,

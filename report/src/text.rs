@@ -188,12 +188,13 @@ impl BootReport {
             for d in &t.domus {
                 writeln!(
                     w,
-                    "  {} (domain {}): {}, {} MiB, {} vCPU(s), {} console lines, {} xenstore requests, tsc_mode {} ({})",
+                    "  {} (domain {}): {}, {} MiB, {} vCPU(s), {:.2} s of CPU, {} console lines, {} xenstore requests, tsc_mode {} ({})",
                     Clean(&d.name),
                     d.domid,
                     d.state,
                     d.memory_mib,
                     d.vcpus,
+                    d.cpu_time_ns as f64 / 1e9,
                     d.console_lines,
                     d.xenstore_requests,
                     Clean(&d.tsc_mode),

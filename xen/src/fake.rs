@@ -25,6 +25,8 @@ struct State {
     up: Vec<u32>,
     ipis: Vec<(u32, u32)>, // (port, vcpu)
     sent: Vec<u32>,
+    /// Hypercalls issued (traps), whatever their outcome.
+    traps: u64,
     pci_adds: Vec<PciAdd>,
     /// What `XENPF_firmware_info`/`XEN_FW_EFI_INFO` answers; `None`: not an EFI boot
     /// (`-ENOSYS`, as Xen).
@@ -48,6 +50,15 @@ struct State {
     local: alloc::collections::BTreeMap<u64, Vec<u8>>,
     /// Grant mappings: (dom0 gpa, domain, gref, handle).
     grant_maps: Vec<(u64, u16, u32, u32)>,
+}
+
+impl State {
+    /// Whether dom0's `port` is bound (a VIRQ, an IPI or an interdomain channel).
+    fn port_bound(&self, port: u32) -> bool {
+        self.bound_virqs.iter().any(|&(_, _, p)| p == port)
+            || self.ipis.iter().any(|&(p, _)| p == port)
+            || self.interdomain.iter().any(|&(p, _)| p == port)
+    }
 }
 
 /// A domain the fake has created for dom0's toolstack.
@@ -292,6 +303,11 @@ impl FakeXen {
     }
 
     /// Ports notified with `EVTCHNOP_send`, in order.
+    pub fn traps(&self) -> u64 {
+        self.state.borrow().traps
+    }
+
+    /// Ports dom0 notified (`EVTCHNOP_send`, direct or in a multicall), in order.
     pub fn sent(&self) -> Vec<u32> {
         self.state.borrow().sent.clone()
     }
@@ -635,6 +651,35 @@ impl FakeXen {
                             Some(_) => -22,
                             None => -14,
                         }
+                    } else if op == u64::from(nr::EVENT_CHANNEL_OP) && sub == ops::EVTCHNOP_SEND {
+                        let off = ptr.wrapping_sub(base) as usize;
+                        match u32_at(&args, off) {
+                            Some(p) if st.port_bound(p) => {
+                                st.sent.push(p);
+                                0
+                            }
+                            Some(_) => -22,
+                            None => -14,
+                        }
+                    } else if op == u64::from(nr::SCHED_OP) && sub == ops::SCHEDOP_POLL {
+                        // As a direct poll: the ports and the timeout are recorded.
+                        let off = ptr.wrapping_sub(base) as usize;
+                        let ports =
+                            u64_at(&args, off)
+                                .zip(u32_at(&args, off + 8))
+                                .and_then(|(addr, n)| {
+                                    let list = handle_in(extras, addr).ok()?;
+                                    (0..n as usize)
+                                        .map(|i| u32_at(list, 4 * i))
+                                        .collect::<Option<Vec<_>>>()
+                                });
+                        match (ports, u64_at(&args, off + 16)) {
+                            (Some(p), Some(t)) => {
+                                st.last_poll = Some((p, t));
+                                0
+                            }
+                            _ => -14,
+                        }
                     } else {
                         -38
                     };
@@ -914,10 +959,7 @@ impl FakeXen {
                         Arg::In(b) => u32_at(b, 0).ok_or(XenError::EFAULT)?,
                         _ => return Err(XenError::EFAULT),
                     };
-                    let bound = st.bound_virqs.iter().any(|&(_, _, p)| p == port)
-                        || st.ipis.iter().any(|&(p, _)| p == port)
-                        || st.interdomain.iter().any(|&(p, _)| p == port);
-                    if !bound {
+                    if !st.port_bound(port) {
                         return Err(XenError::EINVAL);
                     }
                     if sub == ops::EVTCHNOP_SEND {
@@ -1183,6 +1225,7 @@ impl FakeXen {
 
 impl Hypercall for FakeXen {
     fn hypercall(&self, call: &mut Call<'_>) -> i64 {
+        self.state.borrow_mut().traps += 1;
         if let Some(&(_, e)) = self
             .state
             .borrow()

@@ -7,6 +7,7 @@
 
 use crate::errno::XenError;
 use crate::hypercall::{Arg, Hypercall, call, nr};
+use alloc::vec::Vec;
 
 /// `DOMID_SELF` (public/xen.h).
 pub const DOMID_SELF: u16 = 0x7ff0;
@@ -253,6 +254,76 @@ pub fn sched_poll(
     let c = call!(nr::SCHED_OP, Arg::Val(SCHEDOP_POLL), Arg::In(&arg)).with_extra(Arg::In(list));
     issue(h, c)?;
     Ok(())
+}
+
+/// Notify `sends` and then, if `ports` is not empty, sleep in `SCHEDOP_poll` on `ports` until
+/// `timeout_ns` (Xen system time), in one trap: a `HYPERVISOR_multicall` of `EVTCHNOP_send`
+/// entries with the poll last (multicall is in the HVM hypercall table; the vCPU blocks on the
+/// way back to the guest, after the last entry, as a direct poll does). Where Xen emulates a
+/// VM exit in software (QEMU), each trap saved is tens of microseconds. Returns each send's
+/// result (0 = sent); `Err` if the multicall itself or the poll failed.
+pub fn send_then_poll(
+    h: &dyn Hypercall,
+    sends: &[EvtchnPort],
+    ports: &[EvtchnPort],
+    timeout_ns: u64,
+) -> Result<Vec<i64>, XenError> {
+    if ports.len() > 128 {
+        return Err(XenError::EINVAL);
+    }
+    match (sends, ports.is_empty()) {
+        ([], true) => return Ok(Vec::new()),
+        ([], false) => return sched_poll(h, ports, timeout_ns).map(|()| Vec::new()),
+        ([p], true) => {
+            return Ok(alloc::vec![
+                evtchn_send(h, *p).map_or_else(|e| -i64::from(e.0), |()| 0)
+            ]);
+        }
+        _ => {}
+    }
+    const ENTRY: usize = crate::domctl::MULTICALL_ENTRY;
+    let polls = usize::from(!ports.is_empty());
+    // The entries' argument structs back to back: `evtchn_send { port }` (8 bytes each), then
+    // `sched_poll { ports, nr_ports, timeout }`; the poll's port list on its own.
+    let mut args = alloc::vec![0u8; 8 * sends.len() + 24 * polls];
+    let mut list = [0u8; 4 * 128];
+    for (i, p) in ports.iter().enumerate() {
+        put_u32(&mut list, 4 * i, p.0);
+    }
+    let list = &list[..4 * ports.len()];
+    let mut calls = alloc::vec![0u8; ENTRY * (sends.len() + polls)];
+    for (i, p) in sends.iter().enumerate() {
+        put_u32(&mut args, 8 * i, p.0);
+        let e = ENTRY * i;
+        put_u64(&mut calls, e, u64::from(nr::EVENT_CHANNEL_OP));
+        put_u64(&mut calls, e + 16, EVTCHNOP_SEND);
+        put_u64(&mut calls, e + 24, args.as_ptr() as u64 + 8 * i as u64);
+    }
+    if polls == 1 {
+        let at = 8 * sends.len();
+        put_u64(&mut args, at, list.as_ptr() as u64);
+        put_u32(&mut args, at + 8, ports.len() as u32);
+        put_u64(&mut args, at + 16, timeout_ns);
+        let e = ENTRY * sends.len();
+        put_u64(&mut calls, e, u64::from(nr::SCHED_OP));
+        put_u64(&mut calls, e + 16, SCHEDOP_POLL);
+        put_u64(&mut calls, e + 24, args.as_ptr() as u64 + at as u64);
+    }
+    let n = (sends.len() + polls) as u64;
+    issue(
+        h,
+        call!(nr::MULTICALL, Arg::InOut(&mut calls), Arg::Val(n))
+            .with_extra(Arg::In(&args))
+            .with_extra(Arg::In(list)),
+    )?;
+    let result = |i: usize| get_u64(&calls, ENTRY * i + 8) as i64;
+    if polls == 1 {
+        let r = result(sends.len());
+        if r < 0 {
+            return Err(XenError(r.unsigned_abs() as i32));
+        }
+    }
+    Ok((0..sends.len()).map(result).collect())
 }
 
 /// Shut the domain down (for the hardware domain, Xen then powers off or reboots the host).

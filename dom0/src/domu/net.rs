@@ -222,6 +222,12 @@ pub struct Net {
     uplink: Option<Uplink>,
     /// For `/cpu.txt`'s `XEN_DOMCTL_getdomaininfo` calls.
     domctl: DomctlVersion,
+    /// Domains that were on the switch and stopped: their CPU time when dom0 found them
+    /// stopped (`/cpu.txt` goes on showing it: a reader's second read may come after).
+    stopped_cpu: Vec<(DomId, u64)>,
+    /// RX notifications owed to frontends: sent with the loop's next `SCHEDOP_poll` in one
+    /// multicall (`take_notifications`), not one trap each.
+    notify: Vec<EvtchnPort>,
 }
 
 impl Net {
@@ -264,11 +270,22 @@ impl Net {
             bounce: BounceBuffer::new(),
             stack,
             stack_due: 0,
+            notify: Vec::new(),
             ip,
             mac,
             pages,
             uplink,
             domctl,
+            stopped_cpu: Vec::new(),
+        }
+    }
+
+    /// DomU `domid` stopped having used `cpu_ns` of CPU (kept for `/cpu.txt` if it had a vif;
+    /// a domid Xen reuses later replaces its entry).
+    pub fn stopped_cpu(&mut self, domid: DomId, cpu_ns: u64) {
+        if self.vifs.iter().any(|v| v.dev.domid == domid) {
+            self.stopped_cpu.retain(|&(d, _)| d != domid);
+            self.stopped_cpu.push((domid, cpu_ns));
         }
     }
 
@@ -433,6 +450,11 @@ impl Net {
         self.vifs.iter().any(|v| v.more)
     }
 
+    /// The RX notifications this pass owes (see `notify`), for the loop to send.
+    pub fn take_notifications(&mut self) -> Vec<EvtchnPort> {
+        core::mem::take(&mut self.notify)
+    }
+
     /// Whether any of `domid`'s vifs moved a packet (either way) in the last service pass: a
     /// kick that found work is traffic, not an event storm.
     pub fn worked(&self, domid: DomId) -> bool {
@@ -483,7 +505,7 @@ impl Net {
             let uplink = self.uplink_summary();
             let dom0_net = self.dom0_summary();
             let pages = &self.pages;
-            let (domctl, vifs) = (self.domctl, &self.vifs);
+            let (domctl, vifs, gone) = (self.domctl, &self.vifs, &self.stopped_cpu);
             let mut serve = |path: &str| {
                 if path != "/cpu.txt" {
                     return pages.page(path, &uplink, &dom0_net);
@@ -493,7 +515,7 @@ impl Net {
                 let mut domids: Vec<DomId> = vifs.iter().map(|v| v.dev.domid).collect();
                 domids.sort_unstable();
                 domids.dedup();
-                let page = crate::stats::cpu_page(x, domctl, sys, domids.into_iter());
+                let page = crate::stats::cpu_page(x, domctl, sys, domids.into_iter(), gone);
                 Some(("text/plain; charset=utf-8", page.into_bytes()))
             };
             let mut out = Vec::new();
@@ -517,8 +539,10 @@ impl Net {
             let rx_more = att.link.rx_more;
             match r {
                 Ok(true) => {
+                    // Owed, not sent: the pass ends right after this, and the loop sends it
+                    // with its next poll (one trap for both).
                     let p = *att.ports.last().unwrap_or(&att.ports[0]);
-                    let _ = ops::evtchn_send(x, p);
+                    super::owe(&mut self.notify, p);
                     self.vifs[k].more |= rx_more;
                 }
                 Ok(false) => self.vifs[k].more |= rx_more,

@@ -222,3 +222,31 @@ fn shared_info_mapping_checks_space() {
     map_shared_info(&x, 0x1234).unwrap();
     assert_eq!(x.shared_info_gfn(), Some(0x1234));
 }
+
+#[test]
+fn sends_and_the_poll_go_in_one_trap() {
+    let x = FakeXen::new(4, 17);
+    let t = bind_virq(&x, VIRQ_TIMER, 0).unwrap();
+    let a = alloc_unbound(&x, DOMID_SELF, 0).unwrap();
+    let b = bind_interdomain(&x, 0, a).unwrap();
+    let before = x.traps();
+    let r = send_then_poll(&x, &[a, b, EvtchnPort(999)], &[t, a], 77).unwrap();
+    assert_eq!(x.traps(), before + 1, "one multicall");
+    // An unbound port fails only its own entry.
+    assert_eq!(r, [0, 0, -22]);
+    assert_eq!(x.sent(), [a.0, b.0]);
+    assert_eq!(x.last_poll(), Some((alloc::vec![t.0, a.0], 77)));
+    // Sends alone (a pass that goes round without sleeping), and no sends: a plain poll.
+    assert_eq!(send_then_poll(&x, &[b, a], &[], 0).unwrap(), [0, 0]);
+    assert_eq!(x.traps(), before + 2);
+    assert_eq!(send_then_poll(&x, &[], &[t], 5).unwrap(), [0; 0]);
+    assert_eq!(x.last_poll(), Some((alloc::vec![t.0], 5)));
+    assert_eq!(send_then_poll(&x, &[a], &[], 0).unwrap(), [0]);
+    assert_eq!(x.sent(), [a.0, b.0, b.0, a.0, a.0]);
+    assert_eq!(send_then_poll(&x, &[], &[], 0).unwrap(), [0; 0]);
+    assert_eq!(x.traps(), before + 4, "nothing to do is no trap");
+    assert_eq!(
+        send_then_poll(&x, &[a], &[EvtchnPort(1); 129], 0),
+        Err(XenError::EINVAL)
+    );
+}
