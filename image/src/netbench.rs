@@ -202,7 +202,8 @@ pub struct Dom0Window {
     /// until [`Dom0Window::name`] puts the DomU's name there).
     pub dom0_s: f64,
     pub domus_s: Vec<(String, f64)>,
-    /// The window minus everyone's CPU time: the pCPU idle (on one pCPU), s.
+    /// The pCPUs' time over the window minus everyone's CPU time: idle, s (one pCPU until
+    /// [`Dom0Window::on_pcpus`] says otherwise).
     pub idle_s: f64,
     /// dom0's service passes, TSC reads, and hypercalls by kind (`hc_*` keys, `hc_` dropped).
     pub passes: u64,
@@ -249,6 +250,12 @@ impl Dom0Window {
         let used = w.dom0_s + w.domus_s.iter().map(|(_, t)| t).sum::<f64>();
         w.idle_s = (w.window_s - used).max(0.0);
         Some(w)
+    }
+
+    /// Idle for a machine of `n` pCPUs.
+    pub fn on_pcpus(&mut self, n: u32) {
+        let used = self.dom0_s + self.domus_s.iter().map(|(_, t)| t).sum::<f64>();
+        self.idle_s = (self.window_s * f64::from(n.max(1)) - used).max(0.0);
     }
 
     /// Put DomU names in place of `d<domid>`.
@@ -672,6 +679,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         .flatten()
     {
         w.name(&names);
+        w.on_pcpus(cfg.smp);
     }
     if let Some(v) = first_vif(&domus, "alpha").filter(|v| v.copy_hypercalls > 0) {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
@@ -964,6 +972,9 @@ mod tests {
             vec![("alpha".to_string(), 2.0), ("beta".to_string(), 2.0)]
         );
         assert_eq!(w.idle_s, 2.0);
+        w.on_pcpus(2);
+        assert_eq!(w.idle_s, 12.0);
+        w.on_pcpus(1);
         assert_eq!((w.passes, w.tsc_reads), (1000, 2000));
         assert_eq!(
             w.hypercalls,
