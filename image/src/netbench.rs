@@ -182,8 +182,9 @@ pub struct NetBenchResult {
     pub domu_to_host_nic: Option<String>,
     pub domu_to_host_md5_match: bool,
     pub domu_to_host_vs_baseline: Option<f64>,
-    /// The DomU → host sender's vCPU time during its transfer.
+    /// The DomU → host sender's vCPU time during its transfer, and dom0's `/cpu.txt` over it.
     pub domu_to_host_sender_cpu: Option<CpuSplit>,
+    pub domu_to_host_dom0: Option<Dom0Window>,
     /// The DomUs' `tsc_mode`, and whether Xen trapped their `rdtsc` (dom0's report, from
     /// `XEN_DOMCTL_gettscinfo`).
     pub tsc_mode: String,
@@ -326,6 +327,8 @@ pub struct Baseline {
     pub ping_ms: Option<f64>,
     /// The sender's vCPU time during the transfer.
     pub sender_cpu: Option<CpuSplit>,
+    /// dom0's `/cpu.txt` over the transfer (the DomU → host boot; none for the baseline).
+    pub dom0_window: Option<Dom0Window>,
 }
 
 /// The `DOMU-INIT:` lines of a serial console (the kernel may print between them).
@@ -358,6 +361,16 @@ pub fn parse_baseline(console: &[String], sink_md5: &str, mib: u64) -> Baseline 
         .iter()
         .find_map(|l| l.strip_prefix("DOMU-INIT: tcp stats after tcp sent: "))
         .and_then(CpuSplit::parse);
+    let read = |when: &str| {
+        let p = format!("DOMU-INIT: dom0 cpu {when} tcp send: ");
+        console
+            .iter()
+            .find_map(|l| l.strip_prefix(p.as_str()).map(str::to_string))
+    };
+    b.dom0_window = Dom0Window::parse(
+        &read("before").unwrap_or_default(),
+        &read("after").unwrap_or_default(),
+    );
     b
 }
 
@@ -535,8 +548,12 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let sink = dir.join("sink.md5");
+    // dom0 leases first (its DHCP runs before the DomU has booted), so it holds QEMU's first
+    // address, 10.0.2.15 (the uplink scenarios check it); were it otherwise, the reads of
+    // `/cpu.txt` would fail and the run would print no CPU line for this path.
     let gamma = format!(
-        "gamma:memory={},vif,tsc_mode={},cmdline=domu-ip=dhcp domu-tcp-send=10.0.2.100:9:{mib}{}",
+        "gamma:memory={},vif,tsc_mode={},cmdline=domu-ip=dhcp domu-dom0-cpu=10.0.2.15 \
+         domu-tcp-send=10.0.2.100:9:{mib}{}",
         128 + 2 * mib,
         cfg.tsc_mode.as_str(),
         cfg.guest_cmdline
@@ -575,7 +592,16 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
         .map(|d| d.console.clone())
         .unwrap_or_default();
     let sink_md5 = std::fs::read_to_string(&sink).unwrap_or_default();
-    let b = parse_baseline(&console, &sink_md5, mib);
+    let mut b = parse_baseline(&console, &sink_md5, mib);
+    if let Some(w) = b.dom0_window.as_mut() {
+        let names: Vec<(u64, String)> = out
+            .dom0()
+            .and_then(|d| d.toolstack.as_ref())
+            .map(|t| t.domus.iter().map(|d| (d.domid, d.name.clone())).collect())
+            .unwrap_or_default();
+        w.name(&names);
+        w.on_pcpus(cfg.smp);
+    }
     if b.mib_s.is_none() || !b.md5_match {
         bail!(
             "the DomU's transfer through the uplink did not complete (sink md5 {:?}); see {}",
@@ -692,6 +718,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         r.domu_to_host_mib_s = h.mib_s;
         r.domu_to_host_md5_match = h.md5_match;
         r.domu_to_host_sender_cpu = h.sender_cpu;
+        r.domu_to_host_dom0 = h.dom0_window;
         r.domu_to_host_nic = Some(nic.qemu_model().to_string());
     }
     if r.md5_match && r.domu_to_domu_mib_s.is_some() {
@@ -755,6 +782,7 @@ fn print_result(r: &NetBenchResult) {
     for (what, w) in [
         ("DomU -> dom0", &r.domu_to_dom0_dom0),
         ("DomU -> DomU", &r.domu_to_domu_dom0),
+        ("DomU -> host", &r.domu_to_host_dom0),
     ] {
         if let Some(w) = w {
             println!("  CPU during {what}: {w}");
@@ -1007,6 +1035,22 @@ mod tests {
         assert_eq!(b.mib_s, Some(4.0));
         assert!(b.md5_match);
         assert_eq!(b.ping_ms, Some(0.75));
+        assert_eq!(b.dom0_window, None);
+        // The DomU → host boot: the sender read dom0's /cpu.txt around its transfer.
+        let mut c2 = c.clone();
+        c2.push(
+            "DOMU-INIT: dom0 cpu before tcp send: now_ns=0 passes=0 tsc_reads=0 d0_ns=0".into(),
+        );
+        c2.push(
+            "DOMU-INIT: dom0 cpu after tcp send: now_ns=2000000000 passes=9 tsc_reads=9 \
+             d0_ns=500000000"
+                .into(),
+        );
+        let w = parse_baseline(&c2, "", 8).dom0_window.unwrap();
+        assert_eq!(
+            (w.window_s, w.dom0_s, w.idle_s, w.passes),
+            (2.0, 0.5, 1.5, 9)
+        );
         assert!(!parse_baseline(&c, "", 8).md5_match);
         assert!(!parse_baseline(&c, "ffff  -", 8).md5_match);
         let args = baseline_args(
