@@ -253,6 +253,23 @@ impl Dom0Window {
         Some(w)
     }
 
+    /// The window `console` shows around `what` (its `dom0 cpu before/after WHAT:` lines).
+    fn from_console(console: &[String], what: &str) -> Option<Dom0Window> {
+        let read = |when: &str| {
+            let p = format!("DOMU-INIT: dom0 cpu {when} {what}: ");
+            console.iter().find_map(|l| l.strip_prefix(p.as_str()))
+        };
+        Dom0Window::parse(read("before")?, read("after")?)
+    }
+
+    /// Names and idle from the run: the DomUs' names (the report's list) for `d<domid>`, idle
+    /// over `pcpus` pCPUs.
+    fn place(&mut self, domus: &[report::DomuSummary], pcpus: u32) {
+        let names: Vec<(u64, String)> = domus.iter().map(|d| (d.domid, d.name.clone())).collect();
+        self.name(&names);
+        self.on_pcpus(pcpus);
+    }
+
     /// Idle for a machine of `n` pCPUs.
     pub fn on_pcpus(&mut self, n: u32) {
         let used = self.dom0_s + self.domus_s.iter().map(|(_, t)| t).sum::<f64>();
@@ -361,16 +378,7 @@ pub fn parse_baseline(console: &[String], sink_md5: &str, mib: u64) -> Baseline 
         .iter()
         .find_map(|l| l.strip_prefix("DOMU-INIT: tcp stats after tcp sent: "))
         .and_then(CpuSplit::parse);
-    let read = |when: &str| {
-        let p = format!("DOMU-INIT: dom0 cpu {when} tcp send: ");
-        console
-            .iter()
-            .find_map(|l| l.strip_prefix(p.as_str()).map(str::to_string))
-    };
-    b.dom0_window = Dom0Window::parse(
-        &read("before").unwrap_or_default(),
-        &read("after").unwrap_or_default(),
-    );
+    b.dom0_window = Dom0Window::from_console(console, "tcp send");
     b
 }
 
@@ -521,12 +529,8 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     let line =
         |c: &[String], after: &str| find(c, &format!("DOMU-INIT: tcp stats after {after}: "));
     r.domu_to_domu_sender_cpu = line(alpha, "tcp sent").and_then(|l| CpuSplit::parse(&l));
-    let window = |what: &str| {
-        let l = |when: &str| find(alpha, &format!("DOMU-INIT: dom0 cpu {when} {what}: "));
-        Dom0Window::parse(&l("before")?, &l("after")?)
-    };
-    r.domu_to_domu_dom0 = window("tcp send");
-    r.domu_to_dom0_dom0 = window("dom0 send");
+    r.domu_to_domu_dom0 = Dom0Window::from_console(alpha, "tcp send");
+    r.domu_to_dom0_dom0 = Dom0Window::from_console(alpha, "dom0 send");
     r.domu_to_domu_receiver_cpu = line(beta, "tcp received").and_then(|l| CpuSplit::parse(&l));
     r.ping_domu_ms = find(alpha, "DOMU-INIT: ping ").and_then(|l| rtt_avg(&l));
     if let Some(l) = find(alpha, "DOMU-INIT: dom0 ping: ") {
@@ -594,13 +598,11 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
     let sink_md5 = std::fs::read_to_string(&sink).unwrap_or_default();
     let mut b = parse_baseline(&console, &sink_md5, mib);
     if let Some(w) = b.dom0_window.as_mut() {
-        let names: Vec<(u64, String)> = out
+        let domus = out
             .dom0()
             .and_then(|d| d.toolstack.as_ref())
-            .map(|t| t.domus.iter().map(|d| (d.domid, d.name.clone())).collect())
-            .unwrap_or_default();
-        w.name(&names);
-        w.on_pcpus(cfg.smp);
+            .map(|t| &t.domus[..]);
+        w.place(domus.unwrap_or_default(), cfg.smp);
     }
     if b.mib_s.is_none() || !b.md5_match {
         bail!(
@@ -699,13 +701,11 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         );
     }
     r.run = out.report.run.clone();
-    let names: Vec<(u64, String)> = domus.iter().map(|d| (d.domid, d.name.clone())).collect();
     for w in [&mut r.domu_to_domu_dom0, &mut r.domu_to_dom0_dom0]
         .into_iter()
         .flatten()
     {
-        w.name(&names);
-        w.on_pcpus(cfg.smp);
+        w.place(&domus, cfg.smp);
     }
     if let Some(v) = first_vif(&domus, "alpha").filter(|v| v.copy_hypercalls > 0) {
         r.copies_per_hypercall = Some(v.grant_copies as f64 / v.copy_hypercalls as f64);
