@@ -135,6 +135,8 @@ pub fn bench_net(cfg: &NetBenchConfig) -> Result<NetBenchSeries> {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NetBenchResult {
     pub xen: String,
+    /// CPUs of the emulated machine (`--smp`): Xen's pCPUs, the baseline guest's vCPUs.
+    pub cpus: u32,
     pub mib: u64,
     pub run: String,
     /// DomU → dom0's discard port, MiB/s.
@@ -154,6 +156,12 @@ pub struct NetBenchResult {
     pub domu_to_domu_out_segs: Option<u64>,
     pub domu_to_domu_retrans_segs: Option<u64>,
     pub domu_to_domu_timeouts: Option<u64>,
+    /// How often CUBIC's HyStart ended the sender's slow start during the DomU → DomU transfer
+    /// (ACK-train and delay rules together) and the mean congestion window it left at
+    /// (segments). After it, Linux paces at 1.2x instead of 2x cwnd/srtt and its GSO packets
+    /// (about 1 ms of the pacing rate) shrink with it.
+    pub domu_to_domu_hystart_exits: Option<u64>,
+    pub domu_to_domu_hystart_cwnd: Option<f64>,
     /// The receiver's delayed ACKs over the run.
     pub domu_to_domu_delayed_acks: Option<u64>,
     /// Where the sender's and the receiver's vCPU time went during the DomU → DomU transfer
@@ -526,6 +534,17 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
     r.domu_to_domu_retrans_segs = delta("RetransSegs");
     r.domu_to_domu_timeouts = delta("TCPTimeouts");
     r.domu_to_domu_delayed_acks = stat(beta, "tcp received", "DelayedACKs");
+    let exits = delta("TCPHystartTrainDetect")
+        .zip(delta("TCPHystartDelayDetect"))
+        .map(|(t, d)| t + d);
+    let cwnds = delta("TCPHystartTrainCwnd")
+        .zip(delta("TCPHystartDelayCwnd"))
+        .map(|(t, d)| t + d);
+    r.domu_to_domu_hystart_exits = exits;
+    r.domu_to_domu_hystart_cwnd = exits
+        .zip(cwnds)
+        .filter(|&(n, _)| n > 0)
+        .map(|(n, c)| c as f64 / n as f64);
     let line =
         |c: &[String], after: &str| find(c, &format!("DOMU-INIT: tcp stats after {after}: "));
     r.domu_to_domu_sender_cpu = line(alpha, "tcp sent").and_then(|l| CpuSplit::parse(&l));
@@ -621,6 +640,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         let b = baseline(mib, cfg.smp, cfg.timeout, &cfg.guest_cmdline)?;
         let r = NetBenchResult {
             mib,
+            cpus: cfg.smp,
             baseline_mib_s: b.mib_s,
             baseline_md5_match: b.md5_match,
             baseline_ping_ms: b.ping_ms,
@@ -689,6 +709,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     };
     let mut r = parse(&console("alpha"), &console("beta"), mib);
     r.xen = cfg.xen.as_str().to_string();
+    r.cpus = cfg.smp;
     r.tsc_mode = tsc.to_string();
     r.guest_cmdline = cfg.guest_cmdline.trim().to_string();
     r.tsc_emulated = domus.iter().any(|d| d.tsc_emulated);
@@ -773,6 +794,13 @@ fn print_result(r: &NetBenchResult) {
         r.domu_to_domu_rx_packet_bytes
             .map_or("-".to_string(), |b| format!("{b:.0}"))
     );
+    match (r.domu_to_domu_hystart_exits, r.domu_to_domu_hystart_cwnd) {
+        (Some(0), _) => println!("  DomU -> DomU slow start   not ended by HyStart"),
+        (Some(n), Some(c)) => println!(
+            "  DomU -> DomU slow start   ended by HyStart {n} time(s), at a cwnd of {c:.0} segments"
+        ),
+        _ => {}
+    }
     let cpu = |c: Option<CpuSplit>| c.map_or("-".to_string(), |c| c.to_string());
     println!(
         "  DomU -> DomU vCPU time    sender {}; receiver {}",
@@ -957,8 +985,9 @@ mod tests {
         );
         alpha2.push(
             "DOMU-INIT: tcp stats after tcp sent: OutSegs=46500 RetransSegs=10 TCPTimeouts=4 \
-             TCPFastRetrans=1 TCPLossProbes=3 DelayedACKs=0 TCPOFOQueue=0 busy=1250 idle=300 \
-             steal=1650"
+             TCPFastRetrans=1 TCPLossProbes=3 DelayedACKs=0 TCPOFOQueue=0 \
+             TCPHystartTrainDetect=1 TCPHystartTrainCwnd=90 TCPHystartDelayDetect=1 \
+             TCPHystartDelayCwnd=40 busy=1250 idle=300 steal=1650"
                 .into(),
         );
         let r = parse(&alpha2, &beta, 64);
@@ -976,6 +1005,19 @@ mod tests {
         assert_eq!(r.domu_to_domu_out_segs, Some(23500));
         assert_eq!(r.domu_to_domu_retrans_segs, Some(6));
         assert_eq!(r.domu_to_domu_timeouts, Some(3));
+        // HyStart: the dom0 send's line has no such counters (an older kernel's or init's),
+        // so all of the TCP transfer's count; the mean cwnd at its exits.
+        assert_eq!(r.domu_to_domu_hystart_exits, Some(2));
+        assert_eq!(r.domu_to_domu_hystart_cwnd, Some(65.0));
+        // Two exits (cwnd 90 and 40) already before the transfer: this transfer none.
+        let mut alpha3 = alpha2.clone();
+        alpha3[3].push_str(
+            " TCPHystartTrainDetect=1 TCPHystartTrainCwnd=90 TCPHystartDelayDetect=1 \
+             TCPHystartDelayCwnd=40",
+        );
+        let r3 = parse(&alpha3, &beta, 64);
+        assert_eq!(r3.domu_to_domu_hystart_exits, Some(0));
+        assert_eq!(r3.domu_to_domu_hystart_cwnd, None);
         assert_eq!(tcp_stat("OutSegs=1 RetransSegs=x", "RetransSegs"), None);
         assert_eq!(tcp_stat("OutSegs=1 XOutSegs=2", "OutSegs"), Some(1));
         // A different hash or a failed send is not a measurement.

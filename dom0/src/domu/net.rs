@@ -104,8 +104,8 @@ impl Bounce for BounceBuffer {
     fn read(&self, at: usize, out: &mut [u8]) {
         netback::vif::read_paged(&self.0, at, out);
     }
-    fn read_vec(&self, at: usize, len: usize) -> Vec<u8> {
-        netback::vif::read_paged_vec(&self.0, at, len)
+    fn read_append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        netback::vif::read_paged_append(&self.0, at, len, out);
     }
     fn write(&mut self, at: usize, data: &[u8]) {
         netback::vif::write_paged(&mut self.0, at, data);

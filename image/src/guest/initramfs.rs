@@ -183,11 +183,14 @@ fi
 # Seconds since boot with 10 ms resolution (busybox `date` has whole seconds only).
 now_s() { $bb cut -d ' ' -f 1 /proc/uptime; }
 # The kernel's TCP counters so far (/proc/net/snmp and /proc/net/netstat: a header line, then
-# a value line): what a slow transfer spent its time on (retransmissions, timeouts).
+# a value line): what a slow transfer spent its time on (retransmissions, timeouts), and when
+# CUBIC's HyStart ended slow start (how often, by the ACK train or the delay rule, and the sum
+# of the congestion windows it left at: Linux then sizes its GSO packets by a 1.2x pacing rate
+# instead of 2x).
 tcp_stats() {
     $bb awk '/^Tcp:|^TcpExt:/ { if (!($1 in h)) { h[$1] = $0; next }
         n = split(h[$1], k); for (i = 2; i <= n; i++) v[k[i]] = $i }
-        END { printf "OutSegs=%s RetransSegs=%s TCPTimeouts=%s TCPFastRetrans=%s TCPLossProbes=%s DelayedACKs=%s TCPOFOQueue=%s", v["OutSegs"], v["RetransSegs"], v["TCPTimeouts"], v["TCPFastRetrans"], v["TCPLossProbes"], v["DelayedACKs"], v["TCPOFOQueue"] }' \
+        END { printf "OutSegs=%s RetransSegs=%s TCPTimeouts=%s TCPFastRetrans=%s TCPLossProbes=%s DelayedACKs=%s TCPOFOQueue=%s TCPHystartTrainDetect=%s TCPHystartTrainCwnd=%s TCPHystartDelayDetect=%s TCPHystartDelayCwnd=%s", v["OutSegs"], v["RetransSegs"], v["TCPTimeouts"], v["TCPFastRetrans"], v["TCPLossProbes"], v["DelayedACKs"], v["TCPOFOQueue"], v["TCPHystartTrainDetect"], v["TCPHystartTrainCwnd"], v["TCPHystartDelayDetect"], v["TCPHystartDelayCwnd"] }' \
         /proc/net/snmp /proc/net/netstat
 }
 # This vCPU's time so far (/proc/stat's first line, 10 ms ticks): busy (user, nice, system,

@@ -645,11 +645,10 @@ fn paged_copies_cross_pages_like_a_flat_buffer() {
         let mut back = alloc::vec![0u8; len];
         read_paged(&pages, at, &mut back);
         assert_eq!(back, data, "read at {at} len {len}");
-        assert_eq!(
-            read_paged_vec(&pages, at, len),
-            data,
-            "read_vec at {at} len {len}"
-        );
+        let mut appended = alloc::vec![7u8];
+        read_paged_append(&pages, at, len, &mut appended);
+        assert_eq!(appended[0], 7);
+        assert_eq!(appended[1..], data[..], "read_append at {at} len {len}");
     }
     // Past the end is a panic (an index out of range), never a silent short copy.
     let r = std::panic::catch_unwind(|| {
@@ -771,4 +770,141 @@ fn buffers_posted_during_the_final_check_are_served_without_a_notification() {
     assert_eq!(link.counters.rx_packets, 3);
     assert!(link.rxq.is_empty());
     assert!(!link.rx_more);
+}
+
+/// Each guest slot (TX) and each guest buffer (RX) is one `gnttab_copy`: dom0's side of a copy
+/// is placed so that it does not straddle two of the bounce buffer's pages either
+/// (`place_tx_slots`, `place_rx_packet`). Packed back to back, the packets below took 6 ops
+/// on TX and 4 on RX.
+#[test]
+fn each_slot_and_each_buffer_is_one_grant_copy() {
+    let x = FakeXen::new(4, 20);
+    let (mut txp, mut rxp) = (ring(), ring());
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    // A 100-byte frame in one slot at offset 10, then a 7892-byte one as netfront lays out a
+    // TCP packet: the header part at offset 3000 of one page, then its data from offset 1000
+    // of another page to that page's end, a whole page, and 500 bytes.
+    let small = frame(100);
+    let big = frame(7892);
+    let slots: [(u32, u16, &[u8]); 5] = [
+        (40, 10, &small[..]),
+        (41, 3000, &big[..200]),
+        (42, 1000, &big[200..3296]),
+        (43, 0, &big[3296..7392]),
+        (44, 0, &big[7392..]),
+    ];
+    let mut index = 0u32;
+    for (k, &(gref, offset, data)) in slots.iter().enumerate() {
+        let mut page = vec![0u8; PAGE];
+        page[usize::from(offset)..usize::from(offset) + data.len()].copy_from_slice(data);
+        x.grant_page(A, gref, &page, true);
+        let (size, more) = match k {
+            0 => (100, false),
+            1 => (7892, true),
+            4 => (data.len() as u16, false),
+            _ => (data.len() as u16, true),
+        };
+        post_tx(
+            &mut txp,
+            index,
+            TxRequest {
+                gref,
+                offset,
+                flags: if more { NETTXF_MORE_DATA } else { 0 },
+                id: k as u16,
+                size,
+            },
+        );
+        index += 1;
+    }
+    txp.store_u32(REQ_PROD, index);
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
+    assert_eq!(frames(&mut link, &t), vec![small.clone(), big.clone()]);
+    assert_eq!(link.counters.grant_copies, 5, "one per slot");
+    assert_eq!(link.counters.copy_hypercalls, 1);
+
+    // Back: the small frame, then a 6000-byte one over two buffers.
+    let f = frame(6000);
+    assert!(link.rxq.push(small.clone(), 0));
+    assert!(link.rxq.push(f.clone(), 0));
+    for i in 0..3u32 {
+        x.grant_page(A, 50 + i, &[], false);
+        post_rx(
+            &mut rxp,
+            i,
+            RxRequest {
+                id: i as u16,
+                gref: 50 + i,
+            },
+        );
+    }
+    rxp.store_u32(REQ_PROD, 3);
+    assert!(link.receive(&x, &mut rxp[..], &mut bounce, 0).unwrap());
+    assert_eq!(x.granted_page(A, 50).unwrap()[..100], small[..]);
+    let mut got = x.granted_page(A, 51).unwrap();
+    got.extend_from_slice(&x.granted_page(A, 52).unwrap()[..6000 - PAGE]);
+    assert_eq!(got, f);
+    assert_eq!(link.counters.grant_copies, 5 + 3, "one per buffer");
+    assert_eq!(link.counters.rx_packets, 2);
+}
+
+#[test]
+fn slots_that_cannot_all_start_on_fresh_pages_still_fit() {
+    // 18 slots of 2 049 bytes cannot share pages, and 18 pages are more than the buffer has:
+    // no placement; the caller then packs them back to back (split where pages end).
+    let copies: Vec<tx::TxCopy> = (0..18u32)
+        .map(|i| tx::TxCopy {
+            gref: i,
+            offset: 0,
+            len: 2049,
+            dst: i * 2049,
+        })
+        .collect();
+    assert_eq!(place_tx_slots(&copies, 0, BOUNCE_PAGES * PAGE), None);
+    let (pos, end) = place_tx_slots(&copies[..16], 0, BOUNCE_PAGES * PAGE).unwrap();
+    assert_eq!(pos[1], PAGE);
+    assert_eq!(end, 15 * PAGE + 2049);
+    // A slot that fits in what is left of the page follows the one before it.
+    let two = [
+        copies[0],
+        tx::TxCopy {
+            len: 100,
+            ..copies[1]
+        },
+    ];
+    assert_eq!(place_tx_slots(&two, 0, PAGE), Some((vec![0, 2049], 2149)));
+    assert_eq!(place_rx_packet(100, 3996), 100);
+    assert_eq!(place_rx_packet(100, 3997), PAGE);
+    assert_eq!(place_rx_packet(PAGE, 6000), PAGE);
+}
+
+#[test]
+fn a_packet_of_many_half_page_slots_is_packed_back_to_back() {
+    let x = FakeXen::new(4, 20);
+    let mut txp = ring();
+    let rxp = ring();
+    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let mut bounce = FakeBounce(&x);
+    // 18 slots (`NR_SLOTS_MIN`) of 2 049 bytes: placed one per page they would need 18 pages.
+    let f = frame(18 * 2049);
+    for i in 0..18u32 {
+        let part = &f[i as usize * 2049..(i as usize + 1) * 2049];
+        x.grant_page(A, 60 + i, part, true);
+        post_tx(
+            &mut txp,
+            i,
+            TxRequest {
+                gref: 60 + i,
+                offset: 0,
+                flags: if i < 17 { NETTXF_MORE_DATA } else { 0 },
+                id: i as u16,
+                size: if i == 0 { f.len() as u16 } else { 2049 },
+            },
+        );
+    }
+    txp.store_u32(REQ_PROD, 18);
+    let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
+    assert_eq!(frames(&mut link, &t), vec![f]);
+    assert_eq!(link.counters.tx_packets, 1);
 }
