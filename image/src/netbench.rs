@@ -162,6 +162,10 @@ pub struct NetBenchResult {
     /// (about 1 ms of the pacing rate) shrink with it.
     pub domu_to_domu_hystart_exits: Option<u64>,
     pub domu_to_domu_hystart_cwnd: Option<f64>,
+    /// Of those exits, the ones by the delay rule (the round's RTT rose by max(4 ms, min
+    /// RTT / 8)); the others were by the ACK-train rule (ACKs under 2 ms apart for longer
+    /// than half the min RTT).
+    pub domu_to_domu_hystart_by_delay: Option<u64>,
     /// The receiver's delayed ACKs over the run.
     pub domu_to_domu_delayed_acks: Option<u64>,
     /// Where the sender's and the receiver's vCPU time went during the DomU → DomU transfer
@@ -541,6 +545,7 @@ pub fn parse(alpha: &[String], beta: &[String], mib: u64) -> NetBenchResult {
         .zip(delta("TCPHystartDelayCwnd"))
         .map(|(t, d)| t + d);
     r.domu_to_domu_hystart_exits = exits;
+    r.domu_to_domu_hystart_by_delay = delta("TCPHystartDelayDetect");
     r.domu_to_domu_hystart_cwnd = exits
         .zip(cwnds)
         .filter(|&(n, _)| n > 0)
@@ -797,7 +802,9 @@ fn print_result(r: &NetBenchResult) {
     match (r.domu_to_domu_hystart_exits, r.domu_to_domu_hystart_cwnd) {
         (Some(0), _) => println!("  DomU -> DomU slow start   not ended by HyStart"),
         (Some(n), Some(c)) => println!(
-            "  DomU -> DomU slow start   ended by HyStart {n} time(s), at a cwnd of {c:.0} segments"
+            "  DomU -> DomU slow start   ended by HyStart {n} time(s) ({} by its delay rule, the \
+             others by its ACK-train rule), at a cwnd of {c:.0} segments",
+            r.domu_to_domu_hystart_by_delay.unwrap_or(0)
         ),
         _ => {}
     }
@@ -1009,6 +1016,7 @@ mod tests {
         // so all of the TCP transfer's count; the mean cwnd at its exits.
         assert_eq!(r.domu_to_domu_hystart_exits, Some(2));
         assert_eq!(r.domu_to_domu_hystart_cwnd, Some(65.0));
+        assert_eq!(r.domu_to_domu_hystart_by_delay, Some(1));
         // Two exits (cwnd 90 and 40) already before the transfer: this transfer none.
         let mut alpha3 = alpha2.clone();
         alpha3[3].push_str(
