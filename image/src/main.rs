@@ -545,6 +545,25 @@ mod tests {
         assert!(a.domus.is_empty());
     }
 
+    /// The README's `cargo image bench-net`: 2 CPUs, 64 MiB, the virtio-net uplink, one run.
+    #[test]
+    fn bench_net_defaults() {
+        let cli = Cli::try_parse_from(["image", "bench-net"]).unwrap();
+        let Cmd::BenchNet {
+            smp,
+            mib,
+            runs,
+            no_uplink,
+            uplink,
+            ..
+        } = cli.command
+        else {
+            panic!("not bench-net")
+        };
+        assert_eq!((smp, mib, runs, no_uplink), (2, 64, 1, false));
+        assert_eq!(uplink, image::UplinkNic::VirtioNet);
+    }
+
     #[test]
     fn run_domus_parse() {
         let cli = Cli::try_parse_from([
