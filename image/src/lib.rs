@@ -126,6 +126,9 @@ pub struct RunConfig {
     /// (`qemu::Watch::silence`); `None`: [`SILENCE_DUMP_AFTER`] for runs with DomUs, never
     /// for the others.
     pub silence: Option<Duration>,
+    /// Stop the run early when this says, from the console so far, that what the run waits
+    /// for can no longer come (`qemu::Watch::give_up`); the run then fails with its reason.
+    pub give_up: Option<fn(&str) -> Option<String>>,
 }
 
 impl Default for RunConfig {
@@ -149,6 +152,7 @@ impl Default for RunConfig {
             nic_forward: qemu::NicForward::default(),
             firmware: iso::Firmware::Bios,
             silence: None,
+            give_up: None,
         }
     }
 }
@@ -579,6 +583,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
             .silence
             .or((!cfg.domus.is_empty()).then_some(SILENCE_DUMP_AFTER)),
         qmp: qmp.clone(),
+        give_up: cfg.give_up,
     };
     let finished = qemu::run_qemu(&prepared.qemu, &args, &watch);
     if let Some(p) = &qmp {
@@ -597,6 +602,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutcome> {
         timed_out: finished.timed_out,
         timeout_secs: cfg.timeout.as_secs(),
         stopped_after: finished.stopped_after.as_deref(),
+        gave_up: finished.gave_up.as_deref(),
         qemu_stderr: &finished.stderr,
         analysis: &analysis,
         serial: &serial,

@@ -427,6 +427,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         expect_errors: a.expect_errors,
         firmware: a.firmware,
         silence: None,
+        give_up: None,
     };
     let out = image::run(&cfg)?;
     let r = &out.report;

@@ -394,6 +394,43 @@ pub fn parse_baseline(console: &[String], sink_md5: &str, mib: u64) -> Baseline 
     b
 }
 
+/// How long a transfer may send no new segment before the boot is given up (guest time, from
+/// the sender's `tcp progress` lines, one every 10 s).
+pub const STALL_S: f64 = 60.0;
+
+/// Whether the guest's TCP transfer has stopped moving: its `tcp progress` lines show the same
+/// `OutSegs` (segments sent, retransmissions not counted) over at least [`STALL_S`] of guest
+/// time. Seen once on the baseline: QEMU's user network stopped acknowledging, the guest backed
+/// off to a 104 s retransmission timeout, and the bench waited for its 900 s timeout.
+pub fn transfer_stalled(serial: &str) -> Option<String> {
+    let progress: Vec<(f64, u64, &str)> = serial
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_end_matches('\r');
+            let rest = &rest[rest.find("DOMU-INIT: tcp progress at ")?..];
+            let (at, state) = rest
+                .strip_prefix("DOMU-INIT: tcp progress at ")?
+                .split_once(" s: ")?;
+            Some((at.parse().ok()?, tcp_stat(state, "OutSegs")?, state))
+        })
+        .collect();
+    let &(t1, segs, state) = progress.last()?;
+    // The earliest line of the run of lines with the last one's count.
+    let t0 = progress
+        .iter()
+        .rev()
+        .take_while(|&&(_, s, _)| s == segs)
+        .last()
+        .map(|&(t, _, _)| t)?;
+    (t1 - t0 >= STALL_S).then(|| {
+        let conn = state.split(" OutSegs=").next().unwrap_or(state);
+        let timeouts = tcp_stat(state, "TCPTimeouts").map_or(String::new(), |n| {
+            format!(", {n} retransmission timeouts so far")
+        });
+        format!("no new TCP segment from {t0:.0} s to {t1:.0} s of guest time ({conn}{timeouts})")
+    })
+}
+
 /// Boot the baseline guest under QEMU without Xen and measure it (see the module docs).
 pub fn baseline(mib: u64, smp: u32, timeout: Duration, extra: &str) -> Result<Baseline> {
     let qemu = crate::setup::ensure_qemu(true)?;
@@ -414,11 +451,20 @@ pub fn baseline(mib: u64, smp: u32, timeout: Duration, extra: &str) -> Result<Ba
     let watch = crate::qemu::Watch {
         timeout,
         live_log: Some(dir.join("serial.log")),
+        give_up: Some(transfer_stalled),
         ..Default::default()
     };
     let f = run_qemu(&qemu, &args, &watch)?;
     let serial = String::from_utf8_lossy(&f.serial).into_owned();
     std::fs::write(dir.join("serial.log"), &serial)?;
+    if let Some(why) = &f.gave_up {
+        bail!(
+            "the baseline guest's transfer stalled: {why}. Its peer is QEMU's user network \
+             (`guestfwd` to a host sink), which stopped acknowledging; nothing of Xen or dom0 \
+             is in this boot. Run the bench again; see {}",
+            dir.join("serial.log").display()
+        );
+    }
     let console = init_lines(&serial);
     let sink_md5 = std::fs::read_to_string(&sink).unwrap_or_default();
     let b = parse_baseline(&console, &sink_md5, mib);
@@ -599,6 +645,8 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
             http_port: None,
             guestfwd: Some((9, format!("sh -c 'md5sum > {}'", path_arg(&sink)?))),
         },
+        // gamma's peer is QEMU's user network, like the baseline's (see `transfer_stalled`).
+        give_up: Some(transfer_stalled),
         ..RunConfig::default()
     };
     println!(
@@ -1032,6 +1080,43 @@ mod tests {
         let beta = vec!["DOMU-INIT: tcp received md5 ffff".to_string()];
         assert!(!parse(&alpha, &beta, 64).md5_match);
         assert_eq!(parse(&alpha, &[], 8).domu_to_domu_mib_s, None);
+    }
+
+    /// The baseline stall seen on 2026-12-06 (its console, shortened): given up once a minute
+    /// of guest time passed without a new segment; a moving or too short one is not.
+    #[test]
+    fn a_transfer_that_stopped_moving_is_given_up() {
+        let line = |t: f64, segs: u64, timeouts: u64| {
+            format!(
+                "DOMU-INIT: tcp progress at {t:.2} s: cwnd=1 ssthresh=53 rto=104440ms \
+                 queues=0009D26F:00000000 OutSegs={segs} RetransSegs=0 TCPTimeouts={timeouts}\r\n"
+            )
+        };
+        let mut console = String::from("DOMU-INIT: up 6.1.0-57-amd64 vcpus=1\n");
+        console += &line(38.2, 26100, 0);
+        for k in 0..6u32 {
+            console += &line(48.3 + 10.0 * f64::from(k), 26238, 3 + u64::from(k));
+        }
+        // 50 s of guest time without a new segment: not yet.
+        assert_eq!(transfer_stalled(&console), None);
+        console += &line(108.5, 26238, 9);
+        let why = transfer_stalled(&console).expect("stalled");
+        assert!(why.contains("from 48 s to 108 s"), "{why}");
+        assert!(why.contains("cwnd=1 ssthresh=53 rto=104440ms"), "{why}");
+        assert!(why.contains("9 retransmission timeouts"), "{why}");
+        // It moved again: not stalled.
+        console += &line(118.6, 26300, 9);
+        assert_eq!(transfer_stalled(&console), None);
+        // A DomU's line as dom0 relays it (`[name] ` first) counts too; a garbled one does
+        // not; no lines, no verdict.
+        let relayed = "[gamma] DOMU-INIT: tcp progress at 10.00 s: cwnd=5 OutSegs=7\n\
+                       [gamma] DOMU-INIT: tcp progress at x s: OutSegs=8\n\
+                       [gamma] DOMU-INIT: tcp progress at 75.00 s: cwnd=1 OutSegs=7\n";
+        assert_eq!(
+            transfer_stalled(relayed).as_deref(),
+            Some("no new TCP segment from 10 s to 75 s of guest time (cwnd=1)")
+        );
+        assert_eq!(transfer_stalled(""), None);
     }
 
     #[test]

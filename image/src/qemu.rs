@@ -487,6 +487,8 @@ pub struct Finished {
     pub timed_out: bool,
     /// Killed early because Xen printed a line after which it only waits (panic, dom0 crash).
     pub stopped_after: Option<String>,
+    /// Killed early because [`Watch::give_up`] said the run cannot finish, and why.
+    pub gave_up: Option<String>,
     /// Wall time from spawn to exit.
     pub wall: Duration,
     /// Silences after which Xen was asked for its state ([`Watch::silence`]).
@@ -517,6 +519,10 @@ pub struct Watch {
     /// local APICs, IOAPIC and interrupt counts ([`QEMU_VIEW_COMMANDS`]), which Xen cannot
     /// give when the whole machine is halted and deaf to its console.
     pub qmp: Option<PathBuf>,
+    /// Looked at the serial console so far about once a second while it grows: `Some(why)`
+    /// stops the run at once (what it waits for can no longer come, e.g. a transfer that has
+    /// not moved for a minute), rather than at the timeout.
+    pub give_up: Option<fn(&str) -> Option<String>>,
 }
 
 /// One stretch without console output during which the harness asked Xen for its state.
@@ -612,6 +618,8 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
     let mut stopped_after: Option<String> = None;
     let mut kill_at: Option<Instant> = None;
     let mut scanned = 0usize;
+    let mut gave_up: Option<String> = None;
+    let (mut give_up_at, mut give_up_len) = (start, 0usize);
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break Some(status);
@@ -663,6 +671,23 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
                 heard_cpu = cpu_ticks(pid);
             }
         }
+        if let Some(test) = watch.give_up.filter(|_| kill_at.is_none())
+            && now.duration_since(give_up_at) >= Duration::from_secs(1)
+        {
+            give_up_at = now;
+            let text = {
+                let buf = serial.lock().unwrap_or_else(|e| e.into_inner());
+                (buf.len() != give_up_len).then(|| {
+                    give_up_len = buf.len();
+                    String::from_utf8_lossy(&buf).into_owned()
+                })
+            };
+            if let Some(why) = text.as_deref().and_then(test) {
+                gave_up = Some(why);
+                kill(&mut child);
+                break None;
+            }
+        }
         if let Some(at) = kill_at {
             if now >= at {
                 kill(&mut child);
@@ -701,6 +726,7 @@ pub fn run_qemu(qemu: &Path, args: &[String], watch: &Watch) -> Result<Finished>
         exit_code: status.and_then(|s| s.code()),
         timed_out,
         stopped_after,
+        gave_up,
         wall,
         silences,
     })

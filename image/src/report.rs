@@ -79,6 +79,8 @@ pub struct Evidence<'a> {
     pub timeout_secs: u64,
     /// The Xen line that made the runner stop QEMU early.
     pub stopped_after: Option<&'a str>,
+    /// Why the runner gave the run up early ([`crate::RunConfig::give_up`]).
+    pub gave_up: Option<&'a str>,
     pub qemu_stderr: &'a str,
     pub analysis: &'a Analysis,
     pub serial: &'a str,
@@ -127,6 +129,12 @@ pub fn verdict(e: &Evidence<'_>) -> (Outcome, String) {
                 "dom0 stopped the machine {ready}without the isa-debug-exit exit \
                  (Xen: {line:?}); QEMU was stopped"
             ),
+        );
+    }
+    if let Some(why) = e.gave_up {
+        return (
+            Outcome::Fail,
+            format!("the runner gave the run up before its timeout: {why}; QEMU was stopped"),
         );
     }
     if e.timed_out {
@@ -258,6 +266,7 @@ mod tests {
             timed_out: false,
             timeout_secs: 90,
             stopped_after: None,
+            gave_up: None,
             qemu_stderr: "",
             analysis: &a,
             serial,
@@ -295,6 +304,7 @@ mod tests {
                 timed_out: false,
                 timeout_secs: 90,
                 stopped_after: None,
+                gave_up: None,
                 qemu_stderr: "",
                 analysis: &a,
                 serial,
@@ -353,6 +363,7 @@ mod tests {
             timed_out: true,
             timeout_secs: 7,
             stopped_after: None,
+            gave_up: None,
             qemu_stderr: "",
             analysis: &a,
             serial,
@@ -360,6 +371,29 @@ mod tests {
         });
         assert_eq!(o, Outcome::Timeout);
         assert_eq!(r, "timed out after 7 s (last line: \"last words\")");
+    }
+
+    #[test]
+    fn a_run_given_up_says_why() {
+        let serial = "DOMU-INIT: tcp progress at 99.00 s: OutSegs=1\n";
+        let a = analyse(serial);
+        let (o, r) = verdict(&Evidence {
+            under_xen: true,
+            exit_code: None,
+            timed_out: false,
+            timeout_secs: 900,
+            stopped_after: None,
+            gave_up: Some("no new TCP segment from 10 s to 99 s of guest time"),
+            qemu_stderr: "",
+            analysis: &a,
+            serial,
+            expect_errors: &[],
+        });
+        assert_eq!(o, Outcome::Fail);
+        assert!(
+            r.contains("gave the run up before its timeout: no new TCP segment"),
+            "{r}"
+        );
     }
 
     /// The verdict of a Xen run killed at its 420 s timeout with this console.
@@ -371,6 +405,7 @@ mod tests {
             timed_out: true,
             timeout_secs: 420,
             stopped_after: None,
+            gave_up: None,
             qemu_stderr: "",
             analysis: &a,
             serial,
