@@ -66,6 +66,13 @@ fn ring() -> Vec<u8> {
     p
 }
 
+/// Fresh TX and RX rings and a link attached to them with [`cfg`].
+fn attached() -> (Vec<u8>, Vec<u8>, Link) {
+    let (txp, rxp) = (ring(), ring());
+    let link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    (txp, rxp, link)
+}
+
 fn post_tx(page: &mut [u8], index: u32, r: TxRequest) {
     let at = 64 + (index as usize % 256) * TX_SLOT;
     page[at..at + TX_SLOT].copy_from_slice(&r.to_bytes());
@@ -90,8 +97,7 @@ fn frame(len: usize) -> Vec<u8> {
 #[test]
 fn a_frame_goes_out_and_comes_back_through_grant_copies() {
     let x = FakeXen::new(4, 20);
-    let (mut txp, mut rxp) = (ring(), ring());
-    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let (mut txp, mut rxp, mut link) = attached();
     let mut bounce = FakeBounce(&x);
 
     // A 6000-byte frame in two slots: 4000 bytes of one page, 2000 of another.
@@ -779,8 +785,7 @@ fn buffers_posted_during_the_final_check_are_served_without_a_notification() {
 #[test]
 fn each_slot_and_each_buffer_is_one_grant_copy() {
     let x = FakeXen::new(4, 20);
-    let (mut txp, mut rxp) = (ring(), ring());
-    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let (mut txp, mut rxp, mut link) = attached();
     let mut bounce = FakeBounce(&x);
     // A 100-byte frame in one slot at offset 10, then a 7892-byte one as netfront lays out a
     // TCP packet: the header part at offset 3000 of one page, then its data from offset 1000
@@ -882,9 +887,7 @@ fn slots_that_cannot_all_start_on_fresh_pages_still_fit() {
 #[test]
 fn a_packet_of_many_half_page_slots_is_packed_back_to_back() {
     let x = FakeXen::new(4, 20);
-    let mut txp = ring();
-    let rxp = ring();
-    let mut link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let (mut txp, _rxp, mut link) = attached();
     let mut bounce = FakeBounce(&x);
     // 18 slots (`NR_SLOTS_MIN`) of 2 049 bytes: placed one per page they would need 18 pages.
     let f = frame(18 * 2049);
