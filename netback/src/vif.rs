@@ -233,9 +233,7 @@ impl Link {
 
     /// Take up to `budget` packets from the TX ring (bounded work per wakeup). A fatal
     /// protocol error is returned as is: the caller disables this vif (only this one).
-    ///
-    /// The copies of as many packets as the bounce buffer holds go to Xen together (one
-    /// `GNTTABOP_copy` per 64 ops); every packet is answered after its copies, in ring order.
+    /// [`transmit_all`] for this one vif.
     pub fn transmit<P: RingPage + ?Sized>(
         &mut self,
         x: &dyn Hypercall,
@@ -243,177 +241,81 @@ impl Link {
         bounce: &mut dyn Bounce,
         budget: usize,
     ) -> Result<Transmitted, TxFatal> {
-        let mut out = Transmitted::default();
-        let mut batch: Vec<(TxPacket, Vec<usize>)> = Vec::new();
-        let mut used = 0usize;
-        let mut taken = 0;
-        let mut fatal = None;
-        while taken < budget {
-            let p = match tx::next_packet(&mut self.tx, &*page) {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => {
-                    fatal = Some(e);
-                    break;
-                }
-            };
-            taken += 1;
-            let cap = BOUNCE_PAGES * PAGE;
-            let mut pos = Vec::new();
-            if p.dropped.is_none() {
-                let placed = place_tx_slots(&p.copies, used, cap).or_else(|| {
-                    self.flush_tx(x, page, bounce, &mut batch, &mut out);
-                    place_tx_slots(&p.copies, 0, cap)
-                });
-                (pos, used) = placed.unwrap_or_else(|| {
-                    // More slots than pages (up to 18, each needing a fresh page): back to
-                    // back in the empty buffer, split where its pages end (a packet is at most
-                    // 64 KiB - 1).
-                    (
-                        p.copies.iter().map(|c| c.dst as usize).collect(),
-                        usize::from(p.len),
-                    )
-                });
-            }
-            batch.push((p, pos));
-        }
-        self.flush_tx(x, page, bounce, &mut batch, &mut out);
-        out.notify = self.tx.push_responses(page);
-        if let Some(e) = fatal {
-            return Err(e);
-        }
-        out.more = if taken == budget {
-            self.tx.unconsumed(&*page).map_err(TxFatal::BadIndex)? > 0
-        } else {
-            // Drained: re-arm `req_event` so the next request notifies (and look once more).
-            self.tx.final_check(page).map_err(TxFatal::BadIndex)?
-        };
-        Ok(out)
+        let mut one = [(self, page)];
+        transmit_all(x, &mut one, bounce, budget)
+            .pop()
+            .unwrap_or(Ok(Transmitted::default()))
     }
 
-    /// Grant-copy a batch of packets into the bounce buffer (each slot at its position, see
-    /// [`place_tx_slots`]), read them out as frames and answer every slot.
-    fn flush_tx<P: RingPage + ?Sized>(
+    /// Answer one TX packet whose copies are done (`copied`: all of them succeeded): read it
+    /// out of the bounce buffer as a frame (slot by slot, each at its position `pos`), check it
+    /// and put it in `out`, and write its responses (in ring order: the caller finishes
+    /// packets in the order they were taken).
+    fn finish_tx_packet<P: RingPage + ?Sized>(
         &mut self,
-        x: &dyn Hypercall,
         page: &mut P,
-        bounce: &mut dyn Bounce,
-        batch: &mut Vec<(TxPacket, Vec<usize>)>,
+        bounce: &dyn Bounce,
+        p: TxPacket,
+        pos: &[usize],
+        copied: bool,
         out: &mut Transmitted,
     ) {
-        let mut copies = Vec::new();
-        let mut owner = Vec::new();
-        for (k, (p, pos)) in batch.iter().enumerate() {
-            if p.dropped.is_some() {
-                continue;
-            }
+        let good = if p.dropped.is_some() {
+            self.counters.tx_dropped += 1;
+            false
+        } else if copied {
+            // The slots in order (they cover the packet exactly, `tx::next_packet`).
+            let mut frame = Vec::with_capacity(usize::from(p.len));
             for (c, &at) in p.copies.iter().zip(pos) {
-                let (mut src, mut dst, mut left) = (usize::from(c.offset), at, usize::from(c.len));
-                while left > 0 {
-                    // Split where the bounce buffer's pages end (the guest side never crosses).
-                    let n = left.min(PAGE - dst % PAGE);
-                    copies.push(Copy {
-                        source: CopyPtr::Grant {
-                            domid: self.domid,
-                            gref: c.gref,
-                            offset: src as u16,
-                        },
-                        dest: CopyPtr::Local {
-                            gfn: bounce.gfn(dst / PAGE),
-                            offset: (dst % PAGE) as u16,
-                        },
-                        len: n as u16,
-                    });
-                    owner.push(k);
-                    src += n;
-                    dst += n;
-                    left -= n;
-                }
+                bounce.read_append(at, usize::from(c.len), &mut frame);
             }
-        }
-        let ok = self.copy(x, &copies, &owner, batch.len());
-        for (k, (p, pos)) in batch.drain(..).enumerate() {
-            let good = if p.dropped.is_some() {
-                self.counters.tx_dropped += 1;
-                false
-            } else if ok[k] {
-                // The slots in order (they cover the packet exactly, `tx::next_packet`).
-                let mut frame = Vec::with_capacity(usize::from(p.len));
-                for (c, &at) in p.copies.iter().zip(&pos) {
-                    bounce.read_append(at, usize::from(c.len), &mut frame);
-                }
-                self.counters.tx_packets += 1;
-                self.counters.tx_bytes += frame.len() as u64;
-                let gso = p.extras.iter().find_map(|e| match *e {
-                    ExtraInfo::Gso { size, kind, .. } => Some((size, kind)),
-                    _ => None,
-                });
-                match gso {
-                    // A large packet (`feature-gso-tcpv4`): checked now, cut into MTU-sized
-                    // frames only for the ports that cannot take it whole.
-                    Some((mss, crate::gso::GSO_TYPE_TCPV4)) => {
-                        let checked = if p.csum_blank {
-                            crate::gso::check(&frame, mss)
-                        } else {
-                            crate::gso::set_partial_csum(&mut frame, mss)
-                        };
-                        match checked {
-                            Ok(()) => {
-                                self.counters.tx_gso_packets += 1;
-                                out.packets.push(Packet {
-                                    data: frame,
-                                    gso_mss: Some(mss),
-                                });
-                            }
-                            Err(_) => self.counters.tx_gso_dropped += 1,
+            self.counters.tx_packets += 1;
+            self.counters.tx_bytes += frame.len() as u64;
+            let gso = p.extras.iter().find_map(|e| match *e {
+                ExtraInfo::Gso { size, kind, .. } => Some((size, kind)),
+                _ => None,
+            });
+            match gso {
+                // A large packet (`feature-gso-tcpv4`): checked now, cut into MTU-sized
+                // frames only for the ports that cannot take it whole.
+                Some((mss, crate::gso::GSO_TYPE_TCPV4)) => {
+                    let checked = if p.csum_blank {
+                        crate::gso::check(&frame, mss)
+                    } else {
+                        crate::gso::set_partial_csum(&mut frame, mss)
+                    };
+                    match checked {
+                        Ok(()) => {
+                            self.counters.tx_gso_packets += 1;
+                            out.packets.push(Packet {
+                                data: frame,
+                                gso_mss: Some(mss),
+                            });
                         }
-                    }
-                    // A GSO type dom0 did not offer: dropped, as Linux netback drops it.
-                    Some(_) => self.counters.tx_gso_dropped += 1,
-                    None => {
-                        if p.csum_blank {
-                            // The guest left the L4 checksum to us (netfront always offers
-                            // IPv4 offload); a frame it cannot be completed for goes on as is,
-                            // as Linux netback does.
-                            let _ = crate::csum::complete(&mut frame);
-                        }
-                        out.packets.push(Packet::frame(frame));
+                        Err(_) => self.counters.tx_gso_dropped += 1,
                     }
                 }
-                true
-            } else {
-                self.counters.tx_copy_errors += 1;
-                false
-            };
-            for r in p.responses(good) {
-                self.tx.respond(page, &r.to_bytes());
+                // A GSO type dom0 did not offer: dropped, as Linux netback drops it.
+                Some(_) => self.counters.tx_gso_dropped += 1,
+                None => {
+                    let mut frame = frame;
+                    if p.csum_blank {
+                        // The guest left the L4 checksum to us (netfront always offers
+                        // IPv4 offload); a frame it cannot be completed for goes on as is,
+                        // as Linux netback does.
+                        let _ = crate::csum::complete(&mut frame);
+                    }
+                    out.packets.push(Packet::frame(frame));
+                }
             }
+            true
+        } else {
+            self.counters.tx_copy_errors += 1;
+            false
+        };
+        for r in p.responses(good) {
+            self.tx.respond(page, &r.to_bytes());
         }
-    }
-
-    /// Run `copies` (at most 64 per hypercall); whether all the copies of each of `groups`
-    /// owners (`owner[i]` for `copies[i]`) succeeded.
-    fn copy(
-        &mut self,
-        x: &dyn Hypercall,
-        copies: &[Copy],
-        owner: &[usize],
-        groups: usize,
-    ) -> Vec<bool> {
-        let mut ok = vec![true; groups];
-        if copies.is_empty() {
-            return ok;
-        }
-        let mut st = vec![GrantStatus::OKAY; copies.len()];
-        let sent = gnttab::copy(x, copies, &mut st).is_ok();
-        self.counters.grant_copies += copies.len() as u64;
-        self.counters.copy_hypercalls += copies.len().div_ceil(gnttab::COPY_BATCH) as u64;
-        for (i, s) in st.iter().enumerate() {
-            if !sent || !s.ok() {
-                ok[owner[i]] = false;
-            }
-        }
-        ok
     }
 
     /// Whether this frontend takes GSO packets whole on RX (it wrote `feature-gso-tcpv4` and
@@ -432,6 +334,7 @@ impl Link {
     }
 
     /// Deliver waiting frames into the buffers netfront posted; whether to notify it.
+    /// [`receive_all`] for this one vif.
     pub fn receive<P: RingPage + ?Sized>(
         &mut self,
         x: &dyn Hypercall,
@@ -439,6 +342,15 @@ impl Link {
         bounce: &mut dyn Bounce,
         now_ns: u64,
     ) -> Result<bool, BadIndex> {
+        let mut one = [(self, page)];
+        receive_all(x, &mut one, bounce, now_ns)
+            .pop()
+            .unwrap_or(Ok(false))
+    }
+
+    /// Before a delivery: drop stale frames, and count the buffers netfront posted since the
+    /// last look.
+    fn rx_begin<P: RingPage + ?Sized>(&mut self, page: &P, now_ns: u64) {
         self.rxq.expire(now_ns);
         // Counted only when `req_prod` moved forward and stays within a ring of what dom0
         // consumed: a guest cannot pass kicks off as work by moving it back and forth, and at
@@ -456,106 +368,361 @@ impl Link {
                 self.rx_req_prod_seen = prod;
             }
         }
-        let mut notify = false;
         self.rx_more = false;
-        // Two passes at most: the second only if buffers were posted while the first re-armed
-        // `req_event` (they did not notify); after the second, `rx_more` says so.
-        for _ in 0..2 {
-            loop {
-                let d = self.rxq.deliver(&mut self.rx, &*page)?;
-                if d.packets.is_empty() {
+    }
+}
+
+/// One vif served by [`transmit_all`] or [`receive_all`]: its link and the ring page of the
+/// direction served.
+pub type Served<'a, P> = (&'a mut Link, &'a mut P);
+
+/// Run `ops` for several vifs at once (at most [`gnttab::COPY_BATCH`] per `GNTTABOP_copy`):
+/// `owner[j]` is the vif of `ops[j]`. Each vif counts its ops and the hypercalls that carried
+/// any of them. Whether each op succeeded.
+fn run_copies<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    ops: &[Copy],
+    owner: &[usize],
+) -> Vec<bool> {
+    if ops.is_empty() {
+        return Vec::new();
+    }
+    let mut st = vec![GrantStatus::OKAY; ops.len()];
+    let sent = gnttab::copy(x, ops, &mut st).is_ok();
+    for chunk in owner.chunks(gnttab::COPY_BATCH) {
+        let mut carried = vec![false; links.len()];
+        for &i in chunk {
+            links[i].0.counters.grant_copies += 1;
+            carried[i] = true;
+        }
+        for (i, c) in carried.into_iter().enumerate() {
+            links[i].0.counters.copy_hypercalls += u64::from(c);
+        }
+    }
+    st.iter().map(|s| sent && s.ok()).collect()
+}
+
+/// Take up to `budget` packets from each vif's TX ring (bounded work per wakeup, the vifs in
+/// the order given), one result per vif. A fatal protocol error is returned as is: the caller
+/// disables that vif (only that one); the packets it sent before are answered.
+///
+/// The copies of every vif's packets go to Xen together, as many as the bounce buffer holds
+/// (one `GNTTABOP_copy` per 64 ops): each hypercall is a VM exit, under QEMU a flush of its
+/// soft TLB, and one per vif per pass was 4 of dom0's 7.6 traps per pass in a DomU -> DomU
+/// transfer. Every packet is answered after its copies, in ring order.
+pub fn transmit_all<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    bounce: &mut dyn Bounce,
+    budget: usize,
+) -> Vec<Result<Transmitted, TxFatal>> {
+    let n = links.len();
+    let mut outs: Vec<Transmitted> = (0..n).map(|_| Transmitted::default()).collect();
+    let mut fatal: Vec<Option<TxFatal>> = (0..n).map(|_| None).collect();
+    let mut taken = vec![0usize; n];
+    let mut batch: Vec<(usize, TxPacket, Vec<usize>)> = Vec::new();
+    let mut used = 0usize;
+    let cap = BOUNCE_PAGES * PAGE;
+    for i in 0..n {
+        while taken[i] < budget {
+            let next = {
+                let (l, p) = &mut links[i];
+                tx::next_packet(&mut l.tx, &**p)
+            };
+            let p = match next {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    fatal[i] = Some(e);
                     break;
                 }
-                let ok = self.copy_out(x, &d, bounce);
-                for r in d.responses(&ok) {
-                    self.rx.respond(page, &r.to_bytes());
-                }
-                notify |= self.rx.push_responses(page);
-            }
-            // Frames still wait: ask to hear of the next buffer posted, unless the first
-            // frame's buffers are already there.
-            let ready = match self.rxq.head_need() {
-                Some(need) => self.rx.await_requests(page, need)?,
-                None => false,
             };
-            self.rx_more = ready;
-            if !ready {
+            taken[i] += 1;
+            let mut pos = Vec::new();
+            if p.dropped.is_none() {
+                let placed = match place_tx_slots(&p.copies, used, cap) {
+                    Some(placed) => Some(placed),
+                    None => {
+                        flush_tx(x, links, bounce, &mut batch, &mut outs);
+                        place_tx_slots(&p.copies, 0, cap)
+                    }
+                };
+                (pos, used) = placed.unwrap_or_else(|| {
+                    // More slots than pages (up to 18, each needing a fresh page): back to
+                    // back in the empty buffer, split where its pages end (a packet is at most
+                    // 64 KiB - 1).
+                    (
+                        p.copies.iter().map(|c| c.dst as usize).collect(),
+                        usize::from(p.len),
+                    )
+                });
+            }
+            batch.push((i, p, pos));
+        }
+    }
+    flush_tx(x, links, bounce, &mut batch, &mut outs);
+    let mut res = Vec::with_capacity(n);
+    for (i, (mut out, fatal)) in outs.into_iter().zip(fatal).enumerate() {
+        let (l, p) = &mut links[i];
+        out.notify = l.tx.push_responses(&mut **p);
+        if let Some(e) = fatal {
+            res.push(Err(e));
+            continue;
+        }
+        let more = if taken[i] == budget {
+            l.tx.unconsumed(&**p).map(|u| u > 0)
+        } else {
+            // Drained: re-arm `req_event` so the next request notifies (and look once more).
+            l.tx.final_check(&mut **p)
+        };
+        res.push(match more {
+            Ok(m) => {
+                out.more = m;
+                Ok(out)
+            }
+            Err(e) => Err(TxFatal::BadIndex(e)),
+        });
+    }
+    res
+}
+
+/// Grant-copy a batch of packets (of any of `links`) into the bounce buffer, each slot at its
+/// position ([`place_tx_slots`]), in one go; then read them out and answer every slot.
+fn flush_tx<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    bounce: &mut dyn Bounce,
+    batch: &mut Vec<(usize, TxPacket, Vec<usize>)>,
+    outs: &mut [Transmitted],
+) {
+    let mut copies = Vec::new();
+    let mut owner = Vec::new();
+    let mut entry = Vec::new();
+    for (k, (i, p, pos)) in batch.iter().enumerate() {
+        if p.dropped.is_some() {
+            continue;
+        }
+        let domid = links[*i].0.domid;
+        for (c, &at) in p.copies.iter().zip(pos) {
+            let (mut src, mut dst, mut left) = (usize::from(c.offset), at, usize::from(c.len));
+            while left > 0 {
+                // Split where the bounce buffer's pages end (the guest side never crosses).
+                let n = left.min(PAGE - dst % PAGE);
+                copies.push(Copy {
+                    source: CopyPtr::Grant {
+                        domid,
+                        gref: c.gref,
+                        offset: src as u16,
+                    },
+                    dest: CopyPtr::Local {
+                        gfn: bounce.gfn(dst / PAGE),
+                        offset: (dst % PAGE) as u16,
+                    },
+                    len: n as u16,
+                });
+                owner.push(*i);
+                entry.push(k);
+                src += n;
+                dst += n;
+                left -= n;
+            }
+        }
+    }
+    let st = run_copies(x, links, &copies, &owner);
+    let mut ok = vec![true; batch.len()];
+    for (&k, good) in entry.iter().zip(st) {
+        ok[k] &= good;
+    }
+    for (k, (i, p, pos)) in batch.drain(..).enumerate() {
+        let (l, page) = &mut links[i];
+        l.finish_tx_packet(&mut **page, bounce, p, &pos, ok[k], &mut outs[i]);
+    }
+}
+
+/// Deliver waiting frames into the buffers each vif's netfront posted; per vif, whether to
+/// notify it (or its ring's fatal error: the caller disables that vif only).
+///
+/// Every vif's first delivery of the pass is copied together (one `GNTTABOP_copy` for all,
+/// while the bounce buffer holds them; see [`transmit_all`] for why); what is left (frames for
+/// buffers posted while dom0 delivered, rare) each vif delivers on its own.
+pub fn receive_all<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    bounce: &mut dyn Bounce,
+    now_ns: u64,
+) -> Vec<Result<bool, BadIndex>> {
+    let mut res: Vec<Result<bool, BadIndex>> = Vec::with_capacity(links.len());
+    let mut deliveries: Vec<(usize, Delivery)> = Vec::new();
+    for (i, (l, p)) in links.iter_mut().enumerate() {
+        l.rx_begin(&**p, now_ns);
+        match l.rxq.deliver(&mut l.rx, &**p) {
+            Ok(d) => {
+                res.push(Ok(false));
+                if !d.packets.is_empty() {
+                    deliveries.push((i, d));
+                }
+            }
+            Err(e) => res.push(Err(e)),
+        }
+    }
+    let oks = copy_out(x, links, &deliveries, bounce);
+    for ((i, d), ok) in deliveries.iter().zip(&oks) {
+        let (l, p) = &mut links[*i];
+        for r in d.responses(ok) {
+            l.rx.respond(&mut **p, &r.to_bytes());
+        }
+        let notify = l.rx.push_responses(&mut **p);
+        if let Ok(n) = res[*i].as_mut() {
+            *n |= notify;
+        }
+    }
+    for (i, r) in res.iter_mut().enumerate() {
+        if let Ok(notify) = *r {
+            *r = receive_rest(x, &mut links[i..=i], bounce, notify);
+        }
+    }
+    res
+}
+
+/// One vif's RX after its first delivery: more deliveries while buffers allow, then, with
+/// frames still waiting, ask to hear of the next buffer posted; once more if buffers came in
+/// meanwhile (they did not notify), after which [`Link::rx_more`] says so.
+fn receive_rest<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    one: &mut [Served<'_, P>],
+    bounce: &mut dyn Bounce,
+    mut notify: bool,
+) -> Result<bool, BadIndex> {
+    for _ in 0..2 {
+        loop {
+            let d = {
+                let (l, p) = &mut one[0];
+                l.rxq.deliver(&mut l.rx, &**p)?
+            };
+            if d.packets.is_empty() {
                 break;
             }
+            let d = [(0, d)];
+            let ok = copy_out(x, one, &d, bounce);
+            let (l, p) = &mut one[0];
+            for r in d[0].1.responses(&ok[0]) {
+                l.rx.respond(&mut **p, &r.to_bytes());
+            }
+            notify |= l.rx.push_responses(&mut **p);
         }
-        Ok(notify)
+        let (l, p) = &mut one[0];
+        // Frames still wait: ask to hear of the next buffer posted, unless the first frame's
+        // buffers are already there.
+        let ready = match l.rxq.head_need() {
+            Some(need) => l.rx.await_requests(&mut **p, need)?,
+            None => false,
+        };
+        l.rx_more = ready;
+        if !ready {
+            break;
+        }
     }
+    Ok(notify)
+}
 
-    /// Grant-copy a delivery's packets into the guest's buffers, as many packets per batch as
-    /// the bounce buffer holds; whether each of `d.copies` succeeded.
-    fn copy_out(&mut self, x: &dyn Hypercall, d: &Delivery, bounce: &mut dyn Bounce) -> Vec<bool> {
-        let mut ok = vec![true; d.copies.len()];
-        let mut k = 0;
-        let mut i = 0;
-        while i < d.packets.len() {
-            // Place packets while they fit (`place_rx_packet`; the first always does).
-            let mut base = Vec::new();
-            let mut used = 0usize;
-            while i < d.packets.len() {
-                let len = d.packets[i].len();
-                let at = place_rx_packet(used, len);
-                if !base.is_empty() && at + len > BOUNCE_PAGES * PAGE {
-                    break;
-                }
-                bounce.write(at, &d.packets[i].data);
-                base.push((i, at));
-                used = at + len;
-                i += 1;
+/// Grant-copy the deliveries' packets (`(vif, delivery)`) into the guests' buffers, as many
+/// packets per hypercall as the bounce buffer holds ([`place_rx_packet`]); whether each of
+/// every delivery's copies succeeded.
+fn copy_out<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    deliveries: &[(usize, Delivery)],
+    bounce: &mut dyn Bounce,
+) -> Vec<Vec<bool>> {
+    let mut oks: Vec<Vec<bool>> = deliveries
+        .iter()
+        .map(|(_, d)| vec![true; d.copies.len()])
+        .collect();
+    // Per delivery, its next copy not yet sent (copies are in packet order).
+    let mut next = vec![0usize; deliveries.len()];
+    // Packets written into the bounce buffer and not yet copied: (delivery, packet, at).
+    let mut staged: Vec<(usize, usize, usize)> = Vec::new();
+    let mut used = 0usize;
+    for (di, (_, d)) in deliveries.iter().enumerate() {
+        for (pi, pkt) in d.packets.iter().enumerate() {
+            let len = pkt.len();
+            let mut at = place_rx_packet(used, len);
+            if !staged.is_empty() && at + len > BOUNCE_PAGES * PAGE {
+                flush_rx(x, links, deliveries, bounce, &staged, &mut next, &mut oks);
+                staged.clear();
+                at = 0;
             }
-            let first = k;
-            let (mut copies, mut owner) = (Vec::new(), Vec::new());
-            for &(pi, at) in &base {
-                while k < d.copies.len() && d.copies[k].packet == pi {
-                    let c = d.copies[k];
-                    // The guest's buffer takes the chunk at offset 0; split where dom0's
-                    // pages end.
-                    let (mut src, mut dst, mut left) = (at + c.src, 0usize, usize::from(c.len));
-                    while left > 0 {
-                        let n = left.min(PAGE - src % PAGE);
-                        copies.push(Copy {
-                            source: CopyPtr::Local {
-                                gfn: bounce.gfn(src / PAGE),
-                                offset: (src % PAGE) as u16,
-                            },
-                            dest: CopyPtr::Grant {
-                                domid: self.domid,
-                                gref: c.gref,
-                                offset: dst as u16,
-                            },
-                            len: n as u16,
-                        });
-                        owner.push(k - first);
-                        src += n;
-                        dst += n;
-                        left -= n;
-                    }
-                    k += 1;
-                }
-            }
-            let good = self.copy(x, &copies, &owner, k - first);
-            ok[first..k].copy_from_slice(&good);
-            for &(pi, _) in &base {
-                let mine = d.copies[first..k]
-                    .iter()
-                    .zip(&good)
-                    .filter(|(c, _)| c.packet == pi);
-                if mine.clone().all(|(_, &g)| g) {
-                    self.counters.rx_packets += 1;
-                    self.counters.rx_bytes += d.packets[pi].len() as u64;
-                    if d.packets[pi].gso_mss.is_some() {
-                        self.counters.rx_gso_packets += 1;
-                    }
-                } else {
-                    self.counters.rx_copy_errors += 1;
-                }
-            }
+            bounce.write(at, &pkt.data);
+            staged.push((di, pi, at));
+            used = at + len;
         }
-        ok
+    }
+    flush_rx(x, links, deliveries, bounce, &staged, &mut next, &mut oks);
+    oks
+}
+
+/// Copy the staged packets (see [`copy_out`]) into their guests' buffers in one go, record
+/// each copy's success and count each packet on its vif.
+fn flush_rx<P: RingPage + ?Sized>(
+    x: &dyn Hypercall,
+    links: &mut [Served<'_, P>],
+    deliveries: &[(usize, Delivery)],
+    bounce: &dyn Bounce,
+    staged: &[(usize, usize, usize)],
+    next: &mut [usize],
+    oks: &mut [Vec<bool>],
+) {
+    let (mut copies, mut owner, mut whose) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, &(di, pi, at)) in staged.iter().enumerate() {
+        let (i, d) = &deliveries[di];
+        while next[di] < d.copies.len() && d.copies[next[di]].packet == pi {
+            let k = next[di];
+            let c = d.copies[k];
+            // The guest's buffer takes the chunk at offset 0; split where dom0's pages end.
+            let (mut src, mut dst, mut left) = (at + c.src, 0usize, usize::from(c.len));
+            while left > 0 {
+                let n = left.min(PAGE - src % PAGE);
+                copies.push(Copy {
+                    source: CopyPtr::Local {
+                        gfn: bounce.gfn(src / PAGE),
+                        offset: (src % PAGE) as u16,
+                    },
+                    dest: CopyPtr::Grant {
+                        domid: links[*i].0.domid,
+                        gref: c.gref,
+                        offset: dst as u16,
+                    },
+                    len: n as u16,
+                });
+                owner.push(*i);
+                whose.push((s, k));
+                src += n;
+                dst += n;
+                left -= n;
+            }
+            next[di] += 1;
+        }
+    }
+    let st = run_copies(x, links, &copies, &owner);
+    let mut good = vec![true; staged.len()];
+    for (&(s, k), ok) in whose.iter().zip(st) {
+        let di = staged[s].0;
+        oks[di][k] &= ok;
+        good[s] &= ok;
+    }
+    for (&(di, pi, _), g) in staged.iter().zip(good) {
+        let (i, d) = &deliveries[di];
+        let c = &mut links[*i].0.counters;
+        if g {
+            c.rx_packets += 1;
+            c.rx_bytes += d.packets[pi].len() as u64;
+            if d.packets[pi].gso_mss.is_some() {
+                c.rx_gso_packets += 1;
+            }
+        } else {
+            c.rx_copy_errors += 1;
+        }
     }
 }
 

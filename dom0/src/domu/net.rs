@@ -463,22 +463,43 @@ impl Net {
 
     fn service_pass(&mut self, x: &Xen, server: &mut Server, free: &mut Vec<u64>, now_ns: u64) {
         self.uplink_receive(now_ns);
-        for k in 0..self.vifs.len() {
-            self.vifs[k].more = false;
-            let Some(att) = self.vifs[k].att.as_mut() else {
-                continue;
-            };
-            let mut page = SharedPage::at_slot(att.slots[0]);
-            match att.link.transmit(x, &mut page, &mut self.bounce, TX_BUDGET) {
+        // Every connected vif's TX ring at once: their copies share hypercalls
+        // (`netback::vif::transmit_all`).
+        let mut on: Vec<usize> = Vec::new();
+        let mut pages: Vec<SharedPage> = Vec::new();
+        for (k, v) in self.vifs.iter_mut().enumerate() {
+            v.more = false;
+            if let Some(a) = v.att.as_ref() {
+                on.push(k);
+                pages.push(SharedPage::at_slot(a.slots[0]));
+            }
+        }
+        let results = {
+            let mut links: Vec<(&mut Link, &mut SharedPage)> = self
+                .vifs
+                .iter_mut()
+                .filter_map(|v| v.att.as_mut().map(|a| &mut a.link))
+                .zip(pages.iter_mut())
+                .collect();
+            netback::vif::transmit_all(x, &mut links, &mut self.bounce, TX_BUDGET)
+        };
+        // A sender hears of its TX responses at once, before dom0 moves its packets on: Xen
+        // usually runs it right away, and it frees its buffers and queues more while dom0
+        // works (Linux's TCP small queues hold a sender back until its buffers are freed).
+        // Measured: deferring this to the end of the pass cut DomU -> dom0 from 1.8 to
+        // 0.8-1.2 MiB/s (`cargo image bench-net`). All of them in one trap (a multicall).
+        let sends: Vec<EvtchnPort> = on
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.as_ref().is_ok_and(|t| t.notify))
+            .filter_map(|(&k, _)| self.vifs[k].att.as_ref().map(|a| a.ports[0]))
+            .collect();
+        if !sends.is_empty() {
+            let _ = ops::evtchn_send_all(x, &sends);
+        }
+        for (k, r) in on.into_iter().zip(results) {
+            match r {
                 Ok(t) => {
-                    // A sender hears of its TX responses at once, before dom0 moves its
-                    // packets on: Xen usually runs it right away, and it frees its buffers and
-                    // queues more while dom0 works (Linux's TCP small queues hold a sender back
-                    // until its buffers are freed). Measured: deferring this to the end of the
-                    // pass cut DomU -> dom0 from 1.8 to 0.8-1.2 MiB/s (`cargo image bench-net`).
-                    if t.notify {
-                        let _ = ops::evtchn_send(x, att.ports[0]);
-                    }
                     let from = self.vifs[k].port;
                     self.vifs[k].more = t.more;
                     for p in t.packets {
@@ -530,12 +551,28 @@ impl Net {
                 self.forward(from, Packet::frame(f), now_ns);
             }
         }
-        for k in 0..self.vifs.len() {
-            let Some(att) = self.vifs[k].att.as_mut() else {
+        // Every connected vif's RX ring at once, the copies together (`receive_all`).
+        let mut on: Vec<usize> = Vec::new();
+        let mut pages: Vec<SharedPage> = Vec::new();
+        for (k, v) in self.vifs.iter().enumerate() {
+            if let Some(a) = v.att.as_ref() {
+                on.push(k);
+                pages.push(SharedPage::at_slot(a.slots[1]));
+            }
+        }
+        let results = {
+            let mut links: Vec<(&mut Link, &mut SharedPage)> = self
+                .vifs
+                .iter_mut()
+                .filter_map(|v| v.att.as_mut().map(|a| &mut a.link))
+                .zip(pages.iter_mut())
+                .collect();
+            netback::vif::receive_all(x, &mut links, &mut self.bounce, now_ns)
+        };
+        for (k, r) in on.into_iter().zip(results) {
+            let Some(att) = self.vifs[k].att.as_ref() else {
                 continue;
             };
-            let mut page = SharedPage::at_slot(att.slots[1]);
-            let r = att.link.receive(x, &mut page, &mut self.bounce, now_ns);
             let rx_more = att.link.rx_more;
             match r {
                 Ok(true) => {

@@ -911,3 +911,170 @@ fn a_packet_of_many_half_page_slots_is_packed_back_to_back() {
     assert_eq!(frames(&mut link, &t), vec![f]);
     assert_eq!(link.counters.tx_packets, 1);
 }
+
+/// Post `f` on a TX ring from request `index` on, a page-sized slot per grant from `gref` on;
+/// the index after it.
+fn post_frame(x: &FakeXen, dom: u16, txp: &mut [u8], index: u32, gref: u32, f: &[u8]) -> u32 {
+    let n = f.len().div_ceil(PAGE) as u32;
+    for (k, chunk) in f.chunks(PAGE).enumerate() {
+        let k = k as u32;
+        x.grant_page(dom, gref + k, chunk, true);
+        post_tx(
+            txp,
+            index + k,
+            TxRequest {
+                gref: gref + k,
+                offset: 0,
+                flags: if k + 1 < n { NETTXF_MORE_DATA } else { 0 },
+                id: (index + k) as u16,
+                size: if k == 0 { f.len() as u16 } else { chunk.len() as u16 },
+            },
+        );
+    }
+    index + n
+}
+
+/// Post `n` RX buffers (grants from `gref` on) from request `index` on.
+fn post_buffers(x: &FakeXen, dom: u16, rxp: &mut [u8], index: u32, gref: u32, n: u32) {
+    for i in 0..n {
+        x.grant_page(dom, gref + i, &[], false);
+        post_rx(
+            rxp,
+            index + i,
+            RxRequest {
+                id: (index + i) as u16,
+                gref: gref + i,
+            },
+        );
+    }
+    rxp.store_u32(REQ_PROD, index + n);
+}
+
+#[test]
+fn two_vifs_share_one_grant_copy_hypercall_each_way() {
+    const B: u16 = 6;
+    let x = FakeXen::new(4, 20);
+    let mut bounce = FakeBounce(&x);
+    let (mut atx, mut arx, mut a) = attached();
+    let (mut btx, mut brx) = (ring(), ring());
+    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    let (fa, fb) = (frame(6000), frame(300));
+    let end = post_frame(&x, A, &mut atx, 0, 20, &fa);
+    atx.store_u32(REQ_PROD, end);
+    let end = post_frame(&x, B, &mut btx, 0, 20, &fb);
+    btx.store_u32(REQ_PROD, end);
+
+    let before = x.traps();
+    let mut links = [(&mut a, &mut atx[..]), (&mut b, &mut btx[..])];
+    let r = transmit_all(&x, &mut links, &mut bounce, 64);
+    assert_eq!(x.traps() - before, 1, "both vifs' copies in one GNTTABOP_copy");
+    let (ta, tb) = (r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
+    assert_eq!(ta.packets, vec![Packet::frame(fa.clone())]);
+    assert_eq!(tb.packets, vec![Packet::frame(fb.clone())]);
+    assert!(ta.notify && tb.notify);
+    for l in [&a, &b] {
+        assert_eq!(l.counters.copy_hypercalls, 1, "{:?}", l.counters);
+        assert_eq!(l.counters.tx_packets, 1);
+    }
+    assert_eq!(
+        (a.counters.grant_copies, b.counters.grant_copies),
+        (2, 1),
+        "each vif counts its own ops"
+    );
+    // Every slot answered OKAY on its own ring.
+    assert_eq!(atx.load_u32(RSP_PROD), 2);
+    assert_eq!(btx.load_u32(RSP_PROD), 1);
+
+    // Back: each frame into the other vif's buffers, both in one hypercall.
+    assert!(a.rxq.push(fb.clone(), 0));
+    assert!(b.rxq.push(fa.clone(), 0));
+    post_buffers(&x, A, &mut arx, 0, 50, 1);
+    post_buffers(&x, B, &mut brx, 0, 50, 2);
+    let before = x.traps();
+    let mut links = [(&mut a, &mut arx[..]), (&mut b, &mut brx[..])];
+    let r = receive_all(&x, &mut links, &mut bounce, 0);
+    assert_eq!(x.traps() - before, 1, "both deliveries in one GNTTABOP_copy");
+    assert_eq!((r[0], r[1]), (Ok(true), Ok(true)));
+    assert_eq!(x.granted_page(A, 50).unwrap()[..300], fb[..]);
+    let mut got = x.granted_page(B, 50).unwrap();
+    got.extend_from_slice(&x.granted_page(B, 51).unwrap()[..6000 - PAGE]);
+    assert_eq!(got, fa);
+    assert_eq!((a.counters.rx_packets, b.counters.rx_packets), (1, 1));
+    assert_eq!((arx.load_u32(RSP_PROD), brx.load_u32(RSP_PROD)), (1, 2));
+}
+
+#[test]
+fn a_broken_ring_beside_a_good_one_fails_alone() {
+    const B: u16 = 6;
+    let x = FakeXen::new(4, 20);
+    let mut bounce = FakeBounce(&x);
+    let (mut atx, mut arx, mut a) = attached();
+    let (mut btx, mut brx) = (ring(), ring());
+    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    // A's producer runs more than a ring ahead (XSA-39's class); B sends a frame.
+    atx.store_u32(REQ_PROD, 300);
+    let fb = frame(1000);
+    let end = post_frame(&x, B, &mut btx, 0, 20, &fb);
+    btx.store_u32(REQ_PROD, end);
+    let mut links = [(&mut a, &mut atx[..]), (&mut b, &mut btx[..])];
+    let r = transmit_all(&x, &mut links, &mut bounce, 64);
+    assert!(matches!(r[0], Err(TxFatal::BadIndex(_))), "{:?}", r[0]);
+    assert_eq!(r[1].as_ref().unwrap().packets, vec![Packet::frame(fb)]);
+
+    // The same on RX: A's posted buffers run a ring ahead; B still gets its frame.
+    assert!(a.rxq.push(frame(100), 0));
+    assert!(b.rxq.push(frame(200), 0));
+    arx.store_u32(REQ_PROD, 300);
+    post_buffers(&x, B, &mut brx, 0, 50, 1);
+    let mut links = [(&mut a, &mut arx[..]), (&mut b, &mut brx[..])];
+    let r = receive_all(&x, &mut links, &mut bounce, 0);
+    assert!(r[0].is_err(), "{:?}", r[0]);
+    assert_eq!(r[1], Ok(true));
+    assert_eq!(x.granted_page(B, 50).unwrap()[..200], frame(200)[..]);
+}
+
+#[test]
+fn vifs_whose_packets_overflow_the_bounce_buffer_flush_between_them() {
+    // Two 40 000-byte frames of 10 slots each: 20 pages, more than the buffer's 16, so the
+    // second vif's packet waits for a second hypercall; each frame arrives whole on each side.
+    const B: u16 = 6;
+    let x = FakeXen::new(4, 20);
+    let mut bounce = FakeBounce(&x);
+    let (mut atx, mut arx, mut a) = attached();
+    let (mut btx, mut brx) = (ring(), ring());
+    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    let mut fa = frame(40_000);
+    fa[100] = 0xaa;
+    let mut fb = frame(40_000);
+    fb[100] = 0xbb;
+    let end = post_frame(&x, A, &mut atx, 0, 20, &fa);
+    atx.store_u32(REQ_PROD, end);
+    let end = post_frame(&x, B, &mut btx, 0, 20, &fb);
+    btx.store_u32(REQ_PROD, end);
+    let before = x.traps();
+    let mut links = [(&mut a, &mut atx[..]), (&mut b, &mut btx[..])];
+    let r = transmit_all(&x, &mut links, &mut bounce, 64);
+    assert_eq!(x.traps() - before, 2);
+    assert_eq!(r[0].as_ref().unwrap().packets, vec![Packet::frame(fa.clone())]);
+    assert_eq!(r[1].as_ref().unwrap().packets, vec![Packet::frame(fb.clone())]);
+
+    assert!(a.rxq.push(fb.clone(), 0));
+    assert!(b.rxq.push(fa.clone(), 0));
+    post_buffers(&x, A, &mut arx, 0, 50, 10);
+    post_buffers(&x, B, &mut brx, 0, 50, 10);
+    let before = x.traps();
+    let mut links = [(&mut a, &mut arx[..]), (&mut b, &mut brx[..])];
+    let r = receive_all(&x, &mut links, &mut bounce, 0);
+    assert_eq!(x.traps() - before, 2);
+    assert_eq!((r[0], r[1]), (Ok(true), Ok(true)));
+    let whole = |dom: u16| {
+        let mut got = Vec::new();
+        for g in 50..60 {
+            got.extend_from_slice(&x.granted_page(dom, g).unwrap());
+        }
+        got.truncate(40_000);
+        got
+    };
+    assert_eq!(whole(A), fb);
+    assert_eq!(whole(B), fa);
+}
