@@ -856,8 +856,8 @@ fn each_slot_and_each_buffer_is_one_grant_copy() {
 
 #[test]
 fn slots_that_cannot_all_start_on_fresh_pages_still_fit() {
-    // 18 slots of 2 049 bytes cannot share pages, and 18 pages are more than the buffer has:
-    // no placement; the caller then packs them back to back (split where pages end).
+    // 18 slots of 2 049 bytes cannot share pages, and 18 pages are more than a 16-page buffer
+    // has: no placement.
     let copies: Vec<tx::TxCopy> = (0..18u32)
         .map(|i| tx::TxCopy {
             gref: i,
@@ -866,8 +866,10 @@ fn slots_that_cannot_all_start_on_fresh_pages_still_fit() {
             dst: i * 2049,
         })
         .collect();
-    assert_eq!(place_tx_slots(&copies, 0, BOUNCE_PAGES * PAGE), None);
-    let (pos, end) = place_tx_slots(&copies[..16], 0, BOUNCE_PAGES * PAGE).unwrap();
+    assert_eq!(place_tx_slots(&copies, 0, 16 * PAGE), None);
+    let (pos, end) = place_tx_slots(&copies[..16], 0, 16 * PAGE).unwrap();
+    // The buffer dom0 has takes them one per page.
+    assert!(place_tx_slots(&copies, 0, BOUNCE_PAGES * PAGE).is_some());
     assert_eq!(pos[1], PAGE);
     assert_eq!(end, 15 * PAGE + 2049);
     // A slot that fits in what is left of the page follows the one before it.
@@ -885,11 +887,12 @@ fn slots_that_cannot_all_start_on_fresh_pages_still_fit() {
 }
 
 #[test]
-fn a_packet_of_many_half_page_slots_is_packed_back_to_back() {
+fn a_packet_of_many_half_page_slots_is_one_copy_per_slot() {
     let x = FakeXen::new(4, 20);
     let (mut txp, _rxp, mut link) = attached();
     let mut bounce = FakeBounce(&x);
-    // 18 slots (`NR_SLOTS_MIN`) of 2 049 bytes: placed one per page they would need 18 pages.
+    // 18 slots (`NR_SLOTS_MIN`) of 2 049 bytes: no two share a page of the bounce buffer, which
+    // has a page for each.
     let f = frame(18 * 2049);
     for i in 0..18u32 {
         let part = &f[i as usize * 2049..(i as usize + 1) * 2049];
@@ -910,6 +913,10 @@ fn a_packet_of_many_half_page_slots_is_packed_back_to_back() {
     let t = link.transmit(&x, &mut txp[..], &mut bounce, 64).unwrap();
     assert_eq!(frames(&mut link, &t), vec![f]);
     assert_eq!(link.counters.tx_packets, 1);
+    assert_eq!(
+        (link.counters.grant_copies, link.counters.copy_hypercalls),
+        (18, 1)
+    );
 }
 
 /// Post `f` on a TX ring from request `index` on, a page-sized slot per grant from `gref` on;
@@ -1035,46 +1042,64 @@ fn a_broken_ring_beside_a_good_one_fails_alone() {
 
 #[test]
 fn vifs_whose_packets_overflow_the_bounce_buffer_flush_between_them() {
-    // Two 40 000-byte frames of 10 slots each: 20 pages, more than the buffer's 16, so the
-    // second vif's packet waits for a second hypercall; each frame arrives whole on each side.
+    // Three 60 000-byte frames of 15 slots per vif: 90 pages, more than the buffer's 64, so
+    // the second vif's last two packets wait for a second hypercall, each way; every frame
+    // arrives whole on its side.
     const B: u16 = 6;
+    const LEN: usize = 60_000;
     let x = FakeXen::new(4, 20);
     let mut bounce = FakeBounce(&x);
     let (mut atx, mut arx, mut a) = attached();
     let (mut btx, mut brx) = (ring(), ring());
     let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
-    let mut fa = frame(40_000);
-    fa[100] = 0xaa;
-    let mut fb = frame(40_000);
-    fb[100] = 0xbb;
-    let end = post_frame(&x, A, &mut atx, 0, 20, &fa);
-    atx.store_u32(REQ_PROD, end);
-    let end = post_frame(&x, B, &mut btx, 0, 20, &fb);
-    btx.store_u32(REQ_PROD, end);
+    let mark = |m: u8| {
+        let mut f = frame(LEN);
+        f[100] = m;
+        f
+    };
+    let fa: Vec<Vec<u8>> = (0..3).map(|k| mark(0xa0 + k)).collect();
+    let fb: Vec<Vec<u8>> = (0..3).map(|k| mark(0xb0 + k)).collect();
+    let (mut ia, mut ib) = (0, 0);
+    for k in 0..3 {
+        ia = post_frame(&x, A, &mut atx, ia, 20 + 15 * k as u32, &fa[k]);
+        ib = post_frame(&x, B, &mut btx, ib, 20 + 15 * k as u32, &fb[k]);
+    }
+    atx.store_u32(REQ_PROD, ia);
+    btx.store_u32(REQ_PROD, ib);
     let before = x.traps();
     let mut links = [(&mut a, &mut atx[..]), (&mut b, &mut btx[..])];
     let r = transmit_all(&x, &mut links, &mut bounce, 64);
     assert_eq!(x.traps() - before, 2);
-    assert_eq!(r[0].as_ref().unwrap().packets, vec![Packet::frame(fa.clone())]);
-    assert_eq!(r[1].as_ref().unwrap().packets, vec![Packet::frame(fb.clone())]);
+    let sent = |t: &Transmitted| t.packets.iter().map(|p| p.data.clone()).collect::<Vec<_>>();
+    assert_eq!(sent(r[0].as_ref().unwrap()), fa);
+    assert_eq!(sent(r[1].as_ref().unwrap()), fb);
+    assert_eq!(
+        (a.counters.copy_hypercalls, b.counters.copy_hypercalls),
+        (1, 2)
+    );
 
-    assert!(a.rxq.push(fb.clone(), 0));
-    assert!(b.rxq.push(fa.clone(), 0));
-    post_buffers(&x, A, &mut arx, 0, 50, 10);
-    post_buffers(&x, B, &mut brx, 0, 50, 10);
+    for k in 0..3 {
+        assert!(a.rxq.push(fb[k].clone(), 0));
+        assert!(b.rxq.push(fa[k].clone(), 0));
+    }
+    post_buffers(&x, A, &mut arx, 0, 100, 45);
+    post_buffers(&x, B, &mut brx, 0, 100, 45);
     let before = x.traps();
     let mut links = [(&mut a, &mut arx[..]), (&mut b, &mut brx[..])];
     let r = receive_all(&x, &mut links, &mut bounce, 0);
     assert_eq!(x.traps() - before, 2);
     assert_eq!((r[0], r[1]), (Ok(true), Ok(true)));
-    let whole = |dom: u16| {
-        let mut got = Vec::new();
-        for g in 50..60 {
-            got.extend_from_slice(&x.granted_page(dom, g).unwrap());
+    let got = |dom: u16, k: u32| {
+        let mut f = Vec::new();
+        for g in 100 + 15 * k..115 + 15 * k {
+            f.extend_from_slice(&x.granted_page(dom, g).unwrap());
         }
-        got.truncate(40_000);
-        got
+        f.truncate(LEN);
+        f
     };
-    assert_eq!(whole(A), fb);
-    assert_eq!(whole(B), fa);
+    for k in 0..3 {
+        assert_eq!(got(A, k as u32), fb[k]);
+        assert_eq!(got(B, k as u32), fa[k]);
+    }
+    assert_eq!((a.counters.rx_packets, b.counters.rx_packets), (3, 3));
 }
