@@ -73,6 +73,13 @@ pub fn cpu_page(
         }
     }
     let _ = write!(out, " hc_other={other}");
+    // Each of dom0's vCPUs' running time (`VCPUOP_get_runstate_info`): the service loop's
+    // vCPU 0 apart from the watchdog's vCPU 1, which `d0_ns` adds together.
+    for id in (0..).take_while(|&id| crate::percpu::cpu(id).is_some()) {
+        if let Ok(r) = xen::ops::vcpu_runstate(x, id as u32) {
+            let _ = write!(out, " d0v{id}_run_ns={}", r.time_ns[0]);
+        }
+    }
     let mut shown: alloc::vec::Vec<DomId> = alloc::vec::Vec::new();
     for d in core::iter::once(0).chain(domains.filter(|&d| d != 0)) {
         if let Ok(i) = domctl::getdomaininfo(x, v, d) {

@@ -222,6 +222,9 @@ pub struct Dom0Window {
     pub passes: u64,
     pub tsc_reads: u64,
     pub hypercalls: Vec<(String, u64)>,
+    /// Each of dom0's vCPUs' running time (`d0v<N>_run_ns`), s: the service loop's vCPU 0, the
+    /// watchdog's vCPU 1. Empty with a dom0 that does not say.
+    pub dom0_vcpus_s: Vec<f64>,
 }
 
 impl Dom0Window {
@@ -249,6 +252,12 @@ impl Dom0Window {
             tsc_reads: delta("tsc_reads")?,
             ..Dom0Window::default()
         };
+        for id in 0.. {
+            match delta(&format!("d0v{id}_run_ns")) {
+                Some(d) => w.dom0_vcpus_s.push(s(d)),
+                None => break,
+            }
+        }
         for (k, _) in &a {
             if let Some(id) = k.strip_prefix('d').and_then(|r| r.strip_suffix("_ns")) {
                 if let (Ok(id), Some(d)) = (id.parse::<u16>(), delta(k))
@@ -301,6 +310,15 @@ impl Dom0Window {
 impl std::fmt::Display for Dom0Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:.2} s: dom0 {:.2} s", self.window_s, self.dom0_s)?;
+        if !self.dom0_vcpus_s.is_empty() {
+            let v: Vec<String> = self
+                .dom0_vcpus_s
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("vCPU{i} {t:.2} s"))
+                .collect();
+            write!(f, " ({})", v.join(", "))?;
+        }
         for (n, t) in &self.domus_s {
             write!(f, ", {n} {t:.2} s")?;
         }
@@ -1153,6 +1171,21 @@ mod tests {
             shown.ends_with("hypercalls grant_table_op 800 sched_op 1000"),
             "{shown}"
         );
+        assert!(w.dom0_vcpus_s.is_empty());
+        // With dom0's vCPUs' running times: each one's share, named in the line; a vCPU only
+        // one read has is left out with those after it.
+        let v = |t: &str, r0: u64, r1: u64| format!("{t} d0v0_run_ns={r0} d0v1_run_ns={r1}");
+        let w = Dom0Window::parse(&v(before, 0, 0), &v(after, 3_500_000_000, 500_000_000))
+            .unwrap();
+        assert_eq!(w.dom0_vcpus_s, vec![3.5, 0.5]);
+        assert_eq!(w.domus_s.len(), 2, "{:?}", w.domus_s);
+        assert!(
+            w.to_string()
+                .starts_with("10.00 s: dom0 4.00 s (vCPU0 3.50 s, vCPU1 0.50 s), d1 2.00 s"),
+            "{w}"
+        );
+        let w = Dom0Window::parse(&v(before, 0, 0), &format!("{after} d0v0_run_ns=7")).unwrap();
+        assert_eq!(w.dom0_vcpus_s, vec![7e-9]);
         // A lost or garbled read, a counter going backwards, a key missing: no window.
         assert_eq!(Dom0Window::parse("", after), None);
         assert_eq!(Dom0Window::parse(before, "now_ns=x"), None);
