@@ -571,8 +571,8 @@ impl Toolstack<'_> {
             } else {
                 &ports[..ports.len().min(128)]
             };
-            // The notifications the last pass owes (frames delivered into guests, xenstore
-            // replies) go in the same trap as the poll: a multicall. A send that fails (the
+            // The notifications the last pass owes (TX responses and frames delivered to
+            // netfronts, xenstore replies) go in the same trap as the poll: a multicall. A send that fails (the
             // port closed since) loses nothing: that DomU is gone.
             let mut sends = core::mem::take(&mut self.sends);
             sends.extend(self.net.take_notifications());

@@ -1175,8 +1175,7 @@ mod tests {
         // With dom0's vCPUs' running times: each one's share, named in the line; a vCPU only
         // one read has is left out with those after it.
         let v = |t: &str, r0: u64, r1: u64| format!("{t} d0v0_run_ns={r0} d0v1_run_ns={r1}");
-        let w = Dom0Window::parse(&v(before, 0, 0), &v(after, 3_500_000_000, 500_000_000))
-            .unwrap();
+        let w = Dom0Window::parse(&v(before, 0, 0), &v(after, 3_500_000_000, 500_000_000)).unwrap();
         assert_eq!(w.dom0_vcpus_s, vec![3.5, 0.5]);
         assert_eq!(w.domus_s.len(), 2, "{:?}", w.domus_s);
         assert!(

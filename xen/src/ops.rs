@@ -455,12 +455,6 @@ pub fn evtchn_send(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> 
     port_op(h, EVTCHNOP_SEND, port)
 }
 
-/// Notify every port of `ports`: one trap (a multicall) however many there are. Each send's
-/// result (0 or -errno), in order.
-pub fn evtchn_send_all(h: &dyn Hypercall, ports: &[EvtchnPort]) -> Result<Vec<i64>, XenError> {
-    send_then_poll(h, ports, &[], 0)
-}
-
 /// Close a port.
 pub fn evtchn_close(h: &dyn Hypercall, port: EvtchnPort) -> Result<(), XenError> {
     port_op(h, EVTCHNOP_CLOSE, port)

@@ -225,8 +225,8 @@ pub struct Net {
     /// Domains that were on the switch and stopped: their CPU time when dom0 found them
     /// stopped (`/cpu.txt` goes on showing it: a reader's second read may come after).
     stopped_cpu: Vec<(DomId, u64)>,
-    /// RX notifications owed to frontends: sent with the loop's next `SCHEDOP_poll` in one
-    /// multicall (`take_notifications`), not one trap each.
+    /// TX and RX notifications owed to frontends: sent with the loop's next `SCHEDOP_poll` in
+    /// one multicall (`take_notifications`), not one trap each.
     notify: Vec<EvtchnPort>,
 }
 
@@ -450,7 +450,7 @@ impl Net {
         self.vifs.iter().any(|v| v.more)
     }
 
-    /// The RX notifications this pass owes (see `notify`), for the loop to send.
+    /// The notifications this pass owes the frontends (see `notify`), for the loop to send.
     pub fn take_notifications(&mut self) -> Vec<EvtchnPort> {
         core::mem::take(&mut self.notify)
     }
@@ -465,37 +465,29 @@ impl Net {
         self.uplink_receive(now_ns);
         // Every connected vif's TX ring at once: their copies share hypercalls
         // (`netback::vif::transmit_all`).
-        let mut on: Vec<usize> = Vec::new();
-        let mut pages: Vec<SharedPage> = Vec::new();
-        for (k, v) in self.vifs.iter_mut().enumerate() {
+        for v in &mut self.vifs {
             v.more = false;
-            if let Some(a) = v.att.as_ref() {
-                on.push(k);
-                pages.push(SharedPage::at_slot(a.slots[0]));
-            }
         }
-        let results = {
-            let mut links: Vec<(&mut Link, &mut SharedPage)> = self
-                .vifs
-                .iter_mut()
-                .filter_map(|v| v.att.as_mut().map(|a| &mut a.link))
-                .zip(pages.iter_mut())
-                .collect();
-            netback::vif::transmit_all(x, &mut links, &mut self.bounce, TX_BUDGET)
-        };
-        // A sender hears of its TX responses at once, before dom0 moves its packets on: Xen
-        // usually runs it right away, and it frees its buffers and queues more while dom0
-        // works (Linux's TCP small queues hold a sender back until its buffers are freed).
-        // Measured: deferring this to the end of the pass cut DomU -> dom0 from 1.8 to
-        // 0.8-1.2 MiB/s (`cargo image bench-net`). All of them in one trap (a multicall).
-        let sends: Vec<EvtchnPort> = on
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.as_ref().is_ok_and(|t| t.notify))
-            .filter_map(|(&k, _)| self.vifs[k].att.as_ref().map(|a| a.ports[0]))
-            .collect();
-        if !sends.is_empty() {
-            let _ = ops::evtchn_send_all(x, &sends);
+        let (on, mut pages) = self.rings(0);
+        let results = netback::vif::transmit_all(
+            x,
+            &mut links(&mut self.vifs, &mut pages),
+            &mut self.bounce,
+            TX_BUDGET,
+        );
+        // A sender hears of its TX responses with the pass's RX notifications, in the loop's
+        // next trap (`take_notifications`): a guest whose TX and RX ports are both pending
+        // takes one upcall for both (an IPI or a wakeup and an EOI write, each an emulated VM
+        // exit on the bench), and dom0 one trap less. Measured on 2 CPUs (`cargo image
+        // bench-net`, 3 runs each): DomU -> dom0 12-14 -> 16-21 MiB/s, DomU -> DomU 5.5-9.9 ->
+        // 8.2-10.7 MiB/s, dom0's traps per pass 5.0 -> 4.1. (On 1 CPU and an older dom0,
+        // sending them at the end of the pass had cut DomU -> dom0 from 1.8 to 0.8-1.2 MiB/s.)
+        for (&k, r) in on.iter().zip(&results) {
+            if r.as_ref().is_ok_and(|t| t.notify)
+                && let Some(a) = self.vifs[k].att.as_ref()
+            {
+                super::owe(&mut self.notify, a.ports[0]);
+            }
         }
         for (k, r) in on.into_iter().zip(results) {
             match r {
@@ -552,23 +544,13 @@ impl Net {
             }
         }
         // Every connected vif's RX ring at once, the copies together (`receive_all`).
-        let mut on: Vec<usize> = Vec::new();
-        let mut pages: Vec<SharedPage> = Vec::new();
-        for (k, v) in self.vifs.iter().enumerate() {
-            if let Some(a) = v.att.as_ref() {
-                on.push(k);
-                pages.push(SharedPage::at_slot(a.slots[1]));
-            }
-        }
-        let results = {
-            let mut links: Vec<(&mut Link, &mut SharedPage)> = self
-                .vifs
-                .iter_mut()
-                .filter_map(|v| v.att.as_mut().map(|a| &mut a.link))
-                .zip(pages.iter_mut())
-                .collect();
-            netback::vif::receive_all(x, &mut links, &mut self.bounce, now_ns)
-        };
+        let (on, mut pages) = self.rings(1);
+        let results = netback::vif::receive_all(
+            x,
+            &mut links(&mut self.vifs, &mut pages),
+            &mut self.bounce,
+            now_ns,
+        );
         for (k, r) in on.into_iter().zip(results) {
             let Some(att) = self.vifs[k].att.as_ref() else {
                 continue;
@@ -591,6 +573,15 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// The connected vifs (their indices) and their TX (`ring` 0) or RX (1) ring pages.
+    fn rings(&self, ring: usize) -> (Vec<usize>, Vec<SharedPage>) {
+        self.vifs
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| Some((k, SharedPage::at_slot(v.att.as_ref()?.slots[ring]))))
+            .unzip()
     }
 
     /// Hand `pkt` to the ports the switch chooses. A GSO packet goes whole to a vif whose
@@ -820,6 +811,17 @@ fn attach(
             fail(x, &handles, format!("rings: {e:?}"))
         }
     }
+}
+
+/// The connected vifs' links, each with its ring page from `pages` (see `Net::rings`).
+fn links<'a>(
+    vifs: &'a mut [NetVif],
+    pages: &'a mut [SharedPage],
+) -> Vec<(&'a mut Link, &'a mut SharedPage)> {
+    vifs.iter_mut()
+        .filter_map(|v| v.att.as_mut().map(|a| &mut a.link))
+        .zip(pages.iter_mut())
+        .collect()
 }
 
 /// `v` itself for the last port a packet goes to, a copy for the others (unicast: the only

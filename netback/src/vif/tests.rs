@@ -66,10 +66,15 @@ fn ring() -> Vec<u8> {
     p
 }
 
-/// Fresh TX and RX rings and a link attached to them with [`cfg`].
+/// Fresh TX and RX rings and a link of domain `A` attached to them with [`cfg`].
 fn attached() -> (Vec<u8>, Vec<u8>, Link) {
+    attached_as(A)
+}
+
+/// [`attached`] for domain `dom`.
+fn attached_as(dom: u16) -> (Vec<u8>, Vec<u8>, Link) {
     let (txp, rxp) = (ring(), ring());
-    let link = Link::attach(A, cfg(), &txp[..], &rxp[..]).unwrap();
+    let link = Link::attach(dom, cfg(), &txp[..], &rxp[..]).unwrap();
     (txp, rxp, link)
 }
 
@@ -934,7 +939,11 @@ fn post_frame(x: &FakeXen, dom: u16, txp: &mut [u8], index: u32, gref: u32, f: &
                 offset: 0,
                 flags: if k + 1 < n { NETTXF_MORE_DATA } else { 0 },
                 id: (index + k) as u16,
-                size: if k == 0 { f.len() as u16 } else { chunk.len() as u16 },
+                size: if k == 0 {
+                    f.len() as u16
+                } else {
+                    chunk.len() as u16
+                },
             },
         );
     }
@@ -963,8 +972,7 @@ fn two_vifs_share_one_grant_copy_hypercall_each_way() {
     let x = FakeXen::new(4, 20);
     let mut bounce = FakeBounce(&x);
     let (mut atx, mut arx, mut a) = attached();
-    let (mut btx, mut brx) = (ring(), ring());
-    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    let (mut btx, mut brx, mut b) = attached_as(B);
     let (fa, fb) = (frame(6000), frame(300));
     let end = post_frame(&x, A, &mut atx, 0, 20, &fa);
     atx.store_u32(REQ_PROD, end);
@@ -974,7 +982,11 @@ fn two_vifs_share_one_grant_copy_hypercall_each_way() {
     let before = x.traps();
     let mut links = [(&mut a, &mut atx[..]), (&mut b, &mut btx[..])];
     let r = transmit_all(&x, &mut links, &mut bounce, 64);
-    assert_eq!(x.traps() - before, 1, "both vifs' copies in one GNTTABOP_copy");
+    assert_eq!(
+        x.traps() - before,
+        1,
+        "both vifs' copies in one GNTTABOP_copy"
+    );
     let (ta, tb) = (r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
     assert_eq!(ta.packets, vec![Packet::frame(fa.clone())]);
     assert_eq!(tb.packets, vec![Packet::frame(fb.clone())]);
@@ -1000,7 +1012,11 @@ fn two_vifs_share_one_grant_copy_hypercall_each_way() {
     let before = x.traps();
     let mut links = [(&mut a, &mut arx[..]), (&mut b, &mut brx[..])];
     let r = receive_all(&x, &mut links, &mut bounce, 0);
-    assert_eq!(x.traps() - before, 1, "both deliveries in one GNTTABOP_copy");
+    assert_eq!(
+        x.traps() - before,
+        1,
+        "both deliveries in one GNTTABOP_copy"
+    );
     assert_eq!((r[0], r[1]), (Ok(true), Ok(true)));
     assert_eq!(x.granted_page(A, 50).unwrap()[..300], fb[..]);
     let mut got = x.granted_page(B, 50).unwrap();
@@ -1016,8 +1032,7 @@ fn a_broken_ring_beside_a_good_one_fails_alone() {
     let x = FakeXen::new(4, 20);
     let mut bounce = FakeBounce(&x);
     let (mut atx, mut arx, mut a) = attached();
-    let (mut btx, mut brx) = (ring(), ring());
-    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    let (mut btx, mut brx, mut b) = attached_as(B);
     // A's producer runs more than a ring ahead (XSA-39's class); B sends a frame.
     atx.store_u32(REQ_PROD, 300);
     let fb = frame(1000);
@@ -1050,8 +1065,7 @@ fn vifs_whose_packets_overflow_the_bounce_buffer_flush_between_them() {
     let x = FakeXen::new(4, 20);
     let mut bounce = FakeBounce(&x);
     let (mut atx, mut arx, mut a) = attached();
-    let (mut btx, mut brx) = (ring(), ring());
-    let mut b = Link::attach(B, cfg(), &btx[..], &brx[..]).unwrap();
+    let (mut btx, mut brx, mut b) = attached_as(B);
     let mark = |m: u8| {
         let mut f = frame(LEN);
         f[100] = m;
