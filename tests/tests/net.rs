@@ -34,7 +34,10 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             spec(
                 ALPHA,
                 BETA.2,
-                &format!(" domu-tcp-send={}:5001:{TCP_MIB}", BETA.2),
+                &format!(
+                    " domu-tcp-send={}:5001:{TCP_MIB} domu-dom0-cpu=10.0.0.254",
+                    BETA.2
+                ),
             )
             // Native TSC (xl.cfg's tsc_mode=native): under QEMU's software CPU Xen would
             // otherwise trap every clock read of the guests, a third of the transfer's time.
@@ -210,6 +213,32 @@ fn two_domus_ping_each_other(xen: XenVersion, tcp: bool) {
             );
         }
         check!(out, b.rx_backlog_peak_bytes > 0, "{b:?}");
+        // dom0's `/cpu.txt`, read by alpha before and after its transfer: dom0 served passes
+        // and grant copies in between, and Xen's two accounts of dom0's CPU agree (the
+        // domain's `cpu_time` from XEN_DOMCTL_getdomaininfo, the sum of its vCPUs' running
+        // time from VCPUOP_get_runstate_info; read a moment apart, so within 50 ms).
+        let w = image::netbench::Dom0Window::parse(
+            &line("alpha", "DOMU-INIT: dom0 cpu before tcp send: "),
+            &line("alpha", "DOMU-INIT: dom0 cpu after tcp send: "),
+        );
+        check!(out, w.is_some(), "no /cpu.txt window around the transfer");
+        if let Some(w) = w {
+            let vcpus = tests::dom0(&out).vcpus as usize;
+            let sum: f64 = w.dom0_vcpus_s.iter().sum();
+            let hc = |k: &str| w.hypercalls.iter().find(|(n, _)| n == k).map_or(0, |h| h.1);
+            check!(
+                out,
+                w.passes > 0 && hc("grant_table_op") > 0 && w.window_s > 0.0,
+                "{w:?}"
+            );
+            check!(
+                out,
+                w.dom0_vcpus_s.len() == vcpus && (w.dom0_s - sum).abs() < 0.05,
+                "dom0 {} s, its {vcpus} vCPUs {:?}",
+                w.dom0_s,
+                w.dom0_vcpus_s
+            );
+        }
         // GSO end to end: alpha's netfront sent large TCP packets (`feature-gso-tcpv4`), and
         // beta's, which asked for GSO on RX, got them whole (a GSO extra slot each) with the
         // MD5 above still equal; none were refused on either side.
