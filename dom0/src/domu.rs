@@ -486,6 +486,8 @@ impl Toolstack<'_> {
                 domain::introduce(&mut self.server, b.domid, b.store_pfn, b.store_port.0)
             });
         let _ = self.server.take_domain_events();
+        // The new vifs look at their frontends once (dom0 wrote their first state itself).
+        self.store_activity = true;
         if let Err(m) = r {
             self.teardown_parts(b.domid, store_local, console_local, slots);
             return Err(format!("xenstore: {m}"));
@@ -602,9 +604,13 @@ impl Toolstack<'_> {
                 worked[k] = self.running[k].console.lines != lines_before;
                 worked[k] |= self.service_store(k);
             }
-            // The vifs: handshakes first (the frontends' xenstore writes were just served),
-            // then frames; what dom0 wrote to xenstore goes out as watch events.
-            self.net.poll(&x, &mut self.server, &mut self.free_slots);
+            // The vifs: handshakes first, after a pass that served xenstore requests (a
+            // frontend's state changes only through its own; before, every pass read every
+            // frontend's `state` node), then frames; what dom0 wrote to xenstore goes out as
+            // watch events.
+            if core::mem::take(&mut self.store_activity) {
+                self.net.poll(&x, &mut self.server, &mut self.free_slots);
+            }
             self.net
                 .service(&x, &mut self.server, &mut self.free_slots, t);
             // A kick counts towards the storm guard only when serving that DomU found nothing
