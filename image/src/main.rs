@@ -92,6 +92,10 @@ enum Cmd {
         /// parameters at boot): to see what the guests' own TCP settings do to the result.
         #[arg(long, default_value = "")]
         guest_cmdline: String,
+        /// An extra word for Xen's command line in both Xen boots (repeatable), e.g.
+        /// `bootscrub=idle`.
+        #[arg(long = "xen-arg", allow_hyphen_values = true)]
+        xen_args: Vec<String>,
         /// Whole measurements back to back; prints each and the medians (this host's load
         /// moves the baseline between boots, so compare medians of several runs).
         #[arg(long, default_value_t = 1)]
@@ -310,9 +314,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             no_uplink,
             tsc_mode,
             guest_cmdline,
+            xen_args,
             runs,
         } => {
             let cfg = image::netbench::NetBenchConfig {
+                xen_args,
                 guest_cmdline: match guest_cmdline.trim() {
                     "" => String::new(),
                     t => format!(" {t}"),
@@ -563,6 +569,23 @@ mod tests {
         };
         assert_eq!((smp, mib, runs, no_uplink), (2, 64, 1, false));
         assert_eq!(uplink, image::UplinkNic::VirtioNet);
+        // Xen's own command line is Xen's default unless asked; each word as given.
+        let xen_args = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Cmd::BenchNet { xen_args, .. } => xen_args,
+            _ => panic!("not bench-net"),
+        };
+        assert!(xen_args(&["image", "bench-net"]).is_empty());
+        assert_eq!(
+            xen_args(&[
+                "image",
+                "bench-net",
+                "--xen-arg",
+                "bootscrub=1",
+                "--xen-arg",
+                "sched=credit"
+            ]),
+            ["bootscrub=1", "sched=credit"]
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct NetBenchConfig {
     /// with a leading space or empty: e.g. ` sysctl.net.ipv4.tcp_tso_rtt_log=0` to see how
     /// the guests' TCP sizing moves the result (Linux reads `sysctl.*` parameters at boot).
     pub guest_cmdline: String,
+    /// Extra words for Xen's command line, in both Xen boots.
+    pub xen_args: Vec<String>,
     /// Whole measurements (Xen boots and baseline boot) back to back; the medians are the
     /// result. This host's load moves the baseline by 2x between boots, so one pair says little.
     pub runs: u32,
@@ -203,6 +205,8 @@ pub struct NetBenchResult {
     pub tsc_emulated: bool,
     /// What `--guest-cmdline` added to the guests' kernel command lines (empty: nothing).
     pub guest_cmdline: String,
+    /// The extra words on Xen's command line (`--xen-arg`).
+    pub xen_args: Vec<String>,
 }
 
 /// What dom0's `/cpu.txt` changed by over a transfer (the sender reads it before and after):
@@ -658,6 +662,7 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
         domus: vec![gamma.parse::<DomuSpec>().map_err(anyhow::Error::msg)?],
         dom0_args: vec![format!("nic={}", nic.sbdf()), "ip=dhcp".into()],
         run_name: Some(format!("bench-net-uplink-{mib}m")),
+        xen_args: cfg.xen_args.clone(),
         nic_forward: crate::qemu::NicForward {
             model: nic.qemu_model().to_string(),
             http_port: None,
@@ -745,16 +750,21 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         quiet: true,
         domus,
         run_name: Some(format!("bench-net-{mib}m")),
+        xen_args: cfg.xen_args.clone(),
         ..RunConfig::default()
     };
     println!(
         "bench-net: Xen {} on {} CPUs, two Debian DomUs on dom0's switch (tsc_mode={tsc}), {mib} \
-         MiB per transfer{}",
+         MiB per transfer{}{}",
         cfg.xen.as_str(),
         cfg.smp,
         match cfg.guest_cmdline.trim() {
             "" => String::new(),
             t => format!("; the guests' command lines add {t:?}"),
+        },
+        match cfg.xen_args.as_slice() {
+            [] => String::new(),
+            a => format!("; Xen's command line adds {:?}", a.join(" ")),
         }
     );
     let out = run_measured(&rc)?;
@@ -783,6 +793,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     r.cpus = cfg.smp;
     r.tsc_mode = tsc.to_string();
     r.guest_cmdline = cfg.guest_cmdline.trim().to_string();
+    r.xen_args.clone_from(&cfg.xen_args);
     r.tsc_emulated = domus.iter().any(|d| d.tsc_emulated);
     if let Some(d) = domus.iter().find(|d| d.tsc_mode != tsc) {
         bail!(
