@@ -455,9 +455,9 @@ pub fn transmit_all<P: RingPage + ?Sized>(
                 };
                 match placed {
                     Some(placed) => (pos, used) = placed,
-                    // Cannot happen: its at most `NR_SLOTS_MIN` data slots each fit on a fresh
-                    // page of the empty buffer (checked at build time, below). Refused, not
-                    // trusted, if it ever did.
+                    // Cannot happen: a packet's at most `NR_SLOTS_MIN` data slots each fit on
+                    // a fresh page of the empty buffer (checked at build time, at
+                    // `BOUNCE_PAGES`). Refused, not trusted, if it ever did.
                     None => p.dropped = Some(TxDrop::TooManySlots(p.copies.len())),
                 }
             }
