@@ -1000,7 +1000,7 @@ fn two_vifs_share_one_grant_copy_hypercall_each_way() {
         (2, 1),
         "each vif counts its own ops"
     );
-    // Every slot answered OKAY on its own ring.
+    // Every slot answered, each on its own ring.
     assert_eq!(atx.load_u32(RSP_PROD), 2);
     assert_eq!(btx.load_u32(RSP_PROD), 1);
 
