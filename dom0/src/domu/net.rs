@@ -479,7 +479,7 @@ impl Net {
         // next trap (`take_notifications`): a guest whose TX and RX ports are both pending
         // takes one upcall for both (an IPI or a wakeup and an EOI write, each an emulated VM
         // exit on the bench), and dom0 one trap less. Measured on 2 CPUs (`cargo image
-        // bench-net`, 3 runs each): DomU -> dom0 10-14 -> 16-21 MiB/s, DomU -> DomU 5.5-9.9 ->
+        // bench-net`, 3 runs each): DomU -> dom0 9-14 -> 16-21 MiB/s, DomU -> DomU 5.5-9.9 ->
         // 8.2-10.7 MiB/s, dom0's traps per pass 5.0 -> 4.1. (On 1 CPU and an older dom0,
         // sending them at the end of the pass had cut DomU -> dom0 from 1.8 to 0.8-1.2 MiB/s.)
         for (&k, r) in on.iter().zip(&results) {
