@@ -92,8 +92,13 @@ enum Cmd {
         /// parameters at boot): to see what the guests' own TCP settings do to the result.
         #[arg(long, default_value = "")]
         guest_cmdline: String,
-        /// An extra word for Xen's command line in both Xen boots (repeatable), e.g.
-        /// `bootscrub=idle`.
+        /// Xen's scheduler in both Xen boots. credit1 by default: under QEMU's multi-threaded
+        /// TCG a busy host can deschedule an emulated CPU holding credit2's one runqueue lock
+        /// while the other spins on it (see docs/NETBENCH.md).
+        #[arg(long, value_enum, default_value_t = image::netbench::XenSched::Credit)]
+        sched: image::netbench::XenSched,
+        /// An extra word for Xen's command line in both Xen boots (repeatable, after the
+        /// scheduler's), e.g. `bootscrub=idle`.
         #[arg(long = "xen-arg", allow_hyphen_values = true)]
         xen_args: Vec<String>,
         /// Whole measurements back to back; prints each and the medians (this host's load
@@ -314,10 +319,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             no_uplink,
             tsc_mode,
             guest_cmdline,
+            sched,
             xen_args,
             runs,
         } => {
             let cfg = image::netbench::NetBenchConfig {
+                sched,
                 xen_args,
                 guest_cmdline: match guest_cmdline.trim() {
                     "" => String::new(),
@@ -569,7 +576,36 @@ mod tests {
         };
         assert_eq!((smp, mib, runs, no_uplink), (2, 64, 1, false));
         assert_eq!(uplink, image::UplinkNic::VirtioNet);
-        // Xen's own command line is Xen's default unless asked; each word as given.
+        // Xen's command line: the scheduler (credit1 unless asked), then each `--xen-arg`
+        // word as given, so that a `sched=` among them wins.
+        let words = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Cmd::BenchNet {
+                sched, xen_args, ..
+            } => image::netbench::NetBenchConfig {
+                xen: image::XenVersion::V4_20,
+                mib: 1,
+                timeout: std::time::Duration::from_secs(1),
+                baseline_only: false,
+                smp: 2,
+                uplink: None,
+                tsc_mode: toolstack::bundle::TscMode::Native,
+                guest_cmdline: String::new(),
+                sched,
+                xen_args,
+                runs: 1,
+            }
+            .xen_words(),
+            _ => panic!("not bench-net"),
+        };
+        assert_eq!(words(&["image", "bench-net"]), ["sched=credit"]);
+        assert_eq!(
+            words(&["image", "bench-net", "--sched", "credit2"]),
+            ["sched=credit2"]
+        );
+        assert_eq!(
+            words(&["image", "bench-net", "--xen-arg", "sched=credit2"]),
+            ["sched=credit", "sched=credit2"]
+        );
         let xen_args = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
             Cmd::BenchNet { xen_args, .. } => xen_args,
             _ => panic!("not bench-net"),

@@ -19,6 +19,35 @@ use serde::Serialize;
 use crate::qemu::{path_arg, run_qemu};
 use crate::{DomuSpec, Outcome, RunConfig, XenVersion, run, target_dir};
 
+/// Xen's scheduler in the bench's Xen boots (`sched=` on Xen's command line).
+///
+/// credit1 by default. Under QEMU's multi-threaded TCG each emulated CPU is a host thread the
+/// host may deschedule at any instruction, also while it holds one of Xen's spinlocks, and the
+/// other emulated CPU then spins until that thread runs again: lock-holder preemption, which
+/// a real machine does not have. credit2 (Xen's default) keeps one runqueue, and one lock,
+/// for both pCPUs and takes it on every wakeup and every scheduling decision; in a register
+/// profile of DomU -> host (eleventh session) 4-6% of both CPUs' samples sat in its `pause`
+/// loop. credit1 has a runqueue per pCPU and steals work with a trylock. With the host kept
+/// busy (a process burning 30% of one of its two cores) DomU -> DomU was 35, 117, 46% of the
+/// baseline under credit2 and 82, 70, 74% under credit1 (`docs/NETBENCH.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+pub enum XenSched {
+    /// credit1 (`sched=credit`): a runqueue per pCPU.
+    #[default]
+    Credit,
+    /// credit2 (`sched=credit2`), Xen 4.17's and 4.20's own default.
+    Credit2,
+}
+
+impl XenSched {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XenSched::Credit => "credit",
+            XenSched::Credit2 => "credit2",
+        }
+    }
+}
+
 /// Settings.
 #[derive(Debug, Clone)]
 pub struct NetBenchConfig {
@@ -40,11 +69,23 @@ pub struct NetBenchConfig {
     /// with a leading space or empty: e.g. ` sysctl.net.ipv4.tcp_tso_rtt_log=0` to see how
     /// the guests' TCP sizing moves the result (Linux reads `sysctl.*` parameters at boot).
     pub guest_cmdline: String,
-    /// Extra words for Xen's command line, in both Xen boots.
+    /// Xen's scheduler in both Xen boots.
+    pub sched: XenSched,
+    /// Extra words for Xen's command line, in both Xen boots (after `sched=`: a `sched=`
+    /// among them wins).
     pub xen_args: Vec<String>,
     /// Whole measurements (Xen boots and baseline boot) back to back; the medians are the
     /// result. This host's load moves the baseline by 2x between boots, so one pair says little.
     pub runs: u32,
+}
+
+impl NetBenchConfig {
+    /// The words added to Xen's command line: the scheduler, then `--xen-arg`'s.
+    pub fn xen_words(&self) -> Vec<String> {
+        let mut w = vec![format!("sched={}", self.sched.as_str())];
+        w.extend(self.xen_args.iter().cloned());
+        w
+    }
 }
 
 /// Several runs and their medians (`target/bench/net.json`).
@@ -205,6 +246,8 @@ pub struct NetBenchResult {
     pub tsc_emulated: bool,
     /// What `--guest-cmdline` added to the guests' kernel command lines (empty: nothing).
     pub guest_cmdline: String,
+    /// Xen's scheduler (`--sched`).
+    pub sched: String,
     /// The extra words on Xen's command line (`--xen-arg`).
     pub xen_args: Vec<String>,
 }
@@ -662,7 +705,7 @@ fn domu_to_host(cfg: &NetBenchConfig, nic: crate::UplinkNic) -> Result<Baseline>
         domus: vec![gamma.parse::<DomuSpec>().map_err(anyhow::Error::msg)?],
         dom0_args: vec![format!("nic={}", nic.sbdf()), "ip=dhcp".into()],
         run_name: Some(format!("bench-net-uplink-{mib}m")),
-        xen_args: cfg.xen_args.clone(),
+        xen_args: cfg.xen_words(),
         nic_forward: crate::qemu::NicForward {
             model: nic.qemu_model().to_string(),
             http_port: None,
@@ -750,22 +793,19 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
         quiet: true,
         domus,
         run_name: Some(format!("bench-net-{mib}m")),
-        xen_args: cfg.xen_args.clone(),
+        xen_args: cfg.xen_words(),
         ..RunConfig::default()
     };
     println!(
         "bench-net: Xen {} on {} CPUs, two Debian DomUs on dom0's switch (tsc_mode={tsc}), {mib} \
-         MiB per transfer{}{}",
+         MiB per transfer{}; Xen's command line adds {:?}",
         cfg.xen.as_str(),
         cfg.smp,
         match cfg.guest_cmdline.trim() {
             "" => String::new(),
             t => format!("; the guests' command lines add {t:?}"),
         },
-        match cfg.xen_args.as_slice() {
-            [] => String::new(),
-            a => format!("; Xen's command line adds {:?}", a.join(" ")),
-        }
+        cfg.xen_words().join(" ")
     );
     let out = run_measured(&rc)?;
     if out.report.outcome != Outcome::Pass {
@@ -793,6 +833,7 @@ pub fn bench_net_once(cfg: &NetBenchConfig) -> Result<NetBenchResult> {
     r.cpus = cfg.smp;
     r.tsc_mode = tsc.to_string();
     r.guest_cmdline = cfg.guest_cmdline.trim().to_string();
+    r.sched = cfg.sched.as_str().to_string();
     r.xen_args.clone_from(&cfg.xen_args);
     r.tsc_emulated = domus.iter().any(|d| d.tsc_emulated);
     if let Some(d) = domus.iter().find(|d| d.tsc_mode != tsc) {

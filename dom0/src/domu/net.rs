@@ -56,6 +56,9 @@ pub struct Uplink {
     port: PortId,
     /// When it last moved a frame either way, ns.
     active_ns: u64,
+    /// Frames the switch sent it during this pass: transmitted together at the end of the
+    /// pass's forwarding (`Net::flush_uplink`), one doorbell for all of them.
+    out: Vec<Vec<u8>>,
 }
 
 impl Uplink {
@@ -65,6 +68,7 @@ impl Uplink {
             summary,
             port: 0,
             active_ns: 0,
+            out: Vec::new(),
         }
     }
 }
@@ -543,6 +547,7 @@ impl Net {
                 self.forward(from, Packet::frame(f), now_ns);
             }
         }
+        self.flush_uplink(x);
         // Every connected vif's RX ring at once, the copies together (`receive_all`).
         let (on, mut pages) = self.rings(1);
         let results = netback::vif::receive_all(
@@ -572,6 +577,33 @@ impl Net {
                     self.detach(x, k, free);
                 }
             }
+        }
+    }
+
+    /// Transmit the frames the pass forwarded to the NIC, with one doorbell write (one per
+    /// packet before: 1.8 per pass moving 10 KB on the bench). The senders' TX notifications
+    /// owed so far go first, in one trap: their slots are free already, and a sender woken
+    /// now fills its ring while dom0 segments and queues (the NIC path is dom0's longest:
+    /// with the notification at the end of the pass, sender and dom0 took turns).
+    fn flush_uplink(&mut self, x: &Xen) {
+        let Some(u) = self.uplink.as_mut() else {
+            return;
+        };
+        if u.out.is_empty() {
+            return;
+        }
+        let frames = core::mem::take(&mut u.out);
+        if !self.notify.is_empty() {
+            let sends = core::mem::take(&mut self.notify);
+            // A send that fails (the port closed since) loses nothing: that DomU is gone.
+            let _ = ops::send_then_poll(x, &sends, &[], 0);
+        }
+        let Some(u) = self.uplink.as_mut() else {
+            return;
+        };
+        // Full: dropped and counted by the driver, as a congested NIC drops.
+        if let Err(NicError::Device(e)) = u.nic.transmit_batch(&frames) {
+            self.stop_uplink(format!("transmit: {e}"));
         }
     }
 
@@ -617,15 +649,10 @@ impl Net {
                     continue;
                 }
                 u.active_ns = now_ns;
-                let mut failed = None;
-                // Full: dropped and counted by the driver, as a congested NIC drops. One
-                // doorbell for the packet's frames (a GSO packet is up to 45 of them).
+                // Queued for the pass's one transmission (`flush_uplink`).
                 let fs = frames(&mut pkt, &mut self.vifs, Some(p) == last);
-                if let Err(NicError::Device(e)) = u.nic.transmit_batch(&fs) {
-                    failed = Some(e);
-                }
-                if let Some(e) = failed {
-                    self.stop_uplink(format!("transmit: {e}"));
+                if let Some(u) = self.uplink.as_mut() {
+                    u.out.extend(fs);
                 }
                 continue;
             }
