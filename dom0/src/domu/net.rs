@@ -348,6 +348,9 @@ impl Net {
     /// When the stack needs a poll without new frames (TCP timers), in ns from `now_ns`.
     pub fn poll_delay_ns(&mut self, now_ns: u64) -> Option<u64> {
         let s = self.stack.as_mut()?;
+        if s.has_input() {
+            return Some(0);
+        }
         s.poll_delay_ms(ms(now_ns))
             .map(|d| d.saturating_mul(1_000_000))
     }
@@ -548,6 +551,11 @@ impl Net {
             }
         }
         self.flush_uplink(x);
+        // The NIC once more: what it received while this pass worked (the host's ACKs for
+        // earlier frames, on the bench) reaches its vifs in this pass's RX phase, not a pass
+        // later (up to the 1 ms poll period, or a sender's next notification, after). Frames
+        // for dom0's own stack wait for the next pass, which comes at once (`poll_delay_ns`).
+        self.uplink_receive(now_ns);
         // Every connected vif's RX ring at once, the copies together (`receive_all`).
         let (on, mut pages) = self.rings(1);
         let results = netback::vif::receive_all(
