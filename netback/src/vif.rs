@@ -413,7 +413,7 @@ fn run_copies<P: RingPage + ?Sized>(
 ///
 /// The copies of every vif's packets go to Xen together, as many as the bounce buffer holds
 /// (one `GNTTABOP_copy` per 64 ops): each hypercall is a VM exit, under QEMU a flush of its
-/// soft TLB, and one per vif per pass was 4 of dom0's 7.6 traps per pass in a DomU -> DomU
+/// soft TLB, and one per vif per pass was 4 of dom0's 7.7 traps per pass in a DomU -> DomU
 /// transfer. Every packet is answered after its copies, in ring order.
 pub fn transmit_all<P: RingPage + ?Sized>(
     x: &dyn Hypercall,

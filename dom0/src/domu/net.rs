@@ -483,7 +483,8 @@ impl Net {
             TX_BUDGET,
         );
         // A sender hears of its TX responses with the pass's RX notifications, in the loop's
-        // next trap (`take_notifications`): a guest whose TX and RX ports are both pending
+        // next trap (`take_notifications`; or before the pass's NIC transmission, see
+        // `flush_uplink`): a guest whose TX and RX ports are both pending
         // takes one upcall for both (an IPI or a wakeup and an EOI write, each an emulated VM
         // exit on the bench), and dom0 one trap less. Measured on 2 CPUs (`cargo image
         // bench-net`, 3 runs each): DomU -> dom0 9-14 -> 16-21 MiB/s, DomU -> DomU 5.5-9.9 ->
