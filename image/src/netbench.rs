@@ -26,8 +26,8 @@ use crate::{DomuSpec, Outcome, RunConfig, XenVersion, run, target_dir};
 /// other emulated CPU then spins until that thread runs again: lock-holder preemption, which
 /// a real machine does not have. credit2 (Xen's default) keeps one runqueue, and one lock,
 /// for both pCPUs and takes it on every wakeup and every scheduling decision; in a register
-/// profile of DomU -> host (eleventh session) 4-6% of both CPUs' samples sat in its `pause`
-/// loop. credit1 has a runqueue per pCPU and steals work with a trylock. With the host kept
+/// profile of DomU -> host (twelfth session) 4.4% of both CPUs' samples sat in the `pause`
+/// loop of Xen's spinlock on that one lock (6.5% on all locks). credit1 has a runqueue per pCPU and steals work with a trylock. With the host kept
 /// busy (a process burning 30% of one of its two cores) DomU -> DomU was 35, 117, 46% of the
 /// baseline under credit2 and 82, 70, 74% under credit1 (`docs/NETBENCH.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
