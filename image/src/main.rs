@@ -581,20 +581,7 @@ mod tests {
         let words = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
             Cmd::BenchNet {
                 sched, xen_args, ..
-            } => image::netbench::NetBenchConfig {
-                xen: image::XenVersion::V4_20,
-                mib: 1,
-                timeout: std::time::Duration::from_secs(1),
-                baseline_only: false,
-                smp: 2,
-                uplink: None,
-                tsc_mode: toolstack::bundle::TscMode::Native,
-                guest_cmdline: String::new(),
-                sched,
-                xen_args,
-                runs: 1,
-            }
-            .xen_words(),
+            } => sched.with(&xen_args),
             _ => panic!("not bench-net"),
         };
         assert_eq!(words(&["image", "bench-net"]), ["sched=credit"]);

@@ -27,9 +27,10 @@ use crate::{DomuSpec, Outcome, RunConfig, XenVersion, run, target_dir};
 /// a real machine does not have. credit2 (Xen's default) keeps one runqueue, and one lock,
 /// for both pCPUs and takes it on every wakeup and every scheduling decision; in a register
 /// profile of DomU -> host (twelfth session) 4.4% of both CPUs' samples sat in the `pause`
-/// loop of Xen's spinlock on that one lock (6.5% on all locks). credit1 has a runqueue per pCPU and steals work with a trylock. With the host kept
-/// busy (a process burning 30% of one of its two cores) DomU -> DomU was 35, 117, 46% of the
-/// baseline under credit2 and 82, 70, 74% under credit1 (`docs/NETBENCH.md`).
+/// loop of Xen's spinlock on that one lock (6.5% on all locks). credit1 has a runqueue per
+/// pCPU and steals work with a trylock. With the host kept busy (a process burning 30% of one
+/// of its two cores) DomU -> DomU was 35, 117, 46% of the baseline under credit2 and 82, 70,
+/// 74% under credit1 (`docs/NETBENCH.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 pub enum XenSched {
     /// credit1 (`sched=credit`): a runqueue per pCPU.
@@ -45,6 +46,14 @@ impl XenSched {
             XenSched::Credit => "credit",
             XenSched::Credit2 => "credit2",
         }
+    }
+
+    /// The words added to Xen's command line: `sched=`, then `extra` (so that a `sched=` among
+    /// them wins: Xen keeps a parameter's last value).
+    pub fn with(self, extra: &[String]) -> Vec<String> {
+        let mut w = vec![format!("sched={}", self.as_str())];
+        w.extend(extra.iter().cloned());
+        w
     }
 }
 
@@ -82,9 +91,7 @@ pub struct NetBenchConfig {
 impl NetBenchConfig {
     /// The words added to Xen's command line: the scheduler, then `--xen-arg`'s.
     pub fn xen_words(&self) -> Vec<String> {
-        let mut w = vec![format!("sched={}", self.sched.as_str())];
-        w.extend(self.xen_args.iter().cloned());
-        w
+        self.sched.with(&self.xen_args)
     }
 }
 

@@ -595,23 +595,15 @@ impl Net {
     /// now fills its ring while dom0 segments and queues (the NIC path is dom0's longest:
     /// with the notification at the end of the pass, sender and dom0 took turns).
     fn flush_uplink(&mut self, x: &Xen) {
-        let Some(u) = self.uplink.as_mut() else {
+        let Some(u) = self.uplink.as_mut().filter(|u| !u.out.is_empty()) else {
             return;
         };
-        if u.out.is_empty() {
-            return;
-        }
         let frames = core::mem::take(&mut u.out);
-        if !self.notify.is_empty() {
-            let sends = core::mem::take(&mut self.notify);
-            // A send that fails (the port closed since) loses nothing: that DomU is gone.
-            let _ = ops::send_then_poll(x, &sends, &[], 0);
-        }
-        let Some(u) = self.uplink.as_mut() else {
-            return;
-        };
+        // A send that fails (the port closed since) loses nothing: that DomU is gone.
+        let _ = ops::send_then_poll(x, &core::mem::take(&mut self.notify), &[], 0);
         // Full: dropped and counted by the driver, as a congested NIC drops.
-        if let Err(NicError::Device(e)) = u.nic.transmit_batch(&frames) {
+        let sent = self.uplink.as_mut().map(|u| u.nic.transmit_batch(&frames));
+        if let Some(Err(NicError::Device(e))) = sent {
             self.stop_uplink(format!("transmit: {e}"));
         }
     }
